@@ -1,0 +1,1 @@
+"""Simulated operando BCDI beamline: particle, diffraction, devices and scenarios."""

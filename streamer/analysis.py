@@ -1,0 +1,108 @@
+"""One scan's analysis: peak metrics, phase retrieval, alignment to the previous scan, defects.
+
+Pure array-in, array-out: no sockets, files or clocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamer.alignment import register
+from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
+from streamer.geometry import OrthogonalGeometry
+from streamer.peak import peak_metrics
+from streamer.phasing import PhasingConfig, reconstruct
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Thresholds of the defect analysis (fractions of the maximum amplitude, voxels, rad)."""
+
+    support_threshold: float = 0.2
+    vortex_min_length: int = 3
+    boundary_jump_rad: float = 0.8
+    boundary_min_domain_fraction: float = 0.05
+    surface_erosion_voxels: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.support_threshold < 1:
+            raise ValueError(f"support_threshold must be in (0, 1), got {self.support_threshold}")
+        if self.vortex_min_length < 1:
+            raise ValueError("vortex_min_length must be >= 1")
+        if not 0 < self.boundary_jump_rad < np.pi:
+            raise ValueError("boundary_jump_rad must be in (0, pi)")
+
+
+@dataclass
+class ScanAnalysis:
+    peak: dict
+    rho: np.ndarray | None = None
+    vortices: list[dict] = field(default_factory=list)
+    domain_boundaries: list[dict] = field(default_factory=list)
+    phasing: dict = field(default_factory=dict)
+
+
+def _nm(pos_vox, geometry: OrthogonalGeometry) -> list[float]:
+    centre = np.array([n // 2 for n in geometry.shape_zyx], float)
+    return ((np.asarray(pos_vox) - centre) * geometry.voxel_nm).round(2).tolist()
+
+
+def analyze_scan(
+    intensity: np.ndarray,
+    *,
+    geometry: OrthogonalGeometry,
+    xp,
+    phasing: PhasingConfig = PhasingConfig(),
+    config: AnalysisConfig = AnalysisConfig(),
+    previous_rho: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    rng=None,
+) -> ScanAnalysis:
+    """Analyse a scan's intensity in lab order (q_z, q_y, q_x); ``mask`` True = unmeasured."""
+    if tuple(intensity.shape) != geometry.shape_zyx:
+        raise ValueError(f"intensity shape {intensity.shape} does not match geometry {geometry.shape_zyx}")
+    peak = peak_metrics(intensity, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
+    result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask)
+    rho = result.rho
+    info = {"recipe": result.recipe, "iterations": result.iterations, "population": len(result.chi_square),
+            "chi_square": float(result.chi_square[result.best])}
+    if previous_rho is not None and previous_rho.shape == rho.shape:
+        reg = register(rho, previous_rho)
+        rho = reg.aligned
+        info["twin_flipped"] = reg.twin
+        info["correlation_to_previous"] = round(reg.correlation, 4)
+    support = particle_mask(np.abs(rho), threshold=config.support_threshold)
+    lines = find_vortex_lines(
+        xp.asarray(rho), xp=xp, mask=support, min_length=config.vortex_min_length,
+        erosion=config.surface_erosion_voxels,
+    )
+    vortices = [
+        {
+            "position": np.round(line.position, 2).tolist(),
+            "position_nm": _nm(line.position, geometry),
+            "winding": int(line.winding),
+            "direction": np.round(line.direction, 3).tolist(),
+            "type": line.kind,
+            "length_voxels": int(line.length),
+            "confidence": round(line.confidence, 3),
+        }
+        for line in lines
+    ]
+    boundaries = [
+        {
+            "position": np.round(b.position, 2).tolist(),
+            "position_nm": _nm(b.position, geometry),
+            "normal": np.round(b.normal, 3).tolist(),
+            "phase_step_rad": round(b.phase_step_rad, 3),
+            "angle_to_layers_deg": round(b.angle_to_layers_deg, 1),
+            "area_voxels": b.area_voxels,
+        }
+        for b in find_domain_boundaries(
+            rho, mask=support, jump_rad=config.boundary_jump_rad,
+            min_domain_fraction=config.boundary_min_domain_fraction, erosion=config.surface_erosion_voxels,
+        )
+    ]
+    info["support_voxels"] = int(support.sum())
+    return ScanAnalysis(peak, rho, vortices, boundaries, info)

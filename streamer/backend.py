@@ -1,0 +1,62 @@
+"""The array backend: an array-API namespace ``xp`` (numpy, cupy, or array-api-strict) and its FFTs.
+
+Phasing and analysis are written once against ``xp``. cupy is imported only when asked for, so a
+machine without a GPU imports and tests everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "numpy", "cupy", "strict")
+
+
+def get_namespace(name: str = "numpy"):
+    """Return the array-API namespace for ``name`` (``auto`` picks cupy when a GPU answers)."""
+    import array_api_compat
+
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name in ("cupy", "auto"):
+        try:
+            cupy = importlib.import_module("cupy")
+            cupy.cuda.runtime.getDeviceCount()
+            return array_api_compat.array_namespace(cupy.empty(1))
+        except Exception as exc:  # no cupy, no driver, no device
+            if name == "cupy":
+                raise RuntimeError(f"backend 'cupy' requested but unusable: {exc}") from exc
+            log.info("no usable GPU (%s); using numpy", exc)
+    if name == "strict":
+        return importlib.import_module("array_api_strict")
+    import numpy
+
+    return array_api_compat.array_namespace(numpy.empty(1))
+
+
+def is_numpy(xp) -> bool:
+    import array_api_compat
+
+    return array_api_compat.is_numpy_namespace(xp)
+
+
+def to_numpy(x):
+    """Copy an array of any backend to a host numpy array."""
+    import numpy
+
+    if hasattr(x, "get"):  # cupy
+        return x.get()
+    return numpy.asarray(x)
+
+
+def fftn(xp, x, *, inverse: bool = False, axes=(-3, -2, -1)):
+    """Unitary n-d FFT over ``axes``; numpy arrays go through scipy.fft with all cores."""
+    if is_numpy(xp):
+        import scipy.fft
+
+        f = scipy.fft.ifftn if inverse else scipy.fft.fftn
+        return f(x, axes=axes, norm="ortho", workers=-1)
+    f = xp.fft.ifftn if inverse else xp.fft.fftn
+    return f(x, axes=axes, norm="ortho")

@@ -1,0 +1,132 @@
+"""The frame-stream wire format: a msgpack header part, then zero or more raw buffer parts.
+
+This module is the bottom floor: it imports nothing from the project. A frame travels as
+``[header, buffer]`` where ``buffer`` is the C-contiguous array memory (sent without a copy),
+and the header names its shape and dtype. Every decoding problem raises :class:`WireError`
+with a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+#: message type -> header fields it must carry (besides ``type`` and ``version``)
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "scan_start": ("run", "scan", "num_frames", "metadata"),
+    "frame": ("run", "scan", "frame", "theta_deg", "timestamp", "shape", "dtype"),
+    "scan_end": ("run", "scan", "num_frames"),
+    "run_stop": ("run",),
+    "heartbeat": (),
+}
+
+#: detector dtypes accepted on the wire (counting detectors: unsigned integers, or float32)
+FRAME_DTYPES = ("uint8", "uint16", "uint32", "int32", "float32")
+
+
+class WireError(ValueError):
+    """A message that does not follow the protocol."""
+
+
+@dataclass
+class Message:
+    type: str
+    header: dict[str, Any]
+    array: np.ndarray | None = None  # the frame, for ``frame`` messages (read-only view)
+
+
+def encode(msg_type: str, **fields: Any) -> list[bytes]:
+    """Encode a message without a buffer (scan_start, scan_end, run_stop, heartbeat)."""
+    if msg_type not in REQUIRED_FIELDS or msg_type == "frame":
+        raise WireError(f"cannot encode message type {msg_type!r} without a frame")
+    header = {"type": msg_type, "version": PROTOCOL_VERSION, **fields}
+    _check_fields(header)
+    return [msgpack.packb(header, use_bin_type=True)]
+
+
+def encode_frame(
+    *, run: str, scan: int, frame: int, theta_deg: float, timestamp: float, array: np.ndarray, **extra: Any
+) -> list:
+    """Encode a frame: header plus the array's own memory (no copy when C-contiguous)."""
+    array = np.ascontiguousarray(array)
+    if array.ndim != 2:
+        raise WireError(f"a frame must be 2D, got shape {array.shape}")
+    if array.dtype.name not in FRAME_DTYPES:
+        raise WireError(f"frame dtype {array.dtype.name} not in {FRAME_DTYPES}")
+    header = {
+        "type": "frame",
+        "version": PROTOCOL_VERSION,
+        "run": str(run),
+        "scan": int(scan),
+        "frame": int(frame),
+        "theta_deg": float(theta_deg),
+        "timestamp": float(timestamp),
+        "shape": list(array.shape),
+        "dtype": array.dtype.name,
+        **extra,
+    }
+    return [msgpack.packb(header, use_bin_type=True), memoryview(array).cast("B")]
+
+
+def _check_fields(header: dict) -> None:
+    missing = [k for k in REQUIRED_FIELDS[header["type"]] if k not in header]
+    if missing:
+        raise WireError(f"{header['type']} message lacks field(s) {', '.join(missing)}")
+
+
+def decode(parts: list) -> Message:
+    """Decode a received multipart message; the frame array is a zero-copy view of its part."""
+    if not parts:
+        raise WireError("empty message")
+    try:
+        header = msgpack.unpackb(bytes(parts[0]), raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise WireError(f"header is not valid msgpack: {exc}") from None
+    if not isinstance(header, dict):
+        raise WireError(f"header must be a map, got {type(header).__name__}")
+    msg_type = header.get("type")
+    if msg_type not in REQUIRED_FIELDS:
+        raise WireError(f"unknown message type {msg_type!r}")
+    version = header.get("version")
+    if version != PROTOCOL_VERSION:
+        raise WireError(f"unsupported protocol version {version!r} (this reader speaks {PROTOCOL_VERSION})")
+    _check_fields(header)
+    if msg_type != "frame":
+        if len(parts) != 1:
+            raise WireError(f"{msg_type} message must have 1 part, got {len(parts)}")
+        return Message(msg_type, header)
+    return Message(msg_type, header, _frame_array(header, parts))
+
+
+def _frame_array(header: dict, parts: list) -> np.ndarray:
+    if len(parts) != 2:
+        raise WireError(f"frame message must have 2 parts (header, buffer), got {len(parts)}")
+    dtype, shape = header["dtype"], header["shape"]
+    if dtype not in FRAME_DTYPES:
+        raise WireError(f"frame dtype {dtype!r} not in {FRAME_DTYPES}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
+        raise WireError(f"frame shape must be two positive integers, got {shape!r}")
+    for key in ("run",):
+        if not isinstance(header[key], str):
+            raise WireError(f"frame field {key!r} must be a string, got {header[key]!r}")
+    for key in ("scan", "frame"):
+        if not isinstance(header[key], int) or isinstance(header[key], bool) or header[key] < 0:
+            raise WireError(f"frame field {key!r} must be a non-negative integer, got {header[key]!r}")
+    for key in ("theta_deg", "timestamp"):
+        if not isinstance(header[key], (int, float)) or not np.isfinite(header[key]):
+            raise WireError(f"frame field {key!r} must be a finite number, got {header[key]!r}")
+    buf = parts[1]
+    view = buf.buffer if hasattr(buf, "buffer") else memoryview(buf)
+    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if view.nbytes != expected:
+        raise WireError(f"frame buffer has {view.nbytes} bytes, header says {shape} {dtype} = {expected}")
+    return np.frombuffer(view, dtype=dtype).reshape(shape)
