@@ -22,8 +22,8 @@ class AnalysisConfig:
 
     support_threshold: float = 0.2
     vortex_min_length: int = 3
-    boundary_jump_rad: float = 0.8
-    boundary_min_domain_fraction: float = 0.05
+    boundary_jump_rad: float = 1.2
+    boundary_min_area_fraction: float = 0.25
     surface_erosion_voxels: int = 1
 
     def __post_init__(self):
@@ -98,10 +98,11 @@ def analyze_scan(
             "phase_step_rad": round(b.phase_step_rad, 3),
             "angle_to_layers_deg": round(b.angle_to_layers_deg, 1),
             "area_voxels": b.area_voxels,
+            "coherence": round(b.coherence, 3),
         }
         for b in find_domain_boundaries(
             rho, mask=support, jump_rad=config.boundary_jump_rad,
-            min_domain_fraction=config.boundary_min_domain_fraction, erosion=config.surface_erosion_voxels,
+            min_area_fraction=config.boundary_min_area_fraction, erosion=config.surface_erosion_voxels,
         )
     ]
     info["support_voxels"] = int(support.sum())

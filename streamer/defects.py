@@ -174,12 +174,13 @@ def _make_line(points: np.ndarray, circulation: np.ndarray) -> VortexLine:
 
 @dataclass
 class DomainBoundary:
-    """A surface between two domains of different mean phase."""
+    """A sheet across which the phase jumps: a domain boundary."""
 
-    position: np.ndarray  # (3,) centre of the interface, voxel index coordinates (z, y, x)
+    position: np.ndarray  # (3,) centre of the sheet, voxel index coordinates (z, y, x)
     normal: np.ndarray  # (3,) unit normal of the fitted plane (z, y, x)
-    phase_step_rad: float  # wrapped mean phase of the second domain minus the first
-    area_voxels: int
+    phase_step_rad: float  # mean wrapped phase change crossing the sheet along ``normal``
+    area_voxels: int  # number of cut links in the sheet
+    coherence: float  # 0..1: how consistently the phase jumps the same way across the sheet
 
     @property
     def angle_to_layers_deg(self) -> float:
@@ -187,57 +188,78 @@ class DomainBoundary:
         return math.degrees(math.acos(min(1.0, abs(float(self.normal[0])))))
 
 
+def phase_cuts(rho: np.ndarray, inner: np.ndarray, jump_rad: float):
+    """Links between neighbours where the phase jumps, per axis: (cut mask, signed step).
+
+    A link (i, i+1) is cut when the wrapped change over either two-voxel span containing it
+    exceeds ``jump_rad`` (a resolution-limited step spreads over two voxels) or the change over
+    the link itself exceeds ``2/3 jump_rad``. ``step`` is the largest such change, signed.
+    """
+    out = []
+    for ax in range(3):
+        a, b = _sl(3, ax, slice(None, -1)), _sl(3, ax, slice(1, None))
+        d1 = np.angle(rho[b] * np.conj(rho[a]))
+        valid = inner[a] & inner[b]
+        step = np.where(np.abs(d1) > 2 * jump_rad / 3, d1, 0.0)
+        s0, s2 = _sl(3, ax, slice(None, -2)), _sl(3, ax, slice(2, None))
+        d2 = np.angle(rho[s2] * np.conj(rho[s0]))
+        d2 = np.where(inner[s0] & inner[s2] & (np.abs(d2) > jump_rad), d2, 0.0)
+        for target in (_sl(3, ax, slice(1, None)), _sl(3, ax, slice(None, -1))):
+            sub = step[target]
+            step[target] = np.where(np.abs(d2) > np.abs(sub), d2, sub)
+        step = np.where(valid, step, 0.0)
+        out.append((step != 0, step))
+    return out
+
+
 def find_domain_boundaries(
     rho: np.ndarray,
     *,
     mask: np.ndarray,
-    jump_rad: float = 0.8,
-    min_domain_fraction: float = 0.05,
+    jump_rad: float = 1.2,
+    min_area_fraction: float = 0.25,
+    min_coherence: float = 0.7,
     erosion: int = 1,
 ) -> list[DomainBoundary]:
-    """Split the particle where neighbouring phases jump by more than ``jump_rad``.
+    """Sheets of phase jumps inside the particle, fitted by planes.
 
-    Domains are the connected pieces of the (eroded) particle joined by small phase steps;
-    each pair of large domains that touch gives a boundary with a plane fitted to the interface.
+    Cut links (see :func:`phase_cuts`) are grouped by proximity; a group counts as a boundary
+    when it has at least ``min_area_fraction`` x (particle volume)^(2/3) links and the phase jumps
+    the same way all across it (``coherence`` >= ``min_coherence``); the tube of cut links around
+    a vortex core jumps every way and is rejected.
     """
     rho = np.asarray(rho)
     inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else np.asarray(mask, bool)
-    n = rho.size
-    index = np.arange(n).reshape(rho.shape)
-    rows, cols = [], []
-    for ax in range(3):
-        a = _sl(3, ax, slice(None, -1))
-        b = _sl(3, ax, slice(1, None))
-        step = np.abs(np.angle(rho[b] * np.conj(rho[a])))
-        keep = inner[a] & inner[b] & (step < jump_rad)
-        rows.append(index[a][keep])
-        cols.append(index[b][keep])
-    rows = np.concatenate(rows)
-    cols = np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    labels = connected_components(graph, directed=False)[1].reshape(rho.shape)
-    labels = np.where(inner, labels, -1)
-    ids, counts = np.unique(labels[inner], return_counts=True)
-    big = [int(i) for i, c in zip(ids, counts) if c >= min_domain_fraction * inner.sum()]
-    boundaries = []
-    for i, da in enumerate(big):
-        for db in big[i + 1 :]:
-            a, b = labels == da, labels == db
-            near = ndimage.binary_dilation(a, iterations=2) & ndimage.binary_dilation(b, iterations=2)
-            if near.sum() < 4:
-                continue
-            boundaries.append(_fit_boundary(rho, a, b, near))
-    return boundaries
-
-
-def _fit_boundary(rho, a, b, interface) -> DomainBoundary:
-    coords = np.argwhere(interface).astype(float)
-    centre = coords.mean(axis=0)
-    normal = np.linalg.svd(coords - centre, full_matrices=False)[2][-1]
-    # phase of each domain measured next to the interface, where the offset is what jumps
-    near_a = a & ndimage.binary_dilation(interface, iterations=2)
-    near_b = b & ndimage.binary_dilation(interface, iterations=2)
-    ua = np.sum(rho[near_a] / np.maximum(np.abs(rho[near_a]), 1e-12))
-    ub = np.sum(rho[near_b] / np.maximum(np.abs(rho[near_b]), 1e-12))
-    step = float(np.angle(ub * np.conj(ua)))
-    return DomainBoundary(centre, normal, step, int(interface.sum()))
+    pts, steps, axes = [], [], []
+    for ax, (cut, step) in enumerate(phase_cuts(rho, inner, jump_rad)):
+        idx = np.argwhere(cut)
+        centre = idx.astype(float)
+        centre[:, ax] += 0.5
+        pts.append(centre)
+        steps.append(step[cut])
+        axes.append(np.full(len(idx), ax))
+    points = np.concatenate(pts)
+    if len(points) == 0:
+        return []
+    steps, axes = np.concatenate(steps), np.concatenate(axes)
+    labels = _cluster(points, radius=1.5)
+    min_area = min_area_fraction * inner.sum() ** (2 / 3)
+    found = []
+    for lab in np.unique(labels):
+        sel = labels == lab
+        if sel.sum() < min_area:
+            continue
+        p = points[sel]
+        centre = p.mean(axis=0)
+        normal = np.linalg.svd(p - centre, full_matrices=False)[2][2]
+        lead = int(np.argmax(np.abs(normal)))
+        normal = normal if normal[lead] > 0 else -normal
+        # step measured crossing along +normal: links along axis k count with sign(normal[k])
+        signed = steps[sel] * np.sign(normal[axes[sel]])
+        weights = np.abs(normal[axes[sel]])
+        mean = np.sum(weights * np.exp(1j * signed))
+        coherence = float(np.abs(mean) / weights.sum()) if weights.sum() > 0 else 0.0
+        if coherence < min_coherence:
+            continue
+        found.append(DomainBoundary(centre, normal, float(np.angle(mean)), int(sel.sum()), coherence))
+    return found

@@ -1,0 +1,63 @@
+"""A bluesky callback that streams each rocking scan's frames to the pipeline.
+
+Each bluesky run is one rocking scan. Its start document names the series (the operando run)
+and the scan index; each primary event carries a detector frame and the rocking angle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bluesky.callbacks.core import CallbackBase
+
+from streamer.transport import FrameSender
+
+log = logging.getLogger(__name__)
+
+#: start-document keys forwarded to the pipeline as scan metadata
+FORWARDED_KEYS = ("voltage_v", "capacity_mah_g", "geometry", "exposure_s", "plan_name", "uid", "sample",
+                  "center_deg", "width_deg", "scenario_stage")
+
+
+class FrameStreamer(CallbackBase):
+    """Sends scan_start / frame / scan_end for every run the RunEngine executes."""
+
+    def __init__(self, sender: FrameSender, *, image_field: str = "timepix_image"):
+        super().__init__()
+        self.sender = sender
+        self.image_field = image_field
+        self._run = None
+        self._scan = None
+        self._theta_key = None
+        self._primary = set()
+        self._sent = 0
+
+    def start(self, doc):
+        self._run = str(doc.get("series", doc["uid"]))
+        self._scan = int(doc.get("scan_index", doc.get("scan_id", 0)))
+        motors = doc.get("motors") or []
+        if not motors:
+            raise ValueError("start document names no rocking motor ('motors')")
+        self._theta_key = motors[0]
+        self._sent = 0
+        self._primary.clear()
+        meta = {k: doc[k] for k in FORWARDED_KEYS if k in doc}
+        meta = json.loads(json.dumps(meta, default=str))  # plain types only on the wire
+        self.sender.scan_start(self._run, self._scan, int(doc["num_points"]), meta)
+
+    def descriptor(self, doc):
+        if doc.get("name") == "primary":
+            self._primary.add(doc["uid"])
+
+    def event(self, doc):
+        if doc["descriptor"] not in self._primary or self.image_field not in doc["data"]:
+            return
+        self.sender.frame(
+            self._run, self._scan, int(doc["seq_num"]) - 1, float(doc["data"][self._theta_key]),
+            doc["data"][self.image_field], timestamp=float(doc["timestamps"][self.image_field]),
+        )
+        self._sent += 1
+
+    def stop(self, doc):
+        self.sender.scan_end(self._run, self._scan, self._sent, exit_status=doc.get("exit_status", "unknown"))

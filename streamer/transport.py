@@ -1,0 +1,68 @@
+"""ZeroMQ sockets of the frame stream: stable stages bind, senders connect.
+
+Every socket has a high-water mark, LINGER 0 and a timeout that becomes an error naming the
+endpoint. Frames go PUSH/PULL, so a sender blocks (losslessly) when the receiver falls behind.
+"""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from streamer import wire
+
+
+class SendTimeout(TimeoutError):
+    """The receiver did not take a message in time."""
+
+
+def bind(ctx: zmq.Context, kind: int, endpoint: str, *, hwm: int = 10_000) -> tuple[zmq.Socket, str]:
+    """Bind a socket; returns it and the endpoint actually bound (a port of 0 or * resolved)."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM if kind in (zmq.PULL, zmq.SUB) else zmq.SNDHWM, hwm)
+    endpoint = endpoint.replace(":0", ":*") if endpoint.endswith(":0") else endpoint
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close()
+        raise OSError(f"cannot bind {endpoint}: {exc}") from None
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+class FrameSender:
+    """Sends the messages of a run to a pipeline's frame endpoint (PUSH, connect)."""
+
+    def __init__(self, endpoint: str, *, ctx: zmq.Context | None = None, hwm: int = 1000, timeout_s: float = 30.0):
+        self.endpoint = endpoint
+        self._ctx = ctx or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.PUSH)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, hwm)
+        self._sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+        self._sock.connect(endpoint)
+        self.sent = 0
+
+    def _send(self, parts: list) -> None:
+        try:
+            self._sock.send_multipart(parts, copy=False)
+        except zmq.Again:
+            raise SendTimeout(f"pipeline at {self.endpoint} took no message for {self._sock.getsockopt(zmq.SNDTIMEO) / 1000:.0f} s") from None
+        self.sent += 1
+
+    def scan_start(self, run: str, scan: int, num_frames: int, metadata: dict) -> None:
+        self._send(wire.encode("scan_start", run=run, scan=scan, num_frames=num_frames, metadata=metadata))
+
+    def frame(self, run: str, scan: int, frame: int, theta_deg: float, array, timestamp: float | None = None) -> None:
+        ts = time.time() if timestamp is None else timestamp
+        self._send(wire.encode_frame(run=run, scan=scan, frame=frame, theta_deg=theta_deg, timestamp=ts, array=array))
+
+    def scan_end(self, run: str, scan: int, num_frames: int, **fields) -> None:
+        self._send(wire.encode("scan_end", run=run, scan=scan, num_frames=num_frames, **fields))
+
+    def run_stop(self, run: str, **fields) -> None:
+        self._send(wire.encode("run_stop", run=run, **fields))
+
+    def close(self) -> None:
+        self._sock.close()
