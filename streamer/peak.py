@@ -6,29 +6,52 @@ import numpy as np
 
 
 def fwhm(profile: np.ndarray) -> float:
-    """Full width at half maximum (pixels) of a 1D profile, by linear interpolation.
+    """Full width at half maximum (pixels) of a 1D profile.
 
-    The half-maximum crossings nearest the maximum on each side are used; a peak that does not
-    fall to half on one side is measured to the array edge.
+    The maximum and each half-maximum crossing are found on a parabola through log(profile) at three samples
+    around it (exact for a Gaussian flank), falling back to linear interpolation where counts
+    are zero. A peak that does not fall to half on one side is measured to the array edge.
     """
     p = np.asarray(profile, dtype=float)
     if p.ndim != 1 or p.size < 3:
         raise ValueError(f"profile must be 1D with >= 3 samples, got shape {p.shape}")
     m = int(np.argmax(p))
-    half = p[m] / 2
+    half = _apex(p, m) / 2
     if not half > 0:
         return float("nan")
-    left = float(0)
+    left, right = 0.0, float(p.size - 1)
     for i in range(m, 0, -1):
         if p[i - 1] < half:
-            left = i - (p[i] - half) / (p[i] - p[i - 1])
+            left = _crossing(p, i - 1, i, half)
             break
-    right = float(p.size - 1)
     for i in range(m, p.size - 1):
         if p[i + 1] < half:
-            right = i + (p[i] - half) / (p[i] - p[i + 1])
+            right = _crossing(p, i, i + 1, half)
             break
     return right - left
+
+
+def _apex(p: np.ndarray, m: int) -> float:
+    """Height of the maximum between samples: vertex of a parabola through log(p) at m-1, m, m+1."""
+    if 0 < m < p.size - 1 and np.all(p[m - 1 : m + 2] > 0):
+        c2, c1, c0 = np.polyfit([-1.0, 0.0, 1.0], np.log(p[m - 1 : m + 2]), 2)
+        if c2 < 0:
+            return float(np.exp(c0 - c1**2 / (4 * c2)))
+    return float(p[m])
+
+
+def _crossing(p: np.ndarray, a: int, b: int, level: float) -> float:
+    """Position in [a, b] (b = a + 1) where the profile crosses ``level``."""
+    lin = a + (p[a] - level) / (p[a] - p[b])
+    lo = max(0, min(a - 1, p.size - 3))
+    idx = np.arange(lo, lo + 3)
+    if np.any(p[idx] <= 0):
+        return float(lin)
+    c2, c1, c0 = np.polyfit(idx - a, np.log(p[idx]), 2)
+    roots = np.roots([c2, c1, c0 - np.log(level)])
+    roots = roots[np.isreal(roots)].real
+    roots = roots[(roots >= -1e-9) & (roots <= 1 + 1e-9)]
+    return float(a + roots[0]) if len(roots) == 1 else float(lin)
 
 
 def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, float]) -> dict:

@@ -25,7 +25,8 @@ class RunRecorder:
     def __init__(self, path: Path, run: str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = h5py.File(self.path, "a")
+        # no HDF5 file locking: an operator may open the file to look while the run goes on
+        self._f = h5py.File(self.path, "a", locking=False)
         self._entry = self._f.require_group("entry")
         self._entry.attrs["run"] = run
         self._entry.attrs["protocol_version"] = 1

@@ -91,6 +91,7 @@ class Pipeline:
         self.config = config
         self.out_dir = Path(config.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._own_ctx = ctx is None
         self._ctx = ctx or zmq.Context()
         self.frames, self.frames_endpoint = bind(self._ctx, zmq.PULL, config.endpoint(config.frames_port))
         self.results, self.results_endpoint = bind(self._ctx, zmq.PUB, config.endpoint(config.results_port))
@@ -138,10 +139,6 @@ class Pipeline:
         """Act on one decoded message; True when the run is over and the loop should end."""
         h = msg.header
         if msg.type == "scan_start":
-            if not isinstance(h["metadata"], dict):
-                self.assembler.counters["bad_metadata"] += 1
-                log.warning("scan_start of scan %s: metadata is not a map", h["scan"])
-                return False
             self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"])
             self._recorder(h["run"]).start_scan(h["scan"], h["num_frames"], h["metadata"])
         elif msg.type == "frame":
@@ -205,6 +202,8 @@ class Pipeline:
         time.sleep(0.05)  # let the last publication leave before the socket closes
         self.frames.close()
         self.results.close()
+        if self._own_ctx:
+            self._ctx.term()
 
 
 def serve(config: ServiceConfig, ready_conn=None) -> None:

@@ -64,5 +64,6 @@ class FrameSender:
     def run_stop(self, run: str, **fields) -> None:
         self._send(wire.encode("run_stop", run=run, **fields))
 
-    def close(self) -> None:
-        self._sock.close()
+    def close(self, linger_s: float = 10.0) -> None:
+        """Close after giving queued messages up to ``linger_s`` to leave (nothing lost on exit)."""
+        self._sock.close(linger=int(linger_s * 1000))

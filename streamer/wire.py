@@ -90,17 +90,34 @@ def decode(parts: list) -> Message:
     if not isinstance(header, dict):
         raise WireError(f"header must be a map, got {type(header).__name__}")
     msg_type = header.get("type")
-    if msg_type not in REQUIRED_FIELDS:
+    if not isinstance(msg_type, str) or msg_type not in REQUIRED_FIELDS:
         raise WireError(f"unknown message type {msg_type!r}")
     version = header.get("version")
     if version != PROTOCOL_VERSION:
         raise WireError(f"unsupported protocol version {version!r} (this reader speaks {PROTOCOL_VERSION})")
     _check_fields(header)
+    _check_types(header)
     if msg_type != "frame":
         if len(parts) != 1:
             raise WireError(f"{msg_type} message must have 1 part, got {len(parts)}")
         return Message(msg_type, header)
     return Message(msg_type, header, _frame_array(header, parts))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_types(header: dict) -> None:
+    """Types of the common fields, so no consumer trips over a malformed header."""
+    kind = header["type"]
+    if "run" in REQUIRED_FIELDS[kind] and not isinstance(header["run"], str):
+        raise WireError(f"{kind} field 'run' must be a string, got {header['run']!r}")
+    for key in ("scan", "frame", "num_frames"):
+        if key in REQUIRED_FIELDS[kind] and not _is_count(header[key]):
+            raise WireError(f"{kind} field {key!r} must be a non-negative integer, got {header[key]!r}")
+    if kind == "scan_start" and not isinstance(header["metadata"], dict):
+        raise WireError(f"scan_start field 'metadata' must be a map, got {type(header['metadata']).__name__}")
 
 
 def _frame_array(header: dict, parts: list) -> np.ndarray:
@@ -115,12 +132,6 @@ def _frame_array(header: dict, parts: list) -> np.ndarray:
         or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
     ):
         raise WireError(f"frame shape must be two positive integers, got {shape!r}")
-    for key in ("run",):
-        if not isinstance(header[key], str):
-            raise WireError(f"frame field {key!r} must be a string, got {header[key]!r}")
-    for key in ("scan", "frame"):
-        if not isinstance(header[key], int) or isinstance(header[key], bool) or header[key] < 0:
-            raise WireError(f"frame field {key!r} must be a non-negative integer, got {header[key]!r}")
     for key in ("theta_deg", "timestamp"):
         if not isinstance(header[key], (int, float)) or not np.isfinite(header[key]):
             raise WireError(f"frame field {key!r} must be a finite number, got {header[key]!r}")

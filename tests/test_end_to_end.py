@@ -1,0 +1,73 @@
+"""A short simulated beamtime through ZeroMQ: plan -> devices -> pipeline process -> flags."""
+
+import io
+
+import h5py
+import pytest
+
+from streamer.cli import build_parser, main, run_demo
+from streamer.config import ServiceConfig
+from streamer.events import read_events
+from streamer.phasing import PhasingConfig
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("demo")
+    out = io.StringIO()
+    service = ServiceConfig(phasing=PhasingConfig(population=2))
+    code = run_demo(out_dir=out_dir, scenario="quick", exposure_s=0.5, realtime=False, seed=1,
+                    service=service, out=out)
+    return code, out_dir, out.getvalue()
+
+
+def test_demo_flags_the_new_pair_and_nothing_on_pristine_scans(demo_run):
+    code, out_dir, _ = demo_run
+    assert code == 0
+    events = read_events(out_dir / "events.jsonl")
+    assert [e["scan"] for e in events] == [0, 1, 2]
+    assert events[0]["flags"] == [] and events[1]["flags"] == []
+    assert events[0]["vortices"] == [] and events[1]["vortices"] == []
+    kinds = [f["kind"] for f in events[2]["flags"]]
+    assert kinds.count("new_vortex") == 2
+    windings = sorted(v["winding"] for v in events[2]["vortices"])
+    assert windings == [-1, 1]
+    xs = sorted(v["position_nm"][2] for v in events[2]["vortices"])
+    assert xs[0] == pytest.approx(-54, abs=20) and xs[1] == pytest.approx(54, abs=20)
+    for e in events:
+        assert e["latency_s"] >= 0 and e["voltage_v"] > 3 and e["capacity_mah_g"] > 0
+        assert e["peak"]["width_parallel"] > e["peak"]["width_perpendicular"] > 0  # thin plate: broad along q
+
+
+def test_demo_records_every_frame_with_metadata(demo_run):
+    _, out_dir, _ = demo_run
+    (path,) = out_dir.glob("*.h5")
+    with h5py.File(path) as f:
+        scans = sorted(f["entry"])
+        assert scans == ["scan_00000", "scan_00001", "scan_00002"]
+        for name in scans:
+            g = f["entry"][name]
+            assert g["data"].shape == (48, 48, 48) and g.attrs["complete"]
+            assert sorted(g["frame_index"][()]) == list(range(48))
+        assert f["entry/scan_00002"].attrs["voltage_v"] == pytest.approx(3.73)
+
+
+def test_demo_prints_one_line_per_scan(demo_run):
+    _, _, text = demo_run
+    lines = [line for line in text.splitlines() if line.strip()[:1].isdigit()]
+    assert len(lines) == 3
+    assert "new_vortex" in lines[2] and "new_vortex" not in lines[0] + lines[1]
+
+
+def test_every_subcommand_has_help_with_an_example(capsys):
+    parser = build_parser()
+    for cmd in ("demo", "serve"):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([cmd, "--help"])
+        assert exc.value.code == 0
+        assert "example:" in capsys.readouterr().out
+
+
+def test_unknown_scenario_is_a_clear_error(capsys, tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--scenario", "no-such"]) == 2
+    assert "no scenario 'no-such'" in capsys.readouterr().err
