@@ -1,7 +1,10 @@
 """Scan assembly: collect the frames of each rocking scan into one stack, and say what is missing.
 
-Frames may arrive out of order or twice; a frame of a scan that was never started, or whose
-shape differs from the scan's first frame, is rejected and counted, never silently dropped.
+Frames may arrive out of order or twice; a frame whose shape differs from the scan's first frame
+is rejected and counted, never silently dropped. A frame of a scan whose start was never seen
+(the receiver restarted mid-scan) opens that scan implicitly when it says how many frames the
+scan has; otherwise it is rejected and counted. A scan that stops receiving frames (the sender
+died) is closed by :meth:`ScanAssembler.expire` and marked timed out.
 """
 
 from __future__ import annotations
@@ -26,10 +29,15 @@ class AssembledScan:
     theta_deg: np.ndarray  # (num_frames,), NaN where missing
     timestamps: np.ndarray  # (num_frames,), NaN where missing
     missing: list[int]
+    timed_out: bool = False
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.timed_out
+
+    @property
+    def status(self) -> str:
+        return "timed_out" if self.timed_out else "complete" if not self.missing else "incomplete"
 
     @property
     def last_frame_time(self) -> float:
@@ -44,30 +52,49 @@ class _OpenScan:
     metadata: dict
     frames: dict[int, tuple[np.ndarray, float, float]] = field(default_factory=dict)
     shape: tuple[int, int] | None = None
+    last_activity: float = 0.0
 
 
 class ScanAssembler:
-    """Holds the open scans; ``counters`` counts every rejected or repeated message."""
+    """Holds the open scans; ``counters`` counts every rejected or repeated message.
 
-    def __init__(self) -> None:
+    Frames are kept as given, without a copy: views of received message buffers stay valid
+    because the transport never reuses them.
+    """
+
+    def __init__(self, *, max_frames_per_scan: int = 2000) -> None:
         self._open: dict[tuple[str, int], _OpenScan] = {}
+        self._geometry: dict[str, dict] = {}  # run -> last geometry seen, for implicit scans
+        self.max_frames_per_scan = max_frames_per_scan
         self.counters: Counter[str] = Counter()
 
     def _reject(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
         log.warning("rejected (%s): %s", reason, detail)
 
-    def start(self, run: str, scan: int, num_frames: int, metadata: dict) -> None:
+    def start(self, run: str, scan: int, num_frames: int, metadata: dict, *, now: float = 0.0) -> None:
         key = (run, scan)
+        if not 1 <= int(num_frames) <= self.max_frames_per_scan:
+            raise ValueError(f"scan {scan} of run {run}: num_frames {num_frames} outside 1..{self.max_frames_per_scan}")
         if key in self._open:
             self._reject("restarted_scan", f"scan {scan} of run {run} started twice; earlier frames dropped")
-        if int(num_frames) < 1:
-            raise ValueError(f"scan {scan} of run {run}: num_frames must be >= 1, got {num_frames}")
-        self._open[key] = _OpenScan(run, scan, int(num_frames), dict(metadata))
+        if isinstance(metadata.get("geometry"), dict):
+            self._geometry[run] = metadata["geometry"]
+        self._open[key] = _OpenScan(run, scan, int(num_frames), dict(metadata), last_activity=now)
 
-    def add(self, run: str, scan: int, frame: int, theta_deg: float, timestamp: float, array: np.ndarray) -> bool:
+    def add(self, run: str, scan: int, frame: int, theta_deg: float, timestamp: float, array: np.ndarray,
+            *, num_frames: int | None = None, now: float = 0.0) -> bool:
         """Store one frame; False (and counted) if it was rejected."""
         s = self._open.get((run, scan))
+        if s is None and num_frames is not None and 1 <= num_frames <= self.max_frames_per_scan:
+            self.counters["implicit_scan"] += 1
+            log.warning("frame %s of scan %s (run %r) before its scan_start (receiver restarted?): "
+                        "opening the scan without its metadata", frame, scan, run)
+            meta = {"implicit": True}
+            if run in self._geometry:
+                meta["geometry"] = self._geometry[run]
+            self.start(run, scan, num_frames, meta, now=now)
+            s = self._open[(run, scan)]
         if s is None:
             self._reject("unknown_scan", f"frame {frame} of unknown scan {scan} of run {run!r}")
             return False
@@ -82,10 +109,11 @@ class ScanAssembler:
         if frame in s.frames:
             self._reject("duplicate_frame", f"frame {frame} of scan {scan} received again; first copy kept")
             return False
-        s.frames[frame] = (np.array(array, copy=True), float(theta_deg), float(timestamp))
+        s.frames[frame] = (array, float(theta_deg), float(timestamp))
+        s.last_activity = now
         return True
 
-    def finish(self, run: str, scan: int) -> AssembledScan | None:
+    def finish(self, run: str, scan: int, *, timed_out: bool = False) -> AssembledScan | None:
         """Close a scan and return its stack (None, counted, if it was never started)."""
         s = self._open.pop((run, scan), None)
         if s is None:
@@ -96,7 +124,7 @@ class ScanAssembler:
             log.warning("scan %s of run %s ended with no frames", scan, run)
             return AssembledScan(run, scan, s.metadata, np.zeros((s.num_frames, 1, 1), np.uint32),
                                  np.full(s.num_frames, np.nan), np.full(s.num_frames, np.nan),
-                                 list(range(s.num_frames)))
+                                 list(range(s.num_frames)), timed_out)
         first = next(iter(s.frames.values()))[0]
         stack = np.zeros((s.num_frames,) + s.shape, dtype=first.dtype)
         theta = np.full(s.num_frames, np.nan)
@@ -107,7 +135,17 @@ class ScanAssembler:
         if missing:
             self.counters["incomplete_scan"] += 1
             log.warning("scan %s of run %s is incomplete: missing frames %s", scan, run, missing)
-        return AssembledScan(run, scan, s.metadata, stack, theta, stamps, missing)
+        return AssembledScan(run, scan, s.metadata, stack, theta, stamps, missing, timed_out)
+
+    def expire(self, now: float, timeout_s: float) -> list[AssembledScan]:
+        """Close, as timed out, every open scan with no frame for ``timeout_s`` (sender died)."""
+        stale = [key for key, s in self._open.items() if now - s.last_activity > timeout_s]
+        out = []
+        for run, scan in stale:
+            self.counters["timed_out_scan"] += 1
+            log.warning("scan %s of run %s: no frame for %.1f s; closing it as timed out", scan, run, timeout_s)
+            out.append(self.finish(run, scan, timed_out=True))
+        return out
 
     @property
     def open_scans(self) -> list[tuple[str, int]]:

@@ -1,7 +1,8 @@
-"""A bluesky callback that streams each rocking scan's frames to the pipeline.
+"""A bluesky callback that streams each rocking scan's frames and documents to the pipeline.
 
 Each bluesky run is one rocking scan. Its start document names the series (the operando run)
-and the scan index; each primary event carries a detector frame and the rocking angle.
+and the scan index; each primary event carries a detector frame and the rocking angle. The
+start, descriptor and stop documents travel too (as ``document`` messages), images excepted.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class FrameStreamer(CallbackBase):
         self._sent = 0
         self._primary.clear()
         meta = {k: doc[k] for k in FORWARDED_KEYS if k in doc}
-        meta = json.loads(json.dumps(meta, default=str))  # plain types only on the wire
-        self.sender.scan_start(self._run, self._scan, int(doc["num_points"]), meta)
+        self._num = int(doc["num_points"])
+        self.sender.scan_start(self._run, self._scan, self._num, _plain(meta))
+        self.sender.document(self._run, "start", _plain(doc))
 
     def descriptor(self, doc):
         if doc.get("name") == "primary":
             self._primary.add(doc["uid"])
+        self.sender.document(self._run, "descriptor", _plain(doc))
 
     def event(self, doc):
         if doc["descriptor"] not in self._primary or self.image_field not in doc["data"]:
@@ -56,8 +59,15 @@ class FrameStreamer(CallbackBase):
         self.sender.frame(
             self._run, self._scan, int(doc["seq_num"]) - 1, float(doc["data"][self._theta_key]),
             doc["data"][self.image_field], timestamp=float(doc["timestamps"][self.image_field]),
+            num_frames=self._num,
         )
         self._sent += 1
 
     def stop(self, doc):
+        self.sender.document(self._run, "stop", _plain(doc))
         self.sender.scan_end(self._run, self._scan, self._sent, exit_status=doc.get("exit_status", "unknown"))
+
+
+def _plain(obj: dict) -> dict:
+    """JSON-safe copy (numpy scalars and other objects become plain values or strings)."""
+    return json.loads(json.dumps(obj, default=str))

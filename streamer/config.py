@@ -32,7 +32,10 @@ class ServiceConfig:
     out_dir: str = "bcdi-out"
     backend: str = "numpy"
     seed: int = 0
-    receive_timeout_s: float = 0.2
+    receive_timeout_s: float = 0.2  # poll period of the receive loop
+    scan_timeout_s: float = 30.0  # an open scan with no frame for this long is closed as timed out
+    max_frames_per_scan: int = 2000
+    realtime_policy: str = "latest"  # "latest": reconstruct the newest waiting scan; "all": every scan
     exit_on_run_stop: bool = True
     phasing: PhasingConfig = field(default_factory=PhasingConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
@@ -41,6 +44,10 @@ class ServiceConfig:
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.realtime_policy not in ("latest", "all"):
+            raise ConfigError(f"realtime_policy must be 'latest' or 'all', got {self.realtime_policy!r}")
+        if self.scan_timeout_s <= 0 or self.max_frames_per_scan < 1:
+            raise ConfigError("scan_timeout_s must be > 0 and max_frames_per_scan >= 1")
         for name in ("frames_port", "results_port"):
             port = getattr(self, name)
             if not 0 <= port < 65536:

@@ -1,17 +1,21 @@
-"""The pipeline service: ingest -> scan assembly -> recording -> analysis -> flags -> events.
+"""The pipeline service: ingest -> scan assembly -> recording -> quick metrics -> analysis -> events.
 
-The receive loop records every frame as it arrives; finished scans go to one worker thread that
-analyses them in order (so scan k can be compared with scan k-1) while the next scan streams in.
-Results are appended to ``events.jsonl`` and published (PUB) with a sequence number.
+The receive loop records every frame as it arrives and gives every finished scan its quick peak
+metrics at once. One worker thread reconstructs and analyses scans in order, so scan k is compared
+with the last reconstructed scan. With ``realtime_policy = "latest"`` a scan still waiting when a
+newer one finishes is not reconstructed (latest wins): its event carries the peak metrics and says
+which scan superseded it, so memory stays bounded whatever the rate. Results are appended to
+``events.jsonl`` and published (PUB) with a sequence number.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,10 +31,25 @@ from streamer.compare import baseline_peak, boundary_flags, broadening_flags, vo
 from streamer.config import ServiceConfig
 from streamer.events import EventLog, build_event
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
+from streamer.peak import peak_metrics
 from streamer.recording import RunRecorder
 from streamer.transport import bind
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanJob:
+    """A finished scan with its quick metrics, waiting for reconstruction."""
+
+    scan: AssembledScan
+    ingest: dict
+    geometry: OrthogonalGeometry | None
+    volume: np.ndarray | None  # lab order (q_z, q_y, q_x), float32
+    mask: np.ndarray | None  # True where unmeasured (missing frames)
+    peak: dict
+    flags: list
+    error: str | None
 
 
 class ScanProcessor:
@@ -39,53 +58,74 @@ class ScanProcessor:
     def __init__(self, config: ServiceConfig):
         self.config = config
         self.xp = get_namespace(config.backend)
-        self._previous: dict[str, object] = {}  # run -> previous ScanAnalysis
-        self._peaks: dict[str, list[dict]] = {}
+        self._previous: dict[str, tuple[int, object]] = {}  # run -> (scan, ScanAnalysis) last reconstructed
+        self._peaks: dict[str, list[dict]] = {}  # run -> peak metrics of every scan, in order
 
-    def process(self, scan: AssembledScan, ingest: dict) -> dict:
-        extra: dict = {"ingest": ingest}
+    def prepare(self, scan: AssembledScan, ingest: dict) -> ScanJob:
+        """Quick metrics (peak widths, broadening) for any scan, seconds after it ends."""
+        geometry, volume, mask, peak, flags, error = None, None, None, {}, [], None
         try:
             geometry = OrthogonalGeometry.from_dict(scan.metadata.get("geometry") or {})
         except (ValueError, TypeError) as exc:
-            geometry = None
-            extra["error"] = f"cannot analyse scan {scan.scan}: {exc}"
-        peak, vortices, boundaries, flags = {}, [], [], []
-        if geometry is not None and scan.frames.shape[0] != geometry.num_rocking_steps:
-            extra["error"] = (f"scan {scan.scan} has {scan.frames.shape[0]} frames; the geometry expects "
-                              f"{geometry.num_rocking_steps}")
+            error = f"cannot analyse scan {scan.scan}: no usable geometry in its metadata ({exc})"
+        if geometry is not None and scan.frames.shape != (geometry.num_rocking_steps,) + geometry.frame_shape:
+            error = (f"scan {scan.scan} has frames {scan.frames.shape}; the geometry expects "
+                     f"{(geometry.num_rocking_steps,) + geometry.frame_shape}")
             geometry = None
         if geometry is not None:
             volume = np.transpose(scan.frames, STACK_TO_LAB_AXES).astype(np.float32)
-            mask = None
             if scan.missing:
                 mask = np.zeros(volume.shape, bool)
                 mask[:, :, scan.missing] = True
-            prev = self._previous.get(scan.run)
             try:
-                result = analyze_scan(
-                    volume, geometry=geometry, xp=self.xp, phasing=self.config.phasing, config=self.config.analysis,
-                    previous_rho=None if prev is None else prev.rho, mask=mask,
-                    rng=np.random.default_rng([self.config.seed, scan.scan]),
-                )
+                peak = peak_metrics(volume, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
             except ValueError as exc:
-                extra["error"] = f"analysis of scan {scan.scan} failed: {exc}"
+                error, geometry, volume = f"scan {scan.scan}: {exc}", None, None
             else:
-                peak, vortices, boundaries = result.peak, result.vortices, result.domain_boundaries
                 peaks = self._peaks.setdefault(scan.run, [])
-                base = baseline_peak(peaks, self.config.flags)
+                flags = broadening_flags(peak, baseline_peak(peaks, self.config.flags), self.config.flags)
                 peaks.append(peak)
-                if prev is not None:
-                    flags += vortex_flags(prev.vortices, vortices, self.config.flags)
-                    flags += boundary_flags(prev.domain_boundaries, boundaries)
-                flags += broadening_flags(peak, base, self.config.flags)
-                self._previous[scan.run] = result
-                extra["phasing"] = result.phasing
-        return build_event(run=scan.run, scan=scan.scan, metadata=scan.metadata, peak=peak, vortices=vortices,
-                           domain_boundaries=boundaries, flags=flags, latency_s=0.0, **extra)
+        return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
+
+    def _event(self, job: ScanJob, **fields) -> dict:
+        s = job.scan
+        fields = {"peak": job.peak, "vortices": [], "domain_boundaries": [], "flags": list(job.flags), **fields}
+        extra = {"ingest": job.ingest}
+        if job.error:
+            extra["error"] = job.error
+        return build_event(run=s.run, scan=s.scan, metadata=s.metadata, latency_s=0.0, **fields, **extra)
+
+    def skipped(self, job: ScanJob, superseded_by: int) -> dict:
+        """The event of a scan that is not reconstructed because a newer one is waiting."""
+        return self._event(job, reconstruction={"status": "skipped", "superseded_by": superseded_by})
+
+    def process(self, job: ScanJob) -> dict:
+        """Reconstruct, find defects, compare with the previous reconstructed scan."""
+        if job.geometry is None:
+            return self._event(job, reconstruction={"status": "not_possible"})
+        scan = job.scan
+        prev_scan, prev = self._previous.get(scan.run, (None, None))
+        try:
+            result = analyze_scan(
+                job.volume, geometry=job.geometry, xp=self.xp, phasing=self.config.phasing,
+                config=self.config.analysis, previous_rho=None if prev is None else prev.rho, mask=job.mask,
+                rng=np.random.default_rng([self.config.seed, scan.scan]), peak=job.peak,
+            )
+        except ValueError as exc:
+            job.error = f"analysis of scan {scan.scan} failed: {exc}"
+            return self._event(job, reconstruction={"status": "failed"})
+        flags = []
+        if prev is not None:
+            flags += vortex_flags(prev.vortices, result.vortices, self.config.flags)
+            flags += boundary_flags(prev.domain_boundaries, result.domain_boundaries)
+        self._previous[scan.run] = (scan.scan, result)
+        compared = {"status": "done", "compared_with_scan": prev_scan}
+        return self._event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
+                           flags=flags + job.flags, phasing=result.phasing, reconstruction=compared)
 
 
 class Pipeline:
-    """Owns the sockets, the recorder and the worker; ``run()`` loops until run stop or a signal."""
+    """Owns the sockets, the recorders and the worker; ``run()`` loops until run stop or ``stop()``."""
 
     def __init__(self, config: ServiceConfig, ctx: zmq.Context | None = None):
         self.config = config
@@ -95,38 +135,63 @@ class Pipeline:
         self._ctx = ctx or zmq.Context()
         self.frames, self.frames_endpoint = bind(self._ctx, zmq.PULL, config.endpoint(config.frames_port))
         self.results, self.results_endpoint = bind(self._ctx, zmq.PUB, config.endpoint(config.results_port))
-        self.assembler = ScanAssembler()
+        self.assembler = ScanAssembler(max_frames_per_scan=config.max_frames_per_scan)
+        self.counters: Counter[str] = self.assembler.counters
         self.processor = ScanProcessor(config)
         self.events = EventLog(self.out_dir / "events.jsonl")
+        self.documents: list[tuple[str, dict]] = []  # bluesky documents received (name, doc)
         self._recorders: dict[str, RunRecorder] = {}
-        self._todo: queue.Queue = queue.Queue()
-        self._pub_lock = threading.Lock()
+        self._last_seq: int | None = None
+        self._lock = threading.Lock()  # guards the pending jobs, the event log and the publisher
+        self._pending: list[ScanJob] = []
+        self._wake = threading.Condition(self._lock)
+        self._closing = False
         self._seq = 0
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="scan-worker", daemon=True)
 
-    # -- publishing -------------------------------------------------------------------------
+    # -- results ----------------------------------------------------------------------------
+    def _emit(self, event: dict, scan: AssembledScan) -> None:
+        """Write and publish one event (caller holds the lock)."""
+        event["latency_s"] = round(time.time() - scan.last_frame_time, 3)
+        self.events.write(event)
+        self._publish("event", {"event": event})
+
     def _publish(self, topic: str, body: dict) -> None:
-        with self._pub_lock:
-            self._seq += 1
-            self.results.send_multipart([topic.encode(), msgpack.packb({"seq": self._seq, **body}, default=str)])
+        self._seq += 1
+        self.results.send_multipart([topic.encode(), msgpack.packb({"seq": self._seq, **body}, default=str)])
 
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            item = self._todo.get()
-            if item is None:
-                return
-            scan, ingest = item
+            with self._wake:
+                while not self._pending and not self._closing:
+                    self._wake.wait()
+                if not self._pending:
+                    return
+                job = self._pending.pop(0)
             try:
-                event = self.processor.process(scan, ingest)
+                event = self.processor.process(job)
             except Exception:  # a bug must not stop the stream: log it, report the scan as failed
-                log.exception("processing scan %s of run %s failed", scan.scan, scan.run)
-                event = build_event(run=scan.run, scan=scan.scan, metadata=scan.metadata, peak={}, vortices=[],
-                                    domain_boundaries=[], flags=[], latency_s=0.0, error="internal error; see log")
-            event["latency_s"] = round(time.time() - scan.last_frame_time, 3)
-            self.events.write(event)
-            self._publish("event", {"event": event})
+                log.exception("processing scan %s of run %s failed", job.scan.scan, job.scan.run)
+                job.error = "internal error during reconstruction; see the service log"
+                event = self.processor._event(job, reconstruction={"status": "failed"})
+            with self._lock:
+                self._emit(event, job.scan)
+
+    def _submit(self, scan: AssembledScan) -> None:
+        self._recorder(scan.run).end_scan(scan.scan, scan.missing, scan.status)
+        ingest = {"complete": scan.complete, "status": scan.status, "missing_frames": scan.missing,
+                  "rejected": dict(self.counters)}
+        job = self.processor.prepare(scan, ingest)
+        with self._wake:
+            if self.config.realtime_policy == "latest":
+                for old in self._pending:
+                    log.info("scan %s superseded by scan %s before reconstruction", old.scan.scan, scan.scan)
+                    self._emit(self.processor.skipped(old, scan.scan), old.scan)
+                self._pending.clear()
+            self._pending.append(job)
+            self._wake.notify()
 
     # -- ingest -----------------------------------------------------------------------------
     def _recorder(self, run: str) -> RunRecorder:
@@ -135,25 +200,57 @@ class Pipeline:
             self._recorders[run] = RunRecorder(self.out_dir / f"{safe}.h5", run)
         return self._recorders[run]
 
+    def _check_sequence(self, header: dict) -> None:
+        seq = header.get("seq")
+        if isinstance(seq, int):
+            if self._last_seq is not None and seq > self._last_seq + 1:
+                gap = seq - self._last_seq - 1
+                self.counters["sequence_gap"] += gap
+                log.warning("sequence gap: %d message(s) between seq %d and %d never arrived", gap,
+                            self._last_seq, seq)
+            self._last_seq = seq
+
     def handle(self, msg: wire.Message) -> bool:
         """Act on one decoded message; True when the run is over and the loop should end."""
         h = msg.header
+        now = time.monotonic()
+        self._check_sequence(h)
         if msg.type == "scan_start":
-            self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"])
+            self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"], now=now)
             self._recorder(h["run"]).start_scan(h["scan"], h["num_frames"], h["metadata"])
         elif msg.type == "frame":
-            if self.assembler.add(h["run"], h["scan"], h["frame"], h["theta_deg"], h["timestamp"], msg.array):
-                self._recorder(h["run"]).add_frame(h["scan"], h["frame"], h["theta_deg"], h["timestamp"], msg.array)
+            run, scan = h["run"], h["scan"]
+            known = (run, scan) in self.assembler.open_scans
+            num = h.get("num_frames") if isinstance(h.get("num_frames"), int) else None
+            if self.assembler.add(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array,
+                                  num_frames=num, now=now):
+                if not known:  # opened implicitly: the recording needs the scan too
+                    self._recorder(run).start_scan(scan, num, {"implicit": True})
+                self._recorder(run).add_frame(scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array)
         elif msg.type == "scan_end":
             scan = self.assembler.finish(h["run"], h["scan"])
             if scan is not None:
-                self._recorder(h["run"]).end_scan(h["scan"], scan.missing)
-                ingest = {"complete": scan.complete, "missing_frames": scan.missing,
-                          "rejected": dict(self.assembler.counters)}
-                self._todo.put((scan, ingest))
+                self._submit(scan)
+        elif msg.type == "document":
+            self.documents.append((h["name"], h["doc"]))
         elif msg.type == "run_stop":
             return self.config.exit_on_run_stop
         return False
+
+    def ingest(self, parts: list) -> bool:
+        """Decode and handle one received message; bad input is counted and logged, never raised."""
+        try:
+            msg = wire.decode(parts)
+        except wire.WireError as exc:
+            self.counters["malformed"] += 1
+            log.warning("rejected malformed message: %s", exc)
+            return False
+        try:
+            return self.handle(msg)
+        except ValueError as exc:
+            self.counters["invalid"] += 1
+            log.warning("rejected %s message: %s", msg.type, exc)
+            return False
 
     def run(self, on_ready: Callable[[dict], None] | None = None) -> dict:
         """Serve until run stop (or ``stop()``); returns the rejection counters."""
@@ -164,41 +261,39 @@ class Pipeline:
         poller = zmq.Poller()
         poller.register(self.frames, zmq.POLLIN)
         timeout_ms = int(self.config.receive_timeout_s * 1000)
+        last_expiry = time.monotonic()
         try:
             while not self._stop.is_set():
-                if not poller.poll(timeout_ms):
-                    continue
-                parts = self.frames.recv_multipart(copy=False)
-                try:
-                    msg = wire.decode(parts)
-                except wire.WireError as exc:
-                    self.assembler.counters["malformed"] += 1
-                    log.warning("rejected malformed message: %s", exc)
-                    continue
-                try:
-                    if self.handle(msg):
-                        break
-                except ValueError as exc:
-                    self.assembler.counters["invalid"] += 1
-                    log.warning("rejected %s message: %s", msg.type, exc)
+                if poller.poll(timeout_ms) and self.ingest(self.frames.recv_multipart(copy=False)):
+                    break
+                now = time.monotonic()
+                if now - last_expiry > 1.0:
+                    last_expiry = now
+                    for scan in self.assembler.expire(now, self.config.scan_timeout_s):
+                        self._submit(scan)
         finally:
             self.shutdown()
-        return dict(self.assembler.counters)
+        return dict(self.counters)
 
     def stop(self) -> None:
         self._stop.set()
 
     def shutdown(self) -> None:
-        """Finish queued scans, flush and close recordings, tell subscribers, close sockets."""
+        """Record open scans as ended, finish queued work, flush and close, tell subscribers."""
         for run, scan in self.assembler.open_scans:
-            log.warning("scan %s of run %s was still open at shutdown; its frames are recorded", scan, run)
+            log.warning("scan %s of run %s was still open at shutdown; recorded as incomplete", scan, run)
+            done = self.assembler.finish(run, scan)
+            self._recorder(run).end_scan(scan, done.missing, "incomplete")
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
         if self._worker.is_alive():
-            self._todo.put(None)
             self._worker.join()
         for rec in self._recorders.values():
             rec.close()
         self.events.close()
-        self._publish("run_done", {"rejected": dict(self.assembler.counters)})
+        with self._lock:
+            self._publish("run_done", {"rejected": dict(self.counters)})
         time.sleep(0.05)  # let the last publication leave before the socket closes
         self.frames.close()
         self.results.close()

@@ -48,21 +48,37 @@ class FrameSender:
         try:
             self._sock.send_multipart(parts, copy=False)
         except zmq.Again:
-            raise SendTimeout(f"pipeline at {self.endpoint} took no message for {self._sock.getsockopt(zmq.SNDTIMEO) / 1000:.0f} s") from None
+            timeout = self._sock.getsockopt(zmq.SNDTIMEO) / 1000
+            raise SendTimeout(f"pipeline at {self.endpoint} took no message for {timeout:.0f} s") from None
         self.sent += 1
 
-    def scan_start(self, run: str, scan: int, num_frames: int, metadata: dict) -> None:
-        self._send(wire.encode("scan_start", run=run, scan=scan, num_frames=num_frames, metadata=metadata))
+    def _control(self, msg_type: str, **fields) -> None:
+        self._send(wire.encode(msg_type, seq=self.sent, **fields))
 
-    def frame(self, run: str, scan: int, frame: int, theta_deg: float, array, timestamp: float | None = None) -> None:
+    def run_start(self, run: str, metadata: dict) -> None:
+        self._control("run_start", run=run, metadata=metadata)
+
+    def scan_start(self, run: str, scan: int, num_frames: int, metadata: dict) -> None:
+        self._control("scan_start", run=run, scan=scan, num_frames=num_frames, metadata=metadata)
+
+    def frame(self, run: str, scan: int, frame: int, theta_deg: float, array, timestamp: float | None = None,
+              **extra) -> None:
+        """Send one frame (its buffer is not copied); ``extra`` header fields ride along."""
         ts = time.time() if timestamp is None else timestamp
-        self._send(wire.encode_frame(run=run, scan=scan, frame=frame, theta_deg=theta_deg, timestamp=ts, array=array))
+        self._send(wire.encode_frame(run=run, scan=scan, frame=frame, seq=self.sent, theta_deg=theta_deg,
+                                     timestamp=ts, array=array, **extra))
 
     def scan_end(self, run: str, scan: int, num_frames: int, **fields) -> None:
-        self._send(wire.encode("scan_end", run=run, scan=scan, num_frames=num_frames, **fields))
+        self._control("scan_end", run=run, scan=scan, num_frames=num_frames, **fields)
+
+    def document(self, run: str, name: str, doc: dict) -> None:
+        self._control("document", run=run, name=name, doc=doc)
+
+    def heartbeat(self) -> None:
+        self._control("heartbeat")
 
     def run_stop(self, run: str, **fields) -> None:
-        self._send(wire.encode("run_stop", run=run, **fields))
+        self._control("run_stop", run=run, **fields)
 
     def close(self, linger_s: float = 10.0) -> None:
         """Close after giving queued messages up to ``linger_s`` to leave (nothing lost on exit)."""

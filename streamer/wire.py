@@ -18,12 +18,21 @@ PROTOCOL_VERSION = 1
 
 #: message type -> header fields it must carry (besides ``type`` and ``version``)
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "run_start": ("run", "metadata"),
     "scan_start": ("run", "scan", "num_frames", "metadata"),
-    "frame": ("run", "scan", "frame", "theta_deg", "timestamp", "shape", "dtype"),
+    "frame": ("run", "scan", "frame", "seq", "theta_deg", "timestamp", "shape", "dtype", "encoding"),
     "scan_end": ("run", "scan", "num_frames"),
     "run_stop": ("run",),
+    "document": ("run", "name", "doc"),
     "heartbeat": (),
 }
+
+#: pixel encodings of a frame buffer
+ENCODINGS = ("raw",)
+
+#: sanity limits on header values (anything larger is an absurd header, not a detector)
+MAX_FRAME_SIDE = 16384
+MAX_FRAMES_PER_SCAN = 100_000
 
 #: detector dtypes accepted on the wire (counting detectors: unsigned integers, or float32)
 FRAME_DTYPES = ("uint8", "uint16", "uint32", "int32", "float32")
@@ -50,7 +59,8 @@ def encode(msg_type: str, **fields: Any) -> list[bytes]:
 
 
 def encode_frame(
-    *, run: str, scan: int, frame: int, theta_deg: float, timestamp: float, array: np.ndarray, **extra: Any
+    *, run: str, scan: int, frame: int, seq: int, theta_deg: float, timestamp: float, array: np.ndarray,
+    **extra: Any,
 ) -> list:
     """Encode a frame: header plus the array's own memory (no copy when C-contiguous)."""
     array = np.ascontiguousarray(array)
@@ -64,10 +74,12 @@ def encode_frame(
         "run": str(run),
         "scan": int(scan),
         "frame": int(frame),
+        "seq": int(seq),
         "theta_deg": float(theta_deg),
         "timestamp": float(timestamp),
         "shape": list(array.shape),
         "dtype": array.dtype.name,
+        "encoding": "raw",
         **extra,
     }
     return [msgpack.packb(header, use_bin_type=True), memoryview(array).cast("B")]
@@ -113,11 +125,16 @@ def _check_types(header: dict) -> None:
     kind = header["type"]
     if "run" in REQUIRED_FIELDS[kind] and not isinstance(header["run"], str):
         raise WireError(f"{kind} field 'run' must be a string, got {header['run']!r}")
-    for key in ("scan", "frame", "num_frames"):
-        if key in REQUIRED_FIELDS[kind] and not _is_count(header[key]):
+    for key in ("scan", "frame", "num_frames", "seq"):
+        if key in header and (key in REQUIRED_FIELDS[kind] or key == "seq") and not _is_count(header[key]):
             raise WireError(f"{kind} field {key!r} must be a non-negative integer, got {header[key]!r}")
-    if kind == "scan_start" and not isinstance(header["metadata"], dict):
-        raise WireError(f"scan_start field 'metadata' must be a map, got {type(header['metadata']).__name__}")
+    if "num_frames" in REQUIRED_FIELDS[kind] and header["num_frames"] > MAX_FRAMES_PER_SCAN:
+        raise WireError(f"{kind} num_frames {header['num_frames']} exceeds {MAX_FRAMES_PER_SCAN}")
+    for key in ("metadata", "doc"):
+        if key in REQUIRED_FIELDS[kind] and not isinstance(header[key], dict):
+            raise WireError(f"{kind} field {key!r} must be a map, got {type(header[key]).__name__}")
+    if kind == "document" and not isinstance(header["name"], str):
+        raise WireError(f"document field 'name' must be a string, got {header['name']!r}")
 
 
 def _frame_array(header: dict, parts: list) -> np.ndarray:
@@ -126,12 +143,14 @@ def _frame_array(header: dict, parts: list) -> np.ndarray:
     dtype, shape = header["dtype"], header["shape"]
     if dtype not in FRAME_DTYPES:
         raise WireError(f"frame dtype {dtype!r} not in {FRAME_DTYPES}")
+    if header["encoding"] not in ENCODINGS:
+        raise WireError(f"frame encoding {header['encoding']!r} not in {ENCODINGS}")
     if (
         not isinstance(shape, list)
         or len(shape) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_FRAME_SIDE for n in shape)
     ):
-        raise WireError(f"frame shape must be two positive integers, got {shape!r}")
+        raise WireError(f"frame shape must be two integers in 1..{MAX_FRAME_SIDE}, got {shape!r}")
     for key in ("theta_deg", "timestamp"):
         if not isinstance(header[key], (int, float)) or not np.isfinite(header[key]):
             raise WireError(f"frame field {key!r} must be a finite number, got {header[key]!r}")
@@ -140,4 +159,7 @@ def _frame_array(header: dict, parts: list) -> np.ndarray:
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if view.nbytes != expected:
         raise WireError(f"frame buffer has {view.nbytes} bytes, header says {shape} {dtype} = {expected}")
-    return np.frombuffer(view, dtype=dtype).reshape(shape)
+    array = np.frombuffer(view, dtype=dtype).reshape(shape)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise WireError("frame contains NaN or infinite values")
+    return array

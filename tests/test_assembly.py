@@ -66,10 +66,29 @@ def test_end_of_unknown_scan_is_counted():
     assert a.counters["unknown_scan"] == 1
 
 
-def test_frames_are_copied_out_of_the_receive_buffer():
+def test_scan_without_frames_for_too_long_times_out():
     a = ScanAssembler()
-    a.start("run", 0, 1, {})
-    buf = _frame(5)
-    a.add("run", 0, 0, 0.0, 0.0, buf)
-    buf[:] = 0
-    assert a.finish("run", 0).frames[0, 0, 0] == 5
+    a.start("run", 0, 3, {}, now=0.0)
+    a.add("run", 0, 0, 0.0, 0.0, _frame(0), now=1.0)
+    a.start("run", 1, 3, {}, now=5.0)
+    assert a.expire(4.0, timeout_s=5.0) == []
+    (scan,) = a.expire(6.5, timeout_s=5.0)
+    assert scan.scan == 0 and scan.timed_out and scan.status == "timed_out" and scan.missing == [1, 2]
+    assert a.open_scans == [("run", 1)] and a.counters["timed_out_scan"] == 1
+
+
+def test_frame_before_its_scan_start_opens_the_scan_implicitly():
+    a = ScanAssembler()
+    a.start("run", 0, 2, {"geometry": {"voxel_nm": 12.0}, "voltage_v": 3.5})
+    a.finish("run", 0)
+    assert a.add("run", 1, 1, 0.0, 0.0, _frame(1), num_frames=2)
+    assert a.counters["implicit_scan"] == 1
+    scan = a.finish("run", 1)
+    assert scan.missing == [0] and scan.metadata == {"implicit": True, "geometry": {"voxel_nm": 12.0}}
+
+
+def test_absurd_frame_count_is_refused():
+    a = ScanAssembler(max_frames_per_scan=100)
+    with pytest.raises(ValueError, match="num_frames"):
+        a.start("run", 0, 101, {})
+    assert not a.add("run", 0, 0, 0.0, 0.0, _frame(0), num_frames=10**6)
