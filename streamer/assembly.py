@@ -9,6 +9,7 @@ died) is closed by :meth:`ScanAssembler.expire` and marked timed out.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,16 +21,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AssembledScan:
-    """A finished rocking scan: frames stacked by frame index (theta, row, col)."""
+    """A finished rocking scan. ``frames`` stacks it (theta, row, col) on first use, so the copy
+    happens where the stack is needed (the analysis worker), not on the receive path."""
 
     run: str
     scan: int
     metadata: dict
-    frames: np.ndarray  # (num_frames, rows, cols); missing frames are zero
+    parts: dict[int, np.ndarray]  # frame index -> frame
+    shape: tuple[int, int, int]  # (num_frames, rows, cols)
     theta_deg: np.ndarray  # (num_frames,), NaN where missing
     timestamps: np.ndarray  # (num_frames,), NaN where missing
     missing: list[int]
     timed_out: bool = False
+
+    @functools.cached_property
+    def frames(self) -> np.ndarray:
+        """(num_frames, rows, cols) in frame order; missing frames are zero."""
+        dtype = next(iter(self.parts.values())).dtype if self.parts else np.uint32
+        stack = np.empty(self.shape, dtype=dtype)
+        for i in range(self.shape[0]):
+            if i in self.parts:
+                stack[i] = self.parts[i]
+            else:
+                stack[i] = 0
+        self.parts = {}  # the stack now holds the pixels
+        return stack
 
     @property
     def complete(self) -> bool:
@@ -122,20 +138,17 @@ class ScanAssembler:
         if not s.frames:
             self.counters["empty_scan"] += 1
             log.warning("scan %s of run %s ended with no frames", scan, run)
-            return AssembledScan(run, scan, s.metadata, np.zeros((s.num_frames, 1, 1), np.uint32),
-                                 np.full(s.num_frames, np.nan), np.full(s.num_frames, np.nan),
-                                 list(range(s.num_frames)), timed_out)
-        first = next(iter(s.frames.values()))[0]
-        stack = np.zeros((s.num_frames,) + s.shape, dtype=first.dtype)
         theta = np.full(s.num_frames, np.nan)
         stamps = np.full(s.num_frames, np.nan)
-        for i, (arr, th, ts) in s.frames.items():
-            stack[i], theta[i], stamps[i] = arr, th, ts
+        for i, (_, th, ts) in s.frames.items():
+            theta[i], stamps[i] = th, ts
         missing = [i for i in range(s.num_frames) if i not in s.frames]
-        if missing:
+        if missing and s.frames:
             self.counters["incomplete_scan"] += 1
             log.warning("scan %s of run %s is incomplete: missing frames %s", scan, run, missing)
-        return AssembledScan(run, scan, s.metadata, stack, theta, stamps, missing, timed_out)
+        parts = {i: arr for i, (arr, _, _) in s.frames.items()}
+        return AssembledScan(run, scan, s.metadata, parts, (s.num_frames, *(s.shape or (1, 1))), theta, stamps,
+                             missing, timed_out)
 
     def expire(self, now: float, timeout_s: float) -> list[AssembledScan]:
         """Close, as timed out, every open scan with no frame for ``timeout_s`` (sender died)."""
@@ -146,6 +159,11 @@ class ScanAssembler:
             log.warning("scan %s of run %s: no frame for %.1f s; closing it as timed out", scan, run, timeout_s)
             out.append(self.finish(run, scan, timed_out=True))
         return out
+
+    def received(self, run: str, scan: int) -> int:
+        """Frames held so far for an open scan (0 if it is not open)."""
+        s = self._open.get((run, scan))
+        return len(s.frames) if s else 0
 
     @property
     def open_scans(self) -> list[tuple[str, int]]:

@@ -32,8 +32,8 @@ from streamer.config import ServiceConfig
 from streamer.events import EventLog, build_event
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
 from streamer.peak import peak_metrics
-from streamer.recording import RunRecorder
 from streamer.transport import bind
+from streamer.writer import RecordingWriter
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ class ScanProcessor:
             geometry = OrthogonalGeometry.from_dict(scan.metadata.get("geometry") or {})
         except (ValueError, TypeError) as exc:
             error = f"cannot analyse scan {scan.scan}: no usable geometry in its metadata ({exc})"
-        if geometry is not None and scan.frames.shape != (geometry.num_rocking_steps,) + geometry.frame_shape:
-            error = (f"scan {scan.scan} has frames {scan.frames.shape}; the geometry expects "
+        if geometry is not None and scan.shape != (geometry.num_rocking_steps,) + geometry.frame_shape:
+            error = (f"scan {scan.scan} has frames {scan.shape}; the geometry expects "
                      f"{(geometry.num_rocking_steps,) + geometry.frame_shape}")
             geometry = None
         if geometry is not None:
@@ -140,7 +140,7 @@ class Pipeline:
         self.processor = ScanProcessor(config)
         self.events = EventLog(self.out_dir / "events.jsonl")
         self.documents: list[tuple[str, dict]] = []  # bluesky documents received (name, doc)
-        self._recorders: dict[str, RunRecorder] = {}
+        self.recording = RecordingWriter(self.out_dir, self.counters)
         self._last_seq: int | None = None
         self._lock = threading.Lock()  # guards the pending jobs, the event log and the publisher
         self._pending: list[ScanJob] = []
@@ -180,7 +180,7 @@ class Pipeline:
                 self._emit(event, job.scan)
 
     def _submit(self, scan: AssembledScan) -> None:
-        self._recorder(scan.run).end_scan(scan.scan, scan.missing, scan.status)
+        self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status)
         ingest = {"complete": scan.complete, "status": scan.status, "missing_frames": scan.missing,
                   "rejected": dict(self.counters)}
         job = self.processor.prepare(scan, ingest)
@@ -194,12 +194,6 @@ class Pipeline:
             self._wake.notify()
 
     # -- ingest -----------------------------------------------------------------------------
-    def _recorder(self, run: str) -> RunRecorder:
-        if run not in self._recorders:
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run)
-            self._recorders[run] = RunRecorder(self.out_dir / f"{safe}.h5", run)
-        return self._recorders[run]
-
     def _check_sequence(self, header: dict) -> None:
         seq = header.get("seq")
         if isinstance(seq, int):
@@ -217,7 +211,7 @@ class Pipeline:
         self._check_sequence(h)
         if msg.type == "scan_start":
             self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"], now=now)
-            self._recorder(h["run"]).start_scan(h["scan"], h["num_frames"], h["metadata"])
+            self.recording.start_scan(h["run"], h["scan"], h["num_frames"], h["metadata"])
         elif msg.type == "frame":
             run, scan = h["run"], h["scan"]
             known = (run, scan) in self.assembler.open_scans
@@ -225,8 +219,8 @@ class Pipeline:
             if self.assembler.add(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array,
                                   num_frames=num, now=now):
                 if not known:  # opened implicitly: the recording needs the scan too
-                    self._recorder(run).start_scan(scan, num, {"implicit": True})
-                self._recorder(run).add_frame(scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array)
+                    self.recording.start_scan(run, scan, num, {"implicit": True})
+                self.recording.add_frame(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array)
         elif msg.type == "scan_end":
             scan = self.assembler.finish(h["run"], h["scan"])
             if scan is not None:
@@ -264,7 +258,7 @@ class Pipeline:
         last_expiry = time.monotonic()
         try:
             while not self._stop.is_set():
-                if poller.poll(timeout_ms) and self.ingest(self.frames.recv_multipart(copy=False)):
+                if poller.poll(timeout_ms) and self._drain():
                     break
                 now = time.monotonic()
                 if now - last_expiry > 1.0:
@@ -275,6 +269,17 @@ class Pipeline:
             self.shutdown()
         return dict(self.counters)
 
+    def _drain(self, most: int = 1000) -> bool:
+        """Handle every message already waiting (one poll per burst, not per message)."""
+        for _ in range(most):
+            try:
+                parts = self.frames.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            if self.ingest(parts):
+                return True
+        return False
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -283,14 +288,13 @@ class Pipeline:
         for run, scan in self.assembler.open_scans:
             log.warning("scan %s of run %s was still open at shutdown; recorded as incomplete", scan, run)
             done = self.assembler.finish(run, scan)
-            self._recorder(run).end_scan(scan, done.missing, "incomplete")
+            self.recording.end_scan(run, scan, done.missing, "incomplete")
         with self._wake:
             self._closing = True
             self._wake.notify()
         if self._worker.is_alive():
             self._worker.join()
-        for rec in self._recorders.values():
-            rec.close()
+        self.recording.close()
         self.events.close()
         with self._lock:
             self._publish("run_done", {"rejected": dict(self.counters)})

@@ -36,7 +36,8 @@ class FrameSender:
 
     def __init__(self, endpoint: str, *, ctx: zmq.Context | None = None, hwm: int = 1000, timeout_s: float = 30.0):
         self.endpoint = endpoint
-        self._ctx = ctx or zmq.Context.instance()
+        self._own_ctx = ctx is None
+        self._ctx = ctx or zmq.Context()
         self._sock = self._ctx.socket(zmq.PUSH)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
@@ -81,5 +82,7 @@ class FrameSender:
         self._control("run_stop", run=run, **fields)
 
     def close(self, linger_s: float = 10.0) -> None:
-        """Close after giving queued messages up to ``linger_s`` to leave (nothing lost on exit)."""
+        """Close, waiting up to ``linger_s`` for queued messages to leave (nothing lost on exit)."""
         self._sock.close(linger=int(linger_s * 1000))
+        if self._own_ctx:
+            self._ctx.term()  # blocks until the queue is sent or the linger expires

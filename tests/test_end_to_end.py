@@ -2,7 +2,7 @@
 
 import io
 
-import h5py
+import numpy as np
 import pytest
 
 from streamer.cli import build_parser, main, run_demo
@@ -15,7 +15,7 @@ from streamer.phasing import PhasingConfig
 def demo_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("demo")
     out = io.StringIO()
-    service = ServiceConfig(phasing=PhasingConfig(population=2))
+    service = ServiceConfig(phasing=PhasingConfig(population=2), realtime_policy="all")
     code = run_demo(out_dir=out_dir, scenario="quick", exposure_s=0.5, realtime=False, seed=1,
                     service=service, out=out)
     return code, out_dir, out.getvalue()
@@ -40,16 +40,17 @@ def test_demo_flags_the_new_pair_and_nothing_on_pristine_scans(demo_run):
 
 
 def test_demo_records_every_frame_with_metadata(demo_run):
+    from streamer.recording import list_scans, read_scan
+
     _, out_dir, _ = demo_run
     (path,) = out_dir.glob("*.h5")
-    with h5py.File(path) as f:
-        scans = sorted(f["entry"])
-        assert scans == ["scan_00000", "scan_00001", "scan_00002"]
-        for name in scans:
-            g = f["entry"][name]
-            assert g["data"].shape == (48, 48, 48) and g.attrs["complete"]
-            assert sorted(g["frame_index"][()]) == list(range(48))
-        assert f["entry/scan_00002"].attrs["voltage_v"] == pytest.approx(3.73)
+    scans = list_scans(path)
+    assert [s["scan"] for s in scans] == [0, 1, 2]
+    assert all(s["complete"] and s["frames_recorded"] == 48 for s in scans)
+    assert scans[2]["voltage_v"] == pytest.approx(3.73)
+    rec = read_scan(path, 2)
+    assert rec["frames"].shape == (48, 48, 48) and list(rec["frame_index"]) == list(range(48))
+    assert np.all(np.diff(rec["theta_deg"]) > 0) and rec["metadata"]["geometry"]["voxel_nm"] == 12.0
 
 
 def test_demo_prints_one_line_per_scan(demo_run):
@@ -61,13 +62,40 @@ def test_demo_prints_one_line_per_scan(demo_run):
 
 def test_every_subcommand_has_help_with_an_example(capsys):
     parser = build_parser()
-    for cmd in ("demo", "serve"):
+    for cmd in ("demo", "serve", "replay"):
         with pytest.raises(SystemExit) as exc:
             parser.parse_args([cmd, "--help"])
         assert exc.value.code == 0
-        assert "example:" in capsys.readouterr().out
+        assert "example" in capsys.readouterr().out
 
 
 def test_unknown_scenario_is_a_clear_error(capsys, tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--scenario", "no-such"]) == 2
     assert "no scenario 'no-such'" in capsys.readouterr().err
+
+
+def test_replaying_the_demo_recording_reproduces_its_flags(demo_run, tmp_path):
+    from streamer.cli import run_replay
+
+    _, out_dir, _ = demo_run
+    (recording,) = out_dir.glob("*.h5")
+    out = io.StringIO()
+    service = ServiceConfig(phasing=PhasingConfig(population=2), realtime_policy="all")
+    assert run_replay(recording, out_dir=tmp_path, service=service, out=out) == 0
+    original = read_events(out_dir / "events.jsonl")
+    replayed = read_events(tmp_path / "events.jsonl")
+    assert [e["scan"] for e in replayed] == [e["scan"] for e in original]
+    for a, b in zip(original, replayed):
+        assert sorted(f["kind"] for f in a["flags"]) == sorted(f["kind"] for f in b["flags"])
+        assert len(a["vortices"]) == len(b["vortices"])
+        assert a["peak"]["width_parallel"] == pytest.approx(b["peak"]["width_parallel"])
+    assert "new_vortex" in out.getvalue()
+
+
+def test_replay_of_a_scan_range_and_bad_arguments(demo_run, tmp_path):
+    from streamer.cli import parse_scan_range
+
+    assert parse_scan_range("2:5") == range(2, 5) and parse_scan_range("3") == range(3, 4)
+    with pytest.raises(ValueError, match="--scans"):
+        parse_scan_range("a:b")
+    assert main(["replay", str(tmp_path / "missing.h5")]) == 2
