@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamer.wire import EncodedFrame, WireError
+
 log = logging.getLogger(__name__)
 
 
@@ -33,17 +35,23 @@ class AssembledScan:
     timestamps: np.ndarray  # (num_frames,), NaN where missing
     missing: list[int]
     timed_out: bool = False
+    corrupt: list[int] = field(default_factory=list)  # compressed frames that did not decode (zero)
 
     @functools.cached_property
     def frames(self) -> np.ndarray:
-        """(num_frames, rows, cols) in frame order; missing frames are zero."""
+        """(num_frames, rows, cols) in frame order, compressed frames decoded; missing ones zero."""
         dtype = next(iter(self.parts.values())).dtype if self.parts else np.uint32
         stack = np.empty(self.shape, dtype=dtype)
         for i in range(self.shape[0]):
-            if i in self.parts:
-                stack[i] = self.parts[i]
-            else:
-                stack[i] = 0
+            part = self.parts.get(i)
+            if isinstance(part, EncodedFrame):
+                try:
+                    part = part.decode()
+                except WireError as exc:
+                    log.warning("frame %s of scan %s: %s; treated as missing", i, self.scan, exc)
+                    self.corrupt.append(i)
+                    part = None
+            stack[i] = 0 if part is None else part
         self.parts = {}  # the stack now holds the pixels
         return stack
 

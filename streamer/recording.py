@@ -14,10 +14,11 @@ import struct
 import time
 from pathlib import Path
 
-import bitshuffle
 import h5py
 import hdf5plugin
 import numpy as np
+
+from streamer.wire import EncodedFrame, bslz4_chunk
 
 LAYOUT_VERSION = 2
 DATA = "entry/data"  # the frames and one row of per-frame columns per frame
@@ -27,7 +28,6 @@ STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 # column -> (dtype, fill value); the last column is written last, and its fill value marks a row not yet written
 FRAME_COLUMNS = {"frame_index": ("i8", 0), "theta_deg": ("f8", math.nan), "timestamp": ("f8", math.nan),
                  "attempt": ("i8", -1)}
-BLOCK_BYTES = 8192  # bitshuffle block: the HDF5 filter's default for these frame sizes
 GROW_ROWS = 64  # the data dataset grows this many frames at a time; the columns say how many are real
 COLUMN_BATCH = 256  # per-frame columns are written in batches of this many rows (and at every flush)
 SCAN_COLUMNS = {"num_frames": ("i8", 0), "status": ("i1", 0), "voltage_v": ("f8", math.nan),
@@ -74,19 +74,21 @@ class RunRecorder:
         as a raw chunk, which is several times faster than h5py's filter pipeline.
         """
         attempt = self._attempt(scan)
-        array = np.ascontiguousarray(array)
+        if isinstance(array, EncodedFrame):  # arrived compressed (and checked on arrival): written as it came
+            chunk, shape, dtype = bytes(array.chunk), array.shape, array.dtype
+        else:
+            array = np.ascontiguousarray(array)
+            chunk, shape, dtype = bslz4_chunk(array), array.shape, array.dtype
         self._file()
         if not self._frame_ds:
-            self._create_frame_datasets(array)
+            self._create_frame_datasets(shape, dtype)
         data = self._frame_ds["data"]
-        if array.shape != data.shape[1:] or array.dtype != data.dtype:
-            raise ValueError(f"frame {frame} of scan {scan} is {array.shape} {array.dtype}; this recording "
+        if shape != data.shape[1:] or dtype != data.dtype:
+            raise ValueError(f"frame {frame} of scan {scan} is {shape} {dtype}; this recording "
                              f"holds {data.shape[1:]} {data.dtype} frames")
         if self._rows >= data.shape[0]:
             data.id.set_extent((self._rows + GROW_ROWS, *data.shape[1:]))
-        block = BLOCK_BYTES // array.itemsize
-        header = struct.pack(">QI", array.nbytes, block * array.itemsize)
-        data.id.write_direct_chunk((self._rows, 0, 0), header + bytes(bitshuffle.compress_lz4(array, block)))
+        data.id.write_direct_chunk((self._rows, 0, 0), chunk)
         self._rows += 1
         self._pending.append((frame, theta_deg, timestamp, attempt))
         if len(self._pending) >= COLUMN_BATCH or time.monotonic() - self._last_sync >= self.flush_every_s:
@@ -150,11 +152,11 @@ class RunRecorder:
                 self._f.swmr_mode = True
         return self._f
 
-    def _create_frame_datasets(self, frame: np.ndarray) -> None:
+    def _create_frame_datasets(self, shape: tuple, dtype: np.dtype) -> None:
         """Create the frame datasets (needs the first frame's shape and dtype), then switch to SWMR."""
         group = self._file()[DATA]
-        group.create_dataset("data", shape=(0, *frame.shape), maxshape=(None, *frame.shape), dtype=frame.dtype,
-                             chunks=(1, *frame.shape), **hdf5plugin.Bitshuffle(cname="lz4"))
+        group.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                             chunks=(1, *shape), **hdf5plugin.Bitshuffle(cname="lz4"))
         _create_columns(group, FRAME_COLUMNS, chunk=4096)
         self._frame_ds = {name: group[name] for name in ["data", *FRAME_COLUMNS]}
         self._f.swmr_mode = True

@@ -74,9 +74,10 @@ class ScanProcessor:
             geometry = None
         if geometry is not None:
             volume = np.transpose(scan.frames, STACK_TO_LAB_AXES).astype(np.float32)
-            if scan.missing:
+            unmeasured = sorted(set(scan.missing) | set(scan.corrupt))
+            if unmeasured:
                 mask = np.zeros(volume.shape, bool)
-                mask[:, :, scan.missing] = True
+                mask[:, :, unmeasured] = True
             try:
                 peak = peak_metrics(volume, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
             except ValueError as exc:
@@ -184,6 +185,9 @@ class Pipeline:
         ingest = {"complete": scan.complete, "status": scan.status, "missing_frames": scan.missing,
                   "rejected": dict(self.counters)}
         job = self.processor.prepare(scan, ingest)
+        if scan.corrupt:  # compressed frames that did not decode: counted, and missing for the analysis
+            self.counters["corrupt_frame"] += len(scan.corrupt)
+            ingest["corrupt_frames"] = scan.corrupt
         with self._wake:
             if self.config.realtime_policy == "latest":
                 for old in self._pending:
@@ -216,11 +220,11 @@ class Pipeline:
             run, scan = h["run"], h["scan"]
             known = (run, scan) in self.assembler.open_scans
             num = h.get("num_frames") if isinstance(h.get("num_frames"), int) else None
-            if self.assembler.add(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array,
+            if self.assembler.add(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.frame,
                                   num_frames=num, now=now):
                 if not known:  # opened implicitly: the recording needs the scan too
                     self.recording.start_scan(run, scan, num, {"implicit": True})
-                self.recording.add_frame(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.array)
+                self.recording.add_frame(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.frame)
         elif msg.type == "scan_end":
             scan = self.assembler.finish(h["run"], h["scan"])
             if scan is not None:

@@ -8,9 +8,12 @@ with a message that says what was wrong.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
+import bitshuffle
+import lz4.block
 import msgpack
 import numpy as np
 
@@ -27,8 +30,12 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "heartbeat": (),
 }
 
-#: pixel encodings of a frame buffer
-ENCODINGS = ("raw",)
+#: pixel encodings of a frame buffer: raw C-order pixels, or ``bslz4``: bitshuffle+LZ4 exactly as
+#: an HDF5 filter-32008 chunk (uint64 BE byte count, uint32 BE block bytes, then per block a uint32
+#: BE compressed size and the LZ4 block), as Dectris and Timepix stream writers produce it
+ENCODINGS = ("raw", "bslz4")
+BSLZ4_BLOCK_BYTES = 8192
+_U32 = struct.Struct(">I")
 
 #: sanity limits on header values (anything larger is an absurd header, not a detector)
 MAX_FRAME_SIDE = 16384
@@ -43,10 +50,71 @@ class WireError(ValueError):
 
 
 @dataclass
+class EncodedFrame:
+    """A ``bslz4`` frame kept compressed: ``chunk`` is written to HDF5 as it is.
+
+    It is decoded with python-lz4's bounds-checked decoder, never with bitshuffle's own LZ4
+    decoder, which crashed the process on corrupted input here.
+    """
+
+    chunk: memoryview
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def _blocks(self) -> list[bytes]:
+        chunk, size_of = self.chunk, len(self.chunk)
+        itemsize = self.dtype.itemsize
+        block = _U32.unpack_from(chunk, 8)[0] // itemsize
+        out, pos, remaining = [], 12, self.shape[0] * self.shape[1]
+        decompress, unpack = lz4.block.decompress, _U32.unpack_from
+        try:
+            while remaining >= 8:  # blocks of whole bytes of bit planes; < 8 leftover pixels follow raw
+                this = min(block, remaining - remaining % 8)
+                end = pos + 4 + unpack(chunk, pos)[0]
+                if end > size_of:
+                    raise WireError("bslz4 frame is truncated")
+                want = this * itemsize
+                piece = decompress(chunk[pos + 4 : end], uncompressed_size=want)
+                if len(piece) != want:
+                    raise WireError(f"bslz4 block decompresses to {len(piece)} bytes, not {want}")
+                out.append(piece)
+                pos, remaining = end, remaining - this
+        except (struct.error, lz4.block.LZ4BlockError) as exc:
+            raise WireError(f"bslz4 frame does not decompress: {exc}") from None
+        tail = remaining * itemsize
+        out.append(bytes(chunk[pos : pos + tail]))
+        if pos + tail != size_of:
+            raise WireError(f"bslz4 frame has {size_of - pos - tail} bytes after its last block")
+        return out
+
+    def validate(self) -> None:
+        """Raise WireError unless every LZ4 block decompresses to exactly its size."""
+        self._blocks()
+
+    def decode(self) -> np.ndarray:
+        block = struct.unpack_from(">I", self.chunk, 8)[0] // self.dtype.itemsize
+        shuffled = np.frombuffer(b"".join(self._blocks()), self.dtype)
+        return bitshuffle.bitunshuffle(shuffled, block).reshape(self.shape)
+
+
+def bslz4_chunk(array: np.ndarray) -> bytes:
+    """Compress a frame into the ``bslz4`` encoding (an HDF5 filter-32008 chunk)."""
+    array = np.ascontiguousarray(array)
+    block = BSLZ4_BLOCK_BYTES // array.itemsize
+    header = struct.pack(">QI", array.nbytes, block * array.itemsize)
+    return header + bytes(bitshuffle.compress_lz4(array, block))
+
+
+@dataclass
 class Message:
     type: str
     header: dict[str, Any]
-    array: np.ndarray | None = None  # the frame, for ``frame`` messages (read-only view)
+    array: np.ndarray | None = None  # a raw frame (read-only view of the received buffer)
+    encoded: EncodedFrame | None = None  # a bslz4 frame, still compressed
+
+    @property
+    def frame(self) -> np.ndarray | EncodedFrame | None:
+        return self.array if self.array is not None else self.encoded
 
 
 def encode(msg_type: str, **fields: Any) -> list[bytes]:
@@ -60,14 +128,26 @@ def encode(msg_type: str, **fields: Any) -> list[bytes]:
 
 def encode_frame(
     *, run: str, scan: int, frame: int, seq: int, theta_deg: float, timestamp: float, array: np.ndarray,
-    **extra: Any,
+    encoding: str = "raw", **extra: Any,
 ) -> list:
-    """Encode a frame: header plus the array's own memory (no copy when C-contiguous)."""
+    """Encode a frame: header plus the array's own memory (no copy when C-contiguous), or plus its
+    bitshuffle+LZ4 chunk when ``encoding`` is ``bslz4``."""
+    if isinstance(array, EncodedFrame):  # already compressed (as a detector sends it): no work here
+        return _frame_parts(run, scan, frame, seq, theta_deg, timestamp, array.shape, array.dtype, "bslz4",
+                            array.chunk, extra)
+    if encoding not in ENCODINGS:
+        raise WireError(f"unknown encoding {encoding!r}; use one of {ENCODINGS}")
     array = np.ascontiguousarray(array)
     if array.ndim != 2:
         raise WireError(f"a frame must be 2D, got shape {array.shape}")
     if array.dtype.name not in FRAME_DTYPES:
         raise WireError(f"frame dtype {array.dtype.name} not in {FRAME_DTYPES}")
+    buffer = bslz4_chunk(array) if encoding == "bslz4" else memoryview(array).cast("B")
+    return _frame_parts(run, scan, frame, seq, theta_deg, timestamp, array.shape, array.dtype, encoding, buffer,
+                        extra)
+
+
+def _frame_parts(run, scan, frame, seq, theta_deg, timestamp, shape, dtype, encoding, buffer, extra) -> list:
     header = {
         "type": "frame",
         "version": PROTOCOL_VERSION,
@@ -77,12 +157,12 @@ def encode_frame(
         "seq": int(seq),
         "theta_deg": float(theta_deg),
         "timestamp": float(timestamp),
-        "shape": list(array.shape),
-        "dtype": array.dtype.name,
-        "encoding": "raw",
+        "shape": [int(n) for n in shape],
+        "dtype": np.dtype(dtype).name,
+        "encoding": encoding,
         **extra,
     }
-    return [msgpack.packb(header, use_bin_type=True), memoryview(array).cast("B")]
+    return [msgpack.packb(header, use_bin_type=True), buffer]
 
 
 def _check_fields(header: dict) -> None:
@@ -113,6 +193,8 @@ def decode(parts: list) -> Message:
         if len(parts) != 1:
             raise WireError(f"{msg_type} message must have 1 part, got {len(parts)}")
         return Message(msg_type, header)
+    if header.get("encoding") == "bslz4":
+        return Message(msg_type, header, encoded=_encoded_frame(header, parts))
     return Message(msg_type, header, _frame_array(header, parts))
 
 
@@ -137,7 +219,7 @@ def _check_types(header: dict) -> None:
         raise WireError(f"document field 'name' must be a string, got {header['name']!r}")
 
 
-def _frame_array(header: dict, parts: list) -> np.ndarray:
+def _check_frame_header(header: dict, parts: list) -> None:
     if len(parts) != 2:
         raise WireError(f"frame message must have 2 parts (header, buffer), got {len(parts)}")
     dtype, shape = header["dtype"], header["shape"]
@@ -152,10 +234,41 @@ def _frame_array(header: dict, parts: list) -> np.ndarray:
     ):
         raise WireError(f"frame shape must be two integers in 1..{MAX_FRAME_SIDE}, got {shape!r}")
     for key in ("theta_deg", "timestamp"):
-        if not isinstance(header[key], (int, float)) or not np.isfinite(header[key]):
-            raise WireError(f"frame field {key!r} must be a finite number, got {header[key]!r}")
-    buf = parts[1]
-    view = buf.buffer if hasattr(buf, "buffer") else memoryview(buf)
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise WireError(f"frame field {key!r} must be a finite number, got {value!r}")
+
+
+def _buffer(part) -> memoryview:
+    return (part.buffer if hasattr(part, "buffer") else memoryview(part)).cast("B")
+
+
+def _encoded_frame(header: dict, parts: list) -> EncodedFrame:
+    """Check a bslz4 frame: its 12-byte header, then that every block decompresses (bounds-checked)."""
+    _check_frame_header(header, parts)
+    view = _buffer(parts[1])
+    dtype = np.dtype(header["dtype"])
+    nelem = header["shape"][0] * header["shape"][1]
+    if view.nbytes < 12:
+        raise WireError(f"bslz4 frame of {view.nbytes} bytes is shorter than its 12-byte header")
+    nbytes, block_bytes = struct.unpack_from(">QI", view, 0)
+    if nbytes != nelem * dtype.itemsize:
+        raise WireError(f"bslz4 frame holds {nbytes} bytes, header says {header['shape']} {dtype}")
+    if block_bytes == 0 or block_bytes % (8 * dtype.itemsize):
+        raise WireError(f"bslz4 block of {block_bytes} bytes is not a multiple of 8 pixels")
+    frame = EncodedFrame(view, tuple(header["shape"]), dtype)
+    if dtype.kind == "f":
+        if not np.isfinite(frame.decode()).all():
+            raise WireError("frame contains NaN or infinite values")
+    else:
+        frame.validate()  # every block must decompress, safely, to its exact size
+    return frame
+
+
+def _frame_array(header: dict, parts: list) -> np.ndarray:
+    _check_frame_header(header, parts)
+    dtype, shape = header["dtype"], header["shape"]
+    view = _buffer(parts[1])
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if view.nbytes != expected:
         raise WireError(f"frame buffer has {view.nbytes} bytes, header says {shape} {dtype} = {expected}")

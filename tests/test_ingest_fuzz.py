@@ -33,6 +33,11 @@ def garbage(draw):
     if header.get("run") == RUN:
         header["run"] = "other"
     parts = [msgpack.packb(header, use_bin_type=True)]
+    if header.get("encoding") == "bslz4" and draw(st.booleans()):  # a plausible compressed chunk, corrupted
+        chunk = bytearray(wire.bslz4_chunk(np.arange(35, dtype=np.uint32).reshape(5, 7)))
+        for _ in range(draw(st.integers(1, 6))):
+            chunk[draw(st.integers(0, len(chunk) - 1))] = draw(st.integers(0, 255))
+        return parts + [bytes(chunk)]
     parts += draw(st.lists(st.binary(max_size=300), max_size=2))
     return parts
 
@@ -43,12 +48,13 @@ def _valid_frames(seed):
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(garbage(), min_size=5, max_size=40), st.integers(0, 2**32 - 1), st.randoms(use_true_random=False))
-def test_valid_frames_survive_interleaved_garbage_bit_for_bit(bad, seed, shuffle):
+@given(st.lists(garbage(), min_size=5, max_size=40), st.integers(0, 2**32 - 1), st.randoms(use_true_random=False),
+       st.sampled_from(wire.ENCODINGS))
+def test_valid_frames_survive_interleaved_garbage_bit_for_bit(bad, seed, shuffle, encoding):
     frames = _valid_frames(seed)
     good = [wire.encode("scan_start", run=RUN, scan=0, num_frames=NUM, metadata={})]
-    good += [wire.encode_frame(run=RUN, scan=0, frame=i, seq=i, theta_deg=0.1 * i, timestamp=1.0, array=f)
-             for i, f in enumerate(frames)]
+    good += [wire.encode_frame(run=RUN, scan=0, frame=i, seq=i, theta_deg=0.1 * i, timestamp=1.0, array=f,
+                               encoding=encoding) for i, f in enumerate(frames)]
     order = [("good", 0)] + [("bad", i) for i in range(len(bad))] + [("good", i) for i in range(1, NUM + 1)]
     middle = order[1:]
     shuffle.shuffle(middle)  # garbage anywhere; valid frames may come out of order too

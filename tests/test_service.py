@@ -205,3 +205,31 @@ def test_latest_scan_wins_when_reconstruction_falls_behind(tmp_path, rng):
     assert events[1]["peak"]["width_parallel"] > 0  # every scan gets its quick metrics
     assert events[0]["reconstruction"]["status"] == "done"
     assert events[2]["reconstruction"] == {"status": "done", "compared_with_scan": 0}
+
+
+def test_compressed_frames_are_recorded_as_sent_and_analysed(tmp_path, rng):
+    from streamer import wire
+
+    cfg = ServiceConfig(out_dir=str(tmp_path), phasing=PhasingConfig(recipe="10HIO", population=1))
+    p = Pipeline(cfg)
+    t, counters = _pipeline_thread(p)
+    sender = FrameSender(p.frames_endpoint, encoding="bslz4")
+    vol = _volume(rng)
+    sender.scan_start("r", 0, 16, {"geometry": GEOM.to_dict()})
+    for k in range(16):
+        sender.frame("r", 0, k, 7.0, np.ascontiguousarray(vol[:, :, k]))
+        if k == 2:  # a corrupted chunk with an honest-looking header: rejected at the door
+            header, chunk = wire.encode_frame(run="r", scan=0, frame=3, seq=0, theta_deg=7.0, timestamp=1.0,
+                                              array=np.ascontiguousarray(vol[:, :, 3]), encoding="bslz4")
+            chunk = bytearray(chunk)
+            chunk[20:40] = b"\xff" * 20
+            sender._send([header, bytes(chunk)])
+    sender.scan_end("r", 0, 16)
+    sender.run_stop("r")
+    sender.close()
+    t.join(60)
+    assert counters["malformed"] == 1
+    (event,) = read_events(tmp_path / "events.jsonl")
+    assert event["ingest"]["complete"] and event["reconstruction"]["status"] == "done"
+    rec = read_scan(tmp_path / "r.h5", 0)
+    np.testing.assert_array_equal(np.moveaxis(rec["frames"], 0, -1), vol)

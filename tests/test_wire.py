@@ -111,3 +111,56 @@ def test_fuzzed_headers_only_ever_raise_wire_error(header, buffer):
         wire.decode([msgpack.packb(header), buffer])
     except wire.WireError:
         pass
+
+
+@pytest.mark.parametrize("shape, dtype", [((512, 512), "uint32"), ((5, 7), "uint16"), ((48, 48), "float32"),
+                                          ((1, 3), "uint8"), ((100, 37), "int32")])
+def test_bslz4_frames_round_trip(shape, dtype):
+    frame = np.random.default_rng(3).poisson(2.0, shape).astype(dtype)
+    parts = wire.encode_frame(run="r", scan=0, frame=0, seq=0, theta_deg=0, timestamp=0, array=frame,
+                              encoding="bslz4")
+    assert len(parts[1]) < frame.nbytes + 64
+    msg = wire.decode([bytes(p) for p in parts])
+    assert msg.array is None and msg.encoded.shape == shape
+    np.testing.assert_array_equal(msg.frame.decode(), frame)
+    again = wire.decode([bytes(p) for p in wire.encode_frame(run="r", scan=0, frame=0, seq=1, theta_deg=0,
+                                                               timestamp=0, array=msg.encoded)])
+    assert bytes(again.encoded.chunk) == bytes(msg.encoded.chunk)  # forwarded compressed, untouched
+
+
+def _bslz4_parts(**kw):
+    frame = np.arange(64, dtype=np.uint32).reshape(8, 8)
+    header, chunk = wire.encode_frame(run="r", scan=0, frame=0, seq=0, theta_deg=0, timestamp=0, array=frame,
+                                      encoding="bslz4")
+    return header, bytearray(chunk)
+
+
+def test_bslz4_headers_that_lie_are_rejected_at_once():
+    header, chunk = _bslz4_parts()
+    with pytest.raises(wire.WireError, match="shorter than"):
+        wire.decode([header, bytes(chunk[:5])])
+    bad = chunk.copy()
+    bad[0:8] = (10**6).to_bytes(8, "big")
+    with pytest.raises(wire.WireError, match="holds"):
+        wire.decode([header, bytes(bad)])
+    bad = chunk.copy()
+    bad[8:12] = (3).to_bytes(4, "big")
+    with pytest.raises(wire.WireError, match="block"):
+        wire.decode([header, bytes(bad)])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_corrupted_bslz4_never_crashes_only_raises(data):
+    frame = np.random.default_rng(1).poisson(3.0, (32, 32)).astype(np.uint32)
+    chunk = bytearray(wire.bslz4_chunk(frame))
+    cut = data.draw(st.integers(12, len(chunk)))
+    chunk = chunk[:cut]
+    for _ in range(data.draw(st.integers(0, 8))):
+        if len(chunk) > 12:
+            chunk[data.draw(st.integers(12, len(chunk) - 1))] = data.draw(st.integers(0, 255))
+    encoded = wire.EncodedFrame(memoryview(bytes(chunk)), (32, 32), np.dtype("uint32"))
+    try:
+        assert encoded.decode().shape == (32, 32)
+    except wire.WireError:
+        pass
