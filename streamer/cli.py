@@ -34,6 +34,9 @@ def format_event_line(ev: dict) -> str:
         elif f["kind"] == "peak_broadening":
             name += f"({f.get('direction')} +{100 * f.get('relative_change', 0):.0f}%)"
         names.append(name)
+    recon = ev.get("reconstruction") or {}
+    if recon.get("status") == "skipped":
+        names.append(f"(not reconstructed: scan {recon.get('superseded_by')} was newer)")
     if ev.get("error"):
         names.append(f"ERROR: {ev['error']}")
     wpar = peak.get("width_parallel", float("nan"))
@@ -215,7 +218,9 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
 
 
 def _cmd_demo(args) -> int:
-    service = load_config(args.config, ServiceConfig, {"backend": args.backend})
+    # without real exposure times every scan arrives at once: reconstruct them all, not the newest
+    service = load_config(args.config, ServiceConfig, {"backend": args.backend,
+                                                       "realtime_policy": "all" if args.fast else None})
     if args.population:
         from streamer.phasing import PhasingConfig
 

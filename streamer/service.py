@@ -88,7 +88,8 @@ class ScanProcessor:
                 peaks.append(peak)
         return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
 
-    def _event(self, job: ScanJob, **fields) -> dict:
+    def event(self, job: ScanJob, **fields) -> dict:
+        """The event of a scan: its quick metrics plus whatever ``fields`` the analysis adds."""
         s = job.scan
         fields = {"peak": job.peak, "vortices": [], "domain_boundaries": [], "flags": list(job.flags), **fields}
         extra = {"ingest": job.ingest}
@@ -98,12 +99,12 @@ class ScanProcessor:
 
     def skipped(self, job: ScanJob, superseded_by: int) -> dict:
         """The event of a scan that is not reconstructed because a newer one is waiting."""
-        return self._event(job, reconstruction={"status": "skipped", "superseded_by": superseded_by})
+        return self.event(job, reconstruction={"status": "skipped", "superseded_by": superseded_by})
 
     def process(self, job: ScanJob) -> dict:
         """Reconstruct, find defects, compare with the previous reconstructed scan."""
         if job.geometry is None:
-            return self._event(job, reconstruction={"status": "not_possible"})
+            return self.event(job, reconstruction={"status": "not_possible"})
         scan = job.scan
         prev_scan, prev = self._previous.get(scan.run, (None, None))
         try:
@@ -114,14 +115,14 @@ class ScanProcessor:
             )
         except ValueError as exc:
             job.error = f"analysis of scan {scan.scan} failed: {exc}"
-            return self._event(job, reconstruction={"status": "failed"})
+            return self.event(job, reconstruction={"status": "failed"})
         flags = []
         if prev is not None:
             flags += vortex_flags(prev.vortices, result.vortices, self.config.flags)
             flags += boundary_flags(prev.domain_boundaries, result.domain_boundaries)
         self._previous[scan.run] = (scan.scan, result)
         compared = {"status": "done", "compared_with_scan": prev_scan}
-        return self._event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
+        return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
                            flags=flags + job.flags, phasing=result.phasing, reconstruction=compared)
 
 
@@ -176,7 +177,7 @@ class Pipeline:
             except Exception:  # a bug must not stop the stream: log it, report the scan as failed
                 log.exception("processing scan %s of run %s failed", job.scan.scan, job.scan.run)
                 job.error = "internal error during reconstruction; see the service log"
-                event = self.processor._event(job, reconstruction={"status": "failed"})
+                event = self.processor.event(job, reconstruction={"status": "failed"})
             with self._lock:
                 self._emit(event, job.scan)
 
