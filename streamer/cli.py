@@ -17,8 +17,6 @@ import zmq
 from streamer.config import ConfigError, ServiceConfig, load_config
 from streamer.geometry import OrthogonalGeometry
 
-log = logging.getLogger("bcdi-stream")
-
 LINE_HEADER = f"{'scan':>4} {'voltage':>8} {'capacity':>9} {'w_par':>8} {'w_perp':>8} {'vortices':>8} {'latency':>8}  flags"
 
 
@@ -231,19 +229,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from streamer.service import Pipeline
+    from streamer.service import serve
 
     service = load_config(args.config, ServiceConfig, {"out_dir": args.out, "backend": args.backend,
                                                        "frames_port": args.frames_port,
                                                        "results_port": args.results_port})
     service = ServiceConfig(**{**service.__dict__, "exit_on_run_stop": False})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import signal
-
-    pipeline = Pipeline(service)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: pipeline.stop())
-    pipeline.run(on_ready=lambda ep: print(f"frames: {ep['frames']}\nresults: {ep['results']}", flush=True))
+    serve(service, on_ready=lambda ep: print(f"frames: {ep['frames']}\nresults: {ep['results']}", flush=True))
     return 0
 
 

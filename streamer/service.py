@@ -310,9 +310,14 @@ class Pipeline:
             self._ctx.term()
 
 
-def serve(config: ServiceConfig, ready_conn=None) -> None:
-    """Process entry point: run a pipeline; report its endpoints on ``ready_conn`` (a Pipe end)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], None] | None = None) -> dict:
+    """Run a pipeline until run stop, SIGINT or SIGTERM (then flush and exit cleanly).
+
+    The endpoints it bound are sent on ``ready_conn`` (a multiprocessing Pipe end) and/or given to
+    ``on_ready``. Returns the rejection counters.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     pipeline = Pipeline(config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: pipeline.stop())
@@ -321,5 +326,7 @@ def serve(config: ServiceConfig, ready_conn=None) -> None:
         if ready_conn is not None:
             ready_conn.send(endpoints)
             ready_conn.close()
+        if on_ready is not None:
+            on_ready(endpoints)
 
-    pipeline.run(on_ready=ready)
+    return pipeline.run(on_ready=ready)
