@@ -96,6 +96,11 @@ class ScanAssembler:
         self.counters[reason] += 1
         log.warning("rejected (%s): %s", reason, detail)
 
+    def start_run(self, run: str, metadata: dict) -> None:
+        """Remember a run's metadata (its geometry serves scans opened without their start)."""
+        if isinstance(metadata.get("geometry"), dict):
+            self._geometry[run] = metadata["geometry"]
+
     def start(self, run: str, scan: int, num_frames: int, metadata: dict, *, now: float = 0.0) -> None:
         key = (run, scan)
         if not 1 <= int(num_frames) <= self.max_frames_per_scan:

@@ -22,7 +22,8 @@ FORWARDED_KEYS = ("voltage_v", "capacity_mah_g", "geometry", "exposure_s", "plan
 
 
 class FrameStreamer(CallbackBase):
-    """Sends scan_start / frame / scan_end for every run the RunEngine executes."""
+    """Sends run_start once per series, then scan_start / frames / scan_end and the documents of
+    every run (rocking scan) the RunEngine executes."""
 
     def __init__(self, sender: FrameSender, *, image_field: str = "timepix_image"):
         super().__init__()
@@ -33,6 +34,8 @@ class FrameStreamer(CallbackBase):
         self._theta_key = None
         self._primary = set()
         self._sent = 0
+        self._num = 0
+        self._runs_started: set[str] = set()
 
     def start(self, doc):
         self._run = str(doc.get("series", doc["uid"]))
@@ -44,6 +47,10 @@ class FrameStreamer(CallbackBase):
         self._sent = 0
         self._primary.clear()
         meta = {k: doc[k] for k in FORWARDED_KEYS if k in doc}
+        if self._run not in self._runs_started:  # the series' first scan: its run-level metadata
+            self._runs_started.add(self._run)
+            run_meta = {k: v for k, v in meta.items() if k not in ("voltage_v", "capacity_mah_g", "uid")}
+            self.sender.run_start(self._run, _plain({**run_meta, "plan_args": doc.get("plan_args", {})}))
         self._num = int(doc["num_points"])
         self.sender.scan_start(self._run, self._scan, self._num, _plain(meta))
         self.sender.document(self._run, "start", _plain(doc))

@@ -142,6 +142,7 @@ class Pipeline:
         self.processor = ScanProcessor(config)
         self.events = EventLog(self.out_dir / "events.jsonl")
         self.documents: list[tuple[str, dict]] = []  # bluesky documents received (name, doc)
+        self.run_metadata: dict[str, dict] = {}  # run -> metadata of its run_start
         self.recording = RecordingWriter(self.out_dir, self.counters)
         self._last_seq: int | None = None
         self._lock = threading.Lock()  # guards the pending jobs, the event log and the publisher
@@ -214,7 +215,10 @@ class Pipeline:
         h = msg.header
         now = time.monotonic()
         self._check_sequence(h)
-        if msg.type == "scan_start":
+        if msg.type == "run_start":
+            self.assembler.start_run(h["run"], h["metadata"])
+            self.run_metadata[h["run"]] = h["metadata"]
+        elif msg.type == "scan_start":
             self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"], now=now)
             self.recording.start_scan(h["run"], h["scan"], h["num_frames"], h["metadata"])
         elif msg.type == "frame":

@@ -61,39 +61,42 @@ class EncodedFrame:
     shape: tuple[int, int]
     dtype: np.dtype
 
-    def _blocks(self) -> list[bytes]:
-        chunk, size_of = self.chunk, len(self.chunk)
-        itemsize = self.dtype.itemsize
+    def _walk(self, keep: bool) -> list[bytes]:
+        """Decompress every block with bounds checks; the pieces are returned only when ``keep``."""
+        chunk, size_of, itemsize = self.chunk, len(self.chunk), self.dtype.itemsize
+        nelem = self.shape[0] * self.shape[1]
         block = _U32.unpack_from(chunk, 8)[0] // itemsize
-        out, pos, remaining = [], 12, self.shape[0] * self.shape[1]
+        full, last = divmod(nelem - nelem % 8, block)  # whole blocks, then one shorter block
+        wants = [block * itemsize] * full + ([last * itemsize] if last else [])
+        out, pos = [], 12
         decompress, unpack = lz4.block.decompress, _U32.unpack_from
         try:
-            while remaining >= 8:  # blocks of whole bytes of bit planes; < 8 leftover pixels follow raw
-                this = min(block, remaining - remaining % 8)
+            for want in wants:
                 end = pos + 4 + unpack(chunk, pos)[0]
                 if end > size_of:
                     raise WireError("bslz4 frame is truncated")
-                want = this * itemsize
                 piece = decompress(chunk[pos + 4 : end], uncompressed_size=want)
                 if len(piece) != want:
                     raise WireError(f"bslz4 block decompresses to {len(piece)} bytes, not {want}")
-                out.append(piece)
-                pos, remaining = end, remaining - this
+                if keep:
+                    out.append(piece)
+                pos = end
         except (struct.error, lz4.block.LZ4BlockError) as exc:
             raise WireError(f"bslz4 frame does not decompress: {exc}") from None
-        tail = remaining * itemsize
-        out.append(bytes(chunk[pos : pos + tail]))
+        tail = (nelem % 8) * itemsize  # fewer than 8 leftover pixels follow uncompressed
         if pos + tail != size_of:
-            raise WireError(f"bslz4 frame has {size_of - pos - tail} bytes after its last block")
+            raise WireError(f"bslz4 frame has {size_of - pos - tail} bytes more or less than its blocks")
+        if keep:
+            out.append(bytes(chunk[pos:]))
         return out
 
     def validate(self) -> None:
         """Raise WireError unless every LZ4 block decompresses to exactly its size."""
-        self._blocks()
+        self._walk(keep=False)
 
     def decode(self) -> np.ndarray:
         block = struct.unpack_from(">I", self.chunk, 8)[0] // self.dtype.itemsize
-        shuffled = np.frombuffer(b"".join(self._blocks()), self.dtype)
+        shuffled = np.frombuffer(b"".join(self._walk(keep=True)), self.dtype)
         return bitshuffle.bitunshuffle(shuffled, block).reshape(self.shape)
 
 

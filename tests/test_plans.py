@@ -59,3 +59,34 @@ def test_series_stops_at_the_voltage_limit(beamline):
     RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
     RE(operando_series(detector, stage, potentiostat, 7.0, 0.5, 4, 0.01, num_scans=3, stop_voltage_v=3.45))
     assert len(starts) == 2
+
+
+class _RecordingSender:
+    """Stands in for FrameSender and keeps what it was asked to send."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def test_bridge_streams_run_start_once_then_scans_frames_and_documents(beamline):
+    from streamer.bluesky_bridge import FrameStreamer
+
+    _, stage, detector, potentiostat = beamline
+    sender = _RecordingSender()
+    RE = RunEngine({})
+    RE.subscribe(FrameStreamer(sender, image_field=detector.image.name))
+    RE(operando_series(detector, stage, potentiostat, 7.0, 0.5, 4, 0.01, num_scans=2, series="s9",
+                       md={"geometry": GEOM.to_dict()}))
+    names = [c[0] for c in sender.calls]
+    assert names.count("run_start") == 1 and names[0] == "run_start"
+    assert sender.calls[0][1][1]["geometry"] == GEOM.to_dict()
+    assert names.count("scan_start") == 2 and names.count("scan_end") == 2 and names.count("frame") == 8
+    docs = [c[1][1] for c in sender.calls if c[0] == "document"]
+    assert docs.count("start") == 2 and docs.count("stop") == 2 and "descriptor" in docs
+    frames = [c for c in sender.calls if c[0] == "frame"]
+    assert [c[1][2] for c in frames[:4]] == [0, 1, 2, 3] and frames[0][2]["num_frames"] == 4
+    scan_meta = next(c[1][3] for c in sender.calls if c[0] == "scan_start")
+    assert scan_meta["voltage_v"] == 3.40 and scan_meta["geometry"] == GEOM.to_dict()

@@ -144,6 +144,7 @@ def test_receiver_restart_mid_run_loses_no_later_frame(tmp_path, rng):
         for k in ks:
             sender.frame("r", scan, k, 7.0 + k, np.ascontiguousarray(vol[:, :, k]), num_frames=16)
 
+    sender.run_start("r", {"geometry": GEOM.to_dict(), "sample": "test"})
     sender.scan_start("r", 0, 16, meta)
     frames(0, range(16))
     sender.scan_end("r", 0, 16)
