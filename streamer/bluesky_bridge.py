@@ -21,6 +21,10 @@ FORWARDED_KEYS = ("voltage_v", "capacity_mah_g", "geometry", "exposure_s", "plan
                   "center_deg", "width_deg", "scenario_stage")
 
 
+#: start-document keys that change from scan to scan (left out of the series' run_start metadata)
+PER_SCAN_KEYS = ("uid", "time", "scan_id", "scan_index", "voltage_v", "capacity_mah_g")
+
+
 class FrameStreamer(CallbackBase):
     """Sends run_start once per series, then scan_start / frames / scan_end and the documents of
     every run (rocking scan) the RunEngine executes."""
@@ -49,8 +53,8 @@ class FrameStreamer(CallbackBase):
         meta = {k: doc[k] for k in FORWARDED_KEYS if k in doc}
         if self._run not in self._runs_started:  # the series' first scan: its run-level metadata
             self._runs_started.add(self._run)
-            run_meta = {k: v for k, v in meta.items() if k not in ("voltage_v", "capacity_mah_g", "uid")}
-            self.sender.run_start(self._run, _plain({**run_meta, "plan_args": doc.get("plan_args", {})}))
+            run_meta = {k: v for k, v in doc.items() if k not in PER_SCAN_KEYS}
+            self.sender.run_start(self._run, _plain(run_meta))
         self._num = int(doc["num_points"])
         self.sender.scan_start(self._run, self._scan, self._num, _plain(meta))
         self.sender.document(self._run, "start", _plain(doc))

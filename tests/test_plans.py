@@ -79,10 +79,12 @@ def test_bridge_streams_run_start_once_then_scans_frames_and_documents(beamline)
     RE = RunEngine({})
     RE.subscribe(FrameStreamer(sender, image_field=detector.image.name))
     RE(operando_series(detector, stage, potentiostat, 7.0, 0.5, 4, 0.01, num_scans=2, series="s9",
-                       md={"geometry": GEOM.to_dict()}))
+                       md={"geometry": GEOM.to_dict(), "sample": "NNMO-12", "c_rate": 0.1}))
     names = [c[0] for c in sender.calls]
     assert names.count("run_start") == 1 and names[0] == "run_start"
-    assert sender.calls[0][1][1]["geometry"] == GEOM.to_dict()
+    run_meta = sender.calls[0][1][1]
+    assert run_meta["geometry"] == GEOM.to_dict() and run_meta["sample"] == "NNMO-12" and run_meta["c_rate"] == 0.1
+    assert run_meta["plan_args"]["num"] == 4 and "voltage_v" not in run_meta
     assert names.count("scan_start") == 2 and names.count("scan_end") == 2 and names.count("frame") == 8
     docs = [c[1][1] for c in sender.calls if c[0] == "document"]
     assert docs.count("start") == 2 and docs.count("stop") == 2 and "descriptor" in docs
