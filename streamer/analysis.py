@@ -12,6 +12,7 @@ import numpy as np
 from streamer.alignment import register
 from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
 from streamer.geometry import OrthogonalGeometry
+from streamer.mechanics import pair_mechanics
 from streamer.peak import peak_metrics
 from streamer.phasing import PhasingConfig, reconstruct
 
@@ -42,6 +43,7 @@ class ScanAnalysis:
     vortices: list[dict] = field(default_factory=list)
     domain_boundaries: list[dict] = field(default_factory=list)
     phasing: dict = field(default_factory=dict)
+    dislocation_pairs: list[dict] = field(default_factory=list)
 
 
 def _nm(pos_vox, geometry: OrthogonalGeometry) -> list[float]:
@@ -111,4 +113,39 @@ def analyze_scan(
         )
     ]
     info["support_voxels"] = int(support.sum())
-    return ScanAnalysis(peak, rho, vortices, boundaries, info)
+    pairs = dislocation_pairs(vortices, support, geometry.voxel_nm)
+    return ScanAnalysis(peak, rho, vortices, boundaries, info, pairs)
+
+
+def _surface_distance_nm(vortex: dict, support: np.ndarray, voxel_nm: float) -> float:
+    """Distance from a line to the particle surface within the plane perpendicular to the line
+    (for a screw line along z: to the plate's edge, not to its faces where the line ends)."""
+    from scipy import ndimage
+
+    axis = int(np.argmax(np.abs(vortex["direction"])))
+    pos = np.clip(np.round(vortex["position"]).astype(int), 0, np.array(support.shape) - 1)
+    plane = np.take(support, pos[axis], axis=axis)
+    depth = ndimage.distance_transform_edt(plane)
+    in_plane = tuple(int(p) for k, p in enumerate(pos) if k != axis)
+    return float(depth[in_plane] * voxel_nm)
+
+
+def dislocation_pairs(vortices: list[dict], support: np.ndarray, voxel_nm: float) -> list[dict]:
+    """Pair lines of opposite winding, nearest first, with the mechanics estimates beside each pair.
+
+    The surface distance is that of the pair's line nearer to the particle surface.
+    """
+    candidates = sorted(
+        (float(np.linalg.norm(np.subtract(a["position_nm"], b["position_nm"]))), i, j)
+        for i, a in enumerate(vortices) for j, b in enumerate(vortices)
+        if i < j and a["winding"] == -b["winding"]
+    )
+    used, pairs = set(), []
+    for separation_nm, i, j in candidates:
+        if i in used or j in used or separation_nm * 1e-9 <= 5e-9:
+            continue
+        used |= {i, j}
+        surface_nm = min(_surface_distance_nm(vortices[k], support, voxel_nm) for k in (i, j))
+        mech = pair_mechanics(separation_nm * 1e-9, surface_distance_m=surface_nm * 1e-9 if surface_nm > 0 else None)
+        pairs.append({"vortices": [i, j], "surface_distance_nm": round(surface_nm, 1), **mech.to_dict()})
+    return pairs

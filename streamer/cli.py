@@ -32,6 +32,9 @@ def format_event_line(ev: dict) -> str:
         elif f["kind"] == "peak_broadening":
             name += f"({f.get('direction')} +{100 * f.get('relative_change', 0):.0f}%)"
         names.append(name)
+    for pair in ev.get("dislocation_pairs") or []:
+        names.append(f"[pair {pair['separation_nm']:.0f} nm apart: nucleation {pair['critical_stress_mpa']:.0f} MPa, "
+                     f"{pair['surface_distance_nm']:.0f} nm from the surface]")
     recon = ev.get("reconstruction") or {}
     if recon.get("status") == "skipped":
         names.append(f"(not reconstructed: scan {recon.get('superseded_by')} was newer)")

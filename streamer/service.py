@@ -123,7 +123,8 @@ class ScanProcessor:
         self._previous[scan.run] = (scan.scan, result)
         compared = {"status": "done", "compared_with_scan": prev_scan}
         return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
-                           flags=flags + job.flags, phasing=result.phasing, reconstruction=compared)
+                           flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,
+                           dislocation_pairs=result.dislocation_pairs)
 
 
 class Pipeline:

@@ -34,6 +34,9 @@ def test_demo_flags_the_new_pair_and_nothing_on_pristine_scans(demo_run):
     assert windings == [-1, 1]
     xs = sorted(v["position_nm"][2] for v in events[2]["vortices"])
     assert xs[0] == pytest.approx(-54, abs=20) and xs[1] == pytest.approx(54, abs=20)
+    (pair,) = events[2]["dislocation_pairs"]  # 108 nm apart in the scenario
+    assert pair["separation_nm"] == pytest.approx(108, abs=24)
+    assert 50 < pair["critical_stress_mpa"] < 110 and pair["surface_distance_nm"] > 0
     for e in events:
         assert e["latency_s"] >= 0 and e["voltage_v"] > 3 and e["capacity_mah_g"] > 0
         assert e["peak"]["width_parallel"] > e["peak"]["width_perpendicular"] > 0  # thin plate: broad along q
