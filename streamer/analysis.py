@@ -113,6 +113,8 @@ def analyze_scan(
         )
     ]
     info["support_voxels"] = int(support.sum())
+    for v in vortices:
+        v["surface_distance_nm"] = round(_surface_distance_nm(v, support, geometry.voxel_nm), 1)
     pairs = dislocation_pairs(vortices, support, geometry.voxel_nm)
     return ScanAnalysis(peak, rho, vortices, boundaries, info, pairs)
 

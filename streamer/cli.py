@@ -29,6 +29,10 @@ def format_event_line(ev: dict) -> str:
         name = f["kind"]
         if f["kind"] == "domain_boundary":
             name += f"({f.get('state')})"
+        elif f["kind"] == "vortex_lost" and f.get("left_through_surface"):
+            name += "(through the surface)"
+        elif f["kind"] == "peak_drift":
+            name += f"(re-centre theta by {f.get('recentre_theta_by_deg', 0):+.3f} deg)"
         elif f["kind"] == "peak_broadening":
             name += f"({f.get('direction')} +{100 * f.get('relative_change', 0):.0f}%)"
         names.append(name)

@@ -18,12 +18,16 @@ class FlagConfig:
     vortex_move_threshold_nm: float = 18.0
     broadening_threshold: float = 0.25  # relative increase of a peak width over the baseline
     baseline_scans: int = 2
+    surface_exit_distance_nm: float = 80.0  # a lost line last seen this close to the surface left through it
+    peak_drift_fraction: float = 0.25  # peak centre off the grid centre by this fraction of the half-range
 
     def __post_init__(self):
         if self.vortex_match_radius_nm <= self.vortex_move_threshold_nm:
             raise ValueError("vortex_match_radius_nm must exceed vortex_move_threshold_nm")
         if self.broadening_threshold <= 0 or self.baseline_scans < 1:
             raise ValueError("broadening_threshold must be > 0 and baseline_scans >= 1")
+        if not 0 < self.peak_drift_fraction < 1 or self.surface_exit_distance_nm < 0:
+            raise ValueError("peak_drift_fraction must be in (0, 1) and surface_exit_distance_nm >= 0")
 
 
 def match_vortices(previous: list[dict], current: list[dict], radius_nm: float):
@@ -50,8 +54,12 @@ def vortex_flags(previous: list[dict], current: list[dict], config: FlagConfig) 
     pairs, lost, new = match_vortices(previous, current, config.vortex_match_radius_nm)
     flags = [{"kind": "new_vortex", "position_nm": current[j]["position_nm"], "winding": current[j]["winding"],
               "type": current[j].get("type"), "confidence": current[j].get("confidence")} for j in new]
-    flags += [{"kind": "vortex_lost", "last_position_nm": previous[i]["position_nm"],
-               "winding": previous[i]["winding"]} for i in lost]
+    for i in lost:
+        last = previous[i]
+        surface = last.get("surface_distance_nm")
+        flags.append({"kind": "vortex_lost", "last_position_nm": last["position_nm"], "winding": last["winding"],
+                      "last_surface_distance_nm": surface,
+                      "left_through_surface": surface is not None and surface <= config.surface_exit_distance_nm})
     flags += [{"kind": "vortex_moved", "from_nm": previous[i]["position_nm"], "to_nm": current[j]["position_nm"],
                "distance_nm": round(d, 1), "winding": current[j]["winding"]}
               for i, j, d in pairs if d > config.vortex_move_threshold_nm]
@@ -90,3 +98,27 @@ def baseline_peak(peaks: list[dict], config: FlagConfig) -> dict | None:
         return None
     first = peaks[: config.baseline_scans]
     return {k: float(np.mean([p[k] for p in first])) for k in ("width_parallel", "width_perpendicular")}
+
+
+def peak_drift_flags(peak: dict, *, shape: tuple[int, int, int], rocking_step_deg: float,
+                     config: FlagConfig) -> list[dict]:
+    """Flag a Bragg peak whose centre is leaving the measured volume, with the re-centring to do.
+
+    ``shape`` is the scan in lab order (q_z rows, q_y columns, q_x rocking steps); the peak is
+    drifting when its centre of mass is off the centre by ``peak_drift_fraction`` of the
+    half-range along any axis. The rocking correction is in degrees, the detector one in pixels.
+    """
+    com = peak.get("center_of_mass_px")
+    if not com:
+        return []
+    offsets = [c - n / 2 for c, n in zip(com, shape)]
+    drifting = [abs(o) > config.peak_drift_fraction * n / 2 for o, n in zip(offsets, shape)]
+    if not any(drifting):
+        return []
+    return [{"kind": "peak_drift", "center_of_mass_px": [round(c, 2) for c in com],
+             "offset_px": [round(o, 2) for o in offsets],
+             "recentre_theta_by_deg": round(offsets[2] * rocking_step_deg, 5),
+             "recentre_detector_by_px": [round(offsets[0], 1), round(offsets[1], 1)],
+             "axes": [name for name, d in zip(("q_z (detector rows)", "q_y (detector columns)", "rocking"),
+                                              drifting) if d],
+             "threshold_fraction": config.peak_drift_fraction}]

@@ -27,7 +27,7 @@ from streamer import wire
 from streamer.analysis import analyze_scan
 from streamer.assembly import AssembledScan, ScanAssembler
 from streamer.backend import get_namespace
-from streamer.compare import baseline_peak, boundary_flags, broadening_flags, vortex_flags
+from streamer.compare import baseline_peak, boundary_flags, broadening_flags, peak_drift_flags, vortex_flags
 from streamer.config import ServiceConfig
 from streamer.events import EventLog, build_event
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
@@ -85,6 +85,8 @@ class ScanProcessor:
             else:
                 peaks = self._peaks.setdefault(scan.run, [])
                 flags = broadening_flags(peak, baseline_peak(peaks, self.config.flags), self.config.flags)
+                flags += peak_drift_flags(peak, shape=volume.shape, rocking_step_deg=geometry.rocking_step_deg,
+                                          config=self.config.flags)
                 peaks.append(peak)
         return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
 

@@ -45,3 +45,25 @@ def test_broadening_needs_the_baseline_and_the_threshold():
 def test_flag_config_is_validated():
     with pytest.raises(ValueError):
         FlagConfig(vortex_match_radius_nm=10, vortex_move_threshold_nm=20)
+
+
+def test_lost_vortex_says_whether_it_left_through_the_surface():
+    near = {"position_nm": [0, 0, 120], "winding": 1, "surface_distance_nm": 30.0}
+    deep = {"position_nm": [0, 0, 0], "winding": -1, "surface_distance_nm": 130.0}
+    flags = vortex_flags([near, deep], [], CFG)
+    assert [(f["winding"], f["left_through_surface"]) for f in flags] == [(1, True), (-1, False)]
+    assert flags[0]["last_surface_distance_nm"] == 30.0
+
+
+def test_peak_drift_flags_a_peak_leaving_the_rocking_range():
+    from streamer.compare import peak_drift_flags
+
+    centred = {"center_of_mass_px": [24.0, 24.2, 23.8]}
+    assert peak_drift_flags(centred, shape=(48, 48, 48), rocking_step_deg=0.05, config=CFG) == []
+    leaving = {"center_of_mass_px": [24.0, 24.0, 34.0]}  # 10 px off along the rocking axis
+    (flag,) = peak_drift_flags(leaving, shape=(48, 48, 48), rocking_step_deg=0.05, config=CFG)
+    assert flag["kind"] == "peak_drift" and flag["axes"] == ["rocking"]
+    assert flag["recentre_theta_by_deg"] == pytest.approx(0.5)
+    on_detector = {"center_of_mass_px": [10.0, 24.0, 24.0]}
+    (flag,) = peak_drift_flags(on_detector, shape=(48, 48, 48), rocking_step_deg=0.05, config=CFG)
+    assert flag["axes"] == ["q_z (detector rows)"] and flag["recentre_detector_by_px"] == [-14.0, 0.0]
