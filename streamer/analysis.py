@@ -13,6 +13,7 @@ from streamer.alignment import register
 from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
 from streamer.geometry import OrthogonalGeometry
 from streamer.mechanics import pair_mechanics
+from streamer.strain import strain_along_q, strain_energy
 from streamer.peak import peak_metrics
 from streamer.phasing import PhasingConfig, reconstruct
 
@@ -44,6 +45,7 @@ class ScanAnalysis:
     domain_boundaries: list[dict] = field(default_factory=list)
     phasing: dict = field(default_factory=dict)
     dislocation_pairs: list[dict] = field(default_factory=list)
+    strain: dict = field(default_factory=dict)
 
 
 def _nm(pos_vox, geometry: OrthogonalGeometry) -> list[float]:
@@ -116,7 +118,31 @@ def analyze_scan(
     for v in vortices:
         v["surface_distance_nm"] = round(_surface_distance_nm(v, support, geometry.voxel_nm), 1)
     pairs = dislocation_pairs(vortices, support, geometry.voxel_nm)
-    return ScanAnalysis(peak, rho, vortices, boundaries, info, pairs)
+    strain = strain_summary(rho, geometry, erosion=config.surface_erosion_voxels)
+    return ScanAnalysis(peak, rho, vortices, boundaries, info, pairs, strain)
+
+
+def strain_summary(rho: np.ndarray, geometry: OrthogonalGeometry, thresholds=(0.10, 0.15, 0.20),
+                   erosion: int = 1) -> dict:
+    """Strain along q and the strain energy inside the particle cut at 10% of the maximum amplitude,
+    less its outer ``erosion`` voxels (the surface phase is unreliable); the spread over the
+    10/15/20% cuts is the energy's error range."""
+    from scipy import ndimage
+
+    results = []
+    for t in thresholds:
+        shape = particle_mask(np.abs(rho), threshold=t)
+        if erosion:
+            shape = ndimage.binary_erosion(shape, iterations=erosion)
+        eps = strain_along_q(rho, support=shape, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
+        results.append(strain_energy(eps, voxel_nm=geometry.voxel_nm))
+    main = results[0]
+    energies = [r["energy_j"] for r in results]
+    return {"energy_j": float(f"{main['energy_j']:.4g}"),
+            "energy_j_range": [float(f"{min(energies):.4g}"), float(f"{max(energies):.4g}")],
+            "energy_density_j_per_m3": float(f"{main['energy_density_j_per_m3']:.4g}"),
+            "rms_strain": float(f"{main['rms_strain']:.4g}"),
+            "support_thresholds": list(thresholds), "surface_erosion_voxels": erosion}
 
 
 def _surface_distance_nm(vortex: dict, support: np.ndarray, voxel_nm: float) -> float:

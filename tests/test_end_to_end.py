@@ -34,6 +34,10 @@ def test_demo_flags_the_new_pair_and_nothing_on_pristine_scans(demo_run):
     assert windings == [-1, 1]
     xs = sorted(v["position_nm"][2] for v in events[2]["vortices"])
     assert xs[0] == pytest.approx(-54, abs=20) and xs[1] == pytest.approx(54, abs=20)
+    for e in events:
+        lo, hi = e["strain"]["energy_j_range"]
+        assert e["strain"]["energy_j"] > 0 and lo <= e["strain"]["energy_j"] <= hi
+        assert e["strain"]["rms_strain"] < 5e-3  # the simulated particle is unstrained: only noise
     (pair,) = events[2]["dislocation_pairs"]  # 108 nm apart in the scenario
     assert pair["separation_nm"] == pytest.approx(108, abs=24)
     assert 50 < pair["critical_stress_mpa"] < 110 and pair["surface_distance_nm"] > 0

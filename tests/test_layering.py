@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSITION_ROOT = "streamer/cli.py"
 # pure array code: no sockets, files, clocks or processes
 PURE = ["streamer/phasing", "streamer/defects.py", "streamer/peak.py", "streamer/alignment.py",
-        "streamer/analysis.py", "streamer/compare.py", "streamer/geometry.py", "streamer/backend.py"]
+        "streamer/analysis.py", "streamer/compare.py", "streamer/geometry.py", "streamer/backend.py",
+        "streamer/strain.py", "streamer/mechanics.py"]
 IMPURE_MODULES = {"zmq", "h5py", "socket", "time", "threading", "multiprocessing", "subprocess", "bluesky",
                   "ophyd", "asyncio"}
 
