@@ -134,7 +134,10 @@ def strain_summary(rho: np.ndarray, geometry: OrthogonalGeometry, thresholds=(0.
         shape = particle_mask(np.abs(rho), threshold=t)
         if erosion:
             shape = ndimage.binary_erosion(shape, iterations=erosion)
-        eps = strain_along_q(rho, support=shape, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
+        try:
+            eps = strain_along_q(rho, support=shape, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
+        except ValueError as exc:  # a particle too thin to differentiate: report it, keep the rest
+            return {"error": str(exc)}
         results.append(strain_energy(eps, voxel_nm=geometry.voxel_nm))
     main = results[0]
     energies = [r["energy_j"] for r in results]
