@@ -176,7 +176,10 @@ def dislocation_pairs(vortices: list[dict], support: np.ndarray, voxel_nm: float
         if i in used or j in used or separation_nm * 1e-9 <= 5e-9:
             continue
         used |= {i, j}
-        surface_nm = min(_surface_distance_nm(vortices[k], support, voxel_nm) for k in (i, j))
+        surface_nm = min(
+            vortices[k]["surface_distance_nm"] if "surface_distance_nm" in vortices[k]
+            else _surface_distance_nm(vortices[k], support, voxel_nm) for k in (i, j)
+        )
         mech = pair_mechanics(separation_nm * 1e-9, surface_distance_m=surface_nm * 1e-9 if surface_nm > 0 else None)
         pairs.append({"vortices": [i, j], "surface_distance_nm": round(surface_nm, 1), **mech.to_dict()})
     return pairs
