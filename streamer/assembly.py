@@ -173,6 +173,9 @@ class ScanAssembler:
             out.append(self.finish(run, scan, timed_out=True))
         return out
 
+    def is_open(self, run: str, scan: int) -> bool:
+        return (run, scan) in self._open
+
     def received(self, run: str, scan: int) -> int:
         """Frames held so far for an open scan (0 if it is not open)."""
         s = self._open.get((run, scan))

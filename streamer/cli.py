@@ -8,6 +8,7 @@ import multiprocessing
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -88,7 +89,7 @@ class EmbeddedPipeline:
 
         Path(service.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(service.out_dir) / "events.jsonl").unlink(missing_ok=True)
-        service = ServiceConfig(**{**service.__dict__, "exit_on_run_stop": True})
+        service = replace(service, exit_on_run_stop=True)
         mp = multiprocessing.get_context("spawn")
         parent, child = mp.Pipe()
         self.proc = mp.Process(target=serve, args=(service, child), name="bcdi-pipeline", daemon=True)
@@ -129,7 +130,7 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
     t0 = time.monotonic()
     scen = load_scenario(scenario)
     geometry = geometry or OrthogonalGeometry()
-    service = ServiceConfig(**{**(service or ServiceConfig()).__dict__, "out_dir": str(out_dir)})
+    service = replace(service or ServiceConfig(), out_dir=str(out_dir))
     pipeline = EmbeddedPipeline(service, out)
     endpoints = pipeline.endpoints
 
@@ -193,8 +194,7 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
         raise ValueError(f"no recorded scans of {recording} in the range asked for")
     pipeline = None
     if to is None:
-        service = ServiceConfig(**{**(service or ServiceConfig(realtime_policy="all")).__dict__,
-                                   "out_dir": str(out_dir)})
+        service = replace(service or ServiceConfig(realtime_policy="all"), out_dir=str(out_dir))
         pipeline = EmbeddedPipeline(service, out)
         to = pipeline.endpoints["frames"]
     print(f"bcdi-stream replay: {len(chosen)} scans of {recording} as run {run} to {to} "
@@ -227,10 +227,7 @@ def _cmd_demo(args) -> int:
     service = load_config(args.config, ServiceConfig, {"backend": args.backend,
                                                        "realtime_policy": "all" if args.fast else None})
     if args.population:
-        from streamer.phasing import PhasingConfig
-
-        service = ServiceConfig(**{**service.__dict__,
-                                   "phasing": PhasingConfig(**{**service.phasing.__dict__, "population": args.population})})
+        service = replace(service, phasing=replace(service.phasing, population=args.population))
     return run_demo(out_dir=args.out, scenario=args.scenario, exposure_s=args.exposure_s,
                     realtime=not args.fast, seed=args.seed, service=service)
 
@@ -241,7 +238,7 @@ def _cmd_serve(args) -> int:
     service = load_config(args.config, ServiceConfig, {"out_dir": args.out, "backend": args.backend,
                                                        "frames_port": args.frames_port,
                                                        "results_port": args.results_port})
-    service = ServiceConfig(**{**service.__dict__, "exit_on_run_stop": False})
+    service = replace(service, exit_on_run_stop=False)
     serve(service, on_ready=lambda ep: print(f"frames: {ep['frames']}\nresults: {ep['results']}", flush=True))
     return 0
 

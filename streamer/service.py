@@ -226,7 +226,7 @@ class Pipeline:
             self.recording.start_scan(h["run"], h["scan"], h["num_frames"], h["metadata"])
         elif msg.type == "frame":
             run, scan = h["run"], h["scan"]
-            known = (run, scan) in self.assembler.open_scans
+            known = self.assembler.is_open(run, scan)
             num = h.get("num_frames") if isinstance(h.get("num_frames"), int) else None
             if self.assembler.add(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.frame,
                                   num_frames=num, now=now):

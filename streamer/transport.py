@@ -22,7 +22,8 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, *, hwm: int = 10_000) -> tu
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM if kind in (zmq.PULL, zmq.SUB) else zmq.SNDHWM, hwm)
-    endpoint = endpoint.replace(":0", ":*") if endpoint.endswith(":0") else endpoint
+    if endpoint.endswith(":0"):
+        endpoint = endpoint[:-2] + ":*"
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
