@@ -1,0 +1,111 @@
+"""What demo and replay share: the embedded pipeline process and the operator's per-scan lines."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import msgpack
+import zmq
+
+from streamer.config import ServiceConfig
+
+LINE_HEADER = f"{'scan':>4} {'voltage':>8} {'capacity':>9} {'w_par':>8} {'w_perp':>8} {'vortices':>8} {'latency':>8}  flags"
+
+
+def format_event_line(ev: dict) -> str:
+    """One operator line per scan: scan, voltage, peak widths (nm^-1), vortex count, latency, flags."""
+    peak = ev.get("peak") or {}
+    flags = ev.get("flags") or []
+    names = []
+    for f in flags:
+        name = f["kind"]
+        if f["kind"] == "domain_boundary":
+            name += f"({f.get('state')})"
+        elif f["kind"] == "vortex_lost" and f.get("left_through_surface"):
+            name += "(through the surface)"
+        elif f["kind"] == "peak_drift":
+            name += f"(re-centre theta by {f.get('recentre_theta_by_deg', 0):+.3f} deg)"
+        elif f["kind"] == "peak_broadening":
+            name += f"({f.get('direction')} +{100 * f.get('relative_change', 0):.0f}%)"
+        names.append(name)
+    for pair in ev.get("dislocation_pairs") or []:
+        names.append(f"[pair {pair['separation_nm']:.0f} nm apart: nucleation {pair['critical_stress_mpa']:.0f} MPa, "
+                     f"{pair['surface_distance_nm']:.0f} nm from the surface]")
+    recon = ev.get("reconstruction") or {}
+    if recon.get("status") == "skipped":
+        names.append(f"(not reconstructed: scan {recon.get('superseded_by')} was newer)")
+    if ev.get("error"):
+        names.append(f"ERROR: {ev['error']}")
+    wpar = peak.get("width_parallel", float("nan"))
+    wperp = peak.get("width_perpendicular", float("nan"))
+    return (f"{ev['scan']:>4} {ev['voltage_v']:>7.3f}V {ev['capacity_mah_g']:>5.1f}mAh/g {wpar:>8.4f} {wperp:>8.4f} "
+            f"{len(ev.get('vortices') or []):>8} {ev['latency_s']:>7.2f}s  {', '.join(names) or '-'}")
+
+
+def _print_results(endpoint: str, done: threading.Event, out=sys.stdout) -> None:
+    """Subscribe to the pipeline's results and print one line per scan until the run is done."""
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    last_seq = 0
+    try:
+        while True:
+            if not sub.poll(500):
+                if done.is_set():
+                    return
+                continue
+            topic, body = sub.recv_multipart()
+            msg = msgpack.unpackb(body)
+            if msg["seq"] != last_seq + 1:
+                print(f"  (missed {msg['seq'] - last_seq - 1} result message(s))", file=out, flush=True)
+            last_seq = msg["seq"]
+            if topic == b"event":
+                print(format_event_line(msg["event"]), file=out, flush=True)
+            elif topic == b"run_done":
+                rejected = msg.get("rejected") or {}
+                if rejected:
+                    print(f"  pipeline rejected: {rejected}", file=out, flush=True)
+                return
+    finally:
+        sub.close()
+
+
+class EmbeddedPipeline:
+    """The pipeline service in a second process, with a printer of its results in this one."""
+
+    def __init__(self, service: ServiceConfig, out=sys.stdout):
+        from streamer.service import serve
+
+        Path(service.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(service.out_dir) / "events.jsonl").unlink(missing_ok=True)
+        service = replace(service, exit_on_run_stop=True)
+        mp = multiprocessing.get_context("spawn")
+        parent, child = mp.Pipe()
+        self.proc = mp.Process(target=serve, args=(service, child), name="bcdi-pipeline", daemon=True)
+        self.proc.start()
+        if not parent.poll(60):
+            self.proc.kill()
+            raise RuntimeError("the pipeline process did not start within 60 s")
+        self.endpoints = parent.recv()
+        self._done = threading.Event()
+        self._printer = threading.Thread(target=_print_results, args=(self.endpoints["results"], self._done, out),
+                                         daemon=True)
+        self._printer.start()
+        time.sleep(0.3)  # let the subscription reach the publisher before the first result
+
+    def wait(self, timeout_s: float = 600) -> int:
+        """Wait for the pipeline to finish the run; its exit code (1 if it had to be killed)."""
+        self.proc.join(timeout=timeout_s)
+        self._done.set()
+        self._printer.join(timeout=5)
+        if self.proc.exitcode is None:
+            self.proc.kill()
+            return 1
+        return 0 if self.proc.exitcode == 0 else 1
