@@ -13,9 +13,9 @@ from streamer.alignment import register
 from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
 from streamer.geometry import OrthogonalGeometry
 from streamer.mechanics import pair_mechanics
-from streamer.strain import strain_along_q, strain_energy
 from streamer.peak import peak_metrics
 from streamer.phasing import PhasingConfig, reconstruct
+from streamer.strain import strain_along_q, strain_energy
 
 
 @dataclass(frozen=True)

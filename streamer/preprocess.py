@@ -51,9 +51,11 @@ def check_counts(data: np.ndarray, *, what: str = "scan", ndim: int = 3) -> np.n
     return data
 
 
-def fft_friendly_size(n: int) -> int:
-    """Largest m <= n whose only prime factors are 2, 3 and 5."""
+def fft_friendly_size(n: int, *, even: bool = False) -> int:
+    """Largest m <= n (even if asked) whose only prime factors are 2, 3 and 5."""
     for m in range(n, 0, -1):
+        if even and m % 2:
+            continue
         k = m
         for p in (2, 3, 5):
             while k % p == 0:
@@ -95,9 +97,7 @@ def _centre_and_size(volume: np.ndarray, mask: np.ndarray, config: PreprocessCon
         half = min(centre, n - centre)
         size = 2 * half
         if config.fft_friendly:
-            size = fft_friendly_size(size)
-            if size % 2:
-                size = fft_friendly_size(size - 1)
+            size = fft_friendly_size(size, even=True)
         lo = centre - size // 2
         slices.append(slice(lo, lo + size))
     sl = tuple(slices)

@@ -15,9 +15,9 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import msgpack
 import numpy as np
@@ -27,9 +27,16 @@ from streamer import wire
 from streamer.analysis import analyze_scan
 from streamer.assembly import AssembledScan, ScanAssembler
 from streamer.backend import get_namespace
-from streamer.compare import baseline_peak, boundary_flags, broadening_flags, peak_drift_flags, vortex_flags
+from streamer.compare import (
+    baseline_peak,
+    boundary_flags,
+    broadening_flags,
+    peak_drift_flags,
+    vortex_flags,
+)
 from streamer.config import ServiceConfig
 from streamer.events import EventLog, build_event
+from streamer.fftw_wisdom import load_wisdom, save_wisdom
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
 from streamer.peak import peak_metrics
 from streamer.transport import bind
@@ -58,6 +65,8 @@ class ScanProcessor:
     def __init__(self, config: ServiceConfig):
         self.config = config
         self.xp = get_namespace(config.backend)
+        load_wisdom()
+        self._wisdom_saved = False  # saved once, after the first scan has made its plans
         self._previous: dict[str, tuple[int, object]] = {}  # run -> (scan, ScanAnalysis) last reconstructed
         self._peaks: dict[str, list[dict]] = {}  # run -> peak metrics of every scan, in order
 
@@ -123,6 +132,8 @@ class ScanProcessor:
             flags += vortex_flags(prev.vortices, result.vortices, self.config.flags)
             flags += boundary_flags(prev.domain_boundaries, result.domain_boundaries)
         self._previous[scan.run] = (scan.scan, result)
+        if not self._wisdom_saved:
+            self._wisdom_saved = save_wisdom()
         compared = {"status": "done", "compared_with_scan": prev_scan}
         return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
                            flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -120,14 +120,16 @@ def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=N
     amp = xp.asarray(amp_h)
 
     plan = get_plan(xp, (p,) + shape)
-    state = PhasingState(xp, plan.input, None, amp, measured, config.shrinkwrap, config.phase_constraint, plan)
+    # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends
+    sw = replace(config.shrinkwrap, sigma_start=config.shrinkwrap.sigma_end) if warm else config.shrinkwrap
+    state = PhasingState(xp, plan.input, None, amp, measured, sw, config.phase_constraint, plan)
     if warm:
         first = np.fft.ifftshift(np.asarray(start, np.complex64))
         noise = rng.normal(0.0, config.warm_perturbation_rad, size=(p - 1,) + shape).astype(np.float32)
         starts = np.concatenate([first[None], first[None] * np.exp(1j * noise)]).astype(np.complex64)
         state.rho = _load(state, starts)
-        blurred = state.blurred_amplitude(1.0)
-        state.support = blurred > config.shrinkwrap.threshold * xp.max(blurred, axis=(1, 2, 3), keepdims=True)
+        blurred = state.blurred_amplitude(sw.sigma_end)
+        state.support = blurred > sw.threshold * xp.max(blurred, axis=(1, 2, 3), keepdims=True)
         recipe = config.warm_recipe
     else:
         meas_np = np.ones(shape, bool) if mask is None else ~np.asarray(mask, bool)

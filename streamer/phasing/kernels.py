@@ -2,7 +2,7 @@
 
 * ``modulus(psi, amplitude, measured, c)``: the Fourier (modulus) projection of an unnormalised
   spectrum ``psi`` (P, z, y, x) in one pass: measured pixels take the amplitude ``amplitude * c``
-  and keep their phase, unmeasured ones are scaled by ``c**2`` (so an unnormalised inverse gives the
+  and keep their phase (an exact zero stays zero), unmeasured ones are scaled by ``c**2`` (so an unnormalised inverse gives the
   orthonormal result). Returns (psi, per-member sum of (|psi| c - amplitude)^2 over measured pixels).
 * ``update(rho, rho_p, support, a, b)``: rho <- rho_p inside the support, a*rho + b*rho_p outside
   (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 2 beta - 1).
@@ -89,7 +89,7 @@ def _cupy_kernels():
             float d;
             if (m2 > 0.f) { float inv = rsqrtf(m2); d = m2 * inv * c - amp; float f = amp * c * inv;
                             psi = complex<float>(re * f, im * f); }
-            else { d = -amp; psi = complex<float>(amp * c, 0.f); }
+            else { d = -amp; }
             d2 = d * d;
         } else { psi = complex<float>(re * c * c, im * c * c); d2 = 0.f; }
         """, "bcdi_modulus")
@@ -125,10 +125,8 @@ class Kernels:
             modulus(amp, meas, xp.float32(c), psi, self._scratch)
             return psi, xp.sum(self._scratch, axis=(1, 2, 3))
         mag = xp.abs(psi)
-        safe = xp.where(mag > 0, mag, xp.ones_like(mag))
-        phase = psi / xp.astype(safe, psi.dtype)
-        phase = xp.where(mag > 0, phase, xp.ones_like(phase))
-        projected = phase * xp.astype(amp * c, psi.dtype)
+        safe = xp.where(mag > 0, mag, xp.ones_like(mag))  # a zero stays zero: its phase is undefined
+        projected = psi * xp.astype(amp * c / safe, psi.dtype)
         d = mag * c - amp
         if measured is not None:
             projected = xp.where(measured, projected, psi * (c * c))
