@@ -128,7 +128,7 @@ class ScanProcessor:
         """The scan's peak averaged over theta beside the baseline (mean of the run's first scans)."""
         if job.volume is None:
             return None
-        image = projected_peak(job.volume)
+        image = projected_peak(job.volume, job.mask)
         first = self._projections.setdefault(job.scan.run, [])
         if len(first) < self.config.flags.baseline_scans and (not first or first[0].shape == image.shape):
             first.append(image)

@@ -134,3 +134,8 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     _wait(browser, "return document.getElementById('slices-title').textContent.startsWith('selected scan 3')", 10)
     assert "2 vortex line(s)" in browser.find_element(By.ID, "slices-title").text
     assert browser.save_screenshot(str(ARTIFACTS / "web-reference-scan3.png"))
+
+    browser.find_element(By.CSS_SELECTOR, "#timeline tbody tr[data-scan='2'] td").click()  # the domain boundary
+    _wait(browser, "return document.getElementById('slices-title').textContent.startsWith('selected scan 2')", 10)
+    assert "1 boundary" in browser.find_element(By.ID, "slices-title").text
+    assert browser.save_screenshot(str(ARTIFACTS / "web-reference-scan2.png"))

@@ -15,6 +15,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qs
 
 import msgpack
@@ -189,7 +190,7 @@ class WebServer:
         host, port = self._http.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def start(self) -> WebServer:
+    def start(self) -> Self:
         self._threads.append(threading.Thread(target=self._http.serve_forever, name="web-http", daemon=True))
         if self.results_endpoint:
             self._threads.append(threading.Thread(target=_follow, args=(self.results_endpoint, self.state, self._stop),
@@ -207,7 +208,7 @@ class WebServer:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> WebServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

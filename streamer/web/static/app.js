@@ -7,6 +7,7 @@ const PLANES = [["yx", "z fixed: y down, x across"], ["zx", "y fixed: z down, x 
 const PLANE_AXES = { yx: [1, 2], zx: [0, 2], zy: [0, 1] };
 const QUANTITIES = ["amplitude", "phase", "strain"];
 const NAN_RGB = [40, 44, 52];
+const SLICE_PX = 230; // the longest side of the particle's box, in screen pixels
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "-" : Number(v).toFixed(d);
 const sci = (v) => (v === null || v === undefined) ? "-" : Number(v).toExponential(2);
 
@@ -68,9 +69,9 @@ function robustMax(arrays) {
 }
 
 function drawMarkers(canvas, plane, sl) {
-  const ctx = canvas.getContext("2d"), [ar, ac] = PLANE_AXES[plane];
+  const ctx = canvas.getContext("2d"), [ar, ac] = PLANE_AXES[plane], origin = sl.origin || [0, 0, 0];
   const sy = canvas.height / sl.shape[ar], sx = canvas.width / sl.shape[ac];
-  const px = (p) => [(p[ac] + 0.5) * sx, (p[ar] + 0.5) * sy];
+  const px = (p) => [(p[ac] - origin[ac] + 0.5) * sx, (p[ar] - origin[ar] + 0.5) * sy];
   ctx.lineWidth = 2;
   for (const b of sl.domain_boundaries || []) { // the boundary plane's trace: through its centre, across its normal
     const [x0, y0] = px(b.position), nx = b.normal[ac], ny = b.normal[ar], n = Math.hypot(nx, ny);
@@ -110,8 +111,10 @@ function renderSlices() {
     const m = robustMax(Object.values(imgs));
     const colour = q === "amplitude" ? (v) => ramp(VIRIDIS, v) : q === "phase" ? (v) => cyclic(v / (2 * Math.PI) + 0.5) : (v) => diverging(v / m);
     $(`range-${q}`).innerHTML = q + `<br><span class="small">${q === "amplitude" ? "0..1" : q === "phase" ? "-pi..pi" : "+-" + m.toExponential(1)}</span>`;
+    const scale = Math.max(1, Math.floor(SLICE_PX / Math.max(...sl.shape)));
     for (const [p] of PLANES) {
       const canvas = $(`slice-${q}-${p}`);
+      [canvas.height, canvas.width] = imgs[p].shape.map((n) => n * scale); // voxels stay square
       paintImage(canvas, imgs[p], colour);
       drawMarkers(canvas, p, sl);
     }
@@ -185,8 +188,11 @@ function renderCharts() {
 
 // -- tables ----------------------------------------------------------------------------------
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
-function evidence(f) {
-  return Object.entries(f).filter(([k]) => k !== "kind").map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
+function evidence(f) { // numbers rounded, nested records counted rather than spelled out
+  const show = (v) => typeof v === "number" ? String(Number(v.toPrecision(4)))
+    : Array.isArray(v) ? (v.some((x) => x && typeof x === "object") ? `${v.length} item(s)` : `[${v.map(show).join(", ")}]`)
+    : v && typeof v === "object" ? "{...}" : String(v);
+  return Object.entries(f).filter(([k]) => k !== "kind").map(([k, v]) => `${k}=${show(v)}`).join("  ");
 }
 
 function renderTimeline() {
