@@ -9,6 +9,8 @@ The screenshots go to tests/artifacts/ (or $BCDI_ARTIFACTS).
 import io
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from streamer.phasing import PhasingConfig
 from streamer.service import Pipeline
 from streamer.web import WebServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("BCDI_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("BCDI_ARTIFACTS") or Path(__file__).parent / "artifacts")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -85,6 +87,15 @@ def live(tmp_path):
     listener.close()
     pipeline.stop()
     thread.join(30)
+
+
+def test_without_its_browser_the_browser_test_fails_under_ci(tmp_path):
+    env = {**os.environ, "CI": "true", "BCDI_TEST_CHROMIUM": str(tmp_path / "no-chromium")}
+    test = f"{__file__}::test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], check=False, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "1 error" in run.stdout and "skipped" not in run.stdout, run.stdout
+    assert "no-chromium" in run.stdout
 
 
 def _wait(driver, what, timeout_s=90):
