@@ -8,6 +8,7 @@ for phase and strain.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from streamer.defects import particle_mask
 from streamer.strain import strain_along_q
@@ -21,13 +22,14 @@ def _planes(volume: np.ndarray, centre: tuple[int, int, int]) -> dict[str, np.nd
 
 
 def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
-                   margin: int = 3) -> dict:
+                   margin: int = 3, erosion: int = 1) -> dict:
     """Amplitude, phase (rad, offset removed at the centre) and strain along q through the particle's centre.
 
     ``rho`` is the complex object (z, y, x). Returns ``{"centre": [z, y, x], "origin": [z, y, x],
     "shape": [nz, ny, nx], "amplitude" | "phase" | "strain": {plane: 2D float32}}``: the slices cover the
     particle's bounding box plus ``margin`` voxels (``origin`` is its first voxel, ``shape`` its size),
-    through the particle's centroid ``centre`` (grid coordinates).
+    through the particle's centroid ``centre`` (grid coordinates). The strain leaves out the outer
+    ``erosion`` voxels, whose phase is unreliable.
     """
     rho = np.asarray(rho)
     if rho.ndim != 3 or not np.iscomplexobj(rho):
@@ -41,7 +43,8 @@ def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresho
     phase = np.where(support, phase, np.nan)
     strain = np.full(rho.shape, np.nan)
     try:
-        strain[:-1] = strain_along_q(rho, support=support, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        inner = ndimage.binary_erosion(support, iterations=erosion) if erosion else support
+        strain[:-1] = strain_along_q(rho, support=inner, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
     except ValueError:  # too thin to differentiate along q: leave the strain blank
         pass
     lo, hi = _bounding_box(support, margin)

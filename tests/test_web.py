@@ -116,11 +116,11 @@ def test_state_follows_the_newest_run_and_reports_what_changed():
     state.add("slices", {"run": "r", "scan": 0})
     state.add("health", {"queue_depth": 0})
     assert [json.loads(u)["kind"] for _, u in state.wait_since(1, 0.01)] == ["slices", "health"]
-    assert state.slices_of(0) is not None and state.slices_of(7) is None
+    assert state.kept_of("slices", 0) is not None and state.kept_of("slices", 7) is None
     state.add("event", {"event": _event(0, run="r2")})  # a new run: its own timeline
     snap = json.loads(state.snapshot()[1])
     assert snap["run"] == "r2" and len(snap["events"]) == 1 and set(snap["latest"]) == {"health"}
-    assert state.slices_of(0) is None
+    assert state.kept_of("slices", 0) is None
     assert state.wait_since(0, 0.01) is None  # older updates are gone: the caller must resend the whole state
     assert state.wait_since(state.version, 0.01) == []
 
@@ -176,11 +176,14 @@ def test_shipped_files_reach_nothing_beyond_localhost():
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), f"{name} names a remote host"
 
 
-def test_slices_route(server):
+def test_per_scan_routes(server):
     server.state.add("slices", {"run": "r", "scan": 4, "centre": [1, 2, 3]})
+    server.state.add("peak_image", {"run": "r", "scan": 4, "baseline_scans": 1})
     assert json.loads(_get(server.url + "api/slices?scan=4")[2])["centre"] == [1, 2, 3]
+    assert json.loads(_get(server.url + "api/peak_image?scan=4")[2])["baseline_scans"] == 1
     for query, code in (("scan=5", 404), ("scan=x", 400), ("", 400)):
         assert _get_error(server.url + "api/slices?" + query) == code
+    assert _get_error(server.url + "api/peak_image?scan=3") == 404
 
 
 def test_decision_reaches_the_listener_and_bad_ones_are_refused(tmp_path):

@@ -144,6 +144,7 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     browser.find_element(By.CSS_SELECTOR, "#flags tbody tr[data-scan='3'] td").click()
     _wait(browser, "return document.getElementById('slices-title').textContent.startsWith('selected scan 3')", 10)
     assert "2 vortex line(s)" in browser.find_element(By.ID, "slices-title").text
+    assert browser.find_element(By.ID, "peak-now-cap").text == "scan 3"  # its projected peak beside the baseline
     assert browser.save_screenshot(str(ARTIFACTS / "web-reference-scan3.png"))
 
     browser.find_element(By.CSS_SELECTOR, "#timeline tbody tr[data-scan='2'] td").click()  # the domain boundary

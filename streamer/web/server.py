@@ -1,7 +1,8 @@
 """The operator's live page: a small HTTP server that pushes the pipeline's results by server-sent events.
 
 Routes: ``/`` the page, ``/static/<file>`` its script and style (shipped in the package),
-``/api/state`` the whole state as JSON, ``/api/stream`` server-sent events (a ``snapshot`` then
+``/api/state`` the whole state as JSON, ``/api/slices?scan=N`` and ``/api/peak_image?scan=N``
+one recent scan's pictures, ``/api/stream`` server-sent events (a ``snapshot`` then
 one ``update`` per published result), ``POST /api/decision`` ``{"run", "scan", "action"}`` sent on to
 the plan's decision channel. It binds 127.0.0.1 unless told otherwise and fetches nothing from anywhere.
 """
@@ -65,22 +66,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, data, STATIC_TYPES[Path(path).suffix])
         elif path == "/api/state":
             self._send(200, self.server.state.snapshot()[1].encode(), "application/json")
-        elif path == "/api/slices":
-            self._slices()
+        elif path in ("/api/slices", "/api/peak_image"):
+            self._per_scan(path[len("/api/"):])
         elif path == "/api/stream":
             self._stream()
         else:
             self._json(404, {"error": f"no such page: {path}"})
 
-    def _slices(self) -> None:
+    def _per_scan(self, topic: str) -> None:
         query = parse_qs(self.path.partition("?")[2])
         try:
             scan = int(query["scan"][0])
         except (KeyError, ValueError):
-            return self._json(400, {"error": "ask for /api/slices?scan=<integer>"})
-        text = self.server.state.slices_of(scan)
+            return self._json(400, {"error": f"ask for /api/{topic}?scan=<integer>"})
+        text = self.server.state.kept_of(topic, scan)
         if text is None:
-            return self._json(404, {"error": f"no slices kept for scan {scan}"})
+            return self._json(404, {"error": f"no {topic} kept for scan {scan}"})
         self._send(200, text.encode(), "application/json")
 
     def _stream(self) -> None:

@@ -15,6 +15,7 @@ from collections import deque
 import numpy as np
 
 TOPICS = ("event", "progress", "health", "slices", "peak_image", "run_done")
+PER_SCAN = ("slices", "peak_image")  # kept for each recent scan, so that an older one can be looked at
 
 
 def _jsonable(obj):
@@ -36,7 +37,7 @@ def _jsonable(obj):
 class LiveState:
     """The current run as the page needs it; thread-safe; ``wait_since`` wakes on every change."""
 
-    def __init__(self, history: int = 500, slices_kept: int = 64):
+    def __init__(self, history: int = 500, scans_kept: int = 64):
         self._cond = threading.Condition()
         self._updates: deque[tuple[int, str]] = deque(maxlen=history)  # (version, JSON of {"kind", "body"})
         self.version = 0
@@ -45,8 +46,8 @@ class LiveState:
         self.events: dict[int, dict] = {}  # scan -> event of the current run
         self.latest: dict[str, dict] = {}  # progress / health / slices / peak_image / run_done -> last body
         self.decisions: list[dict] = []
-        self.slices: dict[int, dict] = {}  # scan -> its reconstruction's slices, the latest ``slices_kept``
-        self._slices_kept = slices_kept
+        self.kept: dict[str, dict[int, dict]] = {t: {} for t in PER_SCAN}  # topic -> scan -> body, latest scans
+        self._scans_kept = scans_kept
 
     def add(self, topic: str, body: dict) -> None:
         """Take one published result (topic without the b'' prefix, decoded msgpack body)."""
@@ -57,16 +58,18 @@ class LiveState:
         with self._cond:
             run = (body.get("event") or body).get("run")
             if run is not None and run != self.run:
-                self.run, self.events, self.slices = run, {}, {}
+                self.run, self.events = run, {}
+                self.kept = {t: {} for t in PER_SCAN}
                 self.latest = {k: v for k, v in self.latest.items() if k == "health"}
             if topic == "event":
                 self.events[int(body["event"]["scan"])] = body["event"]
             else:
                 self.latest[topic] = body
-            if topic == "slices":
-                self.slices[int(body["scan"])] = body
-                while len(self.slices) > self._slices_kept:
-                    self.slices.pop(min(self.slices))
+            if topic in PER_SCAN:
+                kept = self.kept[topic]
+                kept[int(body["scan"])] = body
+                while len(kept) > self._scans_kept:
+                    kept.pop(min(kept))
             self._push(topic, body)
 
     def add_decision(self, decision: dict) -> None:
@@ -86,10 +89,10 @@ class LiveState:
                      "latest": self.latest, "decisions": self.decisions}
             return self.version, json.dumps(state, allow_nan=False)
 
-    def slices_of(self, scan: int) -> str | None:
-        """JSON of one scan's slices, if still kept."""
+    def kept_of(self, topic: str, scan: int) -> str | None:
+        """JSON of one scan's ``slices`` or ``peak_image``, if still kept."""
         with self._cond:
-            body = self.slices.get(scan)
+            body = self.kept.get(topic, {}).get(scan)
             return None if body is None else json.dumps(body, allow_nan=False)
 
     def wait_since(self, version: int, timeout_s: float) -> list[tuple[int, str]] | None:

@@ -91,12 +91,14 @@ function drawMarkers(canvas, plane, sl) {
   }
 }
 
-let selected = null; // slices of a scan the operator clicked on; null: follow the latest
+let selected = null, selectedPeak = null; // pictures of a scan the operator clicked on; null: follow the latest
 async function select(scan) {
-  const r = await fetch(`/api/slices?scan=${scan}`);
+  const [r, p] = await Promise.all([fetch(`/api/slices?scan=${scan}`), fetch(`/api/peak_image?scan=${scan}`)]);
   if (!r.ok) { $("slices-title").textContent = `scan ${scan}: ${(await r.json()).error}`; return; }
   selected = await r.json();
+  selectedPeak = p.ok ? await p.json() : null;
   renderSlices();
+  renderPeak();
 }
 
 function renderSlices() {
@@ -123,7 +125,7 @@ function renderSlices() {
 
 // -- projected peak --------------------------------------------------------------------------
 function renderPeak() {
-  const pk = state.latest.peak_image;
+  const pk = (selected && selectedPeak) || state.latest.peak_image;
   if (!pk) return;
   const now = f32(pk.image), base = f32(pk.baseline);
   let top = 1e-9;
@@ -271,7 +273,7 @@ function renderAll() {
 function apply(kind, body) {
   const run = (body.event || body).run;
   if (kind !== "decision" && run != null && run !== state.run) {
-    selected = null;
+    selected = selectedPeak = null;
     state = { run, events: [], latest: { health: state.latest.health }, decisions: state.decisions };
     renderAll();
   }
@@ -303,5 +305,5 @@ $("flags").addEventListener("click", (e) => {
   else if (e.target.closest("tr[data-scan]")) select(e.target.closest("tr[data-scan]").dataset.scan);
 });
 $("timeline").addEventListener("click", (e) => { const tr = e.target.closest("tr[data-scan]"); if (tr) select(tr.dataset.scan); });
-$("follow").addEventListener("click", () => { selected = null; renderSlices(); });
+$("follow").addEventListener("click", () => { selected = selectedPeak = null; renderSlices(); renderPeak(); });
 connect();
