@@ -118,8 +118,8 @@ class ScanProcessor:
         try:
             view = central_slices(result.rho, voxel_nm=job.geometry.voxel_nm, q_inv_nm=job.geometry.q_bragg_inv_nm,
                                   threshold=self.config.analysis.support_threshold)
-        except ValueError as exc:  # a side path: the event goes out without its picture
-            log.warning("no slices for scan %s: %s", job.scan.scan, exc)
+        except Exception:  # a side path: the event goes out without its picture
+            log.exception("no slices for scan %s", job.scan.scan)
             return None
         return {"run": job.scan.run, "scan": job.scan.scan, "voxel_nm": job.geometry.voxel_nm, **view,
                 "vortices": result.vortices, "domain_boundaries": result.domain_boundaries}
@@ -245,7 +245,11 @@ class Pipeline:
                   "rejected": dict(self.counters)}
         job = self.processor.prepare(scan, ingest)
         finished = self.progress.finish(scan.run, scan.scan, time.monotonic(), scan.status)
-        image = self.processor.peak_image(job)
+        try:
+            image = self.processor.peak_image(job)
+        except Exception:  # a side path never stops the scan
+            log.exception("no projected peak for scan %s", scan.scan)
+            image = None
         if scan.corrupt:  # compressed frames that did not decode: counted, and missing for the analysis
             self.counters["corrupt_frame"] += len(scan.corrupt)
             ingest["corrupt_frames"] = scan.corrupt
@@ -399,10 +403,12 @@ def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], Non
     if config.web_enabled:
         from streamer.web import WebServer
 
-        web = WebServer(host=config.web_host, port=config.web_port, results_endpoint=pipeline.results_endpoint,
-                        decision_endpoint=config.decision_endpoint)
-        web.start()
-        log.info("operator page on %s", web.url)
+        try:
+            web = WebServer(host=config.web_host, port=config.web_port, results_endpoint=pipeline.results_endpoint,
+                            decision_endpoint=config.decision_endpoint).start()
+            log.info("operator page on %s", web.url)
+        except OSError as exc:  # the page is a side path: the stream is recorded and analysed without it
+            log.error("%s; running without the live page", exc)
 
     def ready(endpoints):
         if web is not None:

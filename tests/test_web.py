@@ -321,3 +321,16 @@ def test_serve_starts_the_page_when_configured(tmp_path):
         sender.run_stop("r")
         sender.close()
         assert pipeline.wait(30) == 0
+
+
+def test_a_busy_web_port_leaves_the_pipeline_running_without_its_page(tmp_path, server):
+    from streamer.cli.pipeline import EmbeddedPipeline
+
+    busy = int(server.url.rstrip("/").rsplit(":", 1)[1])
+    pipeline = EmbeddedPipeline(ServiceConfig(out_dir=str(tmp_path), web_enabled=True, web_port=busy),
+                                out=io.StringIO())
+    assert "web" not in pipeline.endpoints and "frames" in pipeline.endpoints
+    sender = FrameSender(pipeline.endpoints["frames"])
+    sender.run_stop("r")
+    sender.close()
+    assert pipeline.wait(30) == 0

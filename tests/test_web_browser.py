@@ -27,7 +27,8 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("BCDI_ARTIFACTS") or Path(__file__).parent / "artifacts")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1500,2300", "--hide-scrollbars"]
+         "--disable-dev-shm-usage", "--window-size=1500,2300", "--hide-scrollbars",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # no host but this one resolves
 
 
 def _browser_missing() -> list[str]:
