@@ -167,6 +167,17 @@ def test_server_binds_localhost_and_serves_the_page_and_its_files(server):
     assert json.loads(_get(server.url + "api/state")[2])["events"] == []
 
 
+def test_requests_for_another_host_are_refused(server):
+    req = urllib.request.Request(server.url + "api/state", headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=5)
+    exc.value.close()
+    assert exc.value.code == 403
+    req = urllib.request.Request(server.url + "api/state", headers={"Host": "localhost"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+
+
 def test_shipped_files_reach_nothing_beyond_localhost():
     static = resources.files("streamer.web").joinpath("static")
     names = sorted(p.name for p in static.iterdir())

@@ -58,7 +58,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
 
+    def _host_refused(self) -> bool:
+        """Answer 403 unless the request names this server by a local name (no DNS rebinding)."""
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host in {"127.0.0.1", "localhost", "::1", self.server.server_address[0]}:
+            return False
+        self._json(403, {"error": f"requests for host {host!r} are not served here"})
+        return True
+
     def do_GET(self):
+        if self._host_refused():
+            return
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             self._send(200, _static("index.html"), STATIC_TYPES[".html"])
@@ -112,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
     def do_POST(self):
+        if self._host_refused():
+            return
         if self.path != "/api/decision":
             return self._json(404, {"error": f"no such endpoint: {self.path}"})
         # a JSON content type cannot be sent cross-site without a preflight, which this server refuses
