@@ -85,9 +85,11 @@ function drawMarkers(canvas, plane, sl) {
     const colour = v.winding > 0 ? "#ff4040" : "#40b0ff", half = (v.length_voxels || 1) / 2;
     const a = v.position.map((c, k) => c - v.direction[k] * half), b = v.position.map((c, k) => c + v.direction[k] * half);
     const [x1, y1] = px(a), [x2, y2] = px(b), [xc, yc] = px(v.position);
-    ctx.strokeStyle = colour;
-    ctx.beginPath(); ctx.arc(xc, yc, 6, 0, 2 * Math.PI); ctx.stroke();
-    if (Math.hypot(x2 - x1, y2 - y1) > 8) { ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke(); }
+    for (const [style, width] of [["#000", 4.5], [colour, 2]]) { // a dark halo keeps the mark visible on any colour
+      ctx.strokeStyle = style; ctx.lineWidth = width;
+      ctx.beginPath(); ctx.arc(xc, yc, 6, 0, 2 * Math.PI); ctx.stroke();
+      if (Math.hypot(x2 - x1, y2 - y1) > 8) { ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke(); }
+    }
   }
 }
 
