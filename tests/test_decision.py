@@ -16,6 +16,8 @@ def test_decision_reaches_listener_and_bad_messages_are_counted():
         push.send(b"\xc1 not msgpack")
         push.send(msgpack.packb({"type": "decision", "run": "r", "scan": 3, "action": "explode"}))
         push.close()
+        # the listener reads its connections in turn: take both malformed ones before the valid ones exist
+        assert listener.wait(1.0) is None and listener.rejected == 2
         send_decision(listener.endpoint, "r", 2, "continue")  # another scan: ignored while waiting for 3
         send_decision(listener.endpoint, "r", 3, "remeasure", source="test")
         msg = listener.wait(5.0, scan=3, run="r")
