@@ -62,7 +62,7 @@ class DiffractionModel:
     def expected_frame(self, theta_deg: float, exposure_s: float) -> np.ndarray:
         """Mean counts of the frame at rocking angle ``theta_deg`` (any angle)."""
         s = self.geometry.rocking_index(theta_deg)
-        k = int(round(s))
+        k = round(s)
         if abs(s - k) < 1e-9 and 0 <= k < self._intensity.shape[0]:
             return self._intensity[k].astype(float) * exposure_s
         n = self._intensity.shape[0]
@@ -77,7 +77,7 @@ class DiffractionModel:
     def expected_volume(self, exposure_s: float) -> np.ndarray:
         """Mean counts of a whole scan in lab order (q_z, q_y, q_x); orthogonal geometry only."""
         if not isinstance(self.geometry, OrthogonalGeometry):
-            raise ValueError("expected_volume needs an orthogonal geometry; use expected_stack and "
+            raise TypeError("expected_volume needs an orthogonal geometry; use expected_stack and "
                              "geometry.intensity_to_orthogonal")
         return np.transpose(self.expected_stack(exposure_s), STACK_TO_LAB_AXES)
 

@@ -61,7 +61,7 @@ class DislocationLine:
     @property
     def winding(self) -> int:
         """Phase turns around the line for the (002) reflection: q . b / 2 pi."""
-        return int(round(2 * self.burgers_c[0]))
+        return round(2 * self.burgers_c[0])
 
     @property
     def kind(self) -> str:

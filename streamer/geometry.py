@@ -102,7 +102,7 @@ class OrthogonalGeometry:
         return np.stack([z, y, x])
 
     @classmethod
-    def from_dict(cls, d: dict) -> "OrthogonalGeometry":
+    def from_dict(cls, d: dict) -> OrthogonalGeometry:
         if d.get("kind", "orthogonal") != "orthogonal":
             raise ValueError(f"unsupported geometry kind {d.get('kind')!r}")
         try:
@@ -214,7 +214,7 @@ class DetectorGeometry:
         """|q| at the central pixel and step (nm^-1)."""
         return float(np.linalg.norm(self.q_center_inv_nm))
 
-    def binned(self, binning: int) -> "DetectorGeometry":
+    def binned(self, binning: int) -> DetectorGeometry:
         """The same measurement with frames binned ``binning`` x ``binning`` (the crop is kept)."""
         return _replace(self, binning=binning)
 
@@ -365,7 +365,7 @@ class DetectorGeometry:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DetectorGeometry":
+    def from_dict(cls, d: dict) -> DetectorGeometry:
         if d.get("kind", "detector") != "detector":
             raise ValueError(f"not a detector geometry: kind {d.get('kind')!r}")
         known = {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
@@ -391,7 +391,7 @@ GEOMETRY_KINDS = {"orthogonal": OrthogonalGeometry, "detector": DetectorGeometry
 def from_dict(d: dict) -> OrthogonalGeometry | DetectorGeometry:
     """Rebuild a geometry from its ``to_dict``; ``"kind"`` picks the class (default orthogonal)."""
     if not isinstance(d, dict):
-        raise ValueError(f"geometry must be a dict, got {type(d).__name__}")
+        raise TypeError(f"geometry must be a dict, got {type(d).__name__}")
     kind = d.get("kind", "orthogonal")
     if kind not in GEOMETRY_KINDS:
         raise ValueError(f"unknown geometry kind {kind!r}; known: {', '.join(GEOMETRY_KINDS)}")
