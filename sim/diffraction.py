@@ -67,7 +67,7 @@ class DiffractionModel:
             return self._intensity[k].astype(float) * exposure_s
         n = self._intensity.shape[0]
         kernel = np.exp(-2j * np.pi * (s - n // 2) * self._m / n)
-        amp = np.tensordot(kernel, np.fft.ifftshift(self._partial, axes=0), axes=(0, 0))
+        amp = np.tensordot(kernel, self._partial, axes=(0, 0))  # rocking axis in centred order
         return (amp.real**2 + amp.imag**2) * (self._scale * exposure_s)
 
     def expected_stack(self, exposure_s: float) -> np.ndarray:

@@ -290,18 +290,29 @@ def _outline_distance(particle: Particle, y: np.ndarray, x: np.ndarray, shrink: 
     return np.hypot(px, py) * np.sign(py)
 
 
-def amplitude_at(particle: Particle, r: np.ndarray) -> np.ndarray:
-    """1.0 inside the plate, 0.0 outside, at points ``r`` (3, ...)."""
+def signed_distance_nm(particle: Particle, r: np.ndarray) -> np.ndarray:
+    """Signed distance (nm; < 0 inside) to the plate's surface (in-plane part exact for a hexagon)."""
     y, x = _in_plane(particle, r)
-    half = particle.thickness_nm / 2
+    rho = particle.rounding_nm
+    d2 = _outline_distance(particle, y, x, rho)
+    dz = np.abs(r[0]) - (particle.thickness_nm / 2 - rho)
+    return np.hypot(np.maximum(d2, 0), np.maximum(dz, 0)) + np.minimum(np.maximum(d2, dz), 0) - rho
+
+
+def amplitude_at(particle: Particle, r: np.ndarray, *, edge_nm: float = 0.0) -> np.ndarray:
+    """Amplitude at points ``r`` (3, ...): 1 inside the plate, 0 outside.
+
+    ``edge_nm`` > 0 gives each point the part of a voxel of that size inside the surface (a linear
+    ramp across it), which keeps the Fourier transform of a coarsely sampled plate close to the
+    continuous one; 0 gives the binary support (a sharp-cornered plate keeps |z| < t/2 strictly).
+    """
+    if edge_nm > 0:
+        return np.clip(0.5 - signed_distance_nm(particle, r) / edge_nm, 0.0, 1.0)
     if particle.rounding_nm == 0:
-        inside = (_outline_distance(particle, y, x, 0.0) <= 0) & (np.abs(r[0]) < half)
+        y, x = _in_plane(particle, r)
+        inside = (_outline_distance(particle, y, x, 0.0) <= 0) & (np.abs(r[0]) < particle.thickness_nm / 2)
     else:
-        rho = particle.rounding_nm
-        d2 = _outline_distance(particle, y, x, rho)
-        dz = np.abs(r[0]) - (half - rho)
-        sdf = np.hypot(np.maximum(d2, 0), np.maximum(dz, 0)) + np.minimum(np.maximum(d2, dz), 0) - rho
-        inside = sdf < 0
+        inside = signed_distance_nm(particle, r) < 0
     return inside.astype(float)
 
 
@@ -321,13 +332,14 @@ def phase_at(particle: Particle, r: np.ndarray) -> np.ndarray:
     return phase
 
 
-def complex_image_at(particle: Particle, r: np.ndarray, *, q_offset_inv_nm=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """rho(r) = A(r) exp(i (phi(r) + q_offset . r)) as complex128.
+def complex_image_at(particle: Particle, r: np.ndarray, *, q_offset_inv_nm=(0.0, 0.0, 0.0),
+                     edge_nm: float = 0.0) -> np.ndarray:
+    """rho(r) = A(r) exp(i (phi(r) + q_offset . r)) as complex128 (``edge_nm``: see ``amplitude_at``).
 
     ``q_offset_inv_nm`` is the particle's Bragg vector minus the q at the grid origin: the ramp that
     puts the peak where the lattice constant and tilt put it. Phases are evaluated inside only.
     """
-    amp = amplitude_at(particle, r)
+    amp = amplitude_at(particle, r, edge_nm=edge_nm)
     inside = amp > 0
     pts = r[:, inside]
     phi = phase_at(particle, pts) + _dot(np.asarray(q_offset_inv_nm, float), pts)
@@ -366,9 +378,16 @@ def bragg_offset_inv_nm(particle: Particle, geometry) -> np.ndarray:
 
 
 def complex_image(particle: Particle, geometry) -> np.ndarray:
-    """rho on a geometry's real-space grid: lab order (z, y, x) for an ``OrthogonalGeometry``,
-    stack order (step, row, col) of the sheared conjugate grid for a ``DetectorGeometry``."""
+    """rho on a geometry's real-space grid: lab order (z, y, x) for an ``OrthogonalGeometry`` (binary
+    support, as the demo has always had), stack order (step, row, col) of the sheared conjugate grid
+    for a ``DetectorGeometry`` (surface ramp one voxel wide)."""
     offset = bragg_offset_inv_nm(particle, geometry)
     if isinstance(geometry, OrthogonalGeometry):
         return complex_image_at(particle, _lab_points(geometry), q_offset_inv_nm=offset)
-    return complex_image_at(particle, geometry.real_space_points_nm(), q_offset_inv_nm=offset)
+    return complex_image_at(particle, geometry.real_space_points_nm(), q_offset_inv_nm=offset,
+                            edge_nm=detector_edge_nm(geometry))
+
+
+def detector_edge_nm(geometry) -> float:
+    """Width of the surface ramp on a detector geometry's grid: the geometric mean of its voxel sizes."""
+    return float(np.prod(geometry.voxel_sizes_nm) ** (1 / 3))

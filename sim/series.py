@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.detector import Timepix, TimepixSpec
 from sim.diffraction import DiffractionModel
-from sim.particle import Particle, amplitude_at, bragg_offset_inv_nm, complex_image_at
+from sim.particle import Particle, amplitude_at, bragg_offset_inv_nm, complex_image_at, detector_edge_nm
 from sim.scenario import Scenario, Stage
 from streamer.geometry import DetectorGeometry, from_dict
 
@@ -50,12 +50,14 @@ def check_geometry(geometry, spec: TimepixSpec) -> None:
 def scan_states(scenario: Scenario, geometry: DetectorGeometry) -> Iterator[ScanState]:
     """Each scan's particle and its diffraction, computed once per particle state."""
     points = geometry.real_space_points_nm()
-    reference_sum = float(amplitude_at(scenario.particle, points).sum())  # the perfect crystal's |F(0)|
+    edge = detector_edge_nm(geometry)
+    reference_sum = float(amplitude_at(scenario.particle, points, edge_nm=edge).sum())  # perfect crystal's |F(0)|
     last: tuple[Particle, DiffractionModel] | None = None
     for scan, stage in enumerate(scenario.stages):
         particle = stage.particle(scenario.particle)
         if last is None or last[0] != particle:
-            rho = complex_image_at(particle, points, q_offset_inv_nm=bragg_offset_inv_nm(particle, geometry))
+            rho = complex_image_at(particle, points, q_offset_inv_nm=bragg_offset_inv_nm(particle, geometry),
+                                   edge_nm=edge)
             model = DiffractionModel(rho, geometry, peak_counts=scenario.acquisition.peak_counts_per_s,
                                      reference_sum=reference_sum)
             last = (particle, model)
