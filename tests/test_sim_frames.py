@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from sim.diffraction import DiffractionModel
-from sim.particle import Particle, amplitude_at, complex_image, complex_image_at, screw_pair
+from sim.particle import (
+    Particle,
+    amplitude_at,
+    complex_image,
+    complex_image_at,
+    screw_pair,
+)
 from streamer.geometry import DetectorGeometry
 
 # a 64 x 64 crop at 0.5 m (about 20 nm voxels), 32 steps, detector a little out of the vertical plane
