@@ -15,7 +15,13 @@ import numpy as np
 
 from sim.detector import Timepix, TimepixSpec
 from sim.diffraction import DiffractionModel
-from sim.particle import Particle, amplitude_at, bragg_offset_inv_nm, complex_image_at, detector_edge_nm
+from sim.particle import (
+    Particle,
+    amplitude_at,
+    bragg_offset_inv_nm,
+    complex_image_at,
+    detector_edge_nm,
+)
 from sim.scenario import Scenario, Stage
 from streamer.geometry import DetectorGeometry, from_dict
 

@@ -10,7 +10,7 @@ from pathlib import Path
 TRUTH_FILE = "truth.h5"
 
 
-def run_simulate(scenario: str, *, out_dir: Path, scans: int | None = None, seed: int = 0, out=sys.stdout) -> dict:
+def run_simulate(scenario: str, *, out_dir: Path, scans: int | None = None, seed: int = 0, out=None) -> dict:
     """Write ``OUT/<run>.h5`` (the live recording format) and ``OUT/truth.h5``; returns their paths.
 
     Frame timestamps are the simulated acquisition times (exposure + readout per frame) from the start.
@@ -46,7 +46,7 @@ def run_simulate(scenario: str, *, out_dir: Path, scans: int | None = None, seed
     n_frames = geometry.num_rocking_steps
     t0 = time.time()
     elapsed = 0.0
-    console = Console(file=out, highlight=False)
+    console = Console(file=out or sys.stdout, highlight=False)
     console.print(f"bcdi-stream simulate: scenario '{scen.name}' ({scen.description}): {len(scen.stages)} scans of "
                   f"{n_frames} frames {scen.detector.shape_px[0]}x{scen.detector.shape_px[1]}, "
                   f"{acq.exposure_s} s each; seed {seed}")
