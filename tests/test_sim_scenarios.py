@@ -71,8 +71,8 @@ screw_pairs = []
     ("[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\nmosaic = { blocks = 0 }\n", "bad.toml stage 0 mosaic"),
     ("[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\nboundaries = [{ step = 1.0 }]\n",
      r"bad.toml stage 0 boundaries\[0\]: unknown field.*step"),
-    ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 3.0], [100, 4.0]]\n"
-     "[[event]]\nat_voltage_v = 4.4\nlabel = 'late'\n", "bad.toml event 0: at_voltage_v = 4.4 is never reached"),
+    (("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 3.0], [100, 4.0]]\n"
+     "[[event]]\nat_voltage_v = 4.4\nlabel = 'late'\n"), "bad.toml event 0: at_voltage_v = 4.4 is never reached"),
     ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 1.0], [100, 4.0]]\n",
      r"bad.toml \[timeline\]: voltage_curve leaves the 2.0-4.5 V window"),
     ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\n", r"bad.toml \[timeline\]: voltage_curve"),
