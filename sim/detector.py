@@ -102,7 +102,8 @@ class Timepix:
         cumulative = np.cumsum(faint)
         hits = self.rng.poisson(cumulative[-1])
         if hits:
-            np.add.at(frame, np.searchsorted(cumulative, self.rng.random(hits) * cumulative[-1], side="right"), 1)
+            where = np.sort(self.rng.random(hits)) * cumulative[-1]  # sorted: a cache-friendly search
+            np.add.at(frame, np.searchsorted(cumulative, where, side="right"), 1)
         frame = frame.reshape(self.spec.shape_px)
         np.minimum(frame, self._ceiling, out=frame)
         return frame
