@@ -29,8 +29,8 @@ def _unit(v, name: str) -> tuple[float, float, float]:
 
 
 def cross_zyx(a, b) -> np.ndarray:
-    """Cross product of vectors whose components are in (z, y, x) order (right-handed x, y, z)."""
-    return -np.cross(a, b)
+    """Cross product of vectors whose components (axis 0) are in (z, y, x) order (right-handed x, y, z)."""
+    return -np.cross(a, b, axis=0)
 
 
 def _dot(vec, r) -> np.ndarray:
@@ -103,6 +103,45 @@ class ScrewDislocation:
 
     def line(self) -> DislocationLine:
         return DislocationLine((0.0, self.y_nm, self.x_nm), (1.0, 0.0, 0.0), (0.5 * self.winding, 0.0, 0.0))
+
+
+@dataclass(frozen=True)
+class DislocationLoop:
+    """A closed polygonal dislocation loop (glissile when b lies in its plane), vertices in order.
+
+    Its field is Burgers' solid-angle term, u = -b Omega / 4 pi, the part that carries the winding:
+    the phase turns by q . b around each segment, counter-clockwise about the segment's direction
+    (vertex i to i + 1), as for a ``DislocationLine``. A loop that threads the plate and closes
+    outside it shows as two antiparallel lines (a screw pair when b is along them).
+    """
+
+    vertices_nm: tuple[tuple[float, float, float], ...]
+    burgers_c: tuple[float, float, float] = (0.5, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vertices_nm, float)
+        if v.ndim != 2 or v.shape[1] != 3 or len(v) < 3:
+            raise ValueError(f"vertices_nm must be >= 3 (z, y, x) points, got {self.vertices_nm!r}")
+        object.__setattr__(self, "vertices_nm", tuple(tuple(float(c) for c in p) for p in v))
+        object.__setattr__(self, "burgers_c", tuple(float(c) for c in self.burgers_c))
+
+    def segments(self) -> list[DislocationLine]:
+        """Each side as a line (point = its start) with the loop's Burgers vector."""
+        v = self.vertices_nm
+        return [DislocationLine(v[i], np.subtract(v[(i + 1) % len(v)], v[i]), self.burgers_c) for i in range(len(v))]
+
+    def phase(self, r: np.ndarray) -> np.ndarray:
+        v = [np.asarray(p).reshape(3, *[1] * (r.ndim - 1)) - r for p in self.vertices_nm]
+        omega = np.zeros(r.shape[1:])
+        for i in range(1, len(v) - 1):  # fan of triangles (v0, vi, vi+1)
+            a, b, c = v[0], v[i], v[i + 1]
+            la, lb, lc = (np.sqrt(_dot(x, x)) for x in (a, b, c))
+            num = _dot(a, cross_zyx(b, c))
+            den = la * lb * lc + _dot(a, b) * lc + _dot(a, c) * lb + _dot(b, c) * la
+            omega += 2 * np.arctan2(num, den)
+        # q . u = 4 pi u_z / c with |u| = b Omega / 4 pi; the sign makes the winding about each side's
+        # direction 2 b_z, the DislocationLine convention
+        return self.burgers_c[0] * omega
 
 
 def screw_pair(*, center_nm: tuple[float, float] = (0.0, 0.0), separation_nm: float = 100.0,
@@ -238,6 +277,7 @@ class Particle:
     mosaic: Mosaic | None = None
     lattice_c_nm: float = 1.10
     tilt_mrad: tuple[float, float] = (0.0, 0.0)  # Bragg-vector tilt towards +y and +x (sample drift)
+    loops: tuple[DislocationLoop, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.shape not in ("ellipse", "hexagon"):
@@ -249,7 +289,7 @@ class Particle:
             raise ValueError(f"rounding_nm must be >= 0 and below half the thickness, got {self.rounding_nm}")
         lines = tuple(d.line() if isinstance(d, ScrewDislocation) else d for d in self.dislocations)
         object.__setattr__(self, "dislocations", lines)
-        for name in ("boundaries", "walls", "regions"):
+        for name in ("boundaries", "walls", "regions", "loops"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def with_defects(self, dislocations=(), boundaries=(), **more) -> Particle:
@@ -321,6 +361,8 @@ def phase_at(particle: Particle, r: np.ndarray) -> np.ndarray:
     phase = np.zeros(r.shape[1:])
     for d in particle.dislocations:
         phase += d.phase(r)
+    for loop in particle.loops:
+        phase += loop.phase(r)
     for b in particle.boundaries:
         phase += b.phase(r)
     for w in particle.walls:

@@ -18,6 +18,7 @@ import numpy as np
 from sim.detector import TimepixSpec
 from sim.particle import (
     DislocationLine,
+    DislocationLoop,
     DomainBoundary,
     Mosaic,
     Particle,
@@ -29,7 +30,7 @@ from sim.particle import (
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 VOLTAGE_WINDOW_V = (2.0, 4.5)
-STATE_KEYS = {"label", "dislocations", "screw_pairs", "boundaries", "walls", "regions", "mosaic", "lattice_c_nm",
+STATE_KEYS = {"label", "dislocations", "screw_pairs", "loops", "boundaries", "walls", "regions", "mosaic", "lattice_c_nm",
               "tilt_mrad"}
 PARTICLE_KEYS = {"shape", "radius_x_nm", "radius_y_nm", "thickness_nm", "rounding_nm", "rotation_deg", "lattice_c_nm"}
 
@@ -61,6 +62,7 @@ class Stage:
     voltage_v: float
     capacity_mah_g: float
     dislocations: tuple = ()  # DislocationLine (ScrewDislocation accepted)
+    loops: tuple[DislocationLoop, ...] = ()
     boundaries: tuple[DomainBoundary, ...] = ()
     walls: tuple[StrainWall, ...] = ()
     regions: tuple[StrainRegion, ...] = ()
@@ -69,7 +71,8 @@ class Stage:
     tilt_mrad: tuple[float, float] = (0.0, 0.0)
 
     def particle(self, base: Particle) -> Particle:
-        more = {"walls": self.walls, "regions": self.regions, "mosaic": self.mosaic, "tilt_mrad": self.tilt_mrad}
+        more = {"walls": self.walls, "regions": self.regions, "mosaic": self.mosaic, "tilt_mrad": self.tilt_mrad,
+                "loops": self.loops}
         if self.lattice_c_nm is not None:
             more["lattice_c_nm"] = self.lattice_c_nm
         return base.with_defects(self.dislocations, self.boundaries, **more)
@@ -188,7 +191,8 @@ def _state(st: dict, where: str) -> dict:
         out["dislocations"] = tuple(lines)
     kinds = {"boundaries": (DomainBoundary, {"normal_angle_deg", "offset_nm", "step_rad"}),
              "walls": (StrainWall, {"point_nm", "normal", "width_nm", "step_rad"}),
-             "regions": (StrainRegion, {"center_nm", "strain", "sigma_nm", "sigma_z_nm"})}
+             "regions": (StrainRegion, {"center_nm", "strain", "sigma_nm", "sigma_z_nm"}),
+             "loops": (DislocationLoop, {"vertices_nm", "burgers_c"})}
     for key, (cls, allowed) in kinds.items():
         if key in st:
             if not isinstance(st[key], list):

@@ -93,6 +93,11 @@ def scan_truth(scan: int, stage, particle: Particle, intensity_stack: np.ndarray
     """The JSON-able truth of one scan (lab frame: z along q, origin at the particle centre)."""
     lines = [{"point_nm": list(d.point_nm), "direction": list(d.direction), "burgers_c": list(d.burgers_c),
               "winding": d.winding, "type": d.kind} for d in particle.dislocations]
+    for k, loop in enumerate(particle.loops):  # each side of a loop: a segment from its point to the next vertex
+        for side, end in zip(loop.segments(), loop.vertices_nm[1:] + loop.vertices_nm[:1]):
+            lines.append({"point_nm": list(side.point_nm), "direction": list(side.direction),
+                          "burgers_c": list(side.burgers_c), "winding": side.winding, "type": side.kind,
+                          "loop": k, "end_nm": list(end)})
     boundaries = [{"point_nm": [v * b.offset_nm for v in b.normal], "normal": list(b.normal),
                    "phase_step_rad": b.step_rad} for b in particle.boundaries]
     return {

@@ -125,3 +125,23 @@ def test_edge_dislocations_strain_along_q_and_screws_along_q_do_not():
     assert strain_energy(screw)["strain_energy_j"] == 0.0
     assert strain_energy(edge)["strain_energy_j"] > 0
     assert amplitude_at(PLATE, np.zeros((3, 1)))[0] == 1.0
+
+
+def test_a_glissile_loop_threading_the_plate_shows_as_an_antiparallel_pair():
+    from sim.particle import DislocationLoop
+
+    # a rectangle in the plane y = 22 (it holds b along z: glissile), closing above and below the plate
+    loop = DislocationLoop(((-60.0, 22.0, -62.0), (-60.0, 22.0, 62.0), (60.0, 22.0, 62.0), (60.0, 22.0, -62.0)))
+    particle = PLATE.with_defects([], [], loops=[loop])
+    rho = truth_object(particle, VOXEL)
+    axes = truth_axes_nm(particle, VOXEL)
+    wz = _windings(rho, 0)
+    j = int(np.floor((22.0 - axes[1][0]) / VOXEL))
+    plus, minus = (int(np.floor((x - axes[2][0]) / VOXEL)) for x in (62.0, -62.0))
+    for z_nm in (-30.0, 0.0, 30.0):
+        plane = wz[int(np.argmin(np.abs(axes[0] - z_nm)))]
+        found = {tuple(p): int(plane[tuple(p)]) for p in np.argwhere(plane != 0)}
+        assert found == {(j, plus): 1, (j, minus): -1}  # the side along +z winds +1, the one along -z -1
+    sides = loop.segments()
+    assert [s.direction for s in sides[::2]] == [(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)]
+    assert all(s.kind == "edge" for s in sides[::2]) and all(s.kind == "screw" for s in sides[1::2])
