@@ -70,3 +70,27 @@ def test_frames_of_the_wrong_shape_or_exposure_are_refused():
         det.read(np.zeros((10, 10), np.float32), 1.0)
     with pytest.raises(ValueError, match="exposure_s"):
         det.read(np.zeros((256, 256), np.float32), 0.0)
+
+
+def test_a_quad_records_the_peak_across_its_chip_gap():
+    from sim.scenario import parse_scenario
+    from sim.series import scan_frames, scan_states, scenario_geometry
+
+    scen = parse_scenario({
+        "detector": {"chips": 4},
+        "geometry": {"kind": "detector", "detector_shape_px": [516, 516], "roi_px": [226, 290, 226, 290],
+                     "num_rocking_steps": 8, "rocking_step_deg": 0.05, "distance_m": 0.5},
+        "stage": [{"voltage_v": 3.4, "capacity_mah_g": 10.0}],
+    }, source="quad.toml")
+    geometry = scenario_geometry(scen)
+    (state,) = scan_states(scen, geometry)
+    frames = np.array([f for _, _, f in scan_frames(state.model, geometry, Timepix(scen.detector, seed=0), 0.5)])
+    assert frames.shape == (8, 516, 516)
+    assert (frames[:, scen.detector.gap_mask()] == 0).all()
+    peak = frames[4, 240:280, 240:280]
+    assert peak.sum() > 0.9 * frames[4].sum()  # the Bragg peak sits at the centre, on the gap cross
+    assert frames[4, 250:256, 250:256].max() > 100 and frames[4, 256:260, 240:280].max() == 0
+    bad = dict(scen.geometry, detector_shape_px=[256, 256], roi_px=[0, 256, 0, 256])
+    with pytest.raises(ValueError, match="does not match the Timepix"):
+        scenario_geometry(parse_scenario({"detector": {"chips": 4}, "geometry": bad,
+                                          "stage": [{"voltage_v": 3.4, "capacity_mah_g": 10.0}]}))
