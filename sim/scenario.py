@@ -234,9 +234,12 @@ def _timeline(tl: dict, events: list, source: str) -> list[Stage]:
     if n < 1:
         raise ScenarioError(f"{where}: num_scans must be >= 1")
     period_h = _number(tl, "scan_period_s", where) / 3600
-    c_rate, cap_1c = _number(tl, "c_rate", where), tl.get("capacity_1c_mah_g", 120.0)
-    start = float(tl.get("start_capacity_mah_g", 0.0))
-    capacity = start + c_rate * float(cap_1c) * period_h * np.arange(n)
+    c_rate = _number(tl, "c_rate", where)
+    cap_1c = _number({"capacity_1c_mah_g": 120.0, **tl}, "capacity_1c_mah_g", where)
+    start = _number({"start_capacity_mah_g": 0.0, **tl}, "start_capacity_mah_g", where)
+    if not (c_rate > 0 and cap_1c > 0 and period_h > 0):
+        raise ScenarioError(f"{where}: c_rate, capacity_1c_mah_g and scan_period_s must be > 0")
+    capacity = start + c_rate * cap_1c * period_h * np.arange(n)
     vcurve = _curve(tl, "voltage_curve", where)
     voltage = np.interp(capacity, vcurve[:, 0], vcurve[:, 1])
     lo, hi = VOLTAGE_WINDOW_V
@@ -247,7 +250,7 @@ def _timeline(tl: dict, events: list, source: str) -> list[Stage]:
         lcurve = _curve(tl, "lattice_c_curve", where)
         lattice = np.interp(capacity, lcurve[:, 0], lcurve[:, 1])
     drift = tl.get("tilt_drift_mrad_per_scan", [0.0, 0.0])
-    if not (isinstance(drift, list) and len(drift) == 2):
+    if not (isinstance(drift, list) and len(drift) == 2 and all(isinstance(v, (int, float)) for v in drift)):
         raise ScenarioError(f"{where}: tilt_drift_mrad_per_scan must be [towards_y, towards_x]")
 
     parsed = []

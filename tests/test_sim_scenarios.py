@@ -76,6 +76,8 @@ screw_pairs = []
     ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 1.0], [100, 4.0]]\n",
      r"bad.toml \[timeline\]: voltage_curve leaves the 2.0-4.5 V window"),
     ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\n", r"bad.toml \[timeline\]: voltage_curve"),
+    ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 'C/10'\nvoltage_curve = [[0, 3.0], [100, 4.0]]\n",
+     r"bad.toml \[timeline\]: c_rate must be a number"),
     ("colour = 'red'\n[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\n", "bad.toml: unknown field.*colour"),
     ("[[stage]]\nvoltage_v = 3.0\n", "bad.toml stage 0: missing capacity_mah_g"),
     ("name = 'x'\n", "at least one"),
