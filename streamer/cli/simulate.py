@@ -46,7 +46,7 @@ def run_simulate(scenario: str, *, out_dir: Path, scans: int | None = None, seed
     n_frames = geometry.num_rocking_steps
     t0 = time.time()
     elapsed = 0.0
-    console = Console(file=out or sys.stdout, highlight=False)
+    console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
     console.print(f"bcdi-stream simulate: scenario '{scen.name}' ({scen.description}): {len(scen.stages)} scans of "
                   f"{n_frames} frames {scen.detector.shape_px[0]}x{scen.detector.shape_px[1]}, "
                   f"{acq.exposure_s} s each; seed {seed}")
@@ -88,8 +88,7 @@ def register(sub) -> None:
                                    "live recording format (OUT/<run>.h5, docs/recording.md), with the ground "
                                    "truth of every scan beside it (OUT/truth.h5, docs/truth.md).",
                        epilog="examples:\n  bcdi-stream simulate reference --out sim-out\n"
-                              "  bcdi-stream simulate pristine --out control --scans 5 --seed 3\n"
-                              "  bcdi-stream replay sim-out/sim-reference-seed0.h5 --out replay-out")
+                              "  bcdi-stream simulate pristine --out control --scans 5 --seed 3")
     s.add_argument("scenario", help="scenario name in sim/scenarios (reference, pristine, broadening, ...) or a TOML path")
     s.add_argument("--out", type=Path, required=True, help="output folder")
     s.add_argument("--scans", type=int, default=None, help="simulate only the first N scans (default: all)")
