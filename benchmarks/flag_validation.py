@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import math
 import tempfile
 import time
@@ -30,7 +31,7 @@ def expected_events(scenario: str, flags: FlagConfig) -> list[Counter]:
     """Defect events each scan should raise, from the scripted stages."""
     stages = load_scenario(scenario).stages
     out = [Counter()]
-    for prev, cur in zip(stages, stages[1:]):
+    for prev, cur in itertools.pairwise(stages):
         c = Counter()
         if len(cur.boundaries) > len(prev.boundaries):
             c["domain_boundary:appeared"] += 1

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from streamer.backend import to_numpy
-from streamer.defects import find_domain_boundaries, find_vortex_lines, plaquette_winding
+from streamer.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    plaquette_winding,
+)
 
 N = 24
 
@@ -103,7 +107,6 @@ M = 32
 
 
 def _analytic(phase, amplitude=None):
-    z, y, x = np.ogrid[0:M, 0:M, 0:M]
     rho = np.exp(1j * np.broadcast_to(phase, (M, M, M)))
     mask = np.ones((M, M, M), bool)
     if amplitude is not None:
