@@ -10,12 +10,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamer.alignment import register
-from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
+from streamer.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    particle_mask,
+    reproduced_lines,
+)
 from streamer.geometry import OrthogonalGeometry
 from streamer.mechanics import pair_mechanics
-from streamer.strain import strain_along_q, strain_energy
 from streamer.peak import peak_metrics
 from streamer.phasing import PhasingConfig, reconstruct
+from streamer.strain import strain_along_q, strain_energy
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class AnalysisConfig:
     boundary_jump_rad: float = 1.2
     boundary_min_area_fraction: float = 0.25
     surface_erosion_voxels: int = 1
+    member_match_radius_voxels: float = 3.0  # a member reproduces a line within this mean distance
+    member_min_fraction: float = 0.5  # lines need this fraction of the population's members
 
     def __post_init__(self):
         if not 0 < self.support_threshold < 1:
@@ -35,6 +42,8 @@ class AnalysisConfig:
             raise ValueError("vortex_min_length must be >= 1")
         if not 0 < self.boundary_jump_rad < np.pi:
             raise ValueError("boundary_jump_rad must be in (0, pi)")
+        if not 0 < self.member_min_fraction <= 1 or self.member_match_radius_voxels <= 0:
+            raise ValueError("member_min_fraction must be in (0, 1] and member_match_radius_voxels > 0")
 
 
 @dataclass
@@ -58,8 +67,8 @@ def analyze_scan(
     *,
     geometry: OrthogonalGeometry,
     xp,
-    phasing: PhasingConfig = PhasingConfig(),
-    config: AnalysisConfig = AnalysisConfig(),
+    phasing: PhasingConfig | None = None,
+    config: AnalysisConfig | None = None,
     previous_rho: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     rng=None,
@@ -69,6 +78,8 @@ def analyze_scan(
 
     ``peak`` passes metrics already measured on this intensity, so they are not computed twice.
     """
+    phasing = phasing or PhasingConfig()
+    config = config or AnalysisConfig()
     if tuple(intensity.shape) != geometry.shape_zyx:
         raise ValueError(f"intensity shape {intensity.shape} does not match geometry {geometry.shape_zyx}")
     if peak is None:
@@ -82,11 +93,39 @@ def analyze_scan(
         rho = reg.aligned
         info["twin_flipped"] = reg.twin
         info["correlation_to_previous"] = round(reg.correlation, 4)
+    found = analyze_object(rho, geometry=geometry, xp=xp, config=config)
+    info["support_voxels"] = found.pop("support_voxels")
+    return ScanAnalysis(peak, rho, found["vortices"], found["domain_boundaries"], info,
+                        found["dislocation_pairs"], found["strain"])
+
+
+def analyze_object(rho: np.ndarray, *, geometry: OrthogonalGeometry, xp, config: AnalysisConfig | None = None,
+                   members: np.ndarray | None = None) -> dict:
+    """Defects, pairs and strain of a reconstructed object (z, y, x): the event fields of one scan.
+
+    ``members`` (K, z, y, x), aligned members of the reconstruction population: a vortex line
+    is kept only when at least ``config.member_min_fraction`` of them show it too.
+    """
+    config = config or AnalysisConfig()
+    rho = np.asarray(rho)
+    if tuple(rho.shape) != tuple(geometry.shape_zyx):
+        raise ValueError(f"object shape {rho.shape} does not match geometry {geometry.shape_zyx}")
     support = particle_mask(np.abs(rho), threshold=config.support_threshold)
-    lines = find_vortex_lines(
-        xp.asarray(rho), xp=xp, mask=support, min_length=config.vortex_min_length,
-        erosion=config.surface_erosion_voxels,
-    )
+    if not support.any():
+        raise ValueError("the object has no amplitude: no particle to analyse")
+
+    def lines_of(obj):
+        return find_vortex_lines(xp.asarray(obj), xp=xp, mask=support, min_length=config.vortex_min_length,
+                                 erosion=config.surface_erosion_voxels)
+
+    lines = lines_of(rho)
+    if members is not None and len(members):
+        members = np.asarray(members)
+        if members.ndim != 4 or members.shape[1:] != rho.shape:
+            raise ValueError(f"members must be (K, z, y, x) with the object's shape, got {members.shape}")
+        lines = reproduced_lines(lines, [lines_of(m) for m in members],
+                                 radius_voxels=config.member_match_radius_voxels,
+                                 min_fraction=config.member_min_fraction)
     vortices = [
         {
             "position": np.round(line.position, 2).tolist(),
@@ -96,6 +135,11 @@ def analyze_scan(
             "type": line.kind,
             "length_voxels": int(line.length),
             "confidence": round(line.confidence, 3),
+            "length_nm": round(line.length * geometry.voxel_nm, 1),
+            "closed": bool(line.closed),
+            "ends_on_surface": bool(line.ends_on_surface),
+            "points": np.round(line.points, 2).tolist(),
+            "reproduced_fraction": None if line.reproduced_fraction is None else round(line.reproduced_fraction, 3),
         }
         for line in lines
     ]
@@ -108,18 +152,19 @@ def analyze_scan(
             "angle_to_layers_deg": round(b.angle_to_layers_deg, 1),
             "area_voxels": b.area_voxels,
             "coherence": round(b.coherence, 3),
+            "displacement_step_nm": round(abs(b.phase_step_rad) / geometry.q_bragg_inv_nm, 4),
         }
         for b in find_domain_boundaries(
             rho, mask=support, jump_rad=config.boundary_jump_rad,
             min_area_fraction=config.boundary_min_area_fraction, erosion=config.surface_erosion_voxels,
         )
     ]
-    info["support_voxels"] = int(support.sum())
     for v in vortices:
         v["surface_distance_nm"] = round(_surface_distance_nm(v, support, geometry.voxel_nm), 1)
     pairs = dislocation_pairs(vortices, support, geometry.voxel_nm)
     strain = strain_summary(rho, geometry, erosion=config.surface_erosion_voxels)
-    return ScanAnalysis(peak, rho, vortices, boundaries, info, pairs, strain)
+    return {"vortices": vortices, "domain_boundaries": boundaries, "dislocation_pairs": pairs, "strain": strain,
+            "support_voxels": int(support.sum())}
 
 
 def strain_summary(rho: np.ndarray, geometry: OrthogonalGeometry, thresholds=(0.10, 0.15, 0.20),

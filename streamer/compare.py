@@ -149,9 +149,14 @@ def baseline_peak(peaks: list[dict], config: FlagConfig) -> dict | None:
 
 def peak_flags(peak: dict, history: list[dict], *, shape: tuple[int, int, int], rocking_step_deg: float,
                config: FlagConfig) -> list[dict]:
-    """The flags of the raw peak (broadening against the first scans of ``history``, drift)."""
-    return (broadening_flags(peak, baseline_peak(history, config), config)
-            + peak_drift_flags(peak, shape=shape, rocking_step_deg=rocking_step_deg, config=config))
+    """The flags of the raw peak: broadening against the first scans of ``history`` (raised when a
+    width crosses the threshold, not again while it stays broad), and drift (every scan it lasts)."""
+    baseline = baseline_peak(history, config)
+    flags = broadening_flags(peak, baseline, config)
+    if flags and len(history) > config.baseline_scans:
+        already = {f["direction"] for f in broadening_flags(history[-1], baseline, config)}
+        flags = [f for f in flags if f["direction"] not in already]
+    return flags + peak_drift_flags(peak, shape=shape, rocking_step_deg=rocking_step_deg, config=config)
 
 
 def peak_drift_flags(peak: dict, *, shape: tuple[int, int, int], rocking_step_deg: float,

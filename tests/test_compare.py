@@ -108,3 +108,17 @@ def test_every_defect_flag_carries_its_evidence():
     assert flags[1]["confidence"] == 0.95 and flags[1]["boundaries"] == [bound]
     (lost,) = vortex_flags([a], [], CFG)
     assert lost["last_position"] == a["position"] and lost["left_through_surface"] and lost["confidence"] == 0.9
+
+
+def test_broadening_is_raised_once_when_the_width_crosses_the_threshold():
+    from streamer.compare import peak_flags
+
+    def peak(perp):
+        return {"width_parallel": 1.0, "width_perpendicular": perp, "center_of_mass_px": [24.0, 24.0, 24.0]}
+
+    history, raised = [], []
+    for perp in (1.0, 1.0, 1.1, 2.0, 2.1, 1.0, 2.0):
+        flags = peak_flags(peak(perp), history, shape=(48, 48, 48), rocking_step_deg=0.05, config=CFG)
+        raised.append([f["kind"] for f in flags])
+        history.append(peak(perp))
+    assert raised == [[], [], [], ["peak_broadening"], [], [], ["peak_broadening"]]
