@@ -15,6 +15,7 @@ from streamer.defects import (
     find_vortex_lines,
     particle_mask,
     reproduced_lines,
+    segment_domains,
 )
 from streamer.geometry import OrthogonalGeometry
 from streamer.mechanics import pair_mechanics
@@ -55,6 +56,7 @@ class ScanAnalysis:
     phasing: dict = field(default_factory=dict)
     dislocation_pairs: list[dict] = field(default_factory=list)
     strain: dict = field(default_factory=dict)
+    domains: list[dict] = field(default_factory=list)
 
 
 def _nm(pos_vox, geometry: OrthogonalGeometry) -> list[float]:
@@ -96,7 +98,7 @@ def analyze_scan(
     found = analyze_object(rho, geometry=geometry, xp=xp, config=config)
     info["support_voxels"] = found.pop("support_voxels")
     return ScanAnalysis(peak, rho, found["vortices"], found["domain_boundaries"], info,
-                        found["dislocation_pairs"], found["strain"])
+                        found["dislocation_pairs"], found["strain"], found["domains"])
 
 
 def analyze_object(rho: np.ndarray, *, geometry: OrthogonalGeometry, xp, config: AnalysisConfig | None = None,
@@ -163,8 +165,24 @@ def analyze_object(rho: np.ndarray, *, geometry: OrthogonalGeometry, xp, config:
         v["surface_distance_nm"] = round(_surface_distance_nm(v, support, geometry.voxel_nm), 1)
     pairs = dislocation_pairs(vortices, support, geometry.voxel_nm)
     strain = strain_summary(rho, geometry, erosion=config.surface_erosion_voxels)
+    labels, found = segment_domains(rho, mask=support, jump_rad=config.boundary_jump_rad,
+                                    erosion=config.surface_erosion_voxels)
+    total = max(1, sum(d.volume_voxels for d in found))
+    domains = [{"centroid": np.round(d.centroid, 2).tolist(), "centroid_nm": _nm(d.centroid, geometry),
+                "volume_fraction": round(d.volume_voxels / total, 3),
+                "phase_offset_rad": round(d.phase_offset_rad, 3),
+                "displacement_offset_nm": round(d.phase_offset_rad / geometry.q_bragg_inv_nm, 4)} for d in found]
+    for b in boundaries:
+        b["domains"] = [_domain_at(labels, np.add(b["position"], side * 3 * np.asarray(b["normal"])))
+                        for side in (-1, 1)]
     return {"vortices": vortices, "domain_boundaries": boundaries, "dislocation_pairs": pairs, "strain": strain,
-            "support_voxels": int(support.sum())}
+            "domains": domains, "support_voxels": int(support.sum())}
+
+
+def _domain_at(labels: np.ndarray, point) -> int | None:
+    """Index into the domain list of the domain at ``point`` (voxel coordinates), None on a wall or outside."""
+    idx = tuple(int(v) for v in np.clip(np.round(point), 0, np.array(labels.shape) - 1))
+    return int(labels[idx]) - 1 if labels[idx] > 0 else None
 
 
 def strain_summary(rho: np.ndarray, geometry: OrthogonalGeometry, thresholds=(0.10, 0.15, 0.20),

@@ -326,3 +326,51 @@ def find_domain_boundaries(
             continue
         found.append(DomainBoundary(centre, normal, float(np.angle(mean)), int(sel.sum()), coherence))
     return found
+
+
+@dataclass
+class Domain:
+    """A region of the particle with nearly constant displacement offset."""
+
+    centroid: np.ndarray  # (3,) voxel index coordinates (z, y, x)
+    volume_voxels: int
+    phase_offset_rad: float  # circular mean of the phase (ramp removed) over the domain
+
+
+def segment_domains(rho: np.ndarray, *, mask: np.ndarray, jump_rad: float = 1.2, erosion: int = 1,
+                    min_fraction: float = 0.05) -> tuple[np.ndarray, list[Domain]]:
+    """Split the particle at its phase jumps into domains (labels 1.., 0 outside or on a wall).
+
+    The voxels on both sides of every cut link (see :func:`phase_cuts`) form the walls; connected
+    regions of the rest holding at least ``min_fraction`` of the particle are the domains, largest first.
+    """
+    from streamer.displacement import phase_ramp
+
+    rho = np.asarray(rho)
+    inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else np.asarray(mask, bool)
+    wall = np.zeros(rho.shape, bool)
+    for ax, (cut, _) in enumerate(phase_cuts(rho, inner, jump_rad)):
+        wall[_sl(3, ax, slice(None, -1))] |= cut
+        wall[_sl(3, ax, slice(1, None))] |= cut
+    labels, n = ndimage.label(inner & ~wall)
+    if n == 0:
+        return np.zeros(rho.shape, int), []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    ramp = phase_ramp(rho, inner & ~wall)  # links across a wall would count the step as a ramp
+    grids = np.ogrid[tuple(slice(0, s) for s in rho.shape)]
+    flat = rho * np.exp(-1j * sum(r * g for r, g in zip(ramp, grids)))
+    out = np.zeros(rho.shape, int)
+    domains = []
+    for lab in np.argsort(sizes)[::-1]:
+        if sizes[lab] < max(1, min_fraction * inner.sum()):
+            break
+        sel = labels == lab
+        out[sel] = len(domains) + 1
+        unit = flat[sel] / np.maximum(np.abs(flat[sel]), 1e-30)
+        domains.append(Domain(np.argwhere(sel).mean(axis=0), int(sel.sum()), float(np.angle(unit.sum()))))
+    if domains:  # offsets relative to the largest domain
+        ref = domains[0].phase_offset_rad
+        for d in domains:
+            d.phase_offset_rad = float(np.angle(np.exp(1j * (d.phase_offset_rad - ref))))
+    return out, domains

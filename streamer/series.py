@@ -64,6 +64,8 @@ def analyze_result(result: dict, *, xp, config: AnalysisConfig | None = None, re
         v["points"] = _to_object_index(v["points"], shift, twin, obj.shape)
     for b in fields["domain_boundaries"]:
         b["position"] = _to_object_index(b["position"], shift, twin, obj.shape)
+    for d in fields["domains"]:
+        d["centroid"] = _to_object_index(d["centroid"], shift, twin, obj.shape)
     fields["alignment"] = info
     fields["support_voxels"] = int(fields["support_voxels"])
     fields["peak"] = dict(result.get("peak") or {})
@@ -91,7 +93,7 @@ def analyze_series(results: list[dict], *, xp, config: AnalysisConfig | None = N
         events.append(build_event(
             run=meta.get("run", ""), scan=int(meta.get("scan", len(events))), metadata=meta, peak=peak,
             vortices=fields["vortices"], domain_boundaries=fields["domain_boundaries"], flags=found, latency_s=0.0,
-            dislocation_pairs=fields["dislocation_pairs"], strain=fields["strain"],
+            dislocation_pairs=fields["dislocation_pairs"], strain=fields["strain"], domains=fields["domains"],
             phasing={"recipe": result.get("recipe", ""), "support_voxels": fields["support_voxels"],
                      **fields["alignment"]},
             reconstruction={"status": "done", "compared_with_scan": None if previous is None else events[-1]["scan"],

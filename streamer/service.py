@@ -124,7 +124,8 @@ class ScanProcessor:
         compared = {"status": "done", "compared_with_scan": prev_scan}
         return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
                            flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,
-                           dislocation_pairs=result.dislocation_pairs, strain=result.strain)
+                           dislocation_pairs=result.dislocation_pairs, strain=result.strain,
+                           domains=result.domains)
 
 
 class Pipeline:

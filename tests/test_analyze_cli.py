@@ -23,7 +23,7 @@ def _plate_amplitude():
 
 def _object(dislocations=(), boundary_step=0.0):
     """Plate with screw lines along z at (y, x) voxel positions (fractional) and a boundary at x = C + 0.5."""
-    z, y, x = np.ogrid[0:32, 0:32, 0:32]
+    _z, y, x = np.ogrid[0:32, 0:32, 0:32]
     phase = np.zeros((32, 32, 32)) + 0.01 * (y - C)
     for yy, xx, w in dislocations:
         phase = phase + w * np.arctan2(y - yy, x - xx)
@@ -85,6 +85,10 @@ def test_a_series_gets_the_scripted_flags_at_their_scans_and_nothing_else(series
     assert pair["separation_nm"] == pytest.approx(108, abs=1)
     (b,) = events[2]["domain_boundaries"]
     assert abs(b["phase_step_rad"]) == pytest.approx(2.094, abs=0.05) and b["angle_to_layers_deg"] == 90.0
+    assert len(events[2]["domains"]) == 2 and sorted(b["domains"]) == [0, 1]
+    offsets = [d["phase_offset_rad"] for d in events[2]["domains"]]
+    assert abs(offsets[1] - offsets[0]) == pytest.approx(2.094, abs=0.1)
+    assert [len(e["domains"]) for e in events] == [1, 1, 2, 1, 1, 1]
 
 
 def test_positions_are_voxel_indices_of_each_files_own_object(series):

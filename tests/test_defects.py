@@ -229,3 +229,29 @@ def test_lines_that_the_population_does_not_reproduce_are_dropped():
     assert len(best) == 2 and len(kept) == 1
     assert kept[0].position[2] == pytest.approx(8.5) and kept[0].reproduced_fraction == 1.0
     assert reproduced_lines(best, []) == best  # no population: nothing to check against
+
+
+@pytest.mark.parametrize("step", [np.pi / 2, 2.094])
+def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step):
+    from streamer.defects import particle_mask, segment_domains
+
+    z, y, x = _zyx()
+    plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
+    rho = plate * np.exp(1j * (step * (x > 18) + 0.05 * y))
+    labels, domains = segment_domains(rho, mask=particle_mask(np.abs(rho)))
+    assert len(domains) == 2
+    assert abs(domains[1].phase_offset_rad) == pytest.approx(step, abs=0.05)
+    sides = sorted(d.centroid[2] for d in domains)
+    assert sides[0] < 18 < sides[1]
+    assert labels[16, 16, 10] != labels[16, 16, 24] and labels[16, 16, 10] > 0
+
+
+def test_pristine_and_a_screw_pair_are_single_domains():
+    from streamer.defects import particle_mask, segment_domains
+
+    z, y, x = _zyx()
+    plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
+    pair = np.arctan2(y - 15.5, x - 11.5) - np.arctan2(y - 15.5, x - 20.5)
+    for phase in (0.05 * y + 0 * x, pair + 0 * z):
+        rho = plate * np.exp(1j * phase)
+        assert len(segment_domains(rho, mask=particle_mask(np.abs(rho)))[1]) == 1

@@ -35,7 +35,7 @@ def run_analyze(paths: list[Path], *, out: Path | None = None, analysis: Analysi
                              peak=fields.pop("peak"), vortices=fields.pop("vortices"),
                              domain_boundaries=fields.pop("domain_boundaries"), flags=[], latency_s=0.0,
                              dislocation_pairs=fields["dislocation_pairs"], strain=fields["strain"],
-                             source=str(paths[0]))
+                             domains=fields["domains"], source=str(paths[0]))
         text = json.dumps(record, indent=1)
     else:
         order = sorted(range(len(results)), key=lambda i: (str(results[i]["metadata"].get("run", "")),
