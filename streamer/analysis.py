@@ -33,6 +33,7 @@ class AnalysisConfig:
     boundary_jump_rad: float = 1.2
     boundary_min_area_fraction: float = 0.25
     surface_erosion_voxels: int = 1
+    boundary_min_domain_fraction: float = 0.1  # a boundary separates two domains at least this big
     member_match_radius_voxels: float = 3.0  # a member reproduces a line within this mean distance
     member_min_fraction: float = 0.5  # lines need this fraction of the population's members
 
@@ -43,6 +44,8 @@ class AnalysisConfig:
             raise ValueError("vortex_min_length must be >= 1")
         if not 0 < self.boundary_jump_rad < np.pi:
             raise ValueError("boundary_jump_rad must be in (0, pi)")
+        if not 0 <= self.boundary_min_domain_fraction < 0.5:
+            raise ValueError("boundary_min_domain_fraction must be in [0, 0.5)")
         if not 0 < self.member_min_fraction <= 1 or self.member_match_radius_voxels <= 0:
             raise ValueError("member_min_fraction must be in (0, 1] and member_match_radius_voxels > 0")
 
@@ -175,6 +178,10 @@ def analyze_object(rho: np.ndarray, *, geometry: OrthogonalGeometry, xp, config:
     for b in boundaries:
         b["domains"] = [_domain_at(labels, np.add(b["position"], side * 3 * np.asarray(b["normal"])))
                         for side in (-1, 1)]
+    # a boundary separates two domains of the particle: a sheet of jumps with the surface (or the same
+    # domain) on one side is a surface artefact of the reconstruction, not a boundary
+    boundaries = [b for b in boundaries if None not in b["domains"] and b["domains"][0] != b["domains"][1]
+                  and min(domains[i]["volume_fraction"] for i in b["domains"]) >= config.boundary_min_domain_fraction]
     return {"vortices": vortices, "domain_boundaries": boundaries, "dislocation_pairs": pairs, "strain": strain,
             "domains": domains, "support_voxels": int(support.sum())}
 

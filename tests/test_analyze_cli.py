@@ -153,3 +153,15 @@ def test_analyze_and_report_have_help_with_an_example(capsys):
         with pytest.raises(SystemExit) as exc:
             build_parser().parse_args([cmd, "--help"])
         assert exc.value.code == 0 and "example" in capsys.readouterr().out
+
+
+def test_a_phase_jump_sheet_along_the_surface_is_not_a_boundary():
+    from streamer.analysis import analyze_object
+    from streamer.backend import get_namespace
+    from streamer.defects import find_domain_boundaries, particle_mask
+
+    z, y, x = np.ogrid[0:32, 0:32, 0:32]
+    skin = _plate_amplitude() * np.exp(1j * (1.0 * (z >= C + 4) + 0 * x * y))  # the top layer jumps
+    assert find_domain_boundaries(skin, mask=particle_mask(np.abs(skin)))  # a sheet of jumps is there
+    fields = analyze_object(skin, geometry=GEO, xp=get_namespace("numpy"))
+    assert fields["domain_boundaries"] == [] and fields["vortices"] == []
