@@ -74,7 +74,7 @@ def slices_png(amplitude: np.ndarray, phase: np.ndarray, strain: np.ndarray, vor
                *, voxel_nm: float, title: str) -> bytes:
     """Central slices (z = mid: the layer plane; y = mid: across the layers) of amplitude, phase and
     strain, with the vortex lines' points near each slice marked (+: winding +1, x: -1)."""
-    fig = _figure(figsize=(10, 6.2))
+    fig = _figure(figsize=(11, 6.4), layout="constrained")
     axes = fig.subplots(2, 3)
     mid = [n // 2 for n in amplitude.shape]
     views = [(0, mid[0], "z", ("x (nm)", "y (nm)")), (1, mid[1], "y", ("x (nm)", "z (nm)"))]
@@ -115,5 +115,8 @@ def peak_images_png(images: dict[str, np.ndarray], title: str) -> bytes:
         im = ax.imshow(np.log10(np.maximum(img, 1e-3)), origin="lower", cmap="magma")
         fig.colorbar(im, ax=ax, shrink=0.8, label="log10 counts")
         ax.set_title(name.replace("_", " "), fontsize=9)
+        rows, cols = name.rsplit("_", 1)[1]
+        ax.set_xlabel(f"q_{cols} (pixels)", fontsize=8)
+        ax.set_ylabel(f"q_{rows} (pixels)", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _png(fig)
