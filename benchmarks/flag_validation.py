@@ -18,13 +18,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
+from sim.particle import Particle
 from sim.scenario import load_scenario
 from streamer.cli.demo import run_demo
 from streamer.compare import FlagConfig
 from streamer.config import ServiceConfig
 from streamer.events import read_events
 
-DEFECT_KINDS = ("new_vortex", "vortex_lost", "vortex_moved", "domain_boundary:appeared", "domain_boundary:resolved")
+DEFECT_KINDS = ("new_vortex", "vortex_lost", "vortex_lost:surface", "vortex_moved", "domain_boundary:appeared",
+                "domain_boundary:resolved")
+
+
+def _surface_distance_nm(y_nm: float, x_nm: float, particle: Particle) -> float:
+    """In-plane distance from a line at (y, x) to the plate's elliptical edge."""
+    t = np.linspace(0, 2 * np.pi, 3600)
+    return float(np.min(np.hypot(particle.radius_y_nm * np.sin(t) - y_nm, particle.radius_x_nm * np.cos(t) - x_nm)))
 
 
 def expected_events(scenario: str, flags: FlagConfig) -> list[Counter]:
@@ -48,7 +58,10 @@ def expected_events(scenario: str, flags: FlagConfig) -> list[Counter]:
                 if d > flags.vortex_move_threshold_nm:
                     c["vortex_moved"] += 1
         c["new_vortex"] += len(cur.dislocations) - len(used_c)
-        c["vortex_lost"] += len(prev.dislocations) - len(used_p)
+        for i, d in enumerate(prev.dislocations):
+            if i not in used_p:
+                near = _surface_distance_nm(d.y_nm, d.x_nm, Particle()) <= flags.surface_exit_distance_nm
+                c["vortex_lost:surface" if near else "vortex_lost"] += 1
         out.append(+c)
     return out
 
@@ -57,6 +70,8 @@ def flagged_events(event: dict) -> Counter:
     c = Counter()
     for f in event["flags"]:
         key = f["kind"] + (f":{f['state']}" if f["kind"] == "domain_boundary" else "")
+        if f["kind"] == "vortex_lost" and f.get("left_through_surface"):
+            key += ":surface"
         c[key] += 1
     return c
 
