@@ -51,13 +51,14 @@ def analyze_result(result: dict, *, xp, config: AnalysisConfig | None = None, re
     shift, twin, info = (0, 0, 0), False, {}
     if reference is not None and reference.shape == obj.shape:
         reg = register(obj, reference)
-        obj, shift, twin = reg.aligned, reg.shift, reg.twin
-        info = {"twin_flipped": twin, "shift_voxels": list(shift), "correlation_to_previous": round(reg.correlation, 4)}
+        obj, shift, twin = reg.aligned, tuple(float(s) for s in reg.shift), reg.twin
+        info = {"twin_flipped": twin, "shift_voxels": [round(s, 3) for s in shift],
+                "correlation_to_previous": round(reg.correlation, 4)}
         if members is not None:
             m = np.asarray(members)
             if twin:
                 m = np.stack([twin_image(k) for k in m])
-            members = np.roll(m, shift, axis=(1, 2, 3))
+            members = np.roll(m, tuple(round(s) for s in shift), axis=(1, 2, 3))  # whole-voxel registration
     fields = analyze_object(obj, geometry=geometry, xp=xp, config=config, members=members)
     for v in fields["vortices"]:
         v["position"] = _to_object_index(v["position"], shift, twin, obj.shape)
