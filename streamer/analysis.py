@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamer.alignment import register
-from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
+from streamer.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    particle_mask,
+    reproduced_lines,
+    segment_domains,
+)
 from streamer.geometry import OrthogonalGeometry
 from streamer.mechanics import pair_mechanics
 from streamer.peak import peak_metrics
@@ -27,6 +33,9 @@ class AnalysisConfig:
     boundary_jump_rad: float = 1.2
     boundary_min_area_fraction: float = 0.25
     surface_erosion_voxels: int = 1
+    boundary_min_domain_fraction: float = 0.1  # a boundary separates two domains at least this big
+    member_match_radius_voxels: float = 3.0  # a member reproduces a line within this mean distance
+    member_min_fraction: float = 0.5  # lines need this fraction of the population's members
 
     def __post_init__(self):
         if not 0 < self.support_threshold < 1:
@@ -35,6 +44,10 @@ class AnalysisConfig:
             raise ValueError("vortex_min_length must be >= 1")
         if not 0 < self.boundary_jump_rad < np.pi:
             raise ValueError("boundary_jump_rad must be in (0, pi)")
+        if not 0 <= self.boundary_min_domain_fraction < 0.5:
+            raise ValueError("boundary_min_domain_fraction must be in [0, 0.5)")
+        if not 0 < self.member_min_fraction <= 1 or self.member_match_radius_voxels <= 0:
+            raise ValueError("member_min_fraction must be in (0, 1] and member_match_radius_voxels > 0")
 
 
 @dataclass
@@ -46,6 +59,7 @@ class ScanAnalysis:
     phasing: dict = field(default_factory=dict)
     dislocation_pairs: list[dict] = field(default_factory=list)
     strain: dict = field(default_factory=dict)
+    domains: list[dict] = field(default_factory=list)
 
 
 def _nm(pos_vox, geometry: OrthogonalGeometry) -> list[float]:
@@ -58,8 +72,8 @@ def analyze_scan(
     *,
     geometry: OrthogonalGeometry,
     xp,
-    phasing: PhasingConfig = PhasingConfig(),
-    config: AnalysisConfig = AnalysisConfig(),
+    phasing: PhasingConfig | None = None,
+    config: AnalysisConfig | None = None,
     previous_rho: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     rng=None,
@@ -69,24 +83,63 @@ def analyze_scan(
 
     ``peak`` passes metrics already measured on this intensity, so they are not computed twice.
     """
+    phasing = phasing or PhasingConfig()
+    config = config or AnalysisConfig()
     if tuple(intensity.shape) != geometry.shape_zyx:
         raise ValueError(f"intensity shape {intensity.shape} does not match geometry {geometry.shape_zyx}")
     if peak is None:
         peak = peak_metrics(intensity, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
     result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
     rho = result.rho
+    members = result.members
     info = {"recipe": result.recipe, "iterations": result.iterations, "population": len(result.chi_square),
-            "chi_square": float(result.chi_square[result.best])}
+            "chi_square": float(result.chi_square[result.best]), "warm_started": result.warm_started,
+            "generations": result.generations, "averaged": 0 if members is None else len(members)}
+    if result.phase_error is not None and result.support.any():
+        info["median_phase_error_rad"] = round(float(np.median(result.phase_error[result.support])), 4)
     if previous_rho is not None and previous_rho.shape == rho.shape:
         reg = register(rho, previous_rho)
         rho = reg.aligned
+        if members is not None:  # the same transformation, so the members stay aligned with rho
+            moved = np.conj(np.flip(members, axis=(1, 2, 3))) if reg.twin else members  # each one's twin
+            members = np.roll(moved, tuple(int(s) for s in reg.shift), axis=(1, 2, 3)) * np.exp(
+                1j * reg.phase_offset_rad).astype(np.complex64)
         info["twin_flipped"] = reg.twin
         info["correlation_to_previous"] = round(reg.correlation, 4)
+    found = analyze_object(rho, geometry=geometry, xp=xp, config=config,
+                           members=members if members is not None and len(members) > 1 else None)
+    info["support_voxels"] = found.pop("support_voxels")
+    return ScanAnalysis(peak, rho, found["vortices"], found["domain_boundaries"], info,
+                        found["dislocation_pairs"], found["strain"], found["domains"])
+
+
+def analyze_object(rho: np.ndarray, *, geometry: OrthogonalGeometry, xp, config: AnalysisConfig | None = None,
+                   members: np.ndarray | None = None) -> dict:
+    """Defects, pairs and strain of a reconstructed object (z, y, x): the event fields of one scan.
+
+    ``members`` (K, z, y, x), aligned members of the reconstruction population: a vortex line
+    is kept only when at least ``config.member_min_fraction`` of them show it too.
+    """
+    config = config or AnalysisConfig()
+    rho = np.asarray(rho)
+    if tuple(rho.shape) != tuple(geometry.shape_zyx):
+        raise ValueError(f"object shape {rho.shape} does not match geometry {geometry.shape_zyx}")
     support = particle_mask(np.abs(rho), threshold=config.support_threshold)
-    lines = find_vortex_lines(
-        xp.asarray(rho), xp=xp, mask=support, min_length=config.vortex_min_length,
-        erosion=config.surface_erosion_voxels,
-    )
+    if not support.any():
+        raise ValueError("the object has no amplitude: no particle to analyse")
+
+    def lines_of(obj):
+        return find_vortex_lines(xp.asarray(obj), xp=xp, mask=support, min_length=config.vortex_min_length,
+                                 erosion=config.surface_erosion_voxels)
+
+    lines = lines_of(rho)
+    if members is not None and len(members):
+        members = np.asarray(members)
+        if members.ndim != 4 or members.shape[1:] != rho.shape:
+            raise ValueError(f"members must be (K, z, y, x) with the object's shape, got {members.shape}")
+        lines = reproduced_lines(lines, [lines_of(m) for m in members],
+                                 radius_voxels=config.member_match_radius_voxels,
+                                 min_fraction=config.member_min_fraction)
     vortices = [
         {
             "position": np.round(line.position, 2).tolist(),
@@ -96,6 +149,11 @@ def analyze_scan(
             "type": line.kind,
             "length_voxels": int(line.length),
             "confidence": round(line.confidence, 3),
+            "length_nm": round(line.length * geometry.voxel_nm, 1),
+            "closed": bool(line.closed),
+            "ends_on_surface": bool(line.ends_on_surface),
+            "points": np.round(line.points, 2).tolist(),
+            "reproduced_fraction": None if line.reproduced_fraction is None else round(line.reproduced_fraction, 3),
         }
         for line in lines
     ]
@@ -108,18 +166,39 @@ def analyze_scan(
             "angle_to_layers_deg": round(b.angle_to_layers_deg, 1),
             "area_voxels": b.area_voxels,
             "coherence": round(b.coherence, 3),
+            "displacement_step_nm": round(abs(b.phase_step_rad) / geometry.q_bragg_inv_nm, 4),
         }
         for b in find_domain_boundaries(
             rho, mask=support, jump_rad=config.boundary_jump_rad,
             min_area_fraction=config.boundary_min_area_fraction, erosion=config.surface_erosion_voxels,
         )
     ]
-    info["support_voxels"] = int(support.sum())
     for v in vortices:
         v["surface_distance_nm"] = round(_surface_distance_nm(v, support, geometry.voxel_nm), 1)
     pairs = dislocation_pairs(vortices, support, geometry.voxel_nm)
     strain = strain_summary(rho, geometry, erosion=config.surface_erosion_voxels)
-    return ScanAnalysis(peak, rho, vortices, boundaries, info, pairs, strain)
+    labels, found = segment_domains(rho, mask=support, jump_rad=config.boundary_jump_rad,
+                                    erosion=config.surface_erosion_voxels)
+    total = max(1, sum(d.volume_voxels for d in found))
+    domains = [{"centroid": np.round(d.centroid, 2).tolist(), "centroid_nm": _nm(d.centroid, geometry),
+                "volume_fraction": round(d.volume_voxels / total, 3),
+                "phase_offset_rad": round(d.phase_offset_rad, 3),
+                "displacement_offset_nm": round(d.phase_offset_rad / geometry.q_bragg_inv_nm, 4)} for d in found]
+    for b in boundaries:
+        b["domains"] = [_domain_at(labels, np.add(b["position"], side * 3 * np.asarray(b["normal"])))
+                        for side in (-1, 1)]
+    # a boundary separates two domains of the particle: a sheet of jumps with the surface (or the same
+    # domain) on one side is a surface artefact of the reconstruction, not a boundary
+    boundaries = [b for b in boundaries if None not in b["domains"] and b["domains"][0] != b["domains"][1]
+                  and min(domains[i]["volume_fraction"] for i in b["domains"]) >= config.boundary_min_domain_fraction]
+    return {"vortices": vortices, "domain_boundaries": boundaries, "dislocation_pairs": pairs, "strain": strain,
+            "domains": domains, "support_voxels": int(support.sum())}
+
+
+def _domain_at(labels: np.ndarray, point) -> int | None:
+    """Index into the domain list of the domain at ``point`` (voxel coordinates), None on a wall or outside."""
+    idx = tuple(int(v) for v in np.clip(np.round(point), 0, np.array(labels.shape) - 1))
+    return int(labels[idx]) - 1 if labels[idx] > 0 else None
 
 
 def strain_summary(rho: np.ndarray, geometry: OrthogonalGeometry, thresholds=(0.10, 0.15, 0.20),

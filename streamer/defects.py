@@ -79,12 +79,16 @@ def particle_mask(amplitude: np.ndarray, *, threshold: float = 0.2, sigma: float
 
 @dataclass
 class VortexLine:
-    """A connected line of pierced plaquettes."""
+    """A connected line of pierced plaquettes: an open line or a closed loop."""
 
     points: np.ndarray  # (n, 3) plaquette centres, voxel index coordinates (z, y, x)
-    direction: np.ndarray  # unit vector (z, y, x), oriented with non-negative z (or largest) part
+    direction: np.ndarray  # unit vector (z, y, x): the line's mean direction (a loop: its plane normal),
+    # oriented with non-negative z (or largest) part
     winding: int  # +1 / -1: sense of the 2 pi circulation about ``direction``
-    confidence: float  # fraction of its plaquettes agreeing with the line's winding
+    confidence: float  # plaquette agreement x fraction of population members reproducing the line
+    closed: bool = False  # a loop (no ends)
+    ends_on_surface: bool = False  # an open line whose both ends reach the particle surface
+    reproduced_fraction: float | None = None  # members that show the line (None: no population)
 
     @property
     def position(self) -> np.ndarray:
@@ -92,12 +96,19 @@ class VortexLine:
 
     @property
     def length(self) -> int:
+        """Length in voxels: each pierced plaquette is one step of the line."""
         return len(self.points)
 
     @property
     def kind(self) -> str:
-        """screw if along q (z), edge if perpendicular, mixed between (for b along q)."""
+        """screw if along q (z), edge if perpendicular, mixed between (for b along q).
+
+        A loop lying in the layers (normal along q) is a prismatic, pure edge loop; any other loop
+        turns from screw to edge character along its length: mixed.
+        """
         angle = math.degrees(math.acos(min(1.0, abs(float(self.direction[0])))))
+        if self.closed:
+            return "edge" if angle < 30 else "mixed"
         return "screw" if angle < 30 else "edge" if angle > 60 else "mixed"
 
 
@@ -111,7 +122,8 @@ def find_vortex_lines(
 ) -> list[VortexLine]:
     """Phase-vortex lines of ``rho`` inside ``mask`` (eroded by ``erosion`` voxels).
 
-    Lines shorter than ``min_length`` plaquettes are rejected as noise.
+    Pierced plaquettes of all three orientations are joined through shared cells into lines;
+    lines shorter than ``min_length`` plaquettes are rejected as noise.
     """
     from streamer.backend import to_numpy
 
@@ -138,12 +150,13 @@ def find_vortex_lines(
     points = np.concatenate(pts)
     circulation = np.concatenate(circ)
     labels = _cluster(points, radius=1.5)
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1, 1:-1]  # the grid's edge is outside
     lines = []
     for lab in np.unique(labels):
         sel = labels == lab
         if sel.sum() < min_length:
             continue
-        lines.append(_make_line(points[sel], circulation[sel]))
+        lines.append(_make_line(points[sel], circulation[sel], depth, surface_depth=erosion + 2.0))
     return lines
 
 
@@ -156,20 +169,70 @@ def _cluster(points: np.ndarray, radius: float) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def _make_line(points: np.ndarray, circulation: np.ndarray) -> VortexLine:
+def _orient(v: np.ndarray) -> np.ndarray:
+    lead = 0 if abs(v[0]) > 1e-6 else int(np.argmax(np.abs(v)))
+    return -v if v[lead] < 0 else v
+
+
+def _make_line(points: np.ndarray, circulation: np.ndarray, depth: np.ndarray, surface_depth: float) -> VortexLine:
+    """Direction, winding and ends of one cluster; ``depth`` is the distance (voxels) to outside the particle."""
     net = circulation.sum(axis=0)
+    centred = points - points.mean(axis=0)
+    closed = len(points) >= 8 and np.linalg.norm(net) < 0.25 * len(points)
+    if closed:  # a loop: circulation turns around the plane's normal
+        direction = _orient(np.linalg.svd(centred, full_matrices=False)[2][2])
+        turn = np.cross(centred, circulation).sum(axis=0) @ direction
+        sense = 1 if turn >= 0 else -1
+        per_point = np.sign(np.cross(centred, circulation) @ direction)
+        return VortexLine(points, direction, sense, float(np.mean(per_point == sense)), closed=True)
     if len(points) >= 3 and np.ptp(points, axis=0).max() > 0:
-        centred = points - points.mean(axis=0)
         direction = np.linalg.svd(centred, full_matrices=False)[2][0]
     else:
         direction = net / (np.linalg.norm(net) or 1.0)
-    lead = 0 if abs(direction[0]) > 1e-6 else int(np.argmax(np.abs(direction)))
-    if direction[lead] < 0:
-        direction = -direction
+    direction = _orient(direction)
     per_point = np.sign(circulation @ direction)
     sense = 1 if net @ direction >= 0 else -1
     confidence = float(np.mean(per_point == sense))
-    return VortexLine(points, direction, sense, confidence)
+    s = centred @ direction
+    ends = points[[int(np.argmin(s)), int(np.argmax(s))]]
+    idx = np.clip(np.round(ends).astype(int), 0, np.array(depth.shape) - 1)
+    on_surface = bool(np.all(depth[tuple(idx.T)] <= surface_depth))
+    return VortexLine(points, direction, sense, confidence, closed=False, ends_on_surface=on_surface)
+
+
+def reproduced_lines(lines: list[VortexLine], member_lines: list[list[VortexLine]], *,
+                     radius_voxels: float = 3.0, min_fraction: float = 0.5) -> list[VortexLine]:
+    """Lines that the members of a reconstruction population reproduce.
+
+    A member reproduces a line when one of its lines of the same winding (and the same kind:
+    loop or open) lies within ``radius_voxels`` (mean distance of the line's points to the
+    member line). Kept lines have ``reproduced_fraction`` set and their confidence scaled by it.
+    """
+    from scipy.spatial import cKDTree
+
+    if not member_lines:
+        return list(lines)
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+    kept = []
+    for line in lines:
+        hits = 0
+        for member in member_lines:
+            for other in member:
+                if other.winding != line.winding or other.closed != line.closed:
+                    continue
+                if abs(float(other.direction @ line.direction)) < 0.5:
+                    continue
+                d = cKDTree(other.points).query(line.points)[0]
+                if float(np.mean(d)) <= radius_voxels:
+                    hits += 1
+                    break
+        frac = hits / len(member_lines)
+        if frac >= min_fraction:
+            line.reproduced_fraction = frac
+            line.confidence = line.confidence * frac
+            kept.append(line)
+    return kept
 
 
 @dataclass
@@ -263,3 +326,51 @@ def find_domain_boundaries(
             continue
         found.append(DomainBoundary(centre, normal, float(np.angle(mean)), int(sel.sum()), coherence))
     return found
+
+
+@dataclass
+class Domain:
+    """A region of the particle with nearly constant displacement offset."""
+
+    centroid: np.ndarray  # (3,) voxel index coordinates (z, y, x)
+    volume_voxels: int
+    phase_offset_rad: float  # circular mean of the phase (ramp removed) over the domain
+
+
+def segment_domains(rho: np.ndarray, *, mask: np.ndarray, jump_rad: float = 1.2, erosion: int = 1,
+                    min_fraction: float = 0.05) -> tuple[np.ndarray, list[Domain]]:
+    """Split the particle at its phase jumps into domains (labels 1.., 0 outside or on a wall).
+
+    The voxels on both sides of every cut link (see :func:`phase_cuts`) form the walls; connected
+    regions of the rest holding at least ``min_fraction`` of the particle are the domains, largest first.
+    """
+    from streamer.displacement import phase_ramp
+
+    rho = np.asarray(rho)
+    inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else np.asarray(mask, bool)
+    wall = np.zeros(rho.shape, bool)
+    for ax, (cut, _) in enumerate(phase_cuts(rho, inner, jump_rad)):
+        wall[_sl(3, ax, slice(None, -1))] |= cut
+        wall[_sl(3, ax, slice(1, None))] |= cut
+    labels, n = ndimage.label(inner & ~wall)
+    if n == 0:
+        return np.zeros(rho.shape, int), []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    ramp = phase_ramp(rho, inner & ~wall)  # links across a wall would count the step as a ramp
+    grids = np.ogrid[tuple(slice(0, s) for s in rho.shape)]
+    flat = rho * np.exp(-1j * sum(r * g for r, g in zip(ramp, grids)))
+    out = np.zeros(rho.shape, int)
+    domains = []
+    for lab in np.argsort(sizes)[::-1]:
+        if sizes[lab] < max(1, min_fraction * inner.sum()):
+            break
+        sel = labels == lab
+        out[sel] = len(domains) + 1
+        unit = flat[sel] / np.maximum(np.abs(flat[sel]), 1e-30)
+        domains.append(Domain(np.argwhere(sel).mean(axis=0), int(sel.sum()), float(np.angle(unit.sum()))))
+    if domains:  # offsets relative to the largest domain
+        ref = domains[0].phase_offset_rad
+        for d in domains:
+            d.phase_offset_rad = float(np.angle(np.exp(1j * (d.phase_offset_rad - ref))))
+    return out, domains

@@ -6,11 +6,18 @@ import numpy as np
 
 
 def fwhm(profile: np.ndarray) -> float:
-    """Full width at half maximum (pixels) of a 1D profile.
+    """Full width at half maximum (pixels) of a 1D profile; see :func:`fwhm_with_error`."""
+    return fwhm_with_error(profile)[0]
+
+
+def fwhm_with_error(profile: np.ndarray) -> tuple[float, float]:
+    """Full width at half maximum (pixels) of a 1D profile of counts, and its Poisson error.
 
     The maximum and each half-maximum crossing are found on a parabola through log(profile) at three samples
     around it (exact for a Gaussian flank), falling back to linear interpolation where counts
     are zero. A peak that does not fall to half on one side is measured to the array edge.
+    The error propagates the counting noise at each crossing, sqrt(I + (sqrt(I_max)/2)^2), through
+    the profile's local slope there.
     """
     p = np.asarray(profile, dtype=float)
     if p.ndim != 1 or p.size < 3:
@@ -18,17 +25,59 @@ def fwhm(profile: np.ndarray) -> float:
     m = int(np.argmax(p))
     half = _apex(p, m) / 2
     if not half > 0:
-        return float("nan")
+        return float("nan"), float("nan")
     left, right = 0.0, float(p.size - 1)
+    var_level = half + half / 2  # counts at the crossing plus a quarter of the apex's variance
+    err2 = 0.0
     for i in range(m, 0, -1):
         if p[i - 1] < half:
             left = _crossing(p, i - 1, i, half)
+            err2 += var_level / max(abs(p[i] - p[i - 1]), 1e-12) ** 2
             break
+    else:
+        err2 += 1.0  # cut by the edge: at least a pixel
     for i in range(m, p.size - 1):
         if p[i + 1] < half:
             right = _crossing(p, i, i + 1, half)
+            err2 += var_level / max(abs(p[i] - p[i + 1]), 1e-12) ** 2
             break
-    return right - left
+    else:
+        err2 += 1.0
+    return right - left, float(np.sqrt(err2))
+
+
+def fringe_visibility(profile: np.ndarray) -> float:
+    """Contrast (I_max - I_min) / (I_max + I_min) of the first fringe beside the main peak.
+
+    Averaged over the two sides; NaN when neither side has a minimum followed by a maximum
+    (no fringes: a blurred or incoherent peak). 1 for a perfect sinc^2, 0 for a smooth fall-off.
+    """
+    p = np.asarray(profile, dtype=float)
+    m = int(np.argmax(p))
+    out = []
+    for side in (p[m:], p[m::-1]):
+        d = np.diff(side)
+        rising = np.flatnonzero(d > 0)
+        if len(rising) == 0:
+            continue
+        lo = int(rising[0])  # first minimum
+        after = np.flatnonzero(d[lo:] < 0)
+        if len(after) == 0:
+            continue
+        hi = lo + int(after[0])  # the next maximum
+        imin, imax = side[lo], side[hi]
+        if imax + imin > 0:
+            out.append((imax - imin) / (imax + imin))
+    return float(np.mean(out)) if out else float("nan")
+
+
+def projected_images(intensity: np.ndarray) -> dict[str, np.ndarray]:
+    """Peak images for display: the detector view averaged over theta (q_z, q_y), and the two
+    views averaged over detector columns (q_z, q_x) and rows (q_y, q_x); lab order (q_z, q_y, q_x)."""
+    i3 = np.asarray(intensity, dtype=float)
+    if i3.ndim != 3:
+        raise ValueError(f"intensity must be 3D (q_z, q_y, q_x), got shape {i3.shape}")
+    return {"detector_zy": i3.mean(axis=2), "rocking_zx": i3.mean(axis=1), "rocking_yx": i3.mean(axis=0)}
 
 
 def _apex(p: np.ndarray, m: int) -> float:
@@ -57,8 +106,9 @@ def _crossing(p: np.ndarray, a: int, b: int, level: float) -> float:
 def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, float]) -> dict:
     """Widths and centre of a 3D Bragg peak in lab order (q_z along q, q_y, q_x).
 
-    Widths are FWHM of the projections onto each axis, in nm^-1 (``pixel_inv_nm`` per axis);
-    ``width_perpendicular`` is the mean of the two axes perpendicular to q.
+    Widths are FWHM of the projections onto each axis, in nm^-1 (``pixel_inv_nm`` per axis),
+    each with its counting error; ``width_perpendicular`` is the mean of the two axes
+    perpendicular to q. ``fringe_visibility`` is that of the profile along q (thickness fringes).
     """
     i3 = np.asarray(intensity, dtype=float)
     if i3.ndim != 3:
@@ -68,12 +118,16 @@ def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, flo
     total = i3.sum()
     if total <= 0:
         raise ValueError("intensity has no counts")
-    widths_px, com = [], []
+    widths_px, errors_px, com, visibility = [], [], [], []
     for ax in range(3):
         prof = i3.sum(axis=tuple(a for a in range(3) if a != ax))
-        widths_px.append(fwhm(prof))
+        w, e = fwhm_with_error(prof)
+        widths_px.append(w)
+        errors_px.append(e)
+        visibility.append(fringe_visibility(prof))
         com.append(float((prof * np.arange(prof.size)).sum() / prof.sum()))
     widths = [w * d for w, d in zip(widths_px, pixel_inv_nm)]
+    errors = [e * d for e, d in zip(errors_px, pixel_inv_nm)]
     return {
         "width_parallel": widths[0],
         "width_perpendicular": (widths[1] + widths[2]) / 2,
@@ -83,4 +137,9 @@ def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, flo
         "center_of_mass_px": com,
         "integrated_counts": float(total),
         "max_count": float(i3.max()),
+        "width_parallel_error": errors[0],
+        "width_perpendicular_error": float(np.hypot(errors[1], errors[2]) / 2),
+        "width_error_px": errors_px,
+        "fringe_visibility": visibility[0],
+        "fringe_visibility_zyx": visibility,
     }

@@ -27,13 +27,7 @@ from streamer import wire
 from streamer.analysis import analyze_scan
 from streamer.assembly import AssembledScan, ScanAssembler
 from streamer.backend import get_namespace
-from streamer.compare import (
-    baseline_peak,
-    boundary_flags,
-    broadening_flags,
-    peak_drift_flags,
-    vortex_flags,
-)
+from streamer.compare import defect_flags, peak_flags
 from streamer.config import ServiceConfig
 from streamer.display import central_slices, projected_peak
 from streamer.events import EventLog, build_event
@@ -107,9 +101,8 @@ class ScanProcessor:
                 error, geometry, volume = f"scan {scan.scan}: {exc}", None, None
             else:
                 peaks = self._peaks.setdefault(scan.run, [])
-                flags = broadening_flags(peak, baseline_peak(peaks, self.config.flags), self.config.flags)
-                flags += peak_drift_flags(peak, shape=volume.shape, rocking_step_deg=geometry.rocking_step_deg,
-                                          config=self.config.flags)
+                flags = peak_flags(peak, peaks, shape=volume.shape, rocking_step_deg=geometry.rocking_step_deg,
+                                   config=self.config.flags)
                 peaks.append(peak)
         return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
 
@@ -166,8 +159,7 @@ class ScanProcessor:
             return self.event(job, reconstruction={"status": "failed"})
         flags = []
         if prev is not None:
-            flags += vortex_flags(prev.vortices, result.vortices, self.config.flags)
-            flags += boundary_flags(prev.domain_boundaries, result.domain_boundaries)
+            flags += defect_flags(vars(prev), vars(result), self.config.flags)
         self._previous[scan.run] = (scan.scan, result)
         if not self._wisdom_saved:
             self._wisdom_saved = save_wisdom()
@@ -175,7 +167,8 @@ class ScanProcessor:
         compared = {"status": "done", "compared_with_scan": prev_scan}
         return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
                            flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,
-                           dislocation_pairs=result.dislocation_pairs, strain=result.strain)
+                           dislocation_pairs=result.dislocation_pairs, strain=result.strain,
+                           domains=result.domains)
 
 
 class Pipeline:

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from streamer.backend import to_numpy
-from streamer.defects import find_domain_boundaries, find_vortex_lines, plaquette_winding
+from streamer.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    plaquette_winding,
+)
 
 N = 24
 
@@ -95,3 +99,159 @@ def test_blurred_step_is_still_one_boundary():
 def test_vortex_pair_is_not_a_domain_boundary():
     rho = _field(_vortex(11.5, 7.5, +1) + _vortex(11.5, 16.5, -1))
     assert find_domain_boundaries(rho, mask=_plate_mask()) == []
+
+
+# ---- analytic fields of issue 6: each finds the right lines and boundaries, and nothing else ----
+
+M = 32
+
+
+def _analytic(phase, amplitude=None):
+    rho = np.exp(1j * np.broadcast_to(phase, (M, M, M)))
+    mask = np.ones((M, M, M), bool)
+    if amplitude is not None:
+        rho = rho * amplitude
+        from streamer.defects import particle_mask
+
+        mask = particle_mask(np.abs(rho), threshold=0.1)
+    rho = rho.astype(np.complex64)
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(rho)
+    return find_vortex_lines(rho, xp=xp, mask=mask), find_domain_boundaries(rho, mask=mask)
+
+
+def _zyx():
+    return np.ogrid[0:M, 0:M, 0:M]
+
+
+def test_single_screw_line_runs_through_the_particle_and_ends_on_its_surface():
+    z, y, x = _zyx()
+    lines, bounds = _analytic(np.arctan2(y - 15.5, x - 12.5) + 0 * z)
+    assert bounds == []
+    (line,) = lines
+    assert line.kind == "screw" and line.winding == 1 and not line.closed and line.ends_on_surface
+    assert line.length == M - 2  # one plaquette per z-layer inside the eroded mask
+    np.testing.assert_allclose(line.position[1:], [15.5, 12.5])
+    np.testing.assert_allclose(line.direction, [1, 0, 0])
+
+
+def test_screw_pair_of_opposite_handedness():
+    z, y, x = _zyx()
+    lines, bounds = _analytic(np.arctan2(y - 15.5, x - 8.5) - np.arctan2(y - 15.5, x - 22.5) + 0 * z)
+    assert bounds == []
+    lines.sort(key=lambda line: line.position[2])
+    assert [(line.kind, line.winding) for line in lines] == [("screw", 1), ("screw", -1)]
+    assert [round(float(line.position[2]), 1) for line in lines] == [8.5, 22.5]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_edge_line_along_y_has_its_winding_relative_to_its_direction(sign):
+    z, y, x = _zyx()
+    # line along +y: counter-clockwise about +y turns z towards x (x, y, z right-handed)
+    lines, bounds = _analytic(sign * np.arctan2(x - 15.5, z - 15.5) + 0 * y)
+    assert bounds == []
+    (line,) = lines
+    assert line.kind == "edge" and abs(line.direction[1]) == pytest.approx(1.0)
+    assert line.winding == sign and line.ends_on_surface
+
+
+def _ring_phase(normal_axis: int, radius: float = 8.0):
+    """Phase of a vortex ring of ``radius`` voxels centred in the grid, plane normal to ``normal_axis``."""
+    g = _zyx()
+    h = g[normal_axis] - 15.5
+    others = [g[a] - c for a, c in zip(range(3), (15.3, 15.7, 15.4)) if a != normal_axis]
+    r = np.sqrt(others[0] ** 2 + others[1] ** 2)
+    return np.arctan2(h, r - radius) - np.arctan2(h, r + radius)
+
+
+def test_closed_loop_in_the_layers_is_one_prismatic_edge_loop():
+    lines, bounds = _analytic(_ring_phase(0))
+    assert bounds == []
+    (loop,) = lines
+    assert loop.closed and not loop.ends_on_surface and loop.kind == "edge"
+    np.testing.assert_allclose(np.abs(loop.direction), [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(loop.position, [15.5, 15.7, 15.3], atol=0.5)
+    assert 2 * np.pi * 8 <= loop.length <= 8 * 8 + 4  # between the circle and its lattice path
+    assert abs(loop.winding) == 1 and loop.confidence == 1.0
+    flipped, _ = _analytic(-_ring_phase(0))
+    assert flipped[0].winding == -loop.winding
+
+
+def test_loop_across_the_layers_is_mixed():
+    (loop,), _ = _analytic(_ring_phase(2))
+    assert loop.closed and loop.kind == "mixed" and abs(loop.direction[2]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("step", [np.pi, np.pi / 2])
+@pytest.mark.parametrize("normal_axis", [1, 2])
+def test_boundary_with_pi_and_half_pi_steps_and_no_vortex(step, normal_axis):
+    g = _zyx()
+    lines, bounds = _analytic(step * (g[normal_axis] >= 13) + 0 * g[0] * g[1] * g[2])
+    assert lines == []
+    (b,) = bounds
+    assert abs(b.normal[normal_axis]) == pytest.approx(1.0, abs=1e-6)
+    assert b.position[normal_axis] == pytest.approx(12.5, abs=0.01)
+    assert abs(b.phase_step_rad) == pytest.approx(step, abs=0.05)
+    assert b.angle_to_layers_deg == pytest.approx(90.0)
+
+
+def test_pristine_particle_with_noise_has_no_line_and_no_boundary():
+    from scipy import ndimage
+
+    z, y, x = _zyx()
+    rng = np.random.default_rng(7)
+    shape = ((np.abs(z - 16) < 6) & ((y - 16) ** 2 + (x - 16) ** 2 < 144)).astype(float)
+    amplitude = ndimage.gaussian_filter(shape, 1.0)
+    phase = 0.2 * x + 0.005 * (x - 16) * (y - 16) + 0.05 * rng.normal(size=(M, M, M))
+    noise = 0.05 * (rng.normal(size=(M, M, M)) + 1j * rng.normal(size=(M, M, M)))
+    lines, bounds = _analytic(phase, amplitude * np.exp(0j) + noise * np.exp(-1j * phase))
+    assert lines == [] and bounds == []
+
+
+def test_lines_that_the_population_does_not_reproduce_are_dropped():
+    import array_api_compat
+
+    from streamer.defects import reproduced_lines
+
+    z, y, x = _zyx()
+    mask = np.ones((M, M, M), bool)
+    xp = array_api_compat.array_namespace(mask)
+
+    def lines_of(phase):
+        return find_vortex_lines(np.exp(1j * np.broadcast_to(phase, (M, M, M))), xp=xp, mask=mask)
+
+    real = np.arctan2(y - 15.5, x - 8.5) + 0 * z
+    spurious = np.arctan2(y - 15.5, x - 22.5) + 0 * z
+    best = lines_of(real + spurious)
+    members = [lines_of(real + 0.1 * k * x) for k in range(3)] + [lines_of(real + spurious)]
+    kept = reproduced_lines(best, members, min_fraction=0.5)
+    assert len(best) == 2 and len(kept) == 1
+    assert kept[0].position[2] == pytest.approx(8.5) and kept[0].reproduced_fraction == 1.0
+    assert reproduced_lines(best, []) == best  # no population: nothing to check against
+
+
+@pytest.mark.parametrize("step", [np.pi / 2, 2.094])
+def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step):
+    from streamer.defects import particle_mask, segment_domains
+
+    z, y, x = _zyx()
+    plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
+    rho = plate * np.exp(1j * (step * (x > 18) + 0.05 * y))
+    labels, domains = segment_domains(rho, mask=particle_mask(np.abs(rho)))
+    assert len(domains) == 2
+    assert abs(domains[1].phase_offset_rad) == pytest.approx(step, abs=0.05)
+    sides = sorted(d.centroid[2] for d in domains)
+    assert sides[0] < 18 < sides[1]
+    assert labels[16, 16, 10] != labels[16, 16, 24] and labels[16, 16, 10] > 0
+
+
+def test_pristine_and_a_screw_pair_are_single_domains():
+    from streamer.defects import particle_mask, segment_domains
+
+    z, y, x = _zyx()
+    plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
+    pair = np.arctan2(y - 15.5, x - 11.5) - np.arctan2(y - 15.5, x - 20.5)
+    for phase in (0.05 * y + 0 * x, pair + 0 * z):
+        rho = plate * np.exp(1j * phase)
+        assert len(segment_domains(rho, mask=particle_mask(np.abs(rho)))[1]) == 1

@@ -32,6 +32,8 @@ def test_demo_flags_the_new_pair_and_nothing_on_pristine_scans(demo_run):
     assert kinds.count("new_vortex") == 2
     windings = sorted(v["winding"] for v in events[2]["vortices"])
     assert windings == [-1, 1]
+    assert all(v["type"] == "screw" and v["ends_on_surface"] and not v["closed"] for v in events[2]["vortices"])
+    assert [len(e["domains"]) for e in events] == [1, 1, 1]  # issue 6 fields: dislocations split no domain
     xs = sorted(v["position_nm"][2] for v in events[2]["vortices"])
     assert xs[0] == pytest.approx(-54, abs=20) and xs[1] == pytest.approx(54, abs=20)
     for e in events:

@@ -1,0 +1,82 @@
+"""``bcdi-stream analyze``: defects, strain and flags of reconstruction result files, offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from streamer.analysis import AnalysisConfig
+from streamer.backend import get_namespace
+from streamer.compare import FlagConfig
+from streamer.config import load_config
+from streamer.events import build_event
+
+
+def run_analyze(paths: list[Path], *, out: Path | None = None, analysis: AnalysisConfig | None = None,
+                flags: FlagConfig | None = None, backend: str = "numpy", stdout=None) -> int:
+    """One result: a JSON object with its event fields. Several: one events.jsonl line per scan, in scan order."""
+    from streamer.result_file import read_result
+    from streamer.series import analyze_result, analyze_series
+
+    stdout = stdout or sys.stdout
+    if not paths:
+        raise ValueError("give at least one result file")
+    xp = get_namespace(backend)
+    results = [read_result(p) for p in paths]
+    for p, r in zip(paths, results):
+        r.setdefault("metadata", {}).setdefault("source_file", str(p))
+    if len(results) == 1:
+        (r,) = results
+        fields, _ = analyze_result(r, xp=xp, config=analysis)
+        meta = r["metadata"]
+        record = build_event(run=meta.get("run", ""), scan=int(meta.get("scan", 0)), metadata=meta,
+                             peak=fields.pop("peak"), vortices=fields.pop("vortices"),
+                             domain_boundaries=fields.pop("domain_boundaries"), flags=[], latency_s=0.0,
+                             dislocation_pairs=fields["dislocation_pairs"], strain=fields["strain"],
+                             domains=fields["domains"], source=str(paths[0]))
+        text = json.dumps(record, indent=1)
+    else:
+        order = sorted(range(len(results)), key=lambda i: (str(results[i]["metadata"].get("run", "")),
+                                                           int(results[i]["metadata"].get("scan", i))))
+        runs = {str(results[i]["metadata"].get("run", "")) for i in order}
+        if len(runs) > 1:
+            raise ValueError(f"the result files belong to several runs ({', '.join(sorted(runs))}): analyse one series at a time")
+        events = analyze_series([results[i] for i in order], xp=xp, config=analysis, flags=flags)
+        for i, e in zip(order, events):
+            e["source"] = str(paths[i])
+        text = "\n".join(json.dumps(e) for e in events)
+    if out is None:
+        print(text, file=stdout)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+        print(f"bcdi-stream analyze: {len(results)} result(s) -> {out}", file=stdout)
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from streamer.config import ServiceConfig
+
+    service = load_config(args.config, ServiceConfig, {"backend": args.backend})
+    return run_analyze(args.results, out=args.json, analysis=service.analysis, flags=service.flags,
+                       backend=service.backend)
+
+
+def register(sub) -> None:
+    """Add the ``analyze`` subcommand to the parser."""
+    a = sub.add_parser("analyze", help="defects, strain and flags of reconstruction result files",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Analyses results of `bcdi-stream reconstruct`. One file: a JSON object with "
+                                   "the vortices, domain_boundaries and peak fields of an events.jsonl line "
+                                   "(positions as (z, y, x) voxel indices of the file's object). Several files of "
+                                   "one run: one events.jsonl line per scan, in scan order, with the flags of "
+                                   "live operation. See docs/analysis.md.",
+                       epilog="examples:\n  bcdi-stream analyze scan-0003.h5\n"
+                              "  bcdi-stream analyze results/scan-*.h5 --json reanalysed/events.jsonl")
+    a.add_argument("results", type=Path, nargs="+", help="result files (HDF5) of bcdi-stream reconstruct")
+    a.add_argument("--json", type=Path, default=None, help="write here instead of stdout")
+    a.add_argument("--backend", choices=["numpy", "cupy", "auto"], default=None)
+    a.add_argument("--config", type=Path, default=None, help="service config TOML ([analysis] and [flags] are used)")
+    a.set_defaults(func=_cmd_analyze)
