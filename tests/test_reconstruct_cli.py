@@ -61,7 +61,7 @@ def test_a_recorded_scan_is_binned_and_keeps_its_metadata(tmp_path, intensity):
                 rec.add_frame(4, k, 0.01 * k, 1000.0 + k, frame)
         rec.end_scan(4, [7], "incomplete")
     out = tmp_path / "r4.h5"
-    assert main(["reconstruct", str(path), "--scan", "4", "--out", str(out), *FAST]) == 0
+    assert main(["reconstruct", str(path), "--scan", "4", "--bin", "2", "--out", str(out), *FAST]) == 0
     r = read_result(out)
     meta = r["metadata"]
     assert meta["scan"] == 4 and meta["voltage_v"] == 3.9 and meta["preprocess"]["binning"] == [2, 2]
@@ -69,6 +69,25 @@ def test_a_recorded_scan_is_binned_and_keeps_its_metadata(tmp_path, intensity):
     assert z <= 16 and y <= 16 and x <= 32  # rows and columns binned by 2, theta not
     assert meta["voxel_nm_zyx"][0] == pytest.approx(16.0 * 32 / (z * 2))
     assert meta["preprocess"]["masked_fraction"] > 0  # the lost frame is unmeasured, not zeros
+    assert meta["geometry"]["shape_zyx"] == [z, y, x]  # the result's own grid, which analyze checks
+
+
+def test_a_demo_recording_reconstructs_and_analyzes(tmp_path, intensity, capsys):
+    """Unbinned frames on the orthogonal grid: the result keeps the grid, and analyze reads it."""
+    stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)
+    path = tmp_path / "run.h5"
+    with RunRecorder(path, "run-2") as rec:
+        rec.start_scan(0, len(stack), {"geometry": GEOMETRY.to_dict()})
+        for k, frame in enumerate(stack):
+            rec.add_frame(0, k, 0.01 * k, 1000.0 + k, frame)
+        rec.end_scan(0, [])
+    out = tmp_path / "r0.h5"
+    assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *FAST]) == 0
+    assert read_result(out)["object"].shape == GEOMETRY.shape_zyx
+    capsys.readouterr()
+    assert main(["analyze", str(out)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert {"vortices", "domain_boundaries", "peak"} <= set(found)
 
 
 @pytest.mark.parametrize("args, match", [

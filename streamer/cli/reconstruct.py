@@ -16,9 +16,12 @@ from streamer.preprocess import PreprocessConfig, prepare_scan, prepare_volume
 
 
 def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: Path | None, q_axis: int,
-               binning: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(intensity, mask, metadata) from a recording scan or an .npy/.npz/.h5 intensity; ValueError otherwise."""
-    pre = PreprocessConfig(bin_rows=binning, bin_cols=binning)
+               binning: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(intensity, mask, metadata) from a recording scan or an .npy/.npz/.h5 intensity; ValueError otherwise.
+
+    ``binning`` None: 2 x 2 for frames of 256 pixels or more (a Timepix), none for smaller ones.
+    """
+    pre = PreprocessConfig()
     if not path.is_file():
         raise ValueError(f"input {path} does not exist")
     suffix = path.suffix.lower()
@@ -35,6 +38,10 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         if not len(s["frames"]):
             raise ValueError(f"scan {scan} of {path} has no frames")
         stack = _full_stack(s)
+        b = binning or (2 if min(stack.shape[1:]) >= 256 else 1)
+        # an orthogonal geometry already centres the grid on the Bragg peak, as the live pipeline sees it
+        orthogonal = (s["metadata"].get("geometry") or {}).get("kind") == "orthogonal"
+        pre = replace(pre, bin_rows=b, bin_cols=b, centre=not orthogonal)
         intensity, mask, info = prepare_scan(stack, config=pre, unmeasured_frames=s["missing"])
         meta = dict(s["metadata"])
         meta.update({"source": str(path), "scan": scan, "scan_status": s["status"], "preprocess": info})
@@ -102,7 +109,6 @@ def _read_array(path: Path, dataset: str | None) -> np.ndarray:
 def run_reconstruct(args, out=sys.stderr) -> int:
     from streamer.backend import get_namespace
     from streamer.fftw_wisdom import load_wisdom, save_wisdom
-    from streamer.geometry import OrthogonalGeometry
     from streamer.peak import peak_metrics
     from streamer.phasing import reconstruct
     from streamer.result_file import write_result
@@ -134,9 +140,7 @@ def run_reconstruct(args, out=sys.stderr) -> int:
             "population": phasing.population, "averaged": result.metric.get("averaged"), "seed": args.seed,
             "chi_square_best": float(result.chi_square[result.best]), "seconds": round(seconds, 2),
             "backend": service.backend, "metric": result.metric}
-    if "geometry" not in meta:
-        meta["geometry"] = OrthogonalGeometry(shape_zyx=intensity.shape, voxel_nm=voxel[0]).to_dict() \
-            if len(set(voxel)) == 1 and min(intensity.shape) >= 8 else {"kind": "unknown", "voxel_nm_zyx": voxel}
+    meta["geometry"] = _result_geometry(meta.get("geometry"), intensity.shape, voxel, out)
     path = write_result(args.out, obj=result.rho, support=result.support, recipe=result.recipe, metadata=meta,
                         peak=peak, phasing=info, amplitude_error=result.amplitude_error,
                         phase_error=result.phase_error, error_curve=result.error_curve, members=result.members)
@@ -144,6 +148,19 @@ def run_reconstruct(args, out=sys.stderr) -> int:
           f"{result.generations} generation(s) in {seconds:.1f} s", file=out, flush=True)
     print(json.dumps({"out": str(path), **info}), flush=True)
     return 0
+
+
+def _result_geometry(source: dict | None, shape, voxel: list[float], out) -> dict:
+    """The orthogonal geometry of the result's grid (cubic voxels; with anisotropic ones, the voxel along q)."""
+    from streamer.geometry import OrthogonalGeometry
+
+    base = OrthogonalGeometry()
+    if source and source.get("kind") == "orthogonal":
+        base = OrthogonalGeometry.from_dict(source)
+    if max(voxel) > 1.01 * min(voxel):
+        print(f"warning: the voxels are not cubic ({voxel} nm, from binning or cropping); analysis in nm uses the "
+              f"voxel along q, {voxel[0]} nm", file=out)
+    return replace(base, shape_zyx=tuple(int(n) for n in shape), voxel_nm=float(voxel[0])).to_dict()
 
 
 def _voxel_nm(meta: dict, shape, given: float | None) -> list[float]:
@@ -215,7 +232,8 @@ def register(sub) -> None:
     r.add_argument("--dataset", default=None, help="array name in an .npz or dataset path in an .h5")
     r.add_argument("--mask", type=Path, default=None, help="bad-pixel mask (.npy/.npz/.h5, True = unmeasured)")
     r.add_argument("--q-axis", type=int, default=0, help="axis of the input array along q (default 0)")
-    r.add_argument("--bin", type=int, default=2, help="detector binning of a recording scan (default 2 -> 2x2)")
+    r.add_argument("--bin", type=int, default=None,
+                   help="detector binning of a recording scan (default: 2 -> 2x2 for frames >= 256 pixels, else 1)")
     r.add_argument("--voxel-nm", type=float, default=None, help="real-space voxel (default: from the recording)")
     r.add_argument("--population", type=int, default=None, help="members reconstructed in one batch")
     r.add_argument("--generations", type=int, default=None, help="generations of the guided algorithm")
