@@ -60,6 +60,7 @@ class ScanAnalysis:
     dislocation_pairs: list[dict] = field(default_factory=list)
     strain: dict = field(default_factory=dict)
     domains: list[dict] = field(default_factory=list)
+    errors: dict = field(default_factory=dict)  # per-voxel amplitude_error, phase_error of the averaged members
 
 
 def _nm(pos_vox, geometry: OrthogonalGeometry) -> list[float]:
@@ -92,6 +93,8 @@ def analyze_scan(
     result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
     rho = result.rho
     members = result.members
+    errors = {k: v for k, v in (("amplitude_error", result.amplitude_error), ("phase_error", result.phase_error))
+              if v is not None}
     info = {"recipe": result.recipe, "iterations": result.iterations, "population": len(result.chi_square),
             "chi_square": float(result.chi_square[result.best]), "warm_started": result.warm_started,
             "generations": result.generations, "averaged": 0 if members is None else len(members)}
@@ -104,13 +107,15 @@ def analyze_scan(
             moved = np.conj(np.flip(members, axis=(1, 2, 3))) if reg.twin else members  # each one's twin
             members = np.roll(moved, tuple(int(s) for s in reg.shift), axis=(1, 2, 3)) * np.exp(
                 1j * reg.phase_offset_rad).astype(np.complex64)
+        errors = {k: np.roll(np.flip(v) if reg.twin else v, tuple(int(s) for s in reg.shift), axis=(0, 1, 2))
+                  for k, v in errors.items()}
         info["twin_flipped"] = reg.twin
         info["correlation_to_previous"] = round(reg.correlation, 4)
     found = analyze_object(rho, geometry=geometry, xp=xp, config=config,
                            members=members if members is not None and len(members) > 1 else None)
     info["support_voxels"] = found.pop("support_voxels")
     return ScanAnalysis(peak, rho, found["vortices"], found["domain_boundaries"], info,
-                        found["dislocation_pairs"], found["strain"], found["domains"])
+                        found["dislocation_pairs"], found["strain"], found["domains"], errors)
 
 
 def analyze_object(rho: np.ndarray, *, geometry: OrthogonalGeometry, xp, config: AnalysisConfig | None = None,

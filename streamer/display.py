@@ -22,14 +22,16 @@ def _planes(volume: np.ndarray, centre: tuple[int, int, int]) -> dict[str, np.nd
 
 
 def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
-                   margin: int = 3, erosion: int = 1) -> dict:
+                   margin: int = 3, erosion: int = 1, errors: dict | None = None) -> dict:
     """Amplitude, phase (rad, offset removed at the centre) and strain along q through the particle's centre.
 
     ``rho`` is the complex object (z, y, x). Returns ``{"centre": [z, y, x], "origin": [z, y, x],
     "shape": [nz, ny, nx], "amplitude" | "phase" | "strain": {plane: 2D float32}}``: the slices cover the
     particle's bounding box plus ``margin`` voxels (``origin`` is its first voxel, ``shape`` its size),
     through the particle's centroid ``centre`` (grid coordinates). The strain leaves out the outer
-    ``erosion`` voxels, whose phase is unreliable.
+    ``erosion`` voxels, whose phase is unreliable. ``errors`` (name -> volume like rho, e.g. the
+    per-voxel ``amplitude_error`` and ``phase_error`` of an averaged population) are sliced the same
+    way, NaN outside the particle; the amplitude error relative to the maximum amplitude.
     """
     rho = np.asarray(rho)
     if rho.ndim != 3 or not np.iscomplexobj(rho):
@@ -51,7 +53,13 @@ def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresho
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     local = tuple(c - a for c, a in zip(centre, lo))
     out = {"centre": list(centre), "origin": lo, "shape": [b - a for a, b in zip(lo, hi)]}
-    for name, volume in (("amplitude", amplitude / amplitude.max()), ("phase", phase), ("strain", strain)):
+    views = [("amplitude", amplitude / amplitude.max()), ("phase", phase), ("strain", strain)]
+    for name, err in (errors or {}).items():
+        err = np.asarray(err, dtype=np.float32)
+        if err.shape != rho.shape:
+            raise ValueError(f"{name} has shape {err.shape}, the object {rho.shape}")
+        views.append((name, np.where(support, err / (amplitude.max() if name == "amplitude_error" else 1), np.nan)))
+    for name, volume in views:
         out[name] = {p: np.ascontiguousarray(a, dtype=np.float32) for p, a in _planes(volume[box], local).items()}
     return out
 

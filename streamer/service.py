@@ -119,7 +119,7 @@ class ScanProcessor:
         """The live page's view of a reconstruction: central slices plus its lines and boundaries."""
         try:
             view = central_slices(result.rho, voxel_nm=job.geometry.voxel_nm, q_inv_nm=job.geometry.q_bragg_inv_nm,
-                                  threshold=self.config.analysis.support_threshold)
+                                  threshold=self.config.analysis.support_threshold, errors=result.errors)
         except Exception:  # a side path: the event goes out without its picture
             log.exception("no slices for scan %s", job.scan.scan)
             return None

@@ -55,6 +55,19 @@ def test_central_slices_cut_through_the_particle_and_crop_to_it():
     assert np.nanmax(np.abs(strain)) < 1e-6  # the winding is about z: no phase change along z
 
 
+def test_error_bars_are_sliced_like_the_object():
+    rho = _vortex_particle(n=32)
+    spread = np.abs(rho) * 0.1
+    view = central_slices(rho, voxel_nm=10.0, q_inv_nm=1.0,
+                          errors={"amplitude_error": spread, "phase_error": np.full(rho.shape, 0.05)})
+    amp_err, phase_err = view["amplitude_error"]["yx"], view["phase_error"]["zx"]
+    assert amp_err.shape == view["amplitude"]["yx"].shape
+    assert np.nanmax(amp_err) == pytest.approx(0.1, rel=1e-5)  # relative to the maximum amplitude
+    assert np.isnan(phase_err[0, 0]) and np.nanmax(phase_err) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="phase_error has shape"):
+        central_slices(rho, voxel_nm=1.0, q_inv_nm=1.0, errors={"phase_error": np.ones((2, 2, 2))})
+
+
 def test_display_helpers_reject_bad_input():
     with pytest.raises(ValueError, match="complex 3D"):
         central_slices(np.ones((8, 8, 8)), voxel_nm=1.0, q_inv_nm=1.0)

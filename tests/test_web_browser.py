@@ -152,3 +152,9 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     _wait(browser, "return document.getElementById('slices-title').textContent.startsWith('selected scan 2')", 10)
     assert "1 boundary" in browser.find_element(By.ID, "slices-title").text
     assert browser.save_screenshot(str(ARTIFACTS / "web-reference-scan2.png"))
+
+    # the reconstruction's error bars (spread of the averaged members) on request
+    browser.find_element(By.ID, "slice-errors").click()
+    _wait(browser, "return document.getElementById('range-phase_error').style.display === '' && "
+                   "document.getElementById('range-phase_error').textContent.includes('rad')", 10)
+    assert browser.save_screenshot(str(ARTIFACTS / "web-reference-errors.png"))

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const PLANES = [["yx", "z fixed: y down, x across"], ["zx", "y fixed: z down, x across"], ["zy", "x fixed: z down, y across"]];
 const PLANE_AXES = { yx: [1, 2], zx: [0, 2], zy: [0, 1] };
 const QUANTITIES = ["amplitude", "phase", "strain"];
+const ERRORS = ["amplitude_error", "phase_error"]; // spread of the averaged members, shown on request
 const NAN_RGB = [40, 44, 52];
 const SLICE_PX = 230; // the longest side of the particle's box, in screen pixels
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "-" : Number(v).toFixed(d);
@@ -54,9 +55,10 @@ function paintImage(canvas, img, colour) {
 function buildSlices() {
   const grid = $("slices");
   grid.innerHTML = "<div></div>" + PLANES.map(([p, d]) => `<div class="lab">${p} plane<br><span class="small">${d}</span></div>`).join("");
-  for (const q of QUANTITIES) {
-    grid.insertAdjacentHTML("beforeend", `<div class="lab" id="range-${q}">${q}</div>`);
-    for (const [p] of PLANES) grid.insertAdjacentHTML("beforeend", `<canvas id="slice-${q}-${p}" width="180" height="180"></canvas>`);
+  for (const q of [...QUANTITIES, ...ERRORS]) {
+    const hide = ERRORS.includes(q) ? ' data-error="1" style="display:none"' : "";
+    grid.insertAdjacentHTML("beforeend", `<div class="lab" id="range-${q}"${hide}>${q}</div>`);
+    for (const [p] of PLANES) grid.insertAdjacentHTML("beforeend", `<canvas id="slice-${q}-${p}" width="180" height="180"${hide}></canvas>`);
   }
 }
 
@@ -110,11 +112,16 @@ function renderSlices() {
   const ev = state.events.find((e) => e.scan === sl.scan);
   $("slices-title").textContent = (selected ? "selected " : "latest: ") + `scan ${sl.scan}` + (ev ? ` at ${fmt(ev.voltage_v, 2)} V, ${fmt(ev.capacity_mah_g, 1)} mAh/g` : "") +
     `; ${(sl.vortices || []).length} vortex line(s), ${(sl.domain_boundaries || []).length} boundary(ies); cut through voxel [${sl.centre}]`;
-  for (const q of QUANTITIES) {
+  const showErrors = $("slice-errors").checked && ERRORS.every((q) => sl[q]);
+  for (const el of document.querySelectorAll("[data-error]")) el.style.display = showErrors ? "" : "none";
+  for (const q of showErrors ? [...QUANTITIES, ...ERRORS] : QUANTITIES) {
     const imgs = Object.fromEntries(PLANES.map(([p]) => [p, f32(sl[q][p])]));
     const m = robustMax(Object.values(imgs));
-    const colour = q === "amplitude" ? (v) => ramp(VIRIDIS, v) : q === "phase" ? (v) => cyclic(v / (2 * Math.PI) + 0.5) : (v) => diverging(v / m);
-    $(`range-${q}`).innerHTML = q + `<br><span class="small">${q === "amplitude" ? "0..1" : q === "phase" ? "-pi..pi" : "+-" + m.toExponential(1)}</span>`;
+    const colour = q === "amplitude" ? (v) => ramp(VIRIDIS, v) : q === "phase" ? (v) => cyclic(v / (2 * Math.PI) + 0.5)
+      : ERRORS.includes(q) ? (v) => ramp(VIRIDIS, v / m) : (v) => diverging(v / m);
+    const range = q === "amplitude" ? "0..1" : q === "phase" ? "-pi..pi" : ERRORS.includes(q)
+      ? "0.." + m.toPrecision(2) + (q === "phase_error" ? " rad" : " of max") : "+-" + m.toExponential(1);
+    $(`range-${q}`).innerHTML = q.replace("_", " ") + `<br><span class="small">${range}</span>`;
     const scale = Math.max(1, Math.floor(SLICE_PX / Math.max(...sl.shape)));
     for (const [p] of PLANES) {
       const canvas = $(`slice-${q}-${p}`);
@@ -302,6 +309,7 @@ function connect() {
 
 buildSlices();
 $("errorbars").addEventListener("change", renderCharts);
+$("slice-errors").addEventListener("change", renderSlices);
 $("flags").addEventListener("click", (e) => {
   if (e.target.tagName === "BUTTON") decide(e.target);
   else if (e.target.closest("tr[data-scan]")) select(e.target.closest("tr[data-scan]").dataset.scan);
