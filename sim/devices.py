@@ -92,7 +92,7 @@ class RotationStage(SoftPositioner):
     """The sample rotation (theta, degrees): moves at ``velocity_deg_s``, then settles (instant when ``fast``)."""
 
     def __init__(self, *, name: str = "theta", init_pos: float = 0.0, velocity_deg_s: float = 2.0,
-                 settle_time_s: float = 0.05, fast: bool = True, **kwargs):
+                 settle_time_s: float = 0.02, fast: bool = True, **kwargs):
         if velocity_deg_s <= 0 or settle_time_s < 0:
             raise ValueError(f"velocity_deg_s must be > 0 and settle_time_s >= 0, got {velocity_deg_s}, "
                              f"{settle_time_s}")

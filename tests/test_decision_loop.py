@@ -172,3 +172,26 @@ def test_verdict_and_decision_devices_refuse_bad_settings():
         PipelineVerdict("tcp://127.0.0.1:1", timeout_s=0)
     with pytest.raises(ValueError, match="default_action"):
         OperatorDecision("tcp://127.0.0.1:0", default_action="shrug")
+
+
+def test_a_pipeline_that_takes_no_frames_pauses_forwarding_but_not_the_plan(caplog):
+    from streamer.bluesky_bridge import FrameStreamer
+    from streamer.forwarding import SafeForwarder
+    from streamer.transport import FrameSender
+
+    probe = zmq.Context.instance().socket(zmq.PULL)
+    probe.bind("tcp://127.0.0.1:0")
+    endpoint = probe.getsockopt(zmq.LAST_ENDPOINT).decode()
+    probe.close()  # nobody takes frames there
+    sender = FrameSender(endpoint, hwm=1, timeout_s=0.1)
+    forwarder = SafeForwarder(FrameStreamer(sender, image_field="timepix_image"))
+    _, stage, detector, potentiostat = make_beamline(load_scenario("quick"), GEOM, seed=0)
+    try:
+        with caplog.at_level(logging.ERROR, logger="streamer.forwarding"):
+            starts = _run(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=2,
+                                          series="f"), forwarder)
+    finally:
+        sender.close(linger_s=0)
+    assert [s["scan_index"] for s in starts] == [0, 1]  # both scans measured
+    assert forwarder.failures == 2  # one failure per run, then paused until the next run
+    assert caplog.text.count("paused until the next run") == 2
