@@ -195,3 +195,17 @@ def test_a_pipeline_that_takes_no_frames_pauses_forwarding_but_not_the_plan(capl
     assert [s["scan_index"] for s in starts] == [0, 1]  # both scans measured
     assert forwarder.failures == 2  # one failure per run, then paused until the next run
     assert caplog.text.count("paused until the next run") == 2
+
+
+def test_auto_remeasure_with_finer_steps_tells_the_pipeline_its_longer_grid(loop):
+    from plans import Remeasure
+
+    fake, verdict, (_, stage, detector, potentiostat) = loop({0: ["domain_boundary"]})
+    starts = _run(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=1, series="fine",
+                                  verdict=verdict, policy="auto", md={"geometry": GEOM.to_dict()},
+                                  remeasure=Remeasure(exposure_factor=1.5, step_factor=2)), fake)
+    assert [s["num_points"] for s in starts] == [8, 16]
+    assert starts[1]["width_deg"] == starts[0]["width_deg"] and starts[1]["exposure_s"] == pytest.approx(0.015)
+    assert starts[1]["geometry"]["shape_zyx"] == [16, 16, 16] and starts[0]["geometry"]["shape_zyx"] == [16, 16, 16]
+    with pytest.raises(ValueError, match="step_factor"):
+        Remeasure(step_factor=0)
