@@ -31,18 +31,23 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ioc():
+def ioc(tmp_path_factory):
     """The IOC in a subprocess on a free loopback port; the client environment points at it only."""
     env = {"EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO",
            "EPICS_CA_SERVER_PORT": str(_free_port()), "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    proc = subprocess.Popen([sys.executable, str(IOC), PREFIX], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = tmp_path_factory.mktemp("ioc") / "ioc.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(IOC), PREFIX], env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         config = EpicsConfig(theta_motor_pv=PREFIX + "m1", detector_prefix=PREFIX + "TPX1:",
                              potentiostat_prefix=PREFIX + "PSTAT:", connection_timeout_s=15.0)
-        devices = make_epics_beamline(config)
+        try:
+            devices = make_epics_beamline(config)
+        except TimeoutError as exc:
+            raise RuntimeError(f"the test IOC did not serve its PVs: {exc}\n{log_path.read_text()[-2000:]}") from exc
         yield devices
     finally:
         proc.terminate()
@@ -51,7 +56,6 @@ def ioc():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        proc.stderr.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
