@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/bcdi-stream demo --out demo-out
 
 test: $(STAMP)
+	./.ci/install-browser
 	$(VENV)/bin/python -m pytest -q
 
 clean:

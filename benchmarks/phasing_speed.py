@@ -1,8 +1,11 @@
 """Phase-retrieval speed: seconds per ER and HIO iteration against the FFT floor of the same shape.
 
-Runs unchanged on a CUDA machine (``--backend cupy``) and on a CPU (numpy + scipy.fft):
+The floor is one planned FFTW forward + inverse pair (pyFFTW, FFTW_MEASURE, all cores) on the
+CPU, or one cuFFT pair on a GPU. Also: a population of P in one batch against P single runs.
+Runs unchanged on a CUDA machine:
 
     .venv/bin/python benchmarks/phasing_speed.py --size 128 --population 1 8
+    .venv/bin/python benchmarks/phasing_speed.py --backend cupy --size 128 256 --population 1 8 32
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import time
 
 import numpy as np
 
-from streamer.backend import fftn, get_namespace, is_numpy
+from streamer.backend import get_namespace, is_numpy
+from streamer.phasing.fft import cpu_count, get_plan
+from streamer.phasing.kernels import Kernels
 from streamer.phasing.operators import ER, HIO, PhasingState, ShrinkWrap
 
 
@@ -33,21 +38,38 @@ def _timed(xp, fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def measure(xp, size: int, population: int, repeats: int) -> dict:
+def floor_pair(xp, shape, repeats: int) -> float:
+    """Seconds for one planned forward + inverse FFT pair of ``shape`` (the speed limit)."""
+    if is_numpy(xp):
+        import pyfftw
+
+        a = pyfftw.empty_aligned(shape, "complex64")
+        b = pyfftw.empty_aligned(shape, "complex64")
+        axes = tuple(range(len(shape) - 3, len(shape)))
+        fwd = pyfftw.FFTW(a, b, axes=axes, flags=("FFTW_MEASURE",), threads=cpu_count())
+        inv = pyfftw.FFTW(b, a, axes=axes, direction="FFTW_BACKWARD", flags=("FFTW_MEASURE",), threads=cpu_count())
+        a[...] = np.random.default_rng(0).random(shape)
+        return _timed(xp, lambda: (fwd.execute(), inv.execute()), repeats)
+    x = xp.asarray(np.random.default_rng(0).random(shape).astype(np.complex64))
+    return _timed(xp, lambda: xp.fft.ifftn(xp.fft.fftn(x, axes=(-3, -2, -1)), axes=(-3, -2, -1)), repeats)
+
+
+def state_for(xp, size: int, population: int) -> PhasingState:
     rng = np.random.default_rng(0)
     shape = (size,) * 3
     z, y, x = np.ogrid[-size // 2:size // 2, -size // 2:size // 2, -size // 2:size // 2]
     obj = ((np.abs(z) < size // 10) & (y**2 + x**2 < (size // 4) ** 2)).astype(np.complex64)
-    amplitude = np.abs(np.fft.fftn(obj)).astype(np.float32)
+    amplitude = (np.abs(np.fft.fftn(obj, norm="ortho"))).astype(np.float32)
     start = (obj[None] * np.exp(2j * np.pi * rng.random((population, *shape)))).astype(np.complex64)
-    state = PhasingState(xp, xp.asarray(start), xp.asarray(np.broadcast_to(np.abs(obj) > 0, start.shape).copy()),
-                         xp.asarray(amplitude), xp.asarray(np.ones(shape, bool)), ShrinkWrap(every=0))
-    rho = state.rho
+    support = np.ascontiguousarray(np.broadcast_to(np.abs(obj) > 0, start.shape))
+    plan = get_plan(xp, start.shape)
+    return PhasingState(xp, xp.asarray(start), xp.asarray(support), xp.asarray(amplitude), None,
+                        ShrinkWrap(every=0), plan=plan)
 
-    def fft_pair():
-        fftn(xp, fftn(xp, rho), inverse=True)
 
-    t_fft = _timed(xp, fft_pair, repeats)
+def measure(xp, size: int, population: int, repeats: int) -> dict:
+    state = state_for(xp, size, population)
+    t_fft = floor_pair(xp, (population,) + (size,) * 3, repeats)
     er, hio = ER(), HIO(0.9)
     t_er = _timed(xp, lambda: er.apply(state), repeats)
     t_hio = _timed(xp, lambda: hio.apply(state), repeats)
@@ -59,17 +81,24 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs="+", default=[128])
     ap.add_argument("--population", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     xp = get_namespace(args.backend)
-    print(f"backend {args.backend}; complex64; per iteration of the whole batch; shrink-wrap off")
+    kernels = Kernels(xp).kind
+    print(f"backend {args.backend} (element-wise: {kernels}, threads {cpu_count()}); complex64; per iteration of "
+          f"the whole batch; shrink-wrap off; floor = planned FFT pair of the batch")
     print(f"{'size':>5} {'P':>3} {'FFT pair s':>11} {'ER s':>9} {'HIO s':>9} {'ER/FFT':>7} {'HIO/FFT':>8} "
           f"{'member-iter/s':>14}")
+    single = {}
     for size in args.size:
         for p in args.population:
             m = measure(xp, size, p, args.repeats)
+            if p == 1:
+                single[size] = m["hio_s"]
             print(f"{size:>5} {p:>3} {m['fft_pair_s']:>11.4f} {m['er_s']:>9.4f} {m['hio_s']:>9.4f} "
                   f"{m['er_s'] / m['fft_pair_s']:>7.2f} {m['hio_s'] / m['fft_pair_s']:>8.2f} {p / m['hio_s']:>14.1f}")
+            if p > 1 and size in single:
+                print(f"      a batch of {p} costs {m['hio_s'] / (p * single[size]):.2f} x {p} single runs (HIO)")
 
 
 if __name__ == "__main__":

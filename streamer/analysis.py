@@ -13,9 +13,9 @@ from streamer.alignment import register
 from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
 from streamer.geometry import OrthogonalGeometry
 from streamer.mechanics import pair_mechanics
-from streamer.strain import strain_along_q, strain_energy
 from streamer.peak import peak_metrics
 from streamer.phasing import PhasingConfig, reconstruct
+from streamer.strain import strain_along_q, strain_energy
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def analyze_scan(
         raise ValueError(f"intensity shape {intensity.shape} does not match geometry {geometry.shape_zyx}")
     if peak is None:
         peak = peak_metrics(intensity, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
-    result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask)
+    result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
     rho = result.rho
     info = {"recipe": result.recipe, "iterations": result.iterations, "population": len(result.chi_square),
             "chi_square": float(result.chi_square[result.best])}

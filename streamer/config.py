@@ -15,6 +15,7 @@ from pathlib import Path
 from streamer.analysis import AnalysisConfig
 from streamer.backend import BACKENDS
 from streamer.compare import FlagConfig
+from streamer.decision import DEFAULT_ENDPOINT as DEFAULT_DECISION_ENDPOINT
 from streamer.phasing import PhasingConfig
 
 
@@ -37,6 +38,10 @@ class ServiceConfig:
     max_frames_per_scan: int = 2000
     realtime_policy: str = "latest"  # "latest": reconstruct the newest waiting scan; "all": every scan
     exit_on_run_stop: bool = True
+    web_enabled: bool = False  # the operator's live page (docs/web.md)
+    web_host: str = "127.0.0.1"  # localhost only unless asked otherwise
+    web_port: int = 8765  # 0: any free port (reported at start-up)
+    decision_endpoint: str = DEFAULT_DECISION_ENDPOINT  # the plan's decision listener, for the page's buttons
     phasing: PhasingConfig = field(default_factory=PhasingConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     flags: FlagConfig = field(default_factory=FlagConfig)
@@ -48,7 +53,9 @@ class ServiceConfig:
             raise ConfigError(f"realtime_policy must be 'latest' or 'all', got {self.realtime_policy!r}")
         if self.scan_timeout_s <= 0 or self.max_frames_per_scan < 1:
             raise ConfigError("scan_timeout_s must be > 0 and max_frames_per_scan >= 1")
-        for name in ("frames_port", "results_port"):
+        if not self.decision_endpoint.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ConfigError(f"decision_endpoint must be a ZeroMQ endpoint (tcp://host:port), got {self.decision_endpoint!r}")
+        for name in ("frames_port", "results_port", "web_port"):
             port = getattr(self, name)
             if not 0 <= port < 65536:
                 raise ConfigError(f"{name} must be 0..65535, got {port}")

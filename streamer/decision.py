@@ -40,6 +40,7 @@ def send_decision(endpoint: str, run: str, scan: int, action: str, source: str =
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, int(timeout_s * 1000))
     sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+    sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection: no listener is a TimeoutError, not a lost message
     try:
         sock.connect(endpoint)
         try:

@@ -78,7 +78,7 @@ class OrthogonalGeometry:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "OrthogonalGeometry":
+    def from_dict(cls, d: dict) -> OrthogonalGeometry:
         if d.get("kind", "orthogonal") != "orthogonal":
             raise ValueError(f"unsupported geometry kind {d.get('kind')!r}")
         try:

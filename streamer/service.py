@@ -15,9 +15,9 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import msgpack
 import numpy as np
@@ -27,15 +27,34 @@ from streamer import wire
 from streamer.analysis import analyze_scan
 from streamer.assembly import AssembledScan, ScanAssembler
 from streamer.backend import get_namespace
-from streamer.compare import baseline_peak, boundary_flags, broadening_flags, peak_drift_flags, vortex_flags
+from streamer.compare import (
+    baseline_peak,
+    boundary_flags,
+    broadening_flags,
+    peak_drift_flags,
+    vortex_flags,
+)
 from streamer.config import ServiceConfig
+from streamer.display import central_slices, projected_peak
 from streamer.events import EventLog, build_event
+from streamer.fftw_wisdom import load_wisdom, save_wisdom
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
 from streamer.peak import peak_metrics
+from streamer.progress import ScanProgress
 from streamer.transport import bind
 from streamer.writer import RecordingWriter
 
 log = logging.getLogger(__name__)
+PROGRESS_PERIOD_S = 0.25  # how often open scans' progress and the pipeline's health are published
+
+
+def _packable(obj):
+    """msgpack fallback: arrays as ``{"dtype", "shape", "data"}`` (raw bytes, C order), anything else as text."""
+    if isinstance(obj, np.ndarray):
+        return {"dtype": obj.dtype.str, "shape": list(obj.shape), "data": np.ascontiguousarray(obj).tobytes()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
 
 
 @dataclass
@@ -50,6 +69,7 @@ class ScanJob:
     peak: dict
     flags: list
     error: str | None
+    display: dict | None = None  # central slices of the reconstruction, for the live page
 
 
 class ScanProcessor:
@@ -58,8 +78,11 @@ class ScanProcessor:
     def __init__(self, config: ServiceConfig):
         self.config = config
         self.xp = get_namespace(config.backend)
+        load_wisdom()
+        self._wisdom_saved = False  # saved once, after the first scan has made its plans
         self._previous: dict[str, tuple[int, object]] = {}  # run -> (scan, ScanAnalysis) last reconstructed
         self._peaks: dict[str, list[dict]] = {}  # run -> peak metrics of every scan, in order
+        self._projections: dict[str, list[np.ndarray]] = {}  # run -> projected peaks of its baseline scans
 
     def prepare(self, scan: AssembledScan, ingest: dict) -> ScanJob:
         """Quick metrics (peak widths, broadening) for any scan, seconds after it ends."""
@@ -99,6 +122,29 @@ class ScanProcessor:
             extra["error"] = job.error
         return build_event(run=s.run, scan=s.scan, metadata=s.metadata, latency_s=0.0, **fields, **extra)
 
+    def display(self, job: ScanJob, result) -> dict | None:
+        """The live page's view of a reconstruction: central slices plus its lines and boundaries."""
+        try:
+            view = central_slices(result.rho, voxel_nm=job.geometry.voxel_nm, q_inv_nm=job.geometry.q_bragg_inv_nm,
+                                  threshold=self.config.analysis.support_threshold)
+        except Exception:  # a side path: the event goes out without its picture
+            log.exception("no slices for scan %s", job.scan.scan)
+            return None
+        return {"run": job.scan.run, "scan": job.scan.scan, "voxel_nm": job.geometry.voxel_nm, **view,
+                "vortices": result.vortices, "domain_boundaries": result.domain_boundaries}
+
+    def peak_image(self, job: ScanJob) -> dict | None:
+        """The scan's peak averaged over theta beside the baseline (mean of the run's first scans)."""
+        if job.volume is None:
+            return None
+        image = projected_peak(job.volume, job.mask)
+        first = self._projections.setdefault(job.scan.run, [])
+        if len(first) < self.config.flags.baseline_scans and (not first or first[0].shape == image.shape):
+            first.append(image)
+        baseline = np.mean(first, axis=0).astype(np.float32) if first[0].shape == image.shape else image
+        return {"run": job.scan.run, "scan": job.scan.scan, "image": image, "baseline": baseline,
+                "baseline_scans": len(first)}
+
     def skipped(self, job: ScanJob, superseded_by: int) -> dict:
         """The event of a scan that is not reconstructed because a newer one is waiting."""
         return self.event(job, reconstruction={"status": "skipped", "superseded_by": superseded_by})
@@ -123,6 +169,9 @@ class ScanProcessor:
             flags += vortex_flags(prev.vortices, result.vortices, self.config.flags)
             flags += boundary_flags(prev.domain_boundaries, result.domain_boundaries)
         self._previous[scan.run] = (scan.scan, result)
+        if not self._wisdom_saved:
+            self._wisdom_saved = save_wisdom()
+        job.display = self.display(job, result)
         compared = {"status": "done", "compared_with_scan": prev_scan}
         return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
                            flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,
@@ -147,6 +196,8 @@ class Pipeline:
         self.documents: list[tuple[str, dict]] = []  # bluesky documents received (name, doc)
         self.run_metadata: dict[str, dict] = {}  # run -> metadata of its run_start
         self.recording = RecordingWriter(self.out_dir, self.counters)
+        self.progress = ScanProgress()
+        self.skipped_reconstructions = 0
         self._last_seq: int | None = None
         self._lock = threading.Lock()  # guards the pending jobs, the event log and the publisher
         self._pending: list[ScanJob] = []
@@ -165,7 +216,18 @@ class Pipeline:
 
     def _publish(self, topic: str, body: dict) -> None:
         self._seq += 1
-        self.results.send_multipart([topic.encode(), msgpack.packb({"seq": self._seq, **body}, default=str)])
+        self.results.send_multipart([topic.encode(), msgpack.packb({"seq": self._seq, **body}, default=_packable)])
+
+    def _publish_health(self) -> None:
+        """Queue depth, skipped reconstructions and rejected messages (caller holds the lock)."""
+        self._publish("health", {"queue_depth": len(self._pending), "skipped_reconstructions": self.skipped_reconstructions,
+                                 "rejected": dict(self.counters), "open_scans": len(self.progress.open_scans)})
+
+    def _publish_progress(self, now: float) -> None:
+        with self._lock:
+            for run, scan in self.progress.open_scans:
+                self._publish("progress", self.progress.snapshot(run, scan, now))
+            self._publish_health()
 
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
@@ -184,22 +246,37 @@ class Pipeline:
                 event = self.processor.event(job, reconstruction={"status": "failed"})
             with self._lock:
                 self._emit(event, job.scan)
+                if job.display is not None:
+                    self._publish("slices", job.display)
+                self._publish_health()
 
     def _submit(self, scan: AssembledScan) -> None:
         self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status)
         ingest = {"complete": scan.complete, "status": scan.status, "missing_frames": scan.missing,
                   "rejected": dict(self.counters)}
         job = self.processor.prepare(scan, ingest)
+        finished = self.progress.finish(scan.run, scan.scan, time.monotonic(), scan.status)
+        try:
+            image = self.processor.peak_image(job)
+        except Exception:  # a side path never stops the scan
+            log.exception("no projected peak for scan %s", scan.scan)
+            image = None
         if scan.corrupt:  # compressed frames that did not decode: counted, and missing for the analysis
             self.counters["corrupt_frame"] += len(scan.corrupt)
             ingest["corrupt_frames"] = scan.corrupt
         with self._wake:
+            if finished is not None:
+                self._publish("progress", finished)
+            if image is not None:
+                self._publish("peak_image", image)
             if self.config.realtime_policy == "latest":
                 for old in self._pending:
                     log.info("scan %s superseded by scan %s before reconstruction", old.scan.scan, scan.scan)
                     self._emit(self.processor.skipped(old, scan.scan), old.scan)
+                    self.skipped_reconstructions += 1
                 self._pending.clear()
             self._pending.append(job)
+            self._publish_health()
             self._wake.notify()
 
     # -- ingest -----------------------------------------------------------------------------
@@ -224,6 +301,7 @@ class Pipeline:
         elif msg.type == "scan_start":
             self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"], now=now)
             self.recording.start_scan(h["run"], h["scan"], h["num_frames"], h["metadata"])
+            self.progress.start(h["run"], h["scan"], h["num_frames"], now)
         elif msg.type == "frame":
             run, scan = h["run"], h["scan"]
             known = self.assembler.is_open(run, scan)
@@ -233,6 +311,7 @@ class Pipeline:
                 if not known:  # opened implicitly: the recording needs the scan too
                     self.recording.start_scan(run, scan, num, {"implicit": True})
                 self.recording.add_frame(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.frame)
+                self.progress.frame(run, scan, h["frame"], now, num)
         elif msg.type == "scan_end":
             scan = self.assembler.finish(h["run"], h["scan"])
             if scan is not None:
@@ -267,12 +346,15 @@ class Pipeline:
         poller = zmq.Poller()
         poller.register(self.frames, zmq.POLLIN)
         timeout_ms = int(self.config.receive_timeout_s * 1000)
-        last_expiry = time.monotonic()
+        last_expiry = last_progress = time.monotonic()
         try:
             while not self._stop.is_set():
                 if poller.poll(timeout_ms) and self._drain():
                     break
                 now = time.monotonic()
+                if now - last_progress > PROGRESS_PERIOD_S:
+                    last_progress = now
+                    self._publish_progress(now)
                 if now - last_expiry > 1.0:
                     last_expiry = now
                     for scan in self.assembler.expire(now, self.config.scan_timeout_s):
@@ -328,12 +410,28 @@ def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], Non
     pipeline = Pipeline(config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: pipeline.stop())
+    web = None
+    if config.web_enabled:
+        from streamer.web import WebServer
+
+        try:
+            web = WebServer(host=config.web_host, port=config.web_port, results_endpoint=pipeline.results_endpoint,
+                            decision_endpoint=config.decision_endpoint).start()
+            log.info("operator page on %s", web.url)
+        except OSError as exc:  # the page is a side path: the stream is recorded and analysed without it
+            log.error("%s; running without the live page", exc)
 
     def ready(endpoints):
+        if web is not None:
+            endpoints = {**endpoints, "web": web.url}
         if ready_conn is not None:
             ready_conn.send(endpoints)
             ready_conn.close()
         if on_ready is not None:
             on_ready(endpoints)
 
-    return pipeline.run(on_ready=ready)
+    try:
+        return pipeline.run(on_ready=ready)
+    finally:
+        if web is not None:
+            web.stop()

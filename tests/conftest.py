@@ -1,7 +1,13 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 from streamer.backend import get_namespace
+
+# FFTW wisdom of this test session stays in a temporary folder, never in the user's cache
+os.environ.setdefault("BCDI_STREAM_CACHE", tempfile.mkdtemp(prefix="bcdi-stream-test-cache-"))
 
 
 @pytest.fixture(params=["numpy", "strict"])

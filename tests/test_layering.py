@@ -10,7 +10,7 @@ COMPOSITION_ROOT = "streamer/cli"
 # pure array code: no sockets, files, clocks or processes
 PURE = ["streamer/phasing", "streamer/defects.py", "streamer/peak.py", "streamer/alignment.py",
         "streamer/analysis.py", "streamer/compare.py", "streamer/geometry.py", "streamer/backend.py",
-        "streamer/strain.py", "streamer/mechanics.py"]
+        "streamer/strain.py", "streamer/mechanics.py", "streamer/display.py", "streamer/progress.py"]
 IMPURE_MODULES = {"zmq", "h5py", "socket", "time", "threading", "multiprocessing", "subprocess", "bluesky",
                   "ophyd", "asyncio"}
 

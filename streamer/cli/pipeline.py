@@ -94,6 +94,8 @@ class EmbeddedPipeline:
             self.proc.kill()
             raise RuntimeError("the pipeline process did not start within 60 s")
         self.endpoints = parent.recv()
+        if "web" in self.endpoints:
+            print(f"live page: {self.endpoints['web']}", file=out, flush=True)
         self._done = threading.Event()
         self._printer = threading.Thread(target=_print_results, args=(self.endpoints["results"], self._done, out),
                                          daemon=True)

@@ -7,15 +7,16 @@ with a leading batch axis: P independent reconstructions advance together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
-from streamer.backend import fftn
+from streamer.phasing.fft import get_plan
+from streamer.phasing.kernels import Kernels
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShrinkWrap:
-    """Support update: threshold a Gaussian-blurred amplitude every ``every`` iterations."""
+    """Support update: threshold a Gaussian-blurred amplitude every ``every`` iterations (0: never)."""
 
     every: int = 20
     sigma_start: float = 2.0
@@ -23,63 +24,120 @@ class ShrinkWrap:
     sigma_decay_iterations: int = 300
     threshold: float = 0.2
 
+    def __post_init__(self):
+        if self.every < 0 or not 0 < self.threshold < 1 or self.sigma_start <= 0 or self.sigma_end <= 0:
+            raise ValueError("shrinkwrap needs every >= 0, 0 < threshold < 1 and positive sigmas")
+
     def sigma(self, iteration: int) -> float:
         f = min(1.0, iteration / max(1, self.sigma_decay_iterations))
         return self.sigma_start + f * (self.sigma_end - self.sigma_start)
 
 
-class PhasingState:
-    """Arrays of a batch of reconstructions: object, support, measured amplitude and mask."""
+@dataclass(frozen=True)
+class PhaseConstraint:
+    """For the first ``iterations``, voxels whose phase leaves [-limit, +limit] count as outside the support."""
 
-    def __init__(self, xp, rho, support, amplitude, measured, shrinkwrap: ShrinkWrap | None):
+    iterations: int = 0
+    limit_rad: float = 1.5
+
+
+class PhasingState:
+    """A batch of reconstructions in one namespace: object, support, measured amplitude and mask.
+
+    ``rho`` is (P, z, y, x) complex64 in FFT order (origin at index 0). With FFTW it lives in the
+    plan's input buffer and every step updates it in place: the hot loop allocates nothing.
+    """
+
+    def __init__(self, xp, rho, support, amplitude, measured, shrinkwrap: ShrinkWrap | None,
+                 phase_constraint: PhaseConstraint = PhaseConstraint(), plan=None):
         self.xp = xp
-        self.rho = rho  # (P, nz, ny, nx) complex64, FFT order (origin at index 0)
-        self.support = support  # (P, nz, ny, nx) bool
-        self.amplitude = amplitude  # (nz, ny, nx) float32 sqrt(I), FFT order
-        self.measured = measured  # (nz, ny, nx) bool, False where pixels are masked
+        self.plan = plan or get_plan(xp, tuple(rho.shape))
+        self.kernels = Kernels(xp)
+        if getattr(self.plan, "kind", "") == "fftw":
+            self.plan.input[...] = rho
+            rho = self.plan.input
+        self.rho = rho
+        self.support = support  # (P, z, y, x) bool, contiguous
+        self.amplitude = amplitude  # (z, y, x) float32 sqrt(I), FFT order, orthonormal scale
+        self.measured = measured  # (z, y, x) bool, False where unmeasured; None: all measured
         self.shrinkwrap = shrinkwrap
+        self.phase_constraint = phase_constraint
         self.iteration = 0
-        self._zero = xp.zeros((), dtype=rho.dtype)
-        self._gauss_cache: dict[float, object] = {}
+        self.errors: list = []  # chi-square of every member, one entry per iteration
+        n = 1
+        for s in amplitude.shape:
+            n *= s
+        self.c = 1.0 / math.sqrt(n)
+        meas_amp = amplitude if measured is None else xp.where(measured, amplitude, xp.zeros_like(amplitude))
+        self.norm = float(xp.sum(meas_amp * meas_amp))
+        self._gauss: tuple[float, object] | None = None
+        self.on_iteration = None  # called as f(state) every ``report_every`` iterations
+        self.report_every = 10
 
     def fourier_projection(self):
-        """Replace |F| by the measured amplitude where measured; keep it elsewhere."""
-        xp = self.xp
-        psi = fftn(xp, self.rho)
-        scale = self.amplitude / (xp.abs(psi) + 1e-12)
-        psi = xp.where(self.measured, psi * xp.astype(scale, psi.dtype), psi)
-        return fftn(xp, psi, inverse=True)
+        """P_M(rho): the measured amplitude in Fourier space; records each member's chi-square."""
+        psi = self.plan.forward(self.rho)
+        psi, sums = self.kernels.modulus(psi, self.amplitude, self.measured, self.c)
+        self.errors.append(sums)
+        return self.plan.inverse(psi)
 
     def chi_square(self):
-        """Normalised misfit sum((|F| - sqrt(I))^2) / sum(I) over measured pixels, per member."""
+        """Normalised misfit sum((|F rho| - sqrt(I))^2) / sum(I) over measured pixels, per member."""
+        psi = self.plan.forward(self.rho)
         xp = self.xp
-        mag = xp.abs(fftn(xp, self.rho))
-        diff = xp.where(self.measured, mag - self.amplitude, xp.zeros((), dtype=mag.dtype))
-        norm = xp.sum(xp.where(self.measured, self.amplitude, xp.zeros((), dtype=mag.dtype)) ** 2)
-        return xp.sum(diff**2, axis=(1, 2, 3)) / norm
+        d = xp.abs(psi) * self.c - self.amplitude
+        if self.measured is not None:
+            d = xp.where(self.measured, d, xp.zeros_like(d))
+        return xp.sum(d * d, axis=(1, 2, 3)) / self.norm
+
+    def effective_support(self):
+        pc = self.phase_constraint
+        if self.iteration >= pc.iterations:
+            return self.support
+        phase = self.xp.atan2(self.xp.imag(self.rho), self.xp.real(self.rho))
+        return self.support & (self.xp.abs(phase) <= pc.limit_rad)
+
+    def project(self, a: float, b: float) -> None:
+        """One iteration: rho <- P_M(rho) inside the support, a rho + b P_M(rho) outside."""
+        rho_p = self.fourier_projection()
+        self.rho = self.kernels.update(self.rho, rho_p, self.effective_support(), a, b)
+        self.step_done()
 
     def _gaussian(self, sigma: float):
         key = round(sigma, 3)
-        if key not in self._gauss_cache:
+        if self._gauss is None or self._gauss[0] != key:
             xp = self.xp
             nz, ny, nx = self.amplitude.shape
             fz = xp.reshape(xp.fft.fftfreq(nz), (nz, 1, 1))
             fy = xp.reshape(xp.fft.fftfreq(ny), (1, ny, 1))
             fx = xp.reshape(xp.fft.fftfreq(nx), (1, 1, nx))
             g = xp.exp(-2 * math.pi**2 * key**2 * (fz**2 + fy**2 + fx**2))
-            self._gauss_cache = {key: xp.astype(g, self.rho.dtype)}
-        return self._gauss_cache[key]
+            self._gauss = (key, xp.astype(g, xp.complex64))
+        return self._gauss[1]
+
+    def blurred_amplitude(self, sigma: float):
+        """|rho| convolved with a Gaussian of ``sigma`` voxels, per member (arbitrary scale)."""
+        xp = self.xp
+        g = self._gaussian(sigma)
+        if getattr(self.plan, "kind", "") == "fftw":
+            spec = self.plan.spectrum
+            spec[...] = xp.abs(self.rho)
+            spec = self.plan.forward_spectrum_inplace()
+            spec *= g
+            return xp.abs(self.plan.inverse(spec))
+        amp = xp.astype(xp.abs(self.rho), xp.complex64)
+        return xp.abs(self.plan.inverse(self.plan.forward(amp) * g))
 
     def update_support(self) -> None:
-        xp = self.xp
         sw = self.shrinkwrap
-        amp = xp.astype(xp.abs(self.rho), self.rho.dtype)
-        blurred = xp.abs(fftn(xp, fftn(xp, amp) * self._gaussian(sw.sigma(self.iteration)), inverse=True))
-        peak = xp.max(blurred, axis=(1, 2, 3), keepdims=True)
+        blurred = self.blurred_amplitude(sw.sigma(self.iteration))
+        peak = self.xp.max(blurred, axis=(1, 2, 3), keepdims=True)
         self.support = blurred > sw.threshold * peak
 
     def step_done(self) -> None:
         self.iteration += 1
+        if self.on_iteration is not None and self.iteration % self.report_every == 0:
+            self.on_iteration(self)
         sw = self.shrinkwrap
         if sw is not None and sw.every > 0 and self.iteration % sw.every == 0:
             self.update_support()
@@ -91,10 +149,10 @@ class Operator:
     def apply(self, state: PhasingState) -> None:
         raise NotImplementedError
 
-    def __mul__(self, other: "Operator") -> "Operator":
+    def __mul__(self, other: Operator) -> Operator:
         return Sequence((other, self))
 
-    def __pow__(self, n: int) -> "Operator":
+    def __pow__(self, n: int) -> Operator:
         if int(n) < 1:
             raise ValueError(f"repeat count must be >= 1, got {n}")
         return Repeat(self, int(n))
@@ -108,9 +166,7 @@ class ER(Operator):
     """Error reduction: Fourier projection, then zero outside the support."""
 
     def apply(self, state):
-        rho_p = state.fourier_projection()
-        state.rho = state.xp.where(state.support, rho_p, state._zero)
-        state.step_done()
+        state.project(0.0, 0.0)
 
     def __str__(self):
         return "ER"
@@ -123,9 +179,7 @@ class HIO(Operator):
         self.beta = float(beta)
 
     def apply(self, state):
-        rho_p = state.fourier_projection()
-        state.rho = state.xp.where(state.support, rho_p, state.rho - self.beta * rho_p)
-        state.step_done()
+        state.project(1.0, -self.beta)
 
     def __str__(self):
         return "HIO"
@@ -138,10 +192,7 @@ class RAAR(Operator):
         self.beta = float(beta)
 
     def apply(self, state):
-        rho_p = state.fourier_projection()
-        outside = self.beta * state.rho - (1 - 2 * self.beta) * rho_p
-        state.rho = state.xp.where(state.support, rho_p, outside)
-        state.step_done()
+        state.project(self.beta, 2 * self.beta - 1)
 
     def __str__(self):
         return "RAAR"

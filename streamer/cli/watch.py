@@ -1,0 +1,123 @@
+"""``bcdi-stream watch``: the operator's terminal view, per-scan lines and flags as they arrive."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+import msgpack
+import zmq
+from rich.console import Console
+from rich.text import Text
+
+from streamer.cli.pipeline import LINE_HEADER, format_event_line
+
+SEVERE = {"new_vortex", "vortex_lost", "domain_boundary"}
+
+
+def render_event(ev: dict) -> Text:
+    """One scan's line, red when it is flagged, then one indented line of evidence per flag."""
+    flags = ev.get("flags") or []
+    style = "bold red" if any(f.get("kind") in SEVERE for f in flags) else "yellow" if flags else ""
+    text = Text(format_event_line(ev), style=style)
+    if ev.get("error"):
+        text.stylize("magenta")
+    for f in flags:
+        evidence = ", ".join(f"{k}={v}" for k, v in f.items() if k != "kind")
+        text.append(f"\n       {f.get('kind')}: ", style="bold " + ("red" if f.get("kind") in SEVERE else "yellow"))
+        text.append(evidence, style="dim")
+    return text
+
+
+def render_progress(p: dict) -> Text:
+    gaps = f", {p['gap_count']} gap(s)" if p.get("gap_count") else ""
+    return Text(f"  scan {p['scan']}: {p['received']}/{p.get('expected') or '?'} frames, {p.get('rate_hz', 0):.1f}/s"
+                f"{gaps} ({p.get('status')})", style="dim" if not gaps else "yellow")
+
+
+def render_health(h: dict) -> Text:
+    rejected = h.get("rejected") or {}
+    return Text(f"  health: queue {h.get('queue_depth')}, skipped {h.get('skipped_reconstructions')}, "
+                f"rejected {sum(rejected.values())} {rejected if rejected else ''}".rstrip(),
+                style="yellow" if rejected or h.get("skipped_reconstructions") else "dim")
+
+
+def watch(endpoint: str, console: Console, *, stop: threading.Event | None = None, progress: bool = False,
+          until_run_done: bool = True, poll_ms: int = 200) -> int:
+    """Print the results published on ``endpoint`` until run_done (or ``stop``); the number of events shown."""
+    stop = stop or threading.Event()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in (b"event", b"run_done", b"health") + ((b"progress",) if progress else ()):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(endpoint)
+    console.print(Text(f"watching {endpoint}", style="bold"))
+    console.print(Text(LINE_HEADER, style="bold"))
+    shown, last_health = 0, None
+    try:
+        while not stop.is_set():
+            if not sub.poll(poll_ms):
+                continue
+            topic, body = sub.recv_multipart()
+            msg = msgpack.unpackb(body, raw=False)
+            if topic == b"event":
+                console.print(render_event(msg["event"]))
+                shown += 1
+            elif topic == b"progress" and msg.get("status") != "running":
+                console.print(render_progress(msg))
+            elif topic == b"health":
+                key = (msg.get("queue_depth"), msg.get("skipped_reconstructions"), sum((msg.get("rejected") or {}).values()))
+                if key != last_health and (key[1] or key[2]):  # only news, and only when something is wrong
+                    console.print(render_health(msg))
+                last_health = key
+            elif topic == b"run_done":
+                rejected = msg.get("rejected") or {}
+                console.print(Text(f"run done; pipeline rejected: {rejected or 'nothing'}", style="bold"))
+                if until_run_done:
+                    break
+    finally:
+        sub.close()
+    return shown
+
+
+def print_events(path: Path, console: Console) -> int:
+    """A recorded run's events.jsonl, as watch would have shown it."""
+    from streamer.events import read_events
+
+    events = read_events(path)
+    console.print(Text(LINE_HEADER, style="bold"))
+    for ev in events:
+        console.print(render_event(ev))
+    return len(events)
+
+
+def _cmd_watch(args) -> int:
+    console = Console(highlight=False)
+    if args.events is not None:
+        if not args.events.is_file():
+            raise ValueError(f"events file {args.events} does not exist")
+        print_events(args.events, console)
+        return 0
+    if not args.results.startswith(("tcp://", "ipc://")):
+        raise ValueError(f"--results must be a ZeroMQ endpoint like tcp://127.0.0.1:5556, got {args.results!r}")
+    try:
+        watch(args.results, console, progress=args.progress, until_run_done=not args.keep)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def register(sub) -> None:
+    """Add the ``watch`` subcommand to the parser."""
+    w = sub.add_parser("watch", help="print per-scan lines and flags as they arrive (for a terminal)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Subscribes to a running pipeline's results and prints one line per scan, "
+                                   "flags in red with their evidence; or prints a recorded events.jsonl.",
+                       epilog="examples:\n  bcdi-stream watch --results tcp://127.0.0.1:5556 --progress\n"
+                              "  bcdi-stream watch --events demo-out/events.jsonl")
+    w.add_argument("--results", default="tcp://127.0.0.1:5556", help="results endpoint of the pipeline (PUB)")
+    w.add_argument("--events", type=Path, default=None, help="print this events.jsonl instead of subscribing")
+    w.add_argument("--progress", action="store_true", help="also print each scan's frame count when it ends")
+    w.add_argument("--keep", action="store_true", help="keep watching after the run is done")
+    w.set_defaults(func=_cmd_watch)

@@ -1,0 +1,56 @@
+"""FFTW wisdom kept across runs: planning a new shape with FFTW_MEASURE takes seconds, loading it milliseconds.
+
+Stored as msgpack (never pickle) in ``$BCDI_STREAM_CACHE`` or ``~/.cache/bcdi-stream/fftw-wisdom.msgpack``.
+Every function is a no-op without pyFFTW.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import msgpack
+
+log = logging.getLogger(__name__)
+
+
+def wisdom_path() -> Path:
+    root = os.environ.get("BCDI_STREAM_CACHE") or Path.home() / ".cache" / "bcdi-stream"
+    return Path(root) / "fftw-wisdom.msgpack"
+
+
+def load_wisdom(path: Path | None = None) -> bool:
+    """Import saved wisdom; False (and a log line) when there is none or it is unreadable."""
+    try:
+        import pyfftw
+    except ImportError:
+        return False
+    path = path or wisdom_path()
+    try:
+        parts = msgpack.unpackb(path.read_bytes())
+        ok = pyfftw.import_wisdom(tuple(bytes(p) for p in parts))
+    except FileNotFoundError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - a damaged cache only costs planning time
+        log.warning("ignoring unreadable FFTW wisdom %s: %s", path, exc)
+        return False
+    return bool(all(ok))
+
+
+def save_wisdom(path: Path | None = None) -> bool:
+    """Export the wisdom gathered so far (atomically); False if it cannot be written."""
+    try:
+        import pyfftw
+    except ImportError:
+        return False
+    path = path or wisdom_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(msgpack.packb(list(pyfftw.export_wisdom())))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not save FFTW wisdom to %s: %s", path, exc)
+        return False
+    return True

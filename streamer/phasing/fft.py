@@ -1,0 +1,140 @@
+"""Batched 3D FFTs over the last three axes, with plans and buffers made once per shape.
+
+Every backend offers the same two calls, both *unnormalised* (the projection folds in 1/N):
+
+* ``forward(x)``: FFT of ``x``; returns the plan's spectrum buffer (FFTW) or a new array;
+* ``inverse(y)``: inverse FFT times N; in place when ``y`` is that buffer (FFTW).
+
+``x`` given to ``forward`` should be ``plan.input`` to avoid a copy (FFTW). Numpy uses pyFFTW when
+it is installed (threads = cores, FFTW_MEASURE, wisdom kept by ``streamer.fftw_wisdom``), else
+scipy.fft; cupy uses cuFFT through its plan cache; any other array-API namespace (array-api-strict)
+uses its ``xp.fft``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from streamer.backend import is_numpy
+
+AXES = (-3, -2, -1)
+_PLANS: dict[tuple, object] = {}
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def have_pyfftw() -> bool:
+    try:
+        import pyfftw  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class FFTWPlan:
+    """pyFFTW plans bound to aligned buffers: ``input`` -> ``spectrum`` forward, spectrum in place back."""
+
+    kind = "fftw"
+
+    def __init__(self, shape: tuple[int, ...], threads: int, effort: str = "FFTW_MEASURE"):
+        import pyfftw
+
+        self.input = pyfftw.empty_aligned(shape, "complex64")
+        self.spectrum = pyfftw.empty_aligned(shape, "complex64")
+        flags = (effort,)
+        # planning with MEASURE overwrites the arrays: plan first, fill later
+        self._fwd = pyfftw.FFTW(self.input, self.spectrum, axes=AXES, direction="FFTW_FORWARD", flags=flags,
+                                threads=threads)
+        self._inv = pyfftw.FFTW(self.spectrum, self.spectrum, axes=AXES, direction="FFTW_BACKWARD", flags=flags,
+                                threads=threads)
+        self._fwd_inplace = None
+        self._threads, self._flags = threads, flags
+        self.input[...] = 0
+        self.spectrum[...] = 0
+
+    def forward(self, x):
+        if x is not self.input:
+            self.input[...] = x
+        self._fwd.execute()
+        return self.spectrum
+
+    def inverse(self, y):
+        if y is not self.spectrum:
+            self.spectrum[...] = y
+        self._inv.execute()
+        return self.spectrum
+
+    def forward_spectrum_inplace(self):
+        """FFT of whatever is in ``spectrum``, in place (for the shrink-wrap blur)."""
+        if self._fwd_inplace is None:
+            import pyfftw
+
+            saved = self.spectrum.copy()
+            self._fwd_inplace = pyfftw.FFTW(self.spectrum, self.spectrum, axes=AXES, direction="FFTW_FORWARD",
+                                            flags=self._flags, threads=self._threads)
+            self.spectrum[...] = saved
+        self._fwd_inplace.execute()
+        return self.spectrum
+
+
+class ScipyPlan:
+    """scipy.fft (pocketfft) with all cores: the numpy fallback without pyFFTW."""
+
+    kind = "scipy"
+
+    def __init__(self, shape, threads: int):
+        import numpy as np
+
+        self.input = np.zeros(shape, np.complex64)
+        self._workers = threads
+
+    def forward(self, x):
+        import scipy.fft
+
+        return scipy.fft.fftn(x, axes=AXES, workers=self._workers)
+
+    def inverse(self, y):
+        import scipy.fft
+
+        return scipy.fft.ifftn(y, axes=AXES, norm="forward", workers=self._workers)
+
+
+class NamespacePlan:
+    """The namespace's own ``xp.fft`` (cupy: cuFFT with its plan cache; array-api-strict on the CPU)."""
+
+    kind = "xp"
+
+    def __init__(self, xp, shape):
+        self.input = xp.zeros(shape, dtype=xp.complex64)
+        self._xp = xp
+
+    def forward(self, x):
+        return self._xp.fft.fftn(x, axes=AXES)
+
+    def inverse(self, y):
+        return self._xp.fft.ifftn(y, axes=AXES, norm="forward")
+
+
+def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: str = "FFTW_MEASURE"):
+    """The plan for ``shape`` (batch, z, y, x) on ``xp``, made once and reused by later calls."""
+    threads = threads or cpu_count()
+    numpy_like = is_numpy(xp)
+    kind = ("fftw" if have_pyfftw() else "scipy") if numpy_like else "xp"
+    key = (kind, id(xp) if kind == "xp" else None, tuple(shape), threads, effort)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 8:  # a service sees one or two shapes; do not hoard buffers
+            _PLANS.pop(next(iter(_PLANS)))
+        if kind == "fftw":
+            plan = FFTWPlan(tuple(shape), threads, effort)
+        elif kind == "scipy":
+            plan = ScipyPlan(tuple(shape), threads)
+        else:
+            plan = NamespacePlan(xp, tuple(shape))
+        _PLANS[key] = plan
+    return plan

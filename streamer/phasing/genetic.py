@@ -1,0 +1,69 @@
+"""The guided (genetic) part of phase retrieval: rank members by a metric, breed the best into the others,
+align and average the best of the last generation. Host numpy; members are few, voxels many.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.alignment import register
+
+METRICS = ("chi", "sharpness", "area")
+BREEDING = ("sqrt_ab", "avg_ab")
+
+
+def metric_values(name: str, members: np.ndarray, supports: np.ndarray, chi: np.ndarray) -> np.ndarray:
+    """Per-member score, lower is better: chi-square; -sharpness (sum |rho|^4 / (sum |rho|^2)^2);
+    support area (voxels)."""
+    if name == "chi":
+        return np.asarray(chi, np.float64)
+    if name == "sharpness":
+        a2 = np.abs(members.reshape(len(members), -1)) ** 2
+        return -np.sum(a2**2, axis=1) / np.maximum(np.sum(a2, axis=1) ** 2, 1e-30)
+    if name == "area":
+        return supports.reshape(len(supports), -1).sum(axis=1).astype(np.float64)
+    raise ValueError(f"unknown ranking metric {name!r}; use one of {METRICS}")
+
+
+def breed(members: np.ndarray, supports: np.ndarray, ranking: np.ndarray, mode: str = "sqrt_ab"):
+    """Children of the best member with every other one (the best is kept as it is).
+
+    Each partner is first aligned to the best (translation, twin, phase offset), so the child
+    combines two images of the same object: ``sqrt_ab`` takes sqrt(|a||b|) with the phase of a + b,
+    ``avg_ab`` the mean (a + b) / 2. A child's support is the union of the two.
+    """
+    if mode not in BREEDING:
+        raise ValueError(f"unknown breeding mode {mode!r}; use one of {BREEDING}")
+    best = int(ranking[0])
+    a = members[best]
+    children, child_supports = members.copy(), supports.copy()
+    for j in range(len(members)):
+        if j == best:
+            continue
+        reg = register(members[j], a)
+        b = reg.aligned
+        sb = np.flip(supports[j]) if reg.twin else supports[j]
+        sb = np.roll(sb, tuple(int(round(s)) for s in reg.shift), axis=(0, 1, 2))
+        if mode == "sqrt_ab":
+            children[j] = np.sqrt(np.abs(a) * np.abs(b)) * np.exp(1j * np.angle(a + b))
+        else:
+            children[j] = 0.5 * (a + b)
+        child_supports[j] = supports[best] | sb
+    return children, child_supports
+
+
+def average_aligned(members: np.ndarray, reference_index: int = 0):
+    """Align every member to one reference and average: (mean, amplitude std, phase std, aligned members).
+
+    The phase spread is that of each member's phase about the mean's, wrapped to (-pi, pi].
+    """
+    ref = members[reference_index]
+    aligned = np.empty_like(members)
+    for k, m in enumerate(members):
+        aligned[k] = ref if k == reference_index else register(m, ref, subvoxel=True).aligned
+    mean = aligned.mean(axis=0)
+    amp_err = np.abs(aligned).std(axis=0).astype(np.float32)
+    dphi = np.angle(aligned * np.conj(mean)[None])
+    phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32) if len(members) > 1 else np.zeros(
+        mean.shape, np.float32)
+    return mean.astype(np.complex64), amp_err, phase_err, aligned

@@ -1,0 +1,228 @@
+"""The operator's live page: a small HTTP server that pushes the pipeline's results by server-sent events.
+
+Routes: ``/`` the page, ``/static/<file>`` its script and style (shipped in the package),
+``/api/state`` the whole state as JSON, ``/api/slices?scan=N`` and ``/api/peak_image?scan=N``
+one recent scan's pictures, ``/api/stream`` server-sent events (a ``snapshot`` then
+one ``update`` per published result), ``POST /api/decision`` ``{"run", "scan", "action"}`` sent on to
+the plan's decision channel. It binds 127.0.0.1 unless told otherwise and fetches nothing from anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Self
+from urllib.parse import parse_qs
+
+import msgpack
+import zmq
+
+from streamer.decision import DEFAULT_ENDPOINT, send_decision
+from streamer.events import read_events
+from streamer.web.state import LiveState
+
+log = logging.getLogger(__name__)
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+MAX_BODY_BYTES = 4096
+KEEPALIVE_S = 10.0
+
+
+def _static(name: str) -> bytes | None:
+    if "/" in name or name.startswith(".") or Path(name).suffix not in STATIC_TYPES:
+        return None
+    res = resources.files("streamer.web").joinpath("static", name)
+    return res.read_bytes() if res.is_file() else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # the access log goes to debug, not stderr
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, obj) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _host_refused(self) -> bool:
+        """Answer 403 unless the request names this server by a local name (no DNS rebinding)."""
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host in {"127.0.0.1", "localhost", "::1", self.server.server_address[0]}:
+            return False
+        self._json(403, {"error": f"requests for host {host!r} are not served here"})
+        return True
+
+    def do_GET(self):
+        if self._host_refused():
+            return
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._send(200, _static("index.html"), STATIC_TYPES[".html"])
+        elif path.startswith("/static/") and (data := _static(path[len("/static/"):])) is not None:
+            self._send(200, data, STATIC_TYPES[Path(path).suffix])
+        elif path == "/api/state":
+            self._send(200, self.server.state.snapshot()[1].encode(), "application/json")
+        elif path in ("/api/slices", "/api/peak_image"):
+            self._per_scan(path[len("/api/"):])
+        elif path == "/api/stream":
+            self._stream()
+        else:
+            self._json(404, {"error": f"no such page: {path}"})
+
+    def _per_scan(self, topic: str) -> None:
+        query = parse_qs(self.path.partition("?")[2])
+        try:
+            scan = int(query["scan"][0])
+        except (KeyError, ValueError):
+            return self._json(400, {"error": f"ask for /api/{topic}?scan=<integer>"})
+        text = self.server.state.kept_of(topic, scan)
+        if text is None:
+            return self._json(404, {"error": f"no {topic} kept for scan {scan}"})
+        self._send(200, text.encode(), "application/json")
+
+    def _stream(self) -> None:
+        state = self.server.state
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            version, text = state.snapshot()
+            self.wfile.write(f"event: snapshot\ndata: {text}\n\n".encode())
+            self.wfile.flush()
+            while not state.closed:
+                updates = state.wait_since(version, KEEPALIVE_S)
+                if updates is None:
+                    version, text = state.snapshot()
+                    chunk = f"event: snapshot\ndata: {text}\n\n"
+                elif updates:
+                    version = updates[-1][0]
+                    chunk = "".join(f"event: update\ndata: {u}\n\n" for _, u in updates)
+                else:
+                    chunk = ": keep-alive\n\n"
+                self.wfile.write(chunk.encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def do_POST(self):
+        if self._host_refused():
+            return
+        if self.path != "/api/decision":
+            return self._json(404, {"error": f"no such endpoint: {self.path}"})
+        # a JSON content type cannot be sent cross-site without a preflight, which this server refuses
+        if self.headers.get_content_type() != "application/json":
+            return self._json(415, {"error": "a decision must be sent as application/json"})
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY_BYTES:
+            return self._json(400, {"error": f"a decision body must be 1..{MAX_BODY_BYTES} bytes, got {length}"})
+        try:
+            body = json.loads(self.rfile.read(length))
+            if not isinstance(body, dict) or not {"run", "scan", "action"} <= set(body):
+                raise ValueError("a decision needs run, scan and action")
+            msg = send_decision(self.server.decision_endpoint, body["run"], body["scan"], body["action"],
+                                source="web", timeout_s=self.server.decision_timeout_s)
+        except (ValueError, TypeError) as exc:
+            return self._json(400, {"error": str(exc)})
+        except TimeoutError as exc:
+            return self._json(HTTPStatus.GATEWAY_TIMEOUT, {"error": str(exc)})
+        self.server.state.add_decision(msg)
+        self._json(200, {"sent": msg})
+
+    def do_OPTIONS(self):
+        self._json(405, {"error": "cross-origin requests are not served"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: LiveState
+    decision_endpoint: str
+    decision_timeout_s: float
+
+
+def _follow(endpoint: str, state: LiveState, stop: threading.Event) -> None:
+    """Subscribe to the pipeline's results and keep ``state`` up to date until ``stop``."""
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    try:
+        while not stop.is_set():
+            if not sub.poll(200):
+                continue
+            parts = sub.recv_multipart()
+            try:
+                topic, body = parts[0].decode(), msgpack.unpackb(parts[1], raw=False)
+                state.add(topic, body)
+            except Exception:  # a side path: a bad result is logged, the page goes on
+                log.exception("live page: could not take a %r result", parts[0][:32])
+    finally:
+        sub.close()
+
+
+class WebServer:
+    """The live page on ``host:port`` (port 0: any free one), fed by ``results_endpoint`` if given."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, results_endpoint: str | None = None,
+                 decision_endpoint: str = DEFAULT_ENDPOINT, events_path: Path | None = None,
+                 decision_timeout_s: float = 2.0, state: LiveState | None = None):
+        self.state = state or LiveState()
+        if events_path is not None:  # a recorded run to review
+            for event in read_events(events_path):
+                self.state.add("event", {"event": event})
+        try:
+            self._http = _Server((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(f"live page: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                          f"choose another web_port") from None
+        self._http.state = self.state
+        self._http.decision_endpoint = decision_endpoint
+        self._http.decision_timeout_s = decision_timeout_s
+        self.results_endpoint = results_endpoint
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self._http.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def start(self) -> Self:
+        self._threads.append(threading.Thread(target=self._http.serve_forever, name="web-http", daemon=True))
+        if self.results_endpoint:
+            self._threads.append(threading.Thread(target=_follow, args=(self.results_endpoint, self.state, self._stop),
+                                                  name="web-feed", daemon=True))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.state.close()
+        if self._threads:  # shutdown() waits for serve_forever, so only once it was started
+            self._http.shutdown()
+        self._http.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,163 @@
+"""The phasing engine: fused kernels, guided generations, averaging with error bars, warm start, quality."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sim.diffraction import DiffractionModel
+from sim.particle import DomainBoundary, Particle, ScrewDislocation, complex_image
+from streamer.alignment import amplitude_correlation, register, shift_array
+from streamer.backend import get_namespace
+from streamer.defects import find_domain_boundaries, find_vortex_lines, particle_mask
+from streamer.geometry import OrthogonalGeometry
+from streamer.phasing import PhasingConfig, reconstruct
+from streamer.phasing.genetic import breed, metric_values
+from streamer.phasing.kernels import Kernels
+
+NP = get_namespace("numpy")
+GEOMETRY = OrthogonalGeometry()
+
+
+def _scan(particle, seed, peak_counts=2e4):
+    truth = complex_image(particle, GEOMETRY)
+    expected = DiffractionModel(truth, GEOMETRY, peak_counts=peak_counts).expected_volume(1.0)
+    return truth, np.random.default_rng(seed).poisson(expected).astype(np.float32)
+
+
+def _pair(y_nm):
+    return Particle().with_defects([ScrewDislocation(6.0, y_nm, 1), ScrewDislocation(6.0, -y_nm, -1)])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_kernels_match_plain_array_code(masked):
+    """The numba kernels (what a CPU runs) and the namespace code (what strict checks) agree."""
+    rng = np.random.default_rng(0)
+    shape = (3, 10, 12, 14)
+    psi = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    psi[0, 0, 0, 0] = 0
+    amp = rng.random(shape[1:]).astype(np.float32)
+    measured = rng.random(shape[1:]) > 0.2 if masked else None
+    fused, plain = Kernels(NP), Kernels(get_namespace("strict"))
+    assert fused.kind == "numba" and plain.kind == "xp"
+    strict = get_namespace("strict")
+    out_p, sums_p = plain.modulus(strict.asarray(psi), strict.asarray(amp),
+                                  None if measured is None else strict.asarray(measured), 0.3)
+    out_f, sums_f = fused.modulus(psi.copy(), amp, measured, 0.3)
+    np.testing.assert_allclose(out_f, np.asarray(out_p), rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(sums_f, np.asarray(sums_p), rtol=1e-4)
+    support = rng.random(shape) > 0.5
+    rho, rho_p = psi.copy(), (psi * 0.5 + 1).astype(np.complex64)
+    for a, b in ((0.0, 0.0), (1.0, -0.9), (0.9, 0.8)):
+        want = np.asarray(plain.update(strict.asarray(rho), strict.asarray(rho_p), strict.asarray(support), a, b))
+        got = fused.update(rho.copy(), rho_p, support, a, b)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_rank_and_breeding_keeps_the_best():
+    rng = np.random.default_rng(1)
+    members = (rng.random((3, 8, 8, 8)) * np.exp(1j * rng.random((3, 8, 8, 8)))).astype(np.complex64)
+    supports = np.abs(members) > 0.3
+    chi = np.array([0.3, 0.1, 0.2])
+    assert list(np.argsort(metric_values("chi", members, supports, chi))) == [1, 2, 0]
+    assert np.argmin(metric_values("area", members, supports, chi)) == np.argmin(supports.sum(axis=(1, 2, 3)))
+    sharp = members.copy()
+    sharp[2] = 0
+    sharp[2, 4, 4, 4] = 1  # one bright voxel: the sharpest image there is
+    assert np.argmin(metric_values("sharpness", sharp, supports, chi)) == 2
+    children, child_supports = breed(members, supports, np.array([1, 2, 0]))
+    np.testing.assert_array_equal(children[1], members[1])
+    assert not np.array_equal(children[0], members[0])
+    # a partner that is the best shifted by whole voxels and phase-offset breeds back into the best
+    twin_members = np.stack([np.roll(members[1], (2, -1, 3), axis=(0, 1, 2)) * np.exp(0.7j), members[1]])
+    kids, _ = breed(twin_members.astype(np.complex64), np.ones((2, 8, 8, 8), bool), np.array([1, 0]))
+    np.testing.assert_allclose(np.abs(kids[0]), np.abs(members[1]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown ranking metric"):
+        metric_values("beauty", members, supports, chi)
+
+
+def test_subvoxel_registration_recovers_a_fractional_shift():
+    truth, _ = _scan(_pair(54.0), 0)
+    moved = shift_array(truth.astype(np.complex64), (0.0, 1.4, -2.3)) * np.exp(1j * 0.5)
+    reg = register(moved, truth, subvoxel=True)
+    assert reg.shift == pytest.approx((0.0, -1.4, 2.3), abs=0.25)
+    assert reg.correlation > 0.99
+
+
+@pytest.fixture(scope="module")
+def drifting_pair():
+    """Two consecutive scans of an operando series: the pair moves 12 nm apart between them."""
+    return _scan(_pair(54.0), 1), _scan(_pair(66.0), 2)
+
+
+@pytest.fixture(scope="module")
+def cold_results(drifting_pair):
+    cfg = PhasingConfig(population=4, average=4)
+    (_, i1), (_, i2) = drifting_pair
+    return reconstruct(i1, xp=NP, config=cfg, rng=1), reconstruct(i2, xp=NP, config=cfg, rng=2)
+
+
+def test_averaged_population_matches_the_truth_with_error_bars(drifting_pair, cold_results):
+    (truth, _), _ = drifting_pair
+    result, _ = cold_results
+    assert result.members.shape == (4,) + truth.shape and result.error_curve.shape == (610,)
+    aligned = register(result.rho, truth).aligned
+    assert amplitude_correlation(aligned, truth) >= 0.95
+    inside = particle_mask(np.abs(result.rho))
+    assert 0 < np.median(result.amplitude_error[inside]) < 0.2 * np.abs(result.rho).max()
+    assert 0 < np.median(result.phase_error[inside]) < 0.5
+    lines = find_vortex_lines(aligned, xp=NP, mask=particle_mask(np.abs(aligned)))
+    assert sorted(line.winding for line in lines) == [-1, 1]
+
+
+def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting_pair, cold_results):
+    (_, _), (truth2, i2) = drifting_pair
+    first, cold = cold_results
+    warm = reconstruct(i2, xp=NP, config=PhasingConfig(population=4, average=4), rng=2, start=first.rho)
+    assert warm.warm_started and warm.recipe == "40HIO, 20ER"
+    reached = np.flatnonzero(warm.error_curve <= cold.error_curve[-1])
+    assert reached.size and reached[0] + 1 <= len(cold.error_curve) / 3, (reached[:1], cold.error_curve[-1])
+    assert amplitude_correlation(register(warm.rho, truth2).aligned, truth2) >= 0.95
+    lines = find_vortex_lines(warm.rho, xp=NP, mask=particle_mask(np.abs(warm.rho)))
+    assert sorted(line.winding for line in lines) == [-1, 1]
+
+
+def test_guided_generations_run_and_report(drifting_pair):
+    (_, intensity), _ = drifting_pair
+    seen = []
+    cfg = PhasingConfig(recipe="60HIO, 20ER", population=4, generations=2, average=2)
+    result = reconstruct(intensity, xp=NP, config=cfg, rng=5, progress=seen.append)
+    assert result.generations == 2 and result.error_curve.shape == (160,)
+    assert [s["generation"] for s in seen if s.get("done")] == [1, 2]
+    assert any(s["iteration"] == 10 for s in seen)
+    assert result.members.shape[0] == 2
+
+
+def test_guided_run_is_the_same_on_the_strict_namespace(drifting_pair):
+    (_, intensity), _ = drifting_pair
+    cfg = PhasingConfig(recipe="20ER", population=3, generations=2, average=2)  # ER: no chaos to amplify
+    strict = reconstruct(intensity, xp=get_namespace("strict"), config=cfg, rng=4)
+    plain = reconstruct(intensity, xp=NP, config=cfg, rng=4)
+    np.testing.assert_allclose(strict.chi_square, plain.chi_square, rtol=2e-3)
+    assert np.abs(strict.rho - plain.rho).max() <= 2e-3 * np.abs(plain.rho).max()
+
+
+def test_boundary_and_low_dose_pristine():
+    boundary = Particle().with_defects(boundaries=[DomainBoundary(step_rad=2 * np.pi / 3)])
+    truth, intensity = _scan(boundary, 3)
+    result = reconstruct(intensity, xp=NP, config=PhasingConfig(population=4, average=4), rng=3)
+    aligned = register(result.rho, truth).aligned
+    assert amplitude_correlation(aligned, truth) >= 0.95
+    found = find_domain_boundaries(aligned, mask=particle_mask(np.abs(aligned)), jump_rad=1.2)
+    assert len(found) == 1 and abs(abs(found[0].phase_step_rad) - 2 * np.pi / 3) < 0.4
+
+    truth, intensity = _scan(Particle(), 4, peak_counts=2e3)  # a tenth of the dose
+    result = reconstruct(intensity, xp=NP, config=PhasingConfig(population=4, average=4), rng=4)
+    assert amplitude_correlation(register(result.rho, truth).aligned, truth) >= 0.95
+    assert find_vortex_lines(result.rho, xp=NP, mask=particle_mask(np.abs(result.rho))) == []
+
+
+def test_warm_start_of_another_shape_is_refused(drifting_pair):
+    (_, intensity), _ = drifting_pair
+    with pytest.raises(ValueError, match="warm start has shape"):
+        reconstruct(intensity, xp=NP, config=replace(PhasingConfig(), population=1), start=np.ones((8, 8, 8)))
