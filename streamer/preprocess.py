@@ -85,9 +85,12 @@ def hot_pixels(stack: np.ndarray, factor: float) -> np.ndarray:
 
 def _centre_and_size(volume: np.ndarray, mask: np.ndarray, config: PreprocessConfig):
     shape = volume.shape
-    if config.centre:
-        peak = np.unravel_index(int(np.argmax(np.where(mask, 0, volume))), shape)
-        shift = tuple(n // 2 - int(p) for p, n in zip(peak, shape))
+    if config.centre:  # the centre of mass of the bright core: steadier than the single brightest pixel
+        v = np.where(mask, 0, volume)
+        core = np.where(v >= 0.1 * v.max(), v, 0)
+        grids = np.indices(shape, sparse=True)
+        peak = [int(round(float((core * g).sum() / core.sum()))) for g in grids]
+        shift = tuple(n // 2 - p for p, n in zip(peak, shape))
     else:
         shift = (0, 0, 0)
     # crop symmetrically around the (shifted) peak, never wrap data around

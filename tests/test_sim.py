@@ -5,7 +5,14 @@ import pytest
 
 from sim.devices import make_beamline
 from sim.diffraction import DiffractionModel
-from sim.particle import DomainBoundary, Particle, ScrewDislocation, complex_image, phase_field, shape_mask
+from sim.particle import (
+    DomainBoundary,
+    Particle,
+    ScrewDislocation,
+    complex_image,
+    phase_field,
+    shape_mask,
+)
 from sim.scenario import ScenarioError, available_scenarios, load_scenario
 from streamer.geometry import OrthogonalGeometry
 

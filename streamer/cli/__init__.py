@@ -9,13 +9,13 @@ import argparse
 import logging
 import sys
 
-from streamer.cli import demo, reconstruct, replay, serve, watch
+from streamer.cli import demo, reconstruct, replay, serve, simulate, watch
 from streamer.cli.demo import run_demo
 from streamer.cli.pipeline import format_event_line
 from streamer.cli.replay import parse_scan_range, run_replay
 from streamer.config import ConfigError
 
-SUBCOMMANDS = [demo, replay, serve, reconstruct, watch]
+SUBCOMMANDS = [demo, replay, serve, simulate, reconstruct, watch]
 
 __all__ = ["build_parser", "format_event_line", "main", "parse_scan_range", "run_demo", "run_replay"]
 

@@ -74,17 +74,38 @@ class PhasingResult:
     metric: dict = field(default_factory=dict)
 
 
-def _ifftshift(xp, x, axes):
-    for ax in axes:
-        x = xp.roll(x, -(x.shape[ax] // 2), axis=ax)
-    return x
+@dataclass
+class Problem:
+    """What every member of one reconstruction shares: the data in FFT order, the seed and the plan of work.
 
+    Small enough to send once to each worker of a cluster; members are then made and iterated
+    anywhere, in shards of any size, with the same result: member k's random start depends only on
+    (seed, k).
+    """
 
-def initial_support(state: PhasingState, intensity_fft_order, threshold: float):
-    """Support from the autocorrelation |F^-1(I)| thresholded at ``threshold`` of its maximum."""
-    xp = state.xp
-    ac = xp.abs(state.plan.inverse(xp.astype(intensity_fft_order, xp.complex64)))
-    return ac > threshold * xp.max(ac)
+    amplitude: np.ndarray  # (z, y, x) float32 sqrt(I), FFT order (origin at index 0)
+    measured: np.ndarray | None  # (z, y, x) bool, FFT order; None: every pixel measured
+    config: PhasingConfig
+    seed: int
+    start: np.ndarray | None = None  # warm start, complex64, FFT order
+
+    @property
+    def warm(self) -> bool:
+        return self.start is not None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.amplitude.shape)
+
+    @property
+    def recipe(self) -> str:
+        return self.config.warm_recipe if self.warm else self.config.recipe
+
+    @property
+    def shrinkwrap(self) -> ShrinkWrap:
+        # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends
+        sw = self.config.shrinkwrap
+        return replace(sw, sigma_start=sw.sigma_end) if self.warm else sw
 
 
 def _validate(intensity, mask):
@@ -98,6 +119,131 @@ def _validate(intensity, mask):
     return intensity
 
 
+def make_problem(intensity, *, config: PhasingConfig = PhasingConfig(), rng=None, mask=None, start=None) -> Problem:
+    """Check the data and put it in FFT order; ``start`` is used only when ``config.warm_start``."""
+    intensity = _validate(intensity, mask)
+    if isinstance(rng, np.random.Generator):
+        seed = int(rng.integers(2**62))
+    else:
+        seed = int(np.random.SeedSequence(rng).generate_state(1, np.uint64)[0] >> 2) if rng is None else int(rng)
+    warm = start is not None and config.warm_start
+    if warm and np.shape(start) != intensity.shape:
+        raise ValueError(f"warm start has shape {np.shape(start)}, the intensity {intensity.shape}")
+    return Problem(
+        amplitude=np.fft.ifftshift(np.sqrt(np.clip(intensity, 0, None))).astype(np.float32),
+        measured=None if mask is None else np.fft.ifftshift(~np.asarray(mask, bool)),
+        config=config, seed=seed,
+        start=np.fft.ifftshift(np.asarray(start, np.complex64)) if warm else None,
+    )
+
+
+def _fft(x, inverse=False):
+    import scipy.fft
+
+    return (scipy.fft.ifftn if inverse else scipy.fft.fftn)(x, axes=(-3, -2, -1), norm="ortho", workers=-1)
+
+
+def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
+    """Starting objects and supports (host, FFT order) of members ``indices``.
+
+    Cold: random phases on the measured amplitude, inside the autocorrelation support. Warm: the
+    previous result (member 0 as it is, the others with phase noise), inside its own support.
+    """
+    from scipy import ndimage
+
+    indices = list(indices)
+    shape, cfg, sw = problem.shape, problem.config, problem.shrinkwrap
+    rngs = [np.random.default_rng([problem.seed, k]) for k in indices]
+    if problem.warm:
+        rho = np.stack([problem.start if k == 0 else
+                        problem.start * np.exp(1j * r.normal(0.0, cfg.warm_perturbation_rad, shape))
+                        for k, r in zip(indices, rngs)]).astype(np.complex64)
+        blurred = ndimage.gaussian_filter(np.abs(problem.start), sw.sigma_end, mode="wrap")
+        support = np.broadcast_to(blurred > sw.threshold * blurred.max(), rho.shape)
+        return rho, np.ascontiguousarray(support)
+    measured = 1.0 if problem.measured is None else problem.measured
+    ac = np.abs(_fft((problem.amplitude**2 * measured).astype(np.complex64), inverse=True))
+    support = np.broadcast_to(ac > cfg.autocorrelation_threshold * ac.max(), (len(indices),) + shape)
+    spectra = np.stack([problem.amplitude * np.exp(1j * r.uniform(0, 2 * np.pi, shape).astype(np.float32))
+                        for r in rngs]).astype(np.complex64)
+    rho = np.where(support, _fft(spectra, inverse=True), 0).astype(np.complex64)
+    return rho, np.ascontiguousarray(support)
+
+
+@dataclass
+class Generation:
+    """The members after one run of the recipe: host arrays, FFT order."""
+
+    rho: np.ndarray  # (k, z, y, x) complex64
+    support: np.ndarray  # (k, z, y, x) bool
+    chi_square: np.ndarray  # (k,)
+    errors: np.ndarray  # (iterations, k) chi-square of every member at every iteration
+
+
+def run_members(problem: Problem, rho: np.ndarray, support: np.ndarray, *, xp, progress=None,
+                generation: int = 0) -> Generation:
+    """Run the recipe once on a batch of members in namespace ``xp`` (one plan, one batch)."""
+    cfg = problem.config
+    op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
+    plan = get_plan(xp, tuple(rho.shape))
+    measured = None if problem.measured is None else xp.asarray(problem.measured)
+    state = PhasingState(xp, plan.input, None, xp.asarray(problem.amplitude), measured, problem.shrinkwrap,
+                         cfg.phase_constraint, plan)
+    state.rho = _load(state, rho)
+    state.support = xp.asarray(np.ascontiguousarray(support))
+    if progress:
+        state.on_iteration = lambda st: progress({
+            "generation": generation + 1, "generations": cfg.generations, "iteration": len(st.errors),
+            "iterations": op.iterations, "best_chi_square": float(np.min(to_numpy(st.errors[-1]))) / st.norm})
+    op.apply(state)
+    chi = to_numpy(state.chi_square()).astype(np.float64)
+    errors = np.stack([to_numpy(e) for e in state.errors]) / state.norm
+    return Generation(to_numpy(state.rho).copy(), to_numpy(state.support).copy(), chi, errors)
+
+
+def rank(problem: Problem, gen: Generation) -> tuple[np.ndarray, np.ndarray]:
+    """(ranking, scores): members ordered best first by the configured metric."""
+    scores = metric_values(problem.config.metric, gen.rho, gen.support, gen.chi_square)
+    return np.argsort(scores, kind="stable"), scores
+
+
+def next_generation(problem: Problem, gen: Generation) -> tuple[np.ndarray, np.ndarray]:
+    """Starting objects and supports of the next generation: the best bred into every other member."""
+    ranking, _ = rank(problem, gen)
+    return breed(gen.rho, gen.support, ranking, problem.config.breeding)
+
+
+def join(generations: list[Generation]) -> Generation:
+    """Shards of one generation, in member order, as one."""
+    return Generation(np.concatenate([g.rho for g in generations]), np.concatenate([g.support for g in generations]),
+                      np.concatenate([g.chi_square for g in generations]),
+                      np.concatenate([g.errors for g in generations], axis=1))
+
+
+def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
+    """Align and average the best members of the last generation; centre the result."""
+    cfg, last = problem.config, gens[-1]
+    ranking, scores = rank(problem, last)
+    best = int(ranking[0])
+    keep = ranking[: min(cfg.average, len(ranking))]
+    centred = np.fft.fftshift(last.rho[keep], axes=(1, 2, 3))
+    mean, amp_err, phase_err, aligned = average_aligned(centred, 0)
+    support = np.fft.fftshift(last.support[best])
+    shift = _com_shift(np.abs(mean))
+
+    def roll(a):
+        return np.roll(a, shift, axis=(-3, -2, -1))
+
+    curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
+    op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
+    return PhasingResult(
+        rho=roll(mean), support=roll(support), chi_square=last.chi_square, best=best, recipe=str(op),
+        iterations=op.iterations, amplitude_error=roll(amp_err), phase_error=roll(phase_err), error_curve=curve,
+        members=roll(aligned), generations=len(gens), warm_started=problem.warm,
+        metric={"name": cfg.metric, "best": float(scores[best]), "averaged": len(keep)},
+    )
+
+
 def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=None, mask=None, start=None,
                 progress: Callable[[dict], None] | None = None) -> PhasingResult:
     """Phase a centred 3D intensity (lab order z, y, x) with a population of ``config.population``.
@@ -105,81 +251,22 @@ def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=N
     ``mask`` is True where a pixel is unmeasured (left unconstrained). ``start`` is a previous
     result (complex, same shape, centred) to warm-start from when ``config.warm_start``: member 0
     starts from it as it is, the others with phase noise. ``progress`` gets a dict every ten
-    iterations and at the end of every generation. Returns the mean of the ``config.average`` best members of the
-    last generation after alignment, centred on its amplitude's centre of mass.
+    iterations and at the end of every generation. Returns the mean of the ``config.average`` best
+    members of the last generation after alignment, centred on its amplitude's centre of mass.
     """
-    intensity = _validate(intensity, mask)
-    rng = np.random.default_rng(rng)
-    shape = intensity.shape
-    p = config.population
-    warm = start is not None and config.warm_start
-    if warm and np.shape(start) != shape:
-        raise ValueError(f"warm start has shape {np.shape(start)}, the intensity {shape}")
-    measured = None if mask is None else xp.asarray(np.fft.ifftshift(~np.asarray(mask, bool)))
-    amp_h = np.fft.ifftshift(np.sqrt(np.clip(intensity, 0, None)))
-    amp = xp.asarray(amp_h)
-
-    plan = get_plan(xp, (p,) + shape)
-    # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends
-    sw = replace(config.shrinkwrap, sigma_start=config.shrinkwrap.sigma_end) if warm else config.shrinkwrap
-    state = PhasingState(xp, plan.input, None, amp, measured, sw, config.phase_constraint, plan)
-    if warm:
-        first = np.fft.ifftshift(np.asarray(start, np.complex64))
-        noise = rng.normal(0.0, config.warm_perturbation_rad, size=(p - 1,) + shape).astype(np.float32)
-        starts = np.concatenate([first[None], first[None] * np.exp(1j * noise)]).astype(np.complex64)
-        state.rho = _load(state, starts)
-        blurred = state.blurred_amplitude(sw.sigma_end)
-        state.support = blurred > sw.threshold * xp.max(blurred, axis=(1, 2, 3), keepdims=True)
-        recipe = config.warm_recipe
-    else:
-        meas_np = np.ones(shape, bool) if mask is None else ~np.asarray(mask, bool)
-        support0 = initial_support(state, xp.asarray(amp_h**2 * np.fft.ifftshift(meas_np)),
-                                   config.autocorrelation_threshold)
-        phases = rng.uniform(0, 2 * np.pi, size=(p,) + shape).astype(np.float32)
-        spectra = (amp_h * np.exp(1j * phases)).astype(np.complex64)
-        rho0 = state.plan.inverse(xp.asarray(spectra))
-        rho0 = rho0 * (1.0 / float(np.prod(shape)) ** 0.5)
-        state.support = xp.asarray(np.ascontiguousarray(np.broadcast_to(to_numpy(support0), (p,) + shape)))
-        state.rho = _load(state, to_numpy(xp.where(state.support, rho0, xp.zeros_like(rho0))))
-        recipe = config.recipe
-    op = parse_recipe(recipe, beta=config.hio_beta)
-
-    errors = []
-    for generation in range(config.generations):
-        state.errors = []
+    problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
+    rho, support = start_members(problem, range(config.population))
+    gens: list[Generation] = []
+    for g in range(config.generations):
+        gen = run_members(problem, rho, support, xp=xp, progress=progress, generation=g)
+        gens.append(gen)
         if progress:
-            state.on_iteration = lambda st, g=generation: progress({
-                "generation": g + 1, "generations": config.generations, "iteration": len(st.errors),
-                "iterations": op.iterations, "best_chi_square": float(np.min(to_numpy(st.errors[-1]))) / st.norm})
-        op.apply(state)
-        chi = to_numpy(state.chi_square())
-        errors.append(np.stack([to_numpy(e) for e in state.errors]) / state.norm)
-        members = to_numpy(state.rho)
-        supports = to_numpy(state.support)
-        scores = metric_values(config.metric, members, supports, chi)
-        ranking = np.argsort(scores, kind="stable")
-        if progress:
-            progress({"generation": generation + 1, "generations": config.generations, "iteration": op.iterations,
-                      "iterations": op.iterations, "best_chi_square": float(chi[ranking[0]]), "done": True})
-        if generation < config.generations - 1:
-            children, child_supports = breed(members, supports, ranking, config.breeding)
-            state.rho = _load(state, children)
-            state.support = xp.asarray(child_supports)
-
-    best = int(ranking[0])
-    keep = ranking[: min(config.average, p)]
-    centred = np.fft.fftshift(members[keep], axes=(1, 2, 3))
-    mean, amp_err, phase_err, aligned = average_aligned(centred, 0)
-    support = np.fft.fftshift(supports[best])
-    shift = _com_shift(np.abs(mean))
-    roll = lambda a: np.roll(a, shift, axis=(-3, -2, -1))
-    curve = np.concatenate([e[:, best] for e in errors]).astype(np.float32)
-    return PhasingResult(
-        rho=roll(mean), support=roll(support), chi_square=chi, best=best, recipe=str(op), iterations=op.iterations,
-        amplitude_error=roll(amp_err), phase_error=roll(phase_err), error_curve=curve, members=roll(aligned),
-        generations=config.generations, warm_started=warm,
-        metric={"name": config.metric, "best": float(scores[best]), "averaged": len(keep)},
-    )
+            progress({"generation": g + 1, "generations": config.generations, "iteration": gen.errors.shape[0],
+                      "iterations": gen.errors.shape[0], "best_chi_square": float(gen.chi_square.min()),
+                      "done": True})
+        if g < config.generations - 1:
+            rho, support = next_generation(problem, gen)
+    return finish(problem, gens)
 
 
 def _load(state: PhasingState, host: np.ndarray):
