@@ -1,5 +1,8 @@
-"""Bluesky plans of bcdi-stream."""
+"""Bluesky plans for operando BCDI: rocking scans, peak alignment and operando series."""
 
-from plans.rocking import operando_series, rocking_scan
+from plans.align import align_peak
+from plans.metadata import experiment_md
+from plans.operando import ParticleTarget, Remeasure, operando_series
+from plans.rocking import rocking_scan
 
-__all__ = ["operando_series", "rocking_scan"]
+__all__ = ["ParticleTarget", "Remeasure", "align_peak", "experiment_md", "operando_series", "rocking_scan"]

@@ -1,14 +1,14 @@
-"""Rocking scans and operando series, composed from bluesky plan stubs.
+"""The rocking scan, composed from bluesky plan stubs.
 
 Plans only yield messages: no sleeping, sockets or arrays beyond the angle list.
 """
 
 from __future__ import annotations
 
-import uuid
-
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+
+from plans.metadata import check_experiment_md
 
 
 def rocking_angles(center_deg: float, width_deg: float, num: int) -> list[float]:
@@ -38,7 +38,7 @@ def rocking_scan(detector, stage, center_deg: float, width_deg: float = 1.0, num
         "exposure_s": exposure_s,
         "plan_args": {"center_deg": center_deg, "width_deg": width_deg, "num": num, "exposure_s": exposure_s},
         "hints": {"dimensions": [([stage.name], "primary")]},
-        **(md or {}),
+        **check_experiment_md(md),
     }
 
     @bpp.stage_decorator([detector, stage])
@@ -50,26 +50,3 @@ def rocking_scan(detector, stage, center_deg: float, width_deg: float = 1.0, num
 
     yield from bps.mv(detector.acquire_time, exposure_s)
     return (yield from inner())
-
-
-def operando_series(detector, stage, potentiostat, center_deg: float, width_deg: float = 1.0, num: int = 60,
-                    exposure_s: float = 1.0, *, num_scans: int, stop_voltage_v: float | None = None,
-                    series: str | None = None, md: dict | None = None):
-    """Rocking scans repeated through a charge, reading the potentiostat before each scan.
-
-    Stops after ``num_scans`` scans or once the cell reaches ``stop_voltage_v``. Every scan is its
-    own run whose start document carries the series id, scan index, voltage and capacity.
-    """
-    if num_scans < 1:
-        raise ValueError(f"num_scans must be >= 1, got {num_scans}")
-    series = series or f"series-{uuid.uuid4().hex[:8]}"
-    for k in range(num_scans):
-        yield from bps.trigger(potentiostat, wait=True)
-        voltage = yield from bps.rd(potentiostat.voltage)
-        capacity = yield from bps.rd(potentiostat.capacity)
-        scan_md = {"series": series, "scan_index": k, "voltage_v": voltage, "capacity_mah_g": capacity,
-                   **(md or {})}
-        yield from rocking_scan(detector, stage, center_deg, width_deg, num, exposure_s, md=scan_md)
-        if stop_voltage_v is not None and voltage >= stop_voltage_v:
-            break
-    return series

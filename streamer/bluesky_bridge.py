@@ -3,6 +3,7 @@
 Each bluesky run is one rocking scan. Its start document names the series (the operando run)
 and the scan index; each primary event carries a detector frame and the rocking angle. The
 start, descriptor and stop documents travel too (as ``document`` messages), images excepted.
+A run whose start document says ``pipeline: False`` (e.g. a peak alignment) is not forwarded.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ class FrameStreamer(CallbackBase):
         self._sent = 0
         self._num = 0
         self._runs_started: set[str] = set()
+        self._skip = False
 
     def start(self, doc):
+        self._skip = doc.get("pipeline") is False
+        if self._skip:
+            return
         self._run = str(doc.get("series", doc["uid"]))
         self._scan = int(doc.get("scan_index", doc.get("scan_id", 0)))
         motors = doc.get("motors") or []
@@ -60,12 +65,14 @@ class FrameStreamer(CallbackBase):
         self.sender.document(self._run, "start", _plain(doc))
 
     def descriptor(self, doc):
+        if self._skip:
+            return
         if doc.get("name") == "primary":
             self._primary.add(doc["uid"])
         self.sender.document(self._run, "descriptor", _plain(doc))
 
     def event(self, doc):
-        if doc["descriptor"] not in self._primary or self.image_field not in doc["data"]:
+        if self._skip or doc["descriptor"] not in self._primary or self.image_field not in doc["data"]:
             return
         self.sender.frame(
             self._run, self._scan, int(doc["seq_num"]) - 1, float(doc["data"][self._theta_key]),
@@ -75,6 +82,8 @@ class FrameStreamer(CallbackBase):
         self._sent += 1
 
     def stop(self, doc):
+        if self._skip:
+            return
         self.sender.document(self._run, "stop", _plain(doc))
         self.sender.scan_end(self._run, self._scan, self._sent, exit_status=doc.get("exit_status", "unknown"))
 

@@ -40,7 +40,7 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
     print(f"pipeline: frames {endpoints['frames']}, results {endpoints['results']}; widths in nm^-1", file=out)
     print(LINE_HEADER, file=out, flush=True)
 
-    _, stage, detector, potentiostat = make_beamline(scen, geometry, seed=seed, realtime=realtime)
+    _, stage, detector, potentiostat = make_beamline(scen, geometry, seed=seed, fast=not realtime)
     sender = FrameSender(endpoints["frames"])
     RE = RunEngine({})
     RE.subscribe(FrameStreamer(sender, image_field=detector.image.name))
