@@ -120,9 +120,25 @@ class NamespacePlan:
         return self._xp.fft.ifftn(y, axes=AXES, norm="forward")
 
 
-def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: str = "FFTW_MEASURE"):
+PLANNER_EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT"}
+
+
+def planner_effort() -> str:
+    """FFTW planner flag from ``$BCDI_STREAM_FFTW_PLANNER`` (estimate | measure | patient; default measure).
+
+    MEASURE picks the fastest algorithm by timing, so two runs may round differently; the tests
+    ask for ESTIMATE, whose choice is deterministic.
+    """
+    name = os.environ.get("BCDI_STREAM_FFTW_PLANNER", "measure").lower()
+    if name not in PLANNER_EFFORTS:
+        raise ValueError(f"BCDI_STREAM_FFTW_PLANNER must be one of {', '.join(PLANNER_EFFORTS)}, got {name!r}")
+    return PLANNER_EFFORTS[name]
+
+
+def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: str | None = None):
     """The plan for ``shape`` (batch, z, y, x) on ``xp``, made once and reused by later calls."""
     threads = threads or cpu_count()
+    effort = effort or planner_effort()
     numpy_like = is_numpy(xp)
     kind = ("fftw" if have_pyfftw() else "scipy") if numpy_like else "xp"
     key = (kind, id(xp) if kind == "xp" else None, tuple(shape), threads, effort)
