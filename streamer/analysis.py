@@ -64,16 +64,18 @@ def analyze_scan(
     mask: np.ndarray | None = None,
     rng=None,
     peak: dict | None = None,
+    reconstructor=reconstruct,
 ) -> ScanAnalysis:
     """Analyse a scan's intensity in lab order (q_z, q_y, q_x); ``mask`` True = unmeasured.
 
     ``peak`` passes metrics already measured on this intensity, so they are not computed twice.
+    ``reconstructor`` has the signature of ``streamer.phasing.reconstruct`` (e.g. a cluster's).
     """
     if tuple(intensity.shape) != geometry.shape_zyx:
         raise ValueError(f"intensity shape {intensity.shape} does not match geometry {geometry.shape_zyx}")
     if peak is None:
         peak = peak_metrics(intensity, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
-    result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
+    result = reconstructor(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
     rho = result.rho
     info = {"recipe": result.recipe, "iterations": result.iterations, "population": len(result.chi_square),
             "chi_square": float(result.chi_square[result.best])}

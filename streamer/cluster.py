@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 from dask.sizeof import sizeof
-from distributed import Client, KilledWorker, wait
+from distributed import Client, KilledWorker
 
 from streamer.backend import get_namespace
 from streamer.phasing import PhasingConfig, PhasingResult, reconstruct
@@ -39,6 +39,7 @@ from streamer.phasing.genetic import breed, metric_values
 log = logging.getLogger(__name__)
 CLUSTER_ERRORS = (OSError, TimeoutError, KilledWorker, CancelledError)  # the cluster failed, not the data
 RECONNECT_PERIOD_S = 60.0  # after a failure, the next scans run in-process until this has passed
+DEFAULT_CONFIG = PhasingConfig()
 
 
 @sizeof.register(Problem)
@@ -103,11 +104,17 @@ def _outgoing_bytes(dask_worker) -> int:
 
 
 # -- client side --------------------------------------------------------------------------------
+def _results(futures, deadline: float | None) -> list:
+    """The futures' results, raising TimeoutError once ``deadline`` (monotonic) has passed."""
+    return [f.result(timeout=None if deadline is None else max(deadline - time.monotonic(), 0.001))
+            for f in futures]
+
+
 def _workers(client: Client) -> list[str]:
     return sorted(client.scheduler_info(n_workers=-1)["workers"])
 
 
-def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig = PhasingConfig(), rng=None,
+def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig = DEFAULT_CONFIG, rng=None,
                            mask=None, start=None, backend: str = "auto", shards: int | None = None,
                            timeout_s: float | None = None, members: bool = False,
                            progress: Callable[[dict], None] | None = None,
@@ -128,6 +135,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
     parts = [[int(k) for k in part] for part in np.array_split(np.arange(config.population), n)]
     moved_before = sum(client.run(_outgoing_bytes).values())
     t0 = time.perf_counter()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     [pf] = client.scatter([problem], broadcast=True, hash=False)
     futures = [client.submit(_run_shard, pf, part, backend, workers=[before[i % len(before)]],
                              allow_other_workers=True, pure=False) for i, part in enumerate(parts)]
@@ -135,9 +143,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
     for g in range(config.generations):
         if on_submitted is not None:
             on_submitted(g)
-        summaries = [client.submit(_summary, pf, f, pure=False) for f in futures]
-        wait(summaries, timeout=timeout_s)
-        done = client.gather(summaries)
+        done = _results([client.submit(_summary, pf, f, pure=False) for f in futures], deadline)
         chi = np.concatenate([s["chi_square"] for s in done])
         errors.append(np.concatenate([s["errors"] for s in done], axis=1))
         if progress:
@@ -150,9 +156,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
         best_f = client.submit(_member, futures[owner], parts[owner].index(best), pure=False)
         futures = [client.submit(_run_shard, pf, part, backend, parent=f, best=best_f, best_index=best, pure=False)
                    for part, f in zip(parts, futures)]
-    result_f = client.submit(_finish, pf, futures, errors[:-1], members, pure=False)
-    wait(result_f, timeout=timeout_s)
-    result = result_f.result()
+    [result] = _results([client.submit(_finish, pf, futures, errors[:-1], members, pure=False)], deadline)
     seconds = time.perf_counter() - t0
     after = _workers(client)
     lost = sorted(set(before) - set(after))
@@ -167,7 +171,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
     return result, report
 
 
-def submit_scan(client: Client, intensity, *, config: PhasingConfig = PhasingConfig(), rng=None, mask=None,
+def submit_scan(client: Client, intensity, *, config: PhasingConfig = DEFAULT_CONFIG, rng=None, mask=None,
                 start=None, backend: str = "auto"):
     """One scan's whole reconstruction as one task (several particles, a backlog): a Future of the result."""
     problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
@@ -205,7 +209,7 @@ class ClusterReconstructor:
         log.info("reconstructing on the Dask cluster at %s", self.address)
         return self.client
 
-    def __call__(self, intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=None, mask=None,
+    def __call__(self, intensity, *, xp, config: PhasingConfig = DEFAULT_CONFIG, rng=None, mask=None,
                  start=None) -> PhasingResult:
         if isinstance(rng, np.random.Generator):  # draw the seed here: a fallback must use the same one
             rng = int(rng.integers(2**62))
