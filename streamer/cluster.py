@@ -110,6 +110,11 @@ def _results(futures, deadline: float | None) -> list:
             for f in futures]
 
 
+def _moved_bytes(client: Client) -> int:
+    """Bytes the workers have sent so far (to each other and to the client); a worker that died took its count."""
+    return sum(client.run(_outgoing_bytes, on_error="ignore").values())
+
+
 def _workers(client: Client) -> list[str]:
     return sorted(client.scheduler_info(n_workers=-1)["workers"])
 
@@ -133,7 +138,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
         raise TimeoutError(f"the cluster at {client.scheduler.address} has no workers")
     n = max(1, min(shards or len(before), config.population))
     parts = [[int(k) for k in part] for part in np.array_split(np.arange(config.population), n)]
-    moved_before = sum(client.run(_outgoing_bytes).values())
+    moved_before = _moved_bytes(client)
     t0 = time.perf_counter()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     [pf] = client.scatter([problem], broadcast=True, hash=False)
@@ -165,7 +170,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
     report = {
         "address": client.scheduler.address, "workers": len(before), "shards": [len(p) for p in parts],
         "scatter_bytes": int(sizeof(problem)) * len(before),
-        "moved_bytes": sum(client.run(_outgoing_bytes).values()) - moved_before,
+        "moved_bytes": _moved_bytes(client) - moved_before,
         "workers_lost": lost, "recomputed": bool(lost), "seconds": round(seconds, 3),
     }
     return result, report
