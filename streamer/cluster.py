@@ -198,6 +198,7 @@ class ClusterReconstructor:
         self.client: Client | None = None
         self.last_report: dict = {}
         self._failed_at: float | None = None
+        self._error = ""
 
     def _connect(self) -> Client | None:
         if self.client is not None:
