@@ -52,6 +52,12 @@ def _sizeof_generation(g: Generation) -> int:
     return g.rho.nbytes + g.support.nbytes + g.chi_square.nbytes + g.errors.nbytes
 
 
+@sizeof.register(PhasingResult)
+def _sizeof_result(r: PhasingResult) -> int:
+    arrays = (r.rho, r.support, r.chi_square, r.amplitude_error, r.phase_error, r.error_curve, r.members)
+    return sum(a.nbytes for a in arrays if a is not None)
+
+
 # -- tasks: run on the workers ------------------------------------------------------------------
 def _run_shard(problem: Problem, indices: list[int], backend: str, parent: Generation | None = None,
                best: tuple[np.ndarray, np.ndarray] | None = None, best_index: int = -1) -> Generation:
