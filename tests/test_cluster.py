@@ -177,3 +177,12 @@ def test_service_event_says_where_the_scan_was_reconstructed(client, where):
         assert report["shards"] == [1, 1] and report["workers_lost"] == []
     else:
         assert report["status"] == "unreachable" and report["ran"] == "in-process"
+
+
+def test_shipped_cluster_service_config_is_valid():
+    from pathlib import Path
+
+    from streamer.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "ops/cluster/service-cluster.toml")
+    assert cfg.cluster.startswith("tcp://") and cfg.phasing.population == 40 and cfg.phasing.generations == 8
