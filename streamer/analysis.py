@@ -79,10 +79,12 @@ def analyze_scan(
     mask: np.ndarray | None = None,
     rng=None,
     peak: dict | None = None,
+    reconstructor=reconstruct,
 ) -> ScanAnalysis:
     """Analyse a scan's intensity in lab order (q_z, q_y, q_x); ``mask`` True = unmeasured.
 
     ``peak`` passes metrics already measured on this intensity, so they are not computed twice.
+    ``reconstructor`` has the signature of ``streamer.phasing.reconstruct`` (e.g. a cluster's).
     """
     phasing = phasing or PhasingConfig()
     config = config or AnalysisConfig()
@@ -90,7 +92,7 @@ def analyze_scan(
         raise ValueError(f"intensity shape {intensity.shape} does not match geometry {geometry.shape_zyx}")
     if peak is None:
         peak = peak_metrics(intensity, pixel_inv_nm=tuple(geometry.dq_inv_nm(a) for a in range(3)))
-    result = reconstruct(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
+    result = reconstructor(intensity, xp=xp, config=phasing, rng=rng, mask=mask, start=previous_rho)
     rho = result.rho
     members = result.members
     errors = {k: v for k, v in (("amplitude_error", result.amplitude_error), ("phase_error", result.phase_error))

@@ -42,6 +42,10 @@ class ServiceConfig:
     web_host: str = "127.0.0.1"  # localhost only unless asked otherwise
     web_port: int = 8765  # 0: any free port (reported at start-up)
     decision_endpoint: str = DEFAULT_DECISION_ENDPOINT  # the plan's decision listener, for the page's buttons
+    cluster: str = ""  # "": reconstruct in-process; "tcp://host:8786": on that Dask scheduler (docs/cluster.md)
+    cluster_backend: str = "auto"  # the array backend of the cluster's workers ("auto": their GPU if any)
+    cluster_connect_timeout_s: float = 10.0
+    cluster_scan_timeout_s: float = 600.0  # a scan not back by then is reconstructed in-process
     phasing: PhasingConfig = field(default_factory=PhasingConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     flags: FlagConfig = field(default_factory=FlagConfig)
@@ -55,6 +59,12 @@ class ServiceConfig:
             raise ConfigError("scan_timeout_s must be > 0 and max_frames_per_scan >= 1")
         if not self.decision_endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise ConfigError(f"decision_endpoint must be a ZeroMQ endpoint (tcp://host:port), got {self.decision_endpoint!r}")
+        if self.cluster and not self.cluster.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+            raise ConfigError(f"cluster must be empty or a Dask scheduler address (tcp://host:8786), got {self.cluster!r}")
+        if self.cluster_backend not in BACKENDS:
+            raise ConfigError(f"cluster_backend must be one of {BACKENDS}, got {self.cluster_backend!r}")
+        if self.cluster_connect_timeout_s <= 0 or self.cluster_scan_timeout_s <= 0:
+            raise ConfigError("cluster_connect_timeout_s and cluster_scan_timeout_s must be > 0")
         for name in ("frames_port", "results_port", "web_port"):
             port = getattr(self, name)
             if not 0 <= port < 65536:

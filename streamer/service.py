@@ -34,6 +34,7 @@ from streamer.events import EventLog, build_event
 from streamer.fftw_wisdom import load_wisdom, save_wisdom
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
 from streamer.peak import peak_metrics
+from streamer.phasing import reconstruct
 from streamer.progress import ScanProgress
 from streamer.transport import bind
 from streamer.writer import RecordingWriter
@@ -72,6 +73,7 @@ class ScanProcessor:
     def __init__(self, config: ServiceConfig):
         self.config = config
         self.xp = get_namespace(config.backend)
+        self.reconstructor = reconstructor_for(config)
         load_wisdom()
         self._wisdom_saved = False  # saved once, after the first scan has made its plans
         self._previous: dict[str, tuple[int, object]] = {}  # run -> (scan, ScanAnalysis) last reconstructed
@@ -153,6 +155,7 @@ class ScanProcessor:
                 job.volume, geometry=job.geometry, xp=self.xp, phasing=self.config.phasing,
                 config=self.config.analysis, previous_rho=None if prev is None else prev.rho, mask=job.mask,
                 rng=np.random.default_rng([self.config.seed, scan.scan]), peak=job.peak,
+                reconstructor=self.reconstructor,
             )
         except ValueError as exc:
             job.error = f"analysis of scan {scan.scan} failed: {exc}"
@@ -165,10 +168,23 @@ class ScanProcessor:
             self._wisdom_saved = save_wisdom()
         job.display = self.display(job, result)
         compared = {"status": "done", "compared_with_scan": prev_scan}
+        if getattr(self.reconstructor, "last_report", None):
+            compared["cluster"] = self.reconstructor.last_report
         return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
                            flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,
                            dislocation_pairs=result.dislocation_pairs, strain=result.strain,
                            domains=result.domains)
+
+
+def reconstructor_for(config: ServiceConfig):
+    """The engine's ``reconstruct`` in-process, or on the Dask cluster that ``config.cluster`` names."""
+    if not config.cluster:
+        return reconstruct
+    from streamer.cluster import ClusterReconstructor
+
+    return ClusterReconstructor(config.cluster, backend=config.cluster_backend,
+                                connect_timeout_s=config.cluster_connect_timeout_s,
+                                scan_timeout_s=config.cluster_scan_timeout_s)
 
 
 class Pipeline:
@@ -381,6 +397,8 @@ class Pipeline:
             self._wake.notify()
         if self._worker.is_alive():
             self._worker.join()
+        if hasattr(self.processor.reconstructor, "close"):
+            self.processor.reconstructor.close()
         self.recording.close()
         self.events.close()
         with self._lock:

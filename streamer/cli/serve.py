@@ -16,7 +16,7 @@ def _cmd_serve(args) -> int:
                                                        "frames_port": args.frames_port,
                                                        "results_port": args.results_port,
                                                        "web_enabled": True if args.web else None,
-                                                       "web_port": args.web_port})
+                                                       "web_port": args.web_port, "cluster": args.cluster})
     service = replace(service, exit_on_run_stop=False)
     serve(service, on_ready=lambda ep: print(f"frames: {ep['frames']}\nresults: {ep['results']}"
                                              + (f"\nweb: {ep['web']}" if "web" in ep else ""), flush=True))
@@ -28,7 +28,9 @@ def register(sub) -> None:
     s = sub.add_parser("serve", help="run the pipeline service until interrupted",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  bcdi-stream serve --config ops/configs/service.toml --frames-port 5555\n"
-                              "  bcdi-stream serve --web --web-port 8765   # live page on http://127.0.0.1:8765/")
+                              "  bcdi-stream serve --web --web-port 8765   # live page on http://127.0.0.1:8765/\n"
+                              "  bcdi-stream serve --cluster tcp://10.0.0.5:8786   # reconstruct on a Dask cluster "
+                              "(docs/cluster.md)")
     s.add_argument("--config", type=Path, default=None, help="service config TOML")
     s.add_argument("--out", default=None, help="output folder (overrides the config)")
     s.add_argument("--frames-port", type=int, default=None)
@@ -36,4 +38,6 @@ def register(sub) -> None:
     s.add_argument("--backend", choices=["numpy", "cupy", "auto"], default=None)
     s.add_argument("--web", action="store_true", help="serve the operator's live page (docs/web.md)")
     s.add_argument("--web-port", type=int, default=None, help="port of the live page (default: config, 8765)")
+    s.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="Dask scheduler to reconstruct on, tcp://host:8786 (default: config, in-process)")
     s.set_defaults(func=_cmd_serve)

@@ -1,0 +1,247 @@
+"""Reconstructions on a Dask distributed cluster: the phasing engine's steps as tasks.
+
+A scan's ``Problem`` (the data, its mask, the seed and the config) is scattered to every worker
+once. The population is split into shards, one per worker; each shard starts, iterates and breeds
+its own members where it lives, with its own backend (a dask-cuda worker: its own GPU). Every
+generation the client gathers only the shards' scores, ranks them and names the best member, which
+Dask copies to the other shards for breeding. The last generation is averaged on a worker and only
+the averaged object and its metrics come back. Member k depends only on (seed, k), so the result
+equals ``reconstruct()`` in one process. A lost worker's shards are recomputed by Dask from their
+lineage; a cluster that cannot be reached falls back to the in-process engine with a loud warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from dataclasses import replace
+
+import numpy as np
+from dask.sizeof import sizeof
+from distributed import Client, KilledWorker
+
+from streamer.backend import get_namespace
+from streamer.phasing import PhasingConfig, PhasingResult, reconstruct
+from streamer.phasing.engine import (
+    Generation,
+    Problem,
+    finish,
+    join,
+    make_problem,
+    next_generation,
+    run_members,
+    start_members,
+)
+from streamer.phasing.genetic import breed, metric_values
+
+log = logging.getLogger(__name__)
+CLUSTER_ERRORS = (OSError, TimeoutError, KilledWorker, CancelledError)  # the cluster failed, not the data
+RECONNECT_PERIOD_S = 60.0  # after a failure, the next scans run in-process until this has passed
+DEFAULT_CONFIG = PhasingConfig()
+
+
+@sizeof.register(Problem)
+def _sizeof_problem(p: Problem) -> int:
+    return sum(a.nbytes for a in (p.amplitude, p.measured, p.start) if a is not None)
+
+
+@sizeof.register(Generation)
+def _sizeof_generation(g: Generation) -> int:
+    return g.rho.nbytes + g.support.nbytes + g.chi_square.nbytes + g.errors.nbytes
+
+
+@sizeof.register(PhasingResult)
+def _sizeof_result(r: PhasingResult) -> int:
+    arrays = (r.rho, r.support, r.chi_square, r.amplitude_error, r.phase_error, r.error_curve, r.members)
+    return sum(a.nbytes for a in arrays if a is not None)
+
+
+# -- tasks: run on the workers ------------------------------------------------------------------
+def _run_shard(problem: Problem, indices: list[int], backend: str, parent: Generation | None = None,
+               best: tuple[np.ndarray, np.ndarray] | None = None, best_index: int = -1) -> Generation:
+    """Start (generation 0) or breed (later) members ``indices`` and run the recipe on them."""
+    if parent is None:
+        rho, support = start_members(problem, indices)
+    elif best_index in indices:  # the best stays as it is; breed() leaves its ranking[0] untouched
+        rho, support = breed(parent.rho, parent.support, np.array([indices.index(best_index)]),
+                             problem.config.breeding)
+    else:  # the best goes first, its children with this shard's members follow
+        rho, support = breed(np.concatenate([best[0][None], parent.rho]),
+                             np.concatenate([best[1][None], parent.support]), np.array([0]), problem.config.breeding)
+        rho, support = rho[1:], support[1:]
+    return run_members(problem, rho, support, xp=get_namespace(backend))
+
+
+def _summary(problem: Problem, gen: Generation) -> dict:
+    """What the client needs to rank a shard: chi-square, metric scores and error curves (no volumes)."""
+    scores = metric_values(problem.config.metric, gen.rho, gen.support, gen.chi_square)
+    return {"chi_square": gen.chi_square, "scores": scores, "errors": gen.errors}
+
+
+def _member(gen: Generation, local: int) -> tuple[np.ndarray, np.ndarray]:
+    return gen.rho[local].copy(), gen.support[local].copy()
+
+
+def _finish(problem: Problem, last: list[Generation], earlier_errors: list[np.ndarray], members: bool) -> PhasingResult:
+    """Average the last generation; earlier generations contribute only their error curves."""
+    gen = join(last)
+    # finish() reads only the error curves of the earlier generations: no volumes are moved for them
+    earlier = [Generation(gen.rho[:0], gen.support[:0], gen.chi_square[:0], e) for e in earlier_errors]
+    result = finish(problem, earlier + [gen])
+    return result if members else replace(result, members=None)
+
+
+def _whole_scan(problem: Problem, backend: str) -> PhasingResult:
+    """One scan's reconstruction as one task (the engine's steps composed as in ``reconstruct``)."""
+    xp, cfg = get_namespace(backend), problem.config
+    rho, support = start_members(problem, range(cfg.population))
+    gens = []
+    for g in range(cfg.generations):
+        gens.append(run_members(problem, rho, support, xp=xp, generation=g))
+        if g < cfg.generations - 1:
+            rho, support = next_generation(problem, gens[-1])
+    return finish(problem, gens)
+
+
+def _outgoing_bytes(dask_worker) -> int:
+    return int(dask_worker.transfer_outgoing_bytes_total)
+
+
+# -- client side --------------------------------------------------------------------------------
+def _results(futures, deadline: float | None) -> list:
+    """The futures' results, raising TimeoutError once ``deadline`` (monotonic) has passed."""
+    return [f.result(timeout=None if deadline is None else max(deadline - time.monotonic(), 0.001))
+            for f in futures]
+
+
+def _moved_bytes(client: Client) -> int:
+    """Bytes the workers have sent so far (to each other and to the client); a worker that died took its count."""
+    return sum(client.run(_outgoing_bytes, on_error="ignore").values())
+
+
+def _workers(client: Client) -> list[str]:
+    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig = DEFAULT_CONFIG, rng=None,
+                           mask=None, start=None, backend: str = "auto", shards: int | None = None,
+                           timeout_s: float | None = None, members: bool = False,
+                           progress: Callable[[dict], None] | None = None,
+                           on_submitted: Callable[[int], None] | None = None) -> tuple[PhasingResult, dict]:
+    """``reconstruct()`` with the population sharded over the cluster's workers: (result, report).
+
+    ``shards`` defaults to one per worker; ``backend`` is the namespace each worker uses ("auto":
+    its GPU when it has one). ``members`` also brings back the aligned members that were averaged.
+    ``on_submitted(generation)`` is called once a generation's tasks are submitted (tests use it to
+    kill a worker mid-run). The report names the workers, the shards, the bytes scattered and moved,
+    and the workers lost during the scan (their shards were recomputed).
+    """
+    problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
+    before = _workers(client)
+    if not before:
+        raise TimeoutError(f"the cluster at {client.scheduler.address} has no workers")
+    n = max(1, min(shards or len(before), config.population))
+    parts = [[int(k) for k in part] for part in np.array_split(np.arange(config.population), n)]
+    moved_before = _moved_bytes(client)
+    t0 = time.perf_counter()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    [pf] = client.scatter([problem], broadcast=True, hash=False)
+    futures = [client.submit(_run_shard, pf, part, backend, workers=[before[i % len(before)]],
+                             allow_other_workers=True, pure=False) for i, part in enumerate(parts)]
+    errors: list[np.ndarray] = []
+    for g in range(config.generations):
+        if on_submitted is not None:
+            on_submitted(g)
+        done = _results([client.submit(_summary, pf, f, pure=False) for f in futures], deadline)
+        chi = np.concatenate([s["chi_square"] for s in done])
+        errors.append(np.concatenate([s["errors"] for s in done], axis=1))
+        if progress:
+            progress({"generation": g + 1, "generations": config.generations, "iteration": errors[-1].shape[0],
+                      "iterations": errors[-1].shape[0], "best_chi_square": float(chi.min()), "done": True})
+        if g == config.generations - 1:
+            break
+        best = int(np.argsort(np.concatenate([s["scores"] for s in done]), kind="stable")[0])
+        owner = next(i for i, part in enumerate(parts) if best in part)
+        best_f = client.submit(_member, futures[owner], parts[owner].index(best), pure=False)
+        futures = [client.submit(_run_shard, pf, part, backend, parent=f, best=best_f, best_index=best, pure=False)
+                   for part, f in zip(parts, futures)]
+    [result] = _results([client.submit(_finish, pf, futures, errors[:-1], members, pure=False)], deadline)
+    seconds = time.perf_counter() - t0
+    after = _workers(client)
+    lost = sorted(set(before) - set(after))
+    if lost:
+        log.warning("lost worker(s) %s during the reconstruction; Dask recomputed their shards", ", ".join(lost))
+    report = {
+        "address": client.scheduler.address, "workers": len(before), "shards": [len(p) for p in parts],
+        "scatter_bytes": int(sizeof(problem)) * len(before),
+        "moved_bytes": _moved_bytes(client) - moved_before,
+        "workers_lost": lost, "recomputed": bool(lost), "seconds": round(seconds, 3),
+    }
+    return result, report
+
+
+def submit_scan(client: Client, intensity, *, config: PhasingConfig = DEFAULT_CONFIG, rng=None, mask=None,
+                start=None, backend: str = "auto"):
+    """One scan's whole reconstruction as one task (several particles, a backlog): a Future of the result."""
+    problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
+    [pf] = client.scatter([problem], hash=False)
+    return client.submit(_whole_scan, pf, backend, pure=False)
+
+
+class ClusterReconstructor:
+    """``reconstruct`` for the pipeline service, run on the cluster at ``address``.
+
+    Connects at the first scan; while the cluster cannot be reached (or fails during a scan), scans
+    are reconstructed in-process and a warning says so. ``last_report`` describes the last scan.
+    """
+
+    def __init__(self, address: str, *, backend: str = "auto", connect_timeout_s: float = 10.0,
+                 scan_timeout_s: float | None = 600.0):
+        self.address, self.backend = address, backend
+        self.connect_timeout_s, self.scan_timeout_s = connect_timeout_s, scan_timeout_s
+        self.client: Client | None = None
+        self.last_report: dict = {}
+        self._failed_at: float | None = None
+        self._error = ""
+
+    def _connect(self) -> Client | None:
+        if self.client is not None:
+            return self.client
+        if self._failed_at is not None and time.monotonic() - self._failed_at < RECONNECT_PERIOD_S:
+            return None
+        try:
+            self.client = Client(self.address, timeout=self.connect_timeout_s, set_as_default=False)
+        except CLUSTER_ERRORS as exc:
+            self._failed_at = time.monotonic()
+            self._error = f"cannot reach the Dask cluster at {self.address}: {exc}"
+            return None
+        self._failed_at = None
+        log.info("reconstructing on the Dask cluster at %s", self.address)
+        return self.client
+
+    def __call__(self, intensity, *, xp, config: PhasingConfig = DEFAULT_CONFIG, rng=None, mask=None,
+                 start=None) -> PhasingResult:
+        if isinstance(rng, np.random.Generator):  # draw the seed here: a fallback must use the same one
+            rng = int(rng.integers(2**62))
+        client = self._connect()
+        if client is not None:
+            try:
+                result, self.last_report = reconstruct_on_cluster(
+                    client, intensity, config=config, rng=rng, mask=mask, start=start, backend=self.backend,
+                    timeout_s=self.scan_timeout_s)
+                return result
+            except CLUSTER_ERRORS as exc:
+                self._error = f"the reconstruction on the Dask cluster at {self.address} failed: {exc!r}"
+                self._failed_at = time.monotonic()
+                self.close()
+        log.warning("CLUSTER NOT USED: %s; reconstructing in-process (slower) until it answers", self._error)
+        self.last_report = {"address": self.address, "status": "unreachable", "ran": "in-process",
+                            "error": self._error}
+        return reconstruct(intensity, xp=xp, config=config, rng=rng, mask=mask, start=start)
+
+    def close(self) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            client.close()
