@@ -13,6 +13,7 @@ From the repository root:
     .venv-peers/bin/pip install -e . cohere-core==4.5.4
     .venv-peers/bin/python benchmarks/peer_cohere.py --size 48
     .venv-peers/bin/python benchmarks/peer_cohere.py --size 48 64 --cores 1   # one core for both
+    .venv-peers/bin/python benchmarks/peer_cohere.py --size 48 --cores 1 --starts 8   # + quality spread
 
 cohere runs through its documented factory ``cohere_core.controller.phasing.create_rec(params,
 data_file, "np", -1)`` then ``Rec.iterate()``; its data file holds sqrt(I), centred, as cohere's
@@ -207,12 +208,35 @@ def compare(size: int, *, seed: int, data_seed: int, peak_counts: float) -> None
     print(f"(x: cohere's seconds / these seconds; cohere's own timer: {own[0].strip() if own else 'n/a'})")
 
 
+def spread(size: int, starts: int, *, seed: int, data_seed: int, peak_counts: float) -> None:
+    """Quality over ``starts`` random starts each: one reconstruction says little about a method."""
+    truth, intensity = simulate(size, data_seed, peak_counts)
+    runs: dict[str, list[Score]] = {"cohere-core 4.5.4 (np)": [], "ours, box start": [],
+                                    "ours, autocorrelation support": []}
+    with tempfile.TemporaryDirectory(prefix="peer-cohere-") as tmp:
+        for k in range(starts):
+            rho, timing, _ = run_cohere(intensity, Path(tmp))
+            runs["cohere-core 4.5.4 (np)"].append(score(rho, timing, truth, intensity))
+            for name, box in (("ours, box start", True), ("ours, autocorrelation support", False)):
+                runs[name].append(score(*run_ours(intensity, seed=seed + 1 + k, box=box), truth, intensity))
+    print(f"\n{size}^3 over {starts} random starts each (ours: seeds {seed + 1}..{seed + starts}; cohere: its clock)")
+    print(f"{'reconstruction':<34} {'median cpu s':>12} {'amp corr median [min, max]':>27} {'median chi2':>11} "
+          f"{'pair found':>10}")
+    for name, scores in runs.items():
+        amp = np.array([sc.amplitude_corr for sc in scores])
+        print(f"{name:<34} {np.median([sc.timing.cpu_s for sc in scores]):>12.2f} "
+              f"{f'{np.median(amp):.3f} [{amp.min():.3f}, {amp.max():.3f}]':>27} "
+              f"{np.median([sc.chi_square for sc in scores]):>11.4f} "
+              f"{f'{sum(sc.pair_found for sc in scores)}/{starts}':>10}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, nargs="+", default=[48], help="grid edge (voxels of 12 nm), e.g. 48 64 128")
     ap.add_argument("--seed", type=int, default=0, help="our random start")
     ap.add_argument("--data-seed", type=int, default=1, help="Poisson noise of the simulated scan")
     ap.add_argument("--peak-counts", type=float, default=2e4, help="counts in the brightest voxel")
+    ap.add_argument("--starts", type=int, default=0, help="also score this many random starts of each (quality)")
     ap.add_argument("--cores", type=int, default=0, help="pin the process to this many cores (0: leave as is)")
     args = ap.parse_args()
     if any(n < 16 or n % 2 for n in args.size):
@@ -228,6 +252,8 @@ def main() -> None:
           f"threshold {SW_THRESHOLD}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for size in args.size:
         compare(size, seed=args.seed, data_seed=args.data_seed, peak_counts=args.peak_counts)
+        if args.starts:
+            spread(size, args.starts, seed=args.seed, data_seed=args.data_seed, peak_counts=args.peak_counts)
 
 
 if __name__ == "__main__":
