@@ -18,7 +18,9 @@ From the repository root:
 cohere runs through its documented factory ``cohere_core.controller.phasing.create_rec(params,
 data_file, "np", -1)`` then ``Rec.iterate()``; its data file holds sqrt(I), centred, as cohere's
 standard preprocessing writes it. Its random start is seeded from the clock (cohere's own choice),
-so its result differs from run to run; ours is seeded by ``--seed``.
+so its result differs from run to run; ours is seeded by ``--seed``. cohere's numpy path is
+single-threaded: ``--cores 1`` gives both engines one core (and is the steadier figure on a shared
+machine). Times are wall clock and process CPU time, imports and the data file's writing excluded.
 """
 
 from __future__ import annotations
