@@ -249,7 +249,7 @@ def main() -> None:
     try:
         import cohere_core  # noqa: F401
     except ImportError:
-        ap.error("cohere_core is not installed here: run with .venv-peers/bin/python (see the commands above)")
+        ap.error("cohere_core is not installed here: run it with .venv-peers/bin/python (set-up: this script's --help)")
     print(f"recipe {RECIPE_OURS!r} / cohere {RECIPE_COHERE!r}; shrink-wrap every iteration, sigma {SW_SIGMA}, "
           f"threshold {SW_THRESHOLD}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for size in args.size:
