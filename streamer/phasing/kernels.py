@@ -113,7 +113,12 @@ class Kernels:
             import numpy as np
 
             modulus, _ = _numba_kernels()
-            flat_meas = np.ones(amp.size, np.uint8) if measured is None else measured.reshape(-1).view(np.uint8)
+            if measured is None:
+                if self._scratch is None or self._scratch.size != amp.size:
+                    self._scratch = np.ones(amp.size, np.uint8)
+                flat_meas = self._scratch
+            else:
+                flat_meas = measured.reshape(-1).view(np.uint8)
             p = psi.shape[0]
             sums = modulus(psi.reshape(p, -1).view(np.float32), amp.reshape(-1), flat_meas, np.float32(c))
             return psi, sums
