@@ -110,9 +110,9 @@ class PhasingState:
             nz, ny, nx = self.amplitude.shape
             fz = xp.reshape(xp.fft.fftfreq(nz), (nz, 1, 1))
             fy = xp.reshape(xp.fft.fftfreq(ny), (1, ny, 1))
-            fx = xp.reshape(xp.fft.fftfreq(nx), (1, 1, nx))
+            fx = xp.reshape(xp.fft.rfftfreq(nx), (1, 1, nx // 2 + 1))  # the real FFT's half spectrum
             g = xp.exp(-2 * math.pi**2 * key**2 * (fz**2 + fy**2 + fx**2))
-            self._gauss = (key, xp.astype(g, xp.complex64))
+            self._gauss = (key, xp.astype(g, xp.float32))
         return self._gauss[1]
 
     def blurred_amplitude(self, sigma: float):
@@ -120,13 +120,11 @@ class PhasingState:
         xp = self.xp
         g = self._gaussian(sigma)
         if getattr(self.plan, "kind", "") == "fftw":
-            spec = self.plan.spectrum
-            spec[...] = xp.abs(self.rho)
-            spec = self.plan.forward_spectrum_inplace()
-            spec *= g
-            return xp.abs(self.plan.inverse(spec))
-        amp = xp.astype(xp.abs(self.rho), xp.complex64)
-        return xp.abs(self.plan.inverse(self.plan.forward(amp) * g))
+            return self.plan.blur(xp.abs(self.rho), g)
+        amp = xp.abs(self.rho)
+        shape = amp.shape[-3:]
+        return xp.fft.irfftn(xp.fft.rfftn(amp, axes=(-3, -2, -1)) * xp.astype(g, xp.complex64), s=shape,
+                             axes=(-3, -2, -1))
 
     def update_support(self) -> None:
         sw = self.shrinkwrap
