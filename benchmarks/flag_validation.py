@@ -47,7 +47,7 @@ def expected_events(scenario: str, flags: FlagConfig) -> list[Counter]:
             c["domain_boundary:appeared"] += 1
         elif len(cur.boundaries) < len(prev.boundaries):
             c["domain_boundary:resolved"] += 1
-        cands = sorted((math.dist((p.y_nm, p.x_nm), (q.y_nm, q.x_nm)), i, j)
+        cands = sorted((math.dist(p.point_nm[1:], q.point_nm[1:]), i, j)
                        for i, p in enumerate(prev.dislocations) for j, q in enumerate(cur.dislocations)
                        if p.winding == q.winding)
         used_p, used_c = set(), set()
@@ -60,7 +60,7 @@ def expected_events(scenario: str, flags: FlagConfig) -> list[Counter]:
         c["new_vortex"] += len(cur.dislocations) - len(used_c)
         for i, d in enumerate(prev.dislocations):
             if i not in used_p:
-                near = _surface_distance_nm(d.y_nm, d.x_nm, Particle()) <= flags.surface_exit_distance_nm
+                near = _surface_distance_nm(*d.point_nm[1:], Particle()) <= flags.surface_exit_distance_nm
                 c["vortex_lost:surface" if near else "vortex_lost"] += 1
         out.append(+c)
     return out
