@@ -1,7 +1,7 @@
-"""The array backend: an array-API namespace ``xp`` (numpy, cupy, or array-api-strict) and its FFTs.
+"""The array backend: an array-API namespace ``xp`` (numpy, cupy, or array-api-strict).
 
-Phasing and analysis are written once against ``xp``. cupy is imported only when asked for, so a
-machine without a GPU imports and tests everything.
+Phasing and analysis are written once against ``xp`` (FFT plans: ``streamer/phasing/fft.py``). cupy is
+imported only when asked for, so a machine without a GPU imports and tests everything.
 """
 
 from __future__ import annotations
@@ -49,14 +49,3 @@ def to_numpy(x):
     if hasattr(x, "get"):  # cupy
         return x.get()
     return numpy.asarray(x)
-
-
-def fftn(xp, x, *, inverse: bool = False, axes=(-3, -2, -1)):
-    """Unitary n-d FFT over ``axes``; numpy arrays go through scipy.fft with all cores."""
-    if is_numpy(xp):
-        import scipy.fft
-
-        f = scipy.fft.ifftn if inverse else scipy.fft.fftn
-        return f(x, axes=axes, norm="ortho", workers=-1)
-    f = xp.fft.ifftn if inverse else xp.fft.fftn
-    return f(x, axes=axes, norm="ortho")
