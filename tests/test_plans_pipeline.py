@@ -1,7 +1,6 @@
 """The operando series with the pipeline running: documents, frames received, events, re-measures and
 peak tracking of a drifting peak (the verdict comes back over the pipeline's results socket)."""
 
-import dataclasses
 import threading
 
 import event_model
@@ -27,11 +26,9 @@ WIDTH = GEOM.rocking_step_deg * 32
 
 
 def quick_phasing(recipe: str) -> PhasingConfig:
-    """One short reconstruction per scan (no warm start or averaging where the engine offers them):
-    these tests are about the plan's loop, not the image."""
-    wanted = {"recipe": recipe, "population": 1, "warm_start": False, "average": 1}
-    names = {f.name for f in dataclasses.fields(PhasingConfig)}
-    return PhasingConfig(**{k: v for k, v in wanted.items() if k in names})
+    """One short reconstruction per scan, no warm start or averaging: these tests are about the plan's
+    loop, not the image."""
+    return PhasingConfig(recipe=recipe, population=1, warm_start=False, average=1)
 
 
 @pytest.fixture

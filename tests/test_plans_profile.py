@@ -1,7 +1,6 @@
 """The beamline startup profile loads (sim hardware), forwards a series to a running pipeline, and
 bluesky-queueserver lists its plans and devices."""
 
-import dataclasses
 import os
 import runpy
 import subprocess
@@ -20,11 +19,9 @@ STARTUP = ROOT / "ops" / "beamline" / "startup"
 
 
 def quick_phasing(recipe: str) -> PhasingConfig:
-    """One short reconstruction per scan (no warm start or averaging where the engine offers them):
-    these tests are about the plan's loop, not the image."""
-    wanted = {"recipe": recipe, "population": 1, "warm_start": False, "average": 1}
-    names = {f.name for f in dataclasses.fields(PhasingConfig)}
-    return PhasingConfig(**{k: v for k, v in wanted.items() if k in names})
+    """One short reconstruction per scan, no warm start or averaging: these tests are about the plan's
+    loop, not the image."""
+    return PhasingConfig(recipe=recipe, population=1, warm_start=False, average=1)
 
 
 def _config(tmp_path, frames: str, results: str) -> Path:
