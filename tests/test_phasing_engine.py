@@ -161,3 +161,15 @@ def test_warm_start_of_another_shape_is_refused(drifting_pair):
     (_, intensity), _ = drifting_pair
     with pytest.raises(ValueError, match="warm start has shape"):
         reconstruct(intensity, xp=NP, config=replace(PhasingConfig(), population=1), start=np.ones((8, 8, 8)))
+
+
+def test_thread_count_is_a_setting_not_a_result(drifting_pair):
+    """One thread (a shared host) reconstructs what every core does."""
+    (_, intensity), _ = drifting_pair
+    cfg = PhasingConfig(recipe="20ER", population=2, average=2)
+    one = reconstruct(intensity, xp=NP, config=replace(cfg, threads=1), rng=6)
+    every = reconstruct(intensity, xp=NP, config=cfg, rng=6)
+    np.testing.assert_allclose(one.chi_square, every.chi_square, rtol=1e-3)
+    with pytest.raises(ValueError, match="threads"):
+        PhasingConfig(threads=-1)
+

@@ -39,12 +39,15 @@ class PhasingConfig:
     autocorrelation_threshold: float = 0.1
     shrinkwrap: ShrinkWrap = field(default_factory=ShrinkWrap)
     phase_constraint: PhaseConstraint = field(default_factory=PhaseConstraint)
+    threads: int = 0  # FFTW and numba threads; 0: every core (on a host shared with other work, fewer)
 
     def __post_init__(self):
         parse_recipe(self.recipe, beta=self.hio_beta)  # fail early on a bad recipe
         parse_recipe(self.warm_recipe, beta=self.hio_beta)
         if self.population < 1 or self.generations < 1:
             raise ValueError(f"population and generations must be >= 1, got {self.population}, {self.generations}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: every core), got {self.threads}")
         if not 1 <= self.average:
             raise ValueError(f"average must be >= 1, got {self.average}")
         if not 0 < self.hio_beta <= 1:
@@ -185,7 +188,7 @@ def run_members(problem: Problem, rho: np.ndarray, support: np.ndarray, *, xp, p
     """Run the recipe once on a batch of members in namespace ``xp`` (one plan, one batch)."""
     cfg = problem.config
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
-    plan = get_plan(xp, tuple(rho.shape))
+    plan = get_plan(xp, tuple(rho.shape), threads=cfg.threads or None)
     measured = None if problem.measured is None else xp.asarray(problem.measured)
     state = PhasingState(xp, plan.input, None, xp.asarray(problem.amplitude), measured, problem.shrinkwrap,
                          cfg.phase_constraint, plan)

@@ -54,6 +54,7 @@ class FFTWPlan:
                                 threads=threads)
         self._fwd_inplace = None
         self._threads, self._flags = threads, flags
+        self.threads = threads
         self.input[...] = 0
         self.spectrum[...] = 0
 
@@ -100,7 +101,7 @@ class ScipyPlan:
         import numpy as np
 
         self.input = np.zeros(shape, np.complex64)
-        self._workers = threads
+        self._workers = self.threads = threads
 
     def forward(self, x):
         import scipy.fft

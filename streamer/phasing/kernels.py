@@ -102,10 +102,17 @@ def _cupy_kernels():
 class Kernels:
     """The fused steps for one namespace; ``measured`` may be None (every pixel measured)."""
 
-    def __init__(self, xp):
+    def __init__(self, xp, threads: int | None = None):
         self.xp = xp
         self.kind = _namespace_kind(xp)
         self._scratch = None
+        self.threads = threads  # numba threads for this caller (None: numba's default, all cores)
+
+    def _numba_threads(self):
+        import numba
+
+        most = numba.config.NUMBA_NUM_THREADS
+        numba.set_num_threads(min(self.threads, most) if self.threads else most)
 
     def modulus(self, psi, amp, measured, c: float):
         xp = self.xp
@@ -113,6 +120,7 @@ class Kernels:
             import numpy as np
 
             modulus, _ = _numba_kernels()
+            self._numba_threads()
             if measured is None:
                 if self._scratch is None or self._scratch.size != amp.size:
                     self._scratch = np.ones(amp.size, np.uint8)
@@ -144,6 +152,7 @@ class Kernels:
             import numpy as np
 
             _, update = _numba_kernels()
+            self._numba_threads()
             p = rho.shape[0]
             update(rho.reshape(p, -1).view(np.float32), rho_p.reshape(p, -1).view(np.float32),
                    support.reshape(p, -1).view(np.uint8), np.float32(a), np.float32(b))

@@ -52,7 +52,7 @@ class PhasingState:
                  phase_constraint: PhaseConstraint = PhaseConstraint(), plan=None):
         self.xp = xp
         self.plan = plan or get_plan(xp, tuple(rho.shape))
-        self.kernels = Kernels(xp)
+        self.kernels = Kernels(xp, threads=getattr(self.plan, "threads", None))
         if getattr(self.plan, "kind", "") == "fftw":
             self.plan.input[...] = rho
             rho = self.plan.input
