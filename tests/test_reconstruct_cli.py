@@ -90,6 +90,30 @@ def test_a_demo_recording_reconstructs_and_analyzes(tmp_path, intensity, capsys)
     assert {"vortices", "domain_boundaries", "peak"} <= set(found)
 
 
+def test_a_simulated_detector_scan_gets_its_resolution_from_the_detector_geometry(tmp_path, intensity, capsys):
+    """A `simulate` recording (Timepix frames on the sheared detector grid): voxel sizes from that geometry."""
+    from streamer.geometry import DetectorGeometry
+
+    det = DetectorGeometry(detector_shape_px=(32, 32), roi_px=(0, 32, 0, 32), center_px=(16.0, 16.0),
+                           num_rocking_steps=32)
+    stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)
+    assert stack.shape == det.stack_shape
+    path = tmp_path / "sim.h5"
+    with RunRecorder(path, "sim-1") as rec:
+        rec.start_scan(0, len(stack), {"geometry": det.to_dict()})
+        for k, frame in enumerate(stack):
+            rec.add_frame(0, k, 0.01 * k, 1000.0 + k, frame)
+        rec.end_scan(0, [])
+    out = tmp_path / "rs.h5"
+    assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *FAST]) == 0
+    assert "detector (sheared) grid" in capsys.readouterr().err
+    r = read_result(out)
+    z, y, x = r["object"].shape
+    v_step, v_row, v_col = det.voxel_sizes_nm
+    assert r["metadata"]["voxel_nm_zyx"] == pytest.approx([v_row * 32 / z, v_col * 32 / y, v_step * 32 / x], rel=1e-3)
+    assert r["metadata"]["geometry"]["shape_zyx"] == [z, y, x]
+
+
 @pytest.mark.parametrize("args, match", [
     (["nope.npy"], "does not exist"),
     (["run.h5"], "choose a scan with --scan"),

@@ -106,7 +106,8 @@ def _read_array(path: Path, dataset: str | None) -> np.ndarray:
     raise ValueError(f"unsupported input {path}: use a recording .h5 with --scan, or .npy, .npz, .h5")
 
 
-def run_reconstruct(args, out=sys.stderr) -> int:
+def run_reconstruct(args, out=None) -> int:
+    out = out or sys.stderr  # looked up at call time, so a redirected stderr is honoured
     from streamer.backend import get_namespace
     from streamer.fftw_wisdom import load_wisdom, save_wisdom
     from streamer.peak import peak_metrics
@@ -157,6 +158,10 @@ def _result_geometry(source: dict | None, shape, voxel: list[float], out) -> dic
     base = OrthogonalGeometry()
     if source and source.get("kind") == "orthogonal":
         base = OrthogonalGeometry.from_dict(source)
+    elif source and source.get("kind") == "detector":
+        base = replace(base, d_spacing_nm=float(source["d_spacing_nm"]), theta_bragg_deg=float(source["theta_bragg_deg"]))
+        print("warning: a detector (sheared) grid: the object is in the frame conjugate to the rocking scan, not "
+              "yet resampled onto the orthogonal lab frame; positions in nm are approximate", file=out)
     if max(voxel) > 1.01 * min(voxel):
         print(f"warning: the voxels are not cubic ({voxel} nm, from binning or cropping); analysis in nm uses the "
               f"voxel along q, {voxel[0]} nm", file=out)
@@ -169,11 +174,18 @@ def _voxel_nm(meta: dict, shape, given: float | None) -> list[float]:
         return [float(given)] * 3
     geometry = meta.get("geometry") or {}
     pre = meta.get("preprocess") or {}
+    b = pre.get("binning", [1, 1])
+    if geometry.get("kind") == "detector":  # resolution 2 pi / (n |dq|) along each stack axis
+        from streamer.geometry import DetectorGeometry
+
+        det = DetectorGeometry.from_dict(geometry)
+        (steps, rows, cols), (v_step, v_row, v_col) = det.stack_shape, det.voxel_sizes_nm
+        return [round(v_row * rows / (shape[0] * b[0]), 4), round(v_col * cols / (shape[1] * b[1]), 4),
+                round(v_step * steps / shape[2], 4)]
     base = geometry.get("voxel_nm")
     if base is None:
         return [10.0, 10.0, 10.0]
     # the real-space voxel is 2 pi / (n dq); binning b pixels multiplies dq by b (not along the rocking axis)
-    b = pre.get("binning", [1, 1])
     return [round(base * full / (n * bin_), 4) for full, n, bin_ in zip(geometry["shape_zyx"], shape, (b[0], b[1], 1))]
 
 
