@@ -9,6 +9,10 @@ Every backend offers the same two calls, both *unnormalised* (the projection fol
 it is installed (threads = cores, FFTW_MEASURE, wisdom kept by ``streamer.fftw_wisdom``), else
 scipy.fft; cupy uses cuFFT through its plan cache; any other array-API namespace (array-api-strict)
 uses its ``xp.fft``.
+
+Plans and their buffers are shared by everything in the process that asks for the same shape, so
+reconstructions in one process run one at a time (the service has one reconstruction worker; Dask
+workers run with ``--nthreads 1``).
 """
 
 from __future__ import annotations
