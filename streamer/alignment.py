@@ -85,6 +85,21 @@ def register(moving: np.ndarray, reference: np.ndarray, *, subvoxel: bool = Fals
     return best
 
 
+def follow(array: np.ndarray, reg: Registration, *, axes=(0, 1, 2)) -> np.ndarray:
+    """Apply ``reg``'s twin flip and whole-voxel shift to another array on the same grid (a support,
+    error bars, members stacked on a leading axis); a complex array also takes the conjugation of
+    the twin and the phase offset."""
+    array = np.asarray(array)
+    if reg.twin:
+        array = np.flip(array, axis=axes)
+        if np.iscomplexobj(array):
+            array = np.conj(array)
+    array = np.roll(array, tuple(round(s) for s in reg.shift), axis=axes)
+    if np.iscomplexobj(array):
+        array = array * np.exp(1j * reg.phase_offset_rad).astype(array.dtype)
+    return array
+
+
 def amplitude_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two amplitude maps."""
     return float(np.corrcoef(np.abs(a).ravel(), np.abs(b).ravel())[0, 1])

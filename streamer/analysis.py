@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamer.alignment import register
+from streamer.alignment import follow, register
 from streamer.defects import (
     find_domain_boundaries,
     find_vortex_lines,
@@ -106,11 +106,8 @@ def analyze_scan(
         reg = register(rho, previous_rho)
         rho = reg.aligned
         if members is not None:  # the same transformation, so the members stay aligned with rho
-            moved = np.conj(np.flip(members, axis=(1, 2, 3))) if reg.twin else members  # each one's twin
-            members = np.roll(moved, tuple(int(s) for s in reg.shift), axis=(1, 2, 3)) * np.exp(
-                1j * reg.phase_offset_rad).astype(np.complex64)
-        errors = {k: np.roll(np.flip(v) if reg.twin else v, tuple(int(s) for s in reg.shift), axis=(0, 1, 2))
-                  for k, v in errors.items()}
+            members = follow(members, reg, axes=(1, 2, 3))
+        errors = {k: follow(v, reg) for k, v in errors.items()}
         info["twin_flipped"] = reg.twin
         info["correlation_to_previous"] = round(reg.correlation, 4)
     found = analyze_object(rho, geometry=geometry, xp=xp, config=config,

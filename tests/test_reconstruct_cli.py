@@ -17,6 +17,17 @@ GEOMETRY = OrthogonalGeometry(shape_zyx=(32, 32, 32), voxel_nm=16.0)
 FAST = ["--recipe", "30HIO, 10ER", "--population", "2", "--average", "2"]
 
 
+def _record(path, run, scan, stack, metadata, lost=()):
+    """A recording of one scan, as the pipeline writes it; frames in ``lost`` never arrived."""
+    with RunRecorder(path, run) as rec:
+        rec.start_scan(scan, len(stack), metadata)
+        for k, frame in enumerate(stack):
+            if k not in lost:
+                rec.add_frame(scan, k, 0.01 * k, 1000.0 + k, frame)
+        rec.end_scan(scan, list(lost), "incomplete" if lost else "complete")
+    return path
+
+
 @pytest.fixture(scope="module")
 def intensity():
     particle = Particle(radius_x_nm=100, radius_y_nm=90, thickness_nm=64).with_defects(
@@ -53,13 +64,8 @@ def test_npy_and_h5_inputs(tmp_path, intensity):
 
 def test_a_recorded_scan_is_binned_and_keeps_its_metadata(tmp_path, intensity):
     stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)  # lab -> (theta, row, col)
-    path = tmp_path / "run.h5"
-    with RunRecorder(path, "run-1") as rec:
-        rec.start_scan(4, len(stack), {"geometry": GEOMETRY.to_dict(), "voltage_v": 3.9})
-        for k, frame in enumerate(stack):
-            if k != 7:  # one frame lost on the way
-                rec.add_frame(4, k, 0.01 * k, 1000.0 + k, frame)
-        rec.end_scan(4, [7], "incomplete")
+    path = _record(tmp_path / "run.h5", "run-1", 4, stack, {"geometry": GEOMETRY.to_dict(), "voltage_v": 3.9},
+                   lost=[7])  # one frame lost on the way
     out = tmp_path / "r4.h5"
     assert main(["reconstruct", str(path), "--scan", "4", "--bin", "2", "--out", str(out), *FAST]) == 0
     r = read_result(out)
@@ -75,12 +81,7 @@ def test_a_recorded_scan_is_binned_and_keeps_its_metadata(tmp_path, intensity):
 def test_a_demo_recording_reconstructs_and_analyzes(tmp_path, intensity, capsys):
     """Unbinned frames on the orthogonal grid: the result keeps the grid, and analyze reads it."""
     stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)
-    path = tmp_path / "run.h5"
-    with RunRecorder(path, "run-2") as rec:
-        rec.start_scan(0, len(stack), {"geometry": GEOMETRY.to_dict()})
-        for k, frame in enumerate(stack):
-            rec.add_frame(0, k, 0.01 * k, 1000.0 + k, frame)
-        rec.end_scan(0, [])
+    path = _record(tmp_path / "run.h5", "run-2", 0, stack, {"geometry": GEOMETRY.to_dict()})
     out = tmp_path / "r0.h5"
     assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *FAST]) == 0
     assert read_result(out)["object"].shape == GEOMETRY.shape_zyx
@@ -98,12 +99,7 @@ def test_a_simulated_detector_scan_gets_its_resolution_from_the_detector_geometr
                            num_rocking_steps=32)
     stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)
     assert stack.shape == det.stack_shape
-    path = tmp_path / "sim.h5"
-    with RunRecorder(path, "sim-1") as rec:
-        rec.start_scan(0, len(stack), {"geometry": det.to_dict()})
-        for k, frame in enumerate(stack):
-            rec.add_frame(0, k, 0.01 * k, 1000.0 + k, frame)
-        rec.end_scan(0, [])
+    path = _record(tmp_path / "sim.h5", "sim-1", 0, stack, {"geometry": det.to_dict()})
     out = tmp_path / "rs.h5"
     assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *FAST]) == 0
     assert "detector (sheared) grid" in capsys.readouterr().err
@@ -124,10 +120,7 @@ def test_a_simulated_detector_scan_gets_its_resolution_from_the_detector_geometr
 ])
 def test_bad_input_gets_a_clear_error(tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.chdir(tmp_path)
-    with RunRecorder(tmp_path / "run.h5", "r") as rec:
-        rec.start_scan(0, 1, {})
-        rec.add_frame(0, 0, 0.0, 0.0, np.ones((8, 8), np.uint32))
-        rec.end_scan(0, [])
+    _record(tmp_path / "run.h5", "r", 0, np.ones((1, 8, 8), np.uint32), {})
     bad = np.ones((16, 16, 16), np.float32)
     bad[3, 3, 3] = np.nan
     np.save(tmp_path / "nan.npy", bad)

@@ -46,14 +46,9 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         meta = dict(s["metadata"])
         meta.update({"source": str(path), "scan": scan, "scan_status": s["status"], "preprocess": info})
         return intensity, mask, meta
+    data, mask = _read_array(path, dataset)
     if mask_path is not None:
-        mask = _read_array(mask_path, None).astype(bool)
-    else:
-        mask = None
-    data = _read_array(path, dataset)
-    if suffix == ".npz" and mask is None:
-        with np.load(path) as z:
-            mask = z["mask"].astype(bool) if "mask" in z.files else None
+        mask = _read_array(mask_path, None)[0].astype(bool)
     intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=replace(pre, bin_rows=1, bin_cols=1))
     return intensity, mask, {"source": str(path), "preprocess": info}
 
@@ -76,17 +71,18 @@ def _full_stack(s: dict) -> np.ndarray:
     return stack
 
 
-def _read_array(path: Path, dataset: str | None) -> np.ndarray:
+def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, its mask if the file carries one: an .npz array ``mask``), read in one opening."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False), None
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 key = dataset or next((k for k in ("intensity", "data") if k in z.files), z.files[0])
                 if key not in z.files:
                     raise ValueError(f"{path} has no array {key!r} (it has {z.files})")
-                return z[key]
+                return z[key], (z["mask"].astype(bool) if "mask" in z.files and key != "mask" else None)
         if suffix in (".h5", ".hdf5", ".nxs", ".cxi"):
             import h5py
 
@@ -100,7 +96,7 @@ def _read_array(path: Path, dataset: str | None) -> np.ndarray:
                     dataset = found[0]
                 if dataset not in f:
                     raise ValueError(f"{path} has no dataset {dataset!r}")
-                return f[dataset][()]
+                return f[dataset][()], None
     except (OSError, EOFError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
     raise ValueError(f"unsupported input {path}: use a recording .h5 with --scan, or .npy, .npz, .h5")

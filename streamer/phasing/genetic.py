@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.alignment import register
+from streamer.alignment import follow, register
 
 METRICS = ("chi", "sharpness", "area")
 BREEDING = ("sqrt_ab", "avg_ab")
@@ -42,8 +42,7 @@ def breed(members: np.ndarray, supports: np.ndarray, ranking: np.ndarray, mode: 
             continue
         reg = register(members[j], a)
         b = reg.aligned
-        sb = np.flip(supports[j]) if reg.twin else supports[j]
-        sb = np.roll(sb, tuple(int(round(s)) for s in reg.shift), axis=(0, 1, 2))
+        sb = follow(supports[j], reg)
         if mode == "sqrt_ab":
             children[j] = np.sqrt(np.abs(a) * np.abs(b)) * np.exp(1j * np.angle(a + b))
         else:

@@ -105,7 +105,8 @@ class Kernels:
     def __init__(self, xp, threads: int | None = None):
         self.xp = xp
         self.kind = _namespace_kind(xp)
-        self._scratch = None
+        self._scratch = None  # cupy: per-voxel misfit of the last projection
+        self._all_measured = None  # the mask of "every pixel measured", made once per shape
         self.threads = threads  # numba threads for this caller (None: numba's default, all cores)
 
     def _numba_threads(self):
@@ -122,9 +123,9 @@ class Kernels:
             modulus, _ = _numba_kernels()
             self._numba_threads()
             if measured is None:
-                if self._scratch is None or self._scratch.size != amp.size:
-                    self._scratch = np.ones(amp.size, np.uint8)
-                flat_meas = self._scratch
+                if self._all_measured is None or self._all_measured.size != amp.size:
+                    self._all_measured = np.ones(amp.size, np.uint8)
+                flat_meas = self._all_measured
             else:
                 flat_meas = measured.reshape(-1).view(np.uint8)
             p = psi.shape[0]
@@ -134,8 +135,11 @@ class Kernels:
             modulus, _ = _cupy_kernels()
             if self._scratch is None or self._scratch.shape != psi.shape:
                 self._scratch = xp.empty(psi.shape, dtype=xp.float32)
-            meas = xp.ones(amp.shape, dtype=xp.bool) if measured is None else measured
-            modulus(amp, meas, xp.float32(c), psi, self._scratch)
+            if measured is None:
+                if self._all_measured is None or self._all_measured.shape != amp.shape:
+                    self._all_measured = xp.ones(amp.shape, dtype=xp.bool)
+                measured = self._all_measured
+            modulus(amp, measured, xp.float32(c), psi, self._scratch)
             return psi, xp.sum(self._scratch, axis=(1, 2, 3))
         mag = xp.abs(psi)
         safe = xp.where(mag > 0, mag, xp.ones_like(mag))  # a zero stays zero: its phase is undefined
