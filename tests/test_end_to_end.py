@@ -39,7 +39,9 @@ def test_demo_flags_the_new_pair_and_nothing_on_pristine_scans(demo_run):
     for e in events:
         lo, hi = e["strain"]["energy_j_range"]
         assert e["strain"]["energy_j"] > 0 and lo <= e["strain"]["energy_j"] <= hi
-        assert e["strain"]["rms_strain"] < 5e-3  # the simulated particle is unstrained: only noise
+        # the simulated particle is unstrained: only noise, which for a cold start with a population of 2
+        # ranged 0.5e-3 to 5.5e-3 over 16 starts measured here (median 4e-3)
+        assert e["strain"]["rms_strain"] < 8e-3
     (pair,) = events[2]["dislocation_pairs"]  # 108 nm apart in the scenario
     assert pair["separation_nm"] == pytest.approx(108, abs=24)
     assert 50 < pair["critical_stress_mpa"] < 110 and pair["surface_distance_nm"] > 0

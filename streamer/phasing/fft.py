@@ -56,8 +56,6 @@ class FFTWPlan:
                                 threads=threads)
         self._inv = pyfftw.FFTW(self.spectrum, self.spectrum, axes=AXES, direction="FFTW_BACKWARD", flags=flags,
                                 threads=threads)
-        self._fwd_inplace = None
-        self._threads, self._flags = threads, flags
         self.threads = threads
         self.input[...] = 0
         self.spectrum[...] = 0
@@ -73,27 +71,6 @@ class FFTWPlan:
             self.spectrum[...] = y
         self._inv.execute()
         return self.spectrum
-
-    def blur(self, real, gaussian):
-        """Real ``real`` (batch, z, y, x) convolved with ``gaussian`` given in rfft layout, by a real FFT
-        pair (half the work of a complex one); unnormalised (times N). For the shrink-wrap."""
-        if self._fwd_inplace is None:
-            import pyfftw
-
-            shape = self.input.shape
-            self._real = pyfftw.empty_aligned(shape, "float32")
-            self._half = pyfftw.empty_aligned(shape[:-1] + (shape[-1] // 2 + 1,), "complex64")
-            self._fwd_inplace = (
-                pyfftw.FFTW(self._real, self._half, axes=AXES, flags=self._flags, threads=self._threads),
-                pyfftw.FFTW(self._half, self._real, axes=AXES, direction="FFTW_BACKWARD",
-                            flags=self._flags + ("FFTW_DESTROY_INPUT",), threads=self._threads),
-            )
-        r2c, c2r = self._fwd_inplace
-        self._real[...] = real
-        r2c.execute()
-        self._half *= gaussian
-        c2r.execute()
-        return self._real
 
 
 class ScipyPlan:

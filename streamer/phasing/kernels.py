@@ -1,19 +1,23 @@
-"""The two element-wise steps of every iteration, fused where it pays.
+"""The element-wise and stencil steps of every iteration, fused where it pays.
 
 * ``modulus(psi, amplitude, measured, c)``: the Fourier (modulus) projection of an unnormalised
   spectrum ``psi`` (P, z, y, x) in one pass: measured pixels take the amplitude ``amplitude * c``
   and keep their phase (an exact zero stays zero), unmeasured ones are scaled by ``c**2`` (so an unnormalised inverse gives the
   orthonormal result). Returns (psi, per-member sum of (|psi| c - amplitude)^2 over measured pixels).
 * ``update(rho, rho_p, support, a, b)``: rho <- rho_p inside the support, a*rho + b*rho_p outside
-  (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 2 beta - 1).
+  (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 2 beta - 1); optionally also |rho|.
+* ``shrink_support(magnitude, sigma, threshold)``: the shrink-wrap support, from the magnitude
+  convolved with a truncated Gaussian (separable, periodic: the object is in FFT order), as
+  scipy.ndimage.gaussian_filter(mode="wrap") computes it; cheaper on a CPU than an FFT pair.
 
 Numpy arrays go through numba kernels (one pass, all cores, in place), cupy arrays through
-ElementwiseKernels, any other namespace through plain ``xp`` code (new arrays): the same
-arithmetic, so array-api-strict checks the algorithm the GPU runs.
+ElementwiseKernels where one exists, any other namespace through plain ``xp`` code (new arrays):
+the same arithmetic, so array-api-strict checks the algorithm the GPU runs.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from streamer.backend import is_numpy
@@ -30,50 +34,10 @@ def _namespace_kind(xp) -> str:
 @lru_cache(maxsize=1)
 def _numba_kernels():
     try:
-        import numba
-        import numpy as np
+        from streamer.phasing import numba_kernels as nk
     except ImportError:
         return None
-
-    chunk = 1 << 15  # voxels per task: one parallel region per call, whatever the batch size
-
-    # complex64 arrays are seen as interleaved float32 (re, im): branch-free loops that vectorise
-    @numba.njit(parallel=True, fastmath=True, cache=True)
-    def modulus(psi, amp, measured, c):  # psi (P, 2N) float32, amp (N,) float32, measured (N,) uint8
-        p, n = psi.shape[0], amp.size
-        chunks = (n + chunk - 1) // chunk
-        partial = np.zeros(p * chunks, np.float64)
-        c2 = c * c
-        tiny = np.float32(1e-30)
-        for j in numba.prange(p * chunks):
-            k, lo = j // chunks, (j % chunks) * chunk
-            acc = np.float32(0.0)
-            for i in range(lo, min(lo + chunk, n)):
-                re, im = psi[k, 2 * i], psi[k, 2 * i + 1]
-                m = np.float32(measured[i])
-                m2 = re * re + im * im
-                inv = np.float32(1.0) / np.sqrt(m2 + tiny)
-                d = m * (m2 * inv * c - amp[i])
-                acc += d * d
-                f = m * (amp[i] * c * inv) + (np.float32(1.0) - m) * c2
-                psi[k, 2 * i] = re * f
-                psi[k, 2 * i + 1] = im * f
-            partial[j] = acc
-        return partial.reshape(p, chunks).sum(axis=1)
-
-    @numba.njit(parallel=True, fastmath=True, cache=True)
-    def update(rho, rho_p, support, a, b):  # (P, 2N) float32, float32, (P, N) uint8
-        p, n = support.shape
-        chunks = (n + chunk - 1) // chunk
-        for j in numba.prange(p * chunks):
-            k, lo = j // chunks, (j % chunks) * chunk
-            for i in range(lo, min(lo + chunk, n)):
-                m = np.float32(support[k, i])
-                for t in range(2):
-                    x = rho_p[k, 2 * i + t]
-                    rho[k, 2 * i + t] = m * x + (np.float32(1.0) - m) * (a * rho[k, 2 * i + t] + b * x)
-
-    return modulus, update
+    return nk.modulus, nk.update, nk.blur_xy, nk.blur_z_peak, nk.threshold
 
 
 @lru_cache(maxsize=1)
@@ -99,6 +63,31 @@ def _cupy_kernels():
     return modulus, update
 
 
+@lru_cache(maxsize=64)
+def gaussian_weights(sigma: float, shape: tuple[int, ...]) -> tuple[float, ...]:
+    """Normalised taps of a Gaussian of ``sigma`` voxels, truncated at 4 sigma (as scipy.ndimage), and
+    at half the smallest axis so a wrapped convolution of ``shape`` never sees a tap twice."""
+    radius = max(0, min(int(4.0 * sigma + 0.5), min(shape) // 2))
+    taps = [math.exp(-0.5 * (k / sigma) ** 2) for k in range(-radius, radius + 1)]
+    total = sum(taps)
+    return tuple(t / total for t in taps)
+
+
+def _wrapped_convolve(xp, a, weights, axis: int):
+    """``a`` convolved with ``weights`` along ``axis``, periodic (the object is in FFT order)."""
+    n, r = a.shape[axis], (len(weights) - 1) // 2
+
+    def along(sl):
+        return tuple(sl if d == axis else slice(None) for d in range(a.ndim))
+
+    padded = xp.concat([a[along(slice(n - r, n))], a, a[along(slice(0, r))]], axis=axis) if r else a
+    out = None
+    for k, w in enumerate(weights):
+        term = padded[along(slice(k, k + n))] * w
+        out = term if out is None else out + term
+    return out
+
+
 class Kernels:
     """The fused steps for one namespace; ``measured`` may be None (every pixel measured)."""
 
@@ -107,6 +96,7 @@ class Kernels:
         self.kind = _namespace_kind(xp)
         self._scratch = None  # cupy: per-voxel misfit of the last projection
         self._all_measured = None  # the mask of "every pixel measured", made once per shape
+        self._buffers: dict = {}  # numba: reused float32 arrays by name
         self.threads = threads  # numba threads for this caller (None: numba's default, all cores)
 
     def _numba_threads(self):
@@ -115,12 +105,20 @@ class Kernels:
         most = numba.config.NUMBA_NUM_THREADS
         numba.set_num_threads(min(self.threads, most) if self.threads else most)
 
+    def _buffer(self, name: str, shape: tuple[int, ...]):
+        import numpy as np
+
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[name] = np.empty(shape, np.float32)
+        return buf
+
     def modulus(self, psi, amp, measured, c: float):
         xp = self.xp
         if self.kind == "numba":
             import numpy as np
 
-            modulus, _ = _numba_kernels()
+            modulus = _numba_kernels()[0]
             self._numba_threads()
             if measured is None:
                 if self._all_measured is None or self._all_measured.size != amp.size:
@@ -150,20 +148,63 @@ class Kernels:
             d = xp.where(measured, d, xp.zeros_like(d))
         return projected, xp.sum(d * d, axis=(1, 2, 3))
 
-    def update(self, rho, rho_p, support, a: float, b: float):
+    def update(self, rho, rho_p, support, a: float, b: float, *, magnitude: bool = False):
+        """The support step; with ``magnitude``, returns (rho, |rho|) for a shrink-wrap to follow
+        (numba: computed in the same pass, into a buffer the next call reuses)."""
         xp = self.xp
         if self.kind == "numba":
             import numpy as np
 
-            _, update = _numba_kernels()
+            update = _numba_kernels()[1]
             self._numba_threads()
             p = rho.shape[0]
+            mag = self._buffer("magnitude", tuple(rho.shape)) if magnitude else None
+            flat_mag = mag.reshape(p, -1) if magnitude else np.empty((0, 0), np.float32)
             update(rho.reshape(p, -1).view(np.float32), rho_p.reshape(p, -1).view(np.float32),
-                   support.reshape(p, -1).view(np.uint8), np.float32(a), np.float32(b))
-            return rho
+                   support.reshape(p, -1).view(np.uint8), np.float32(a), np.float32(b), flat_mag)
+            return (rho, mag) if magnitude else rho
         if self.kind == "cupy":
             _, update = _cupy_kernels()
             update(rho_p, support, xp.float32(a), xp.float32(b), rho)
-            return rho
-        outside = rho * a + rho_p * b if (a or b) else xp.zeros_like(rho)
-        return xp.where(support, rho_p, outside)
+        else:
+            outside = rho * a + rho_p * b if (a or b) else xp.zeros_like(rho)
+            rho = xp.where(support, rho_p, outside)
+        return (rho, xp.abs(rho)) if magnitude else rho
+
+    def blur(self, values, sigma: float):
+        """(P, z, y, x) float32 convolved with a Gaussian of ``sigma`` voxels (truncated, wrapped), per member."""
+        weights = gaussian_weights(round(float(sigma), 3), tuple(values.shape[1:]))
+        if self.kind != "numba":
+            for axis in (3, 2, 1):
+                values = _wrapped_convolve(self.xp, values, weights, axis)
+            return values
+        return self._numba_blur(values, weights)[0]
+
+    def _numba_blur(self, values, weights):
+        import numpy as np
+
+        _, _, blur_xy, blur_z_peak, _ = _numba_kernels()
+        self._numba_threads()
+        p, nz, ny, nx = values.shape
+        w = np.asarray(weights, np.float32)
+        across, out = self._buffer("blur_xy", (p, nz, ny, nx)), self._buffer("blurred", (p, nz, ny, nx))
+        peaks = self._buffer("peaks", (p, nz))
+        blur_xy(np.ascontiguousarray(values, np.float32).reshape(p * nz, ny, nx), across.reshape(p * nz, ny, nx), w)
+        blur_z_peak(across.reshape(p, nz, ny * nx), out.reshape(p, nz, ny * nx), w, peaks)
+        return out, peaks.max(axis=1)
+
+    def shrink_support(self, magnitude, sigma: float, threshold: float):
+        """The shrink-wrap support: where the blurred magnitude exceeds ``threshold`` x its peak, per member."""
+        if self.kind != "numba":
+            xp = self.xp
+            blurred = self.blur(magnitude, sigma)
+            return blurred > threshold * xp.max(blurred, axis=(1, 2, 3), keepdims=True)
+        import numpy as np
+
+        weights = gaussian_weights(round(float(sigma), 3), tuple(magnitude.shape[1:]))
+        blurred, peaks = self._numba_blur(magnitude, weights)
+        p = blurred.shape[0]
+        support = np.empty(blurred.shape, bool)
+        _numba_kernels()[4](blurred.reshape(p, -1), (np.float32(threshold) * peaks).astype(np.float32),
+                            support.reshape(p, -1).view(np.uint8))
+        return support

@@ -70,7 +70,6 @@ class PhasingState:
         self.c = 1.0 / math.sqrt(n)
         meas_amp = amplitude if measured is None else xp.where(measured, amplitude, xp.zeros_like(amplitude))
         self.norm = float(xp.sum(meas_amp * meas_amp))
-        self._gauss: tuple[float, object] | None = None
         self.on_iteration = None  # called as f(state) every ``report_every`` iterations
         self.report_every = 10
 
@@ -100,45 +99,25 @@ class PhasingState:
     def project(self, a: float, b: float) -> None:
         """One iteration: rho <- P_M(rho) inside the support, a rho + b P_M(rho) outside."""
         rho_p = self.fourier_projection()
-        self.rho = self.kernels.update(self.rho, rho_p, self.effective_support(), a, b)
-        self.step_done()
-
-    def _gaussian(self, sigma: float):
-        key = round(sigma, 3)
-        if self._gauss is None or self._gauss[0] != key:
-            xp = self.xp
-            nz, ny, nx = self.amplitude.shape
-            fz = xp.reshape(xp.fft.fftfreq(nz), (nz, 1, 1))
-            fy = xp.reshape(xp.fft.fftfreq(ny), (1, ny, 1))
-            fx = xp.reshape(xp.fft.rfftfreq(nx), (1, 1, nx // 2 + 1))  # the real FFT's half spectrum
-            g = xp.exp(-2 * math.pi**2 * key**2 * (fz**2 + fy**2 + fx**2))
-            self._gauss = (key, xp.astype(g, xp.float32))
-        return self._gauss[1]
-
-    def blurred_amplitude(self, sigma: float):
-        """|rho| convolved with a Gaussian of ``sigma`` voxels, per member (arbitrary scale)."""
-        xp = self.xp
-        g = self._gaussian(sigma)
-        if getattr(self.plan, "kind", "") == "fftw":
-            return self.plan.blur(xp.abs(self.rho), g)
-        amp = xp.abs(self.rho)
-        shape = amp.shape[-3:]
-        return xp.fft.irfftn(xp.fft.rfftn(amp, axes=(-3, -2, -1)) * xp.astype(g, xp.complex64), s=shape,
-                             axes=(-3, -2, -1))
-
-    def update_support(self) -> None:
         sw = self.shrinkwrap
-        blurred = self.blurred_amplitude(sw.sigma(self.iteration))
-        peak = self.xp.max(blurred, axis=(1, 2, 3), keepdims=True)
-        self.support = blurred > sw.threshold * peak
+        due = sw is not None and sw.every > 0 and (self.iteration + 1) % sw.every == 0
+        updated = self.kernels.update(self.rho, rho_p, self.effective_support(), a, b, magnitude=due)
+        self.rho, magnitude = updated if due else (updated, None)
+        self.step_done(magnitude)
 
-    def step_done(self) -> None:
+    def update_support(self, magnitude=None) -> None:
+        """Shrink-wrap: the support becomes where the blurred |rho| exceeds the threshold of its peak."""
+        sw = self.shrinkwrap
+        magnitude = self.xp.abs(self.rho) if magnitude is None else magnitude
+        self.support = self.kernels.shrink_support(magnitude, sw.sigma(self.iteration), sw.threshold)
+
+    def step_done(self, magnitude=None) -> None:
         self.iteration += 1
         if self.on_iteration is not None and self.iteration % self.report_every == 0:
             self.on_iteration(self)
         sw = self.shrinkwrap
         if sw is not None and sw.every > 0 and self.iteration % sw.every == 0:
-            self.update_support()
+            self.update_support(magnitude)
 
 
 class Operator:
