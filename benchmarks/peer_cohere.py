@@ -222,11 +222,13 @@ def spread(size: int, starts: int, *, seed: int, data_seed: int, peak_counts: fl
             for name, box in (("ours, box start", True), ("ours, autocorrelation support", False)):
                 runs[name].append(score(*run_ours(intensity, seed=seed + 1 + k, box=box), truth, intensity))
     print(f"\n{size}^3 over {starts} random starts each (ours: seeds {seed + 1}..{seed + starts}; cohere: its clock)")
-    print(f"{'reconstruction':<34} {'median cpu s':>12} {'amp corr median [min, max]':>27} {'median chi2':>11} "
-          f"{'pair found':>10}")
+    print(f"{'reconstruction':<34} {'median wall s':>13} {'x':>6} {'median cpu s':>12} {'amp corr median [min, max]':>27} "
+          f"{'median chi2':>11} {'pair found':>10}")
+    cohere_wall = np.median([sc.timing.wall_s for sc in runs["cohere-core 4.5.4 (np)"]])
     for name, scores in runs.items():
         amp = np.array([sc.amplitude_corr for sc in scores])
-        print(f"{name:<34} {np.median([sc.timing.cpu_s for sc in scores]):>12.2f} "
+        wall = np.median([sc.timing.wall_s for sc in scores])
+        print(f"{name:<34} {wall:>13.2f} {cohere_wall / wall:>6.1f} {np.median([sc.timing.cpu_s for sc in scores]):>12.2f} "
               f"{f'{np.median(amp):.3f} [{amp.min():.3f}, {amp.max():.3f}]':>27} "
               f"{np.median([sc.chi_square for sc in scores]):>11.4f} "
               f"{f'{sum(sc.pair_found for sc in scores)}/{starts}':>10}")

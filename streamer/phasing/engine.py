@@ -167,8 +167,10 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
     measured = 1.0 if problem.measured is None else problem.measured
     ac = np.abs(_fft((problem.amplitude**2 * measured).astype(np.complex64), inverse=True))
     support = np.broadcast_to(ac > cfg.autocorrelation_threshold * ac.max(), (len(indices),) + shape)
-    spectra = np.stack([problem.amplitude * np.exp(1j * r.uniform(0, 2 * np.pi, shape).astype(np.float32))
-                        for r in rngs]).astype(np.complex64)
+    spectra = np.empty((len(indices),) + shape, np.complex64)
+    for member, r in zip(spectra, rngs):  # random phases on the measured amplitude (cos, sin: 10x a complex exp)
+        phase = r.uniform(0, 2 * np.pi, shape).astype(np.float32)
+        member.real, member.imag = problem.amplitude * np.cos(phase), problem.amplitude * np.sin(phase)
     rho = np.where(support, _fft(spectra, inverse=True), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
 

@@ -57,12 +57,14 @@ def average_aligned(members: np.ndarray, reference_index: int = 0):
     The phase spread is that of each member's phase about the mean's, wrapped to (-pi, pi].
     """
     ref = members[reference_index]
+    if len(members) == 1:  # nothing to align or spread over
+        zeros = np.zeros(ref.shape, np.float32)
+        return ref.astype(np.complex64), zeros, zeros.copy(), members.copy()
     aligned = np.empty_like(members)
     for k, m in enumerate(members):
         aligned[k] = ref if k == reference_index else register(m, ref, subvoxel=True).aligned
     mean = aligned.mean(axis=0)
     amp_err = np.abs(aligned).std(axis=0).astype(np.float32)
     dphi = np.angle(aligned * np.conj(mean)[None])
-    phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32) if len(members) > 1 else np.zeros(
-        mean.shape, np.float32)
+    phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32)
     return mean.astype(np.complex64), amp_err, phase_err, aligned

@@ -37,7 +37,7 @@ def _numba_kernels():
         from streamer.phasing import numba_kernels as nk
     except ImportError:
         return None
-    return nk.modulus, nk.update, nk.blur_xy, nk.blur_z_peak, nk.threshold
+    return nk.modulus, nk.update, nk.blur_peak, nk.threshold
 
 
 @lru_cache(maxsize=1)
@@ -181,16 +181,15 @@ class Kernels:
         return self._numba_blur(values, weights)[0]
 
     def _numba_blur(self, values, weights):
+        import numba
         import numpy as np
 
-        _, _, blur_xy, blur_z_peak, _ = _numba_kernels()
+        blur_peak = _numba_kernels()[2]
         self._numba_threads()
-        p, nz, ny, nx = values.shape
-        w = np.asarray(weights, np.float32)
-        across, out = self._buffer("blur_xy", (p, nz, ny, nx)), self._buffer("blurred", (p, nz, ny, nx))
-        peaks = self._buffer("peaks", (p, nz))
-        blur_xy(np.ascontiguousarray(values, np.float32).reshape(p * nz, ny, nx), across.reshape(p * nz, ny, nx), w)
-        blur_z_peak(across.reshape(p, nz, ny * nx), out.reshape(p, nz, ny * nx), w, peaks)
+        p, nz = values.shape[:2]
+        out, peaks = self._buffer("blurred", tuple(values.shape)), self._buffer("peaks", (p, nz))
+        runs = -(-numba.get_num_threads() // p)  # enough runs of planes for every thread
+        blur_peak(np.ascontiguousarray(values, np.float32), out, np.asarray(weights, np.float32), peaks, runs)
         return out, peaks.max(axis=1)
 
     def shrink_support(self, magnitude, sigma: float, threshold: float):
@@ -205,6 +204,6 @@ class Kernels:
         blurred, peaks = self._numba_blur(magnitude, weights)
         p = blurred.shape[0]
         support = np.empty(blurred.shape, bool)
-        _numba_kernels()[4](blurred.reshape(p, -1), (np.float32(threshold) * peaks).astype(np.float32),
+        _numba_kernels()[3](blurred.reshape(p, -1), (np.float32(threshold) * peaks).astype(np.float32),
                             support.reshape(p, -1).view(np.uint8))
         return support

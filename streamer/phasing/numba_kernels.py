@@ -126,46 +126,73 @@ def _weighted_sum(out, flat, offsets, w):
 
 
 @numba.njit(**OPTS)
-def _wrapped_tap_sum(row, x, w):  # one output voxel near a row's end, where the row wraps
-    r, acc = (w.size - 1) // 2, np.float32(0.0)
-    for k in range(w.size):
-        i = x + k - r
-        i = i + row.size if i < 0 else (i - row.size if i >= row.size else i)
-        acc += w[k] * row[i]
-    return acc
-
-
-@numba.njit(parallel=True, **OPTS)
-def blur_xy(src, dst, w):  # (Q, ny, nx) float32: each plane convolved along x then y, wrapping around
-    q, ny, nx = src.shape
-    r, n = (w.size - 1) // 2, ny * nx
-    taps = np.arange(w.size)
-    for j in numba.prange(q):
-        flat = src[j].reshape(-1)
-        rows = np.empty(n + 2 * r * nx, np.float32)  # the x-blurred plane, wrapped by r rows each side
-        body = rows[r * nx:r * nx + n]
-        _weighted_sum(body[r:n - r], flat, taps, w)  # the plane as one line; row ends fixed below
-        for y in range(ny):
-            row = flat[y * nx:(y + 1) * nx]
-            for x in range(r):
-                body[y * nx + x] = _wrapped_tap_sum(row, x, w)
-                body[y * nx + nx - 1 - x] = _wrapped_tap_sum(row, nx - 1 - x, w)
-        rows[:r * nx] = body[n - r * nx:]
-        rows[r * nx + n:] = body[:r * nx]
-        _weighted_sum(dst[j].reshape(-1), rows, taps * nx, w)
-
-
-@numba.njit(parallel=True, **OPTS)
-def blur_z_peak(src, dst, w, peaks):  # (P, nz, ny*nx) float32, wrapping around; peaks (P, nz)
-    p, nz, m = src.shape
+def _row_ends(plane, body, w, taps):
+    """The r voxels at both ends of every row of ``plane`` (ny, nx), where the convolution wraps around the
+    row: the 2r last and 2r first voxels of each row side by side in a strip, convolved as one line."""
+    ny, nx = plane.shape
     r = (w.size - 1) // 2
-    for j in numba.prange(p * nz):
-        k, z = j // nz, j % nz
-        offsets = np.empty(w.size, np.int64)
-        for t in range(w.size):
-            offsets[t] = ((z + t - r) % nz) * m
-        _weighted_sum(dst[k, z], src[k].reshape(-1), offsets, w)
-        peaks[k, z] = dst[k, z].max()
+    strip = np.empty((ny, 4 * r), np.float32)
+    for y in range(ny):
+        strip[y, :2 * r] = plane[y, nx - 2 * r:]
+        strip[y, 2 * r:] = plane[y, :2 * r]
+    out = np.empty(ny * 4 * r, np.float32)
+    _weighted_sum(out[r:ny * 4 * r - r], strip.reshape(-1), taps, w)
+    for y in range(ny):
+        body[y * nx + nx - r:(y + 1) * nx] = out[y * 4 * r + r:y * 4 * r + 2 * r]
+        body[y * nx:y * nx + r] = out[y * 4 * r + 2 * r:y * 4 * r + 3 * r]
+
+
+@numba.njit(**OPTS)
+def _blur_plane(plane, out, rows, w, taps):
+    """One (ny, nx) plane convolved along x then y, wrapping around, into ``out`` (ny*nx,); ``rows`` is
+    scratch of (ny + 2r) * nx."""
+    ny, nx = plane.shape
+    r, n = (w.size - 1) // 2, ny * nx
+    body = rows[r * nx:r * nx + n]
+    _weighted_sum(body[r:n - r], plane.reshape(-1), taps, w)  # the plane as one line, then the row ends
+    if r:
+        _row_ends(plane, body, w, taps)
+    rows[:r * nx] = body[n - r * nx:]
+    rows[r * nx + n:] = body[:r * nx]
+    _weighted_sum(out, rows, taps * nx, w)
+
+
+@numba.njit(parallel=True, **OPTS)
+def blur_peak(src, dst, w, peaks, runs):
+    """(P, nz, ny, nx) float32 convolved along x, y and z, wrapping around; peaks (P, nz): each plane's maximum.
+
+    Each task takes ``runs`` of a member's planes in order, keeping the 2r + 1 planes blurred across
+    (x, y) that the z sum needs in a ring in cache: the whole blur reads and writes the volume once.
+    """
+    p, nz, ny, nx = src.shape
+    k_taps, r, n = w.size, (w.size - 1) // 2, ny * nx
+    taps = np.arange(k_taps)
+    per = (nz + runs - 1) // runs
+    for j in numba.prange(p * runs):
+        k, z0 = j // runs, (j % runs) * per
+        z1 = min(nz, z0 + per)
+        if z0 >= z1:
+            continue
+        ring = np.empty(k_taps * n, np.float32)  # plane z' of the run sits at slot (z' - z0 + r) % k_taps
+        rows = np.empty(n + 2 * r * nx, np.float32)
+        offsets = np.empty(k_taps, np.int64)
+        for zz in range(z0 - r, z0 + r):
+            slot = (zz - z0 + r) % k_taps
+            _blur_plane(src[k, zz % nz], ring[slot * n:(slot + 1) * n], rows, w, taps)
+        for z in range(z0, z1):
+            slot = (z + r - z0 + r) % k_taps
+            _blur_plane(src[k, (z + r) % nz], ring[slot * n:(slot + 1) * n], rows, w, taps)
+            for t in range(k_taps):
+                offsets[t] = ((z - r + t - z0 + r) % k_taps) * n
+            out = dst[k, z].reshape(-1)
+            _weighted_sum(out, ring, offsets, w)
+            peaks[k, z] = out.max()
+
+
+@numba.njit(**OPTS)
+def _above(values, limit, out):
+    for i in range(values.size):
+        out[i] = values[i] > limit
 
 
 @numba.njit(parallel=True, **OPTS)
@@ -174,5 +201,5 @@ def threshold(values, limits, out):  # (P, N) float32, (P,) float32, (P, N) uint
     chunks = (n + CHUNK - 1) // CHUNK
     for j in numba.prange(p * chunks):
         k, lo = j // chunks, (j % chunks) * CHUNK
-        for i in range(lo, min(lo + CHUNK, n)):
-            out[k, i] = values[k, i] > limits[k]
+        hi = min(lo + CHUNK, n)
+        _above(values[k, lo:hi], limits[k], out[k, lo:hi])
