@@ -21,6 +21,7 @@ from streamer.phasing.kernels import Kernels
 from streamer.phasing.operators import ER, HIO, PhasingState, ShrinkWrap
 
 EVERY_ITERATION = ShrinkWrap(every=1, sigma_start=1.0, sigma_end=1.0, threshold=0.1)  # cohere's default
+NEVER = ShrinkWrap(every=0)
 
 
 def _sync(xp) -> None:
@@ -56,7 +57,7 @@ def floor_pair(xp, shape, repeats: int) -> float:
     return _timed(xp, lambda: xp.fft.ifftn(xp.fft.fftn(x, axes=(-3, -2, -1)), axes=(-3, -2, -1)), repeats)
 
 
-def state_for(xp, size: int, population: int, shrinkwrap: ShrinkWrap = ShrinkWrap(every=0)) -> PhasingState:
+def state_for(xp, size: int, population: int, shrinkwrap: ShrinkWrap = NEVER) -> PhasingState:
     rng = np.random.default_rng(0)
     shape = (size,) * 3
     z, y, x = np.ogrid[-size // 2:size // 2, -size // 2:size // 2, -size // 2:size // 2]
