@@ -1,7 +1,8 @@
 """Phase-retrieval speed: seconds per ER and HIO iteration against the FFT floor of the same shape.
 
 The floor is one planned FFTW forward + inverse pair (pyFFTW, FFTW_MEASURE, all cores) on the
-CPU, or one cuFFT pair on a GPU. Also: a population of P in one batch against P single runs.
+CPU, or one cuFFT pair on a GPU. Also: a population of P in one batch against P single runs. Each
+repeat times the floor and every kind of iteration in turn; the figures are medians.
 Runs unchanged on a CUDA machine:
 
     .venv/bin/python benchmarks/phasing_speed.py --size 128 --population 1 8
@@ -31,18 +32,24 @@ def _sync(xp) -> None:
         cupy.cuda.Device().synchronize()
 
 
-def _timed(xp, fn, repeats: int) -> float:
-    fn()  # warm-up: plans, caches, kernels
+def _interleaved(xp, fns: dict, repeats: int) -> dict:
+    """Median seconds of each of ``fns``, timed in turn within every repeat, so that a neighbour's load
+    slows all of them alike and the ratios between them hold on a shared machine."""
+    times: dict = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up: plans, caches, kernels
     _sync(xp)
-    t0 = time.perf_counter()
     for _ in range(repeats):
-        fn()
-    _sync(xp)
-    return (time.perf_counter() - t0) / repeats
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(xp)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def floor_pair(xp, shape, repeats: int) -> float:
-    """Seconds for one planned forward + inverse FFT pair of ``shape`` (the speed limit)."""
+def floor_pair(xp, shape):
+    """One planned forward + inverse FFT pair of ``shape`` (the speed limit), as a function to time."""
     if is_numpy(xp):
         import pyfftw
 
@@ -52,9 +59,9 @@ def floor_pair(xp, shape, repeats: int) -> float:
         fwd = pyfftw.FFTW(a, b, axes=axes, flags=("FFTW_MEASURE",), threads=cpu_count())
         inv = pyfftw.FFTW(b, a, axes=axes, direction="FFTW_BACKWARD", flags=("FFTW_MEASURE",), threads=cpu_count())
         a[...] = np.random.default_rng(0).random(shape)
-        return _timed(xp, lambda: (fwd.execute(), inv.execute()), repeats)
+        return lambda: (fwd.execute(), inv.execute())
     x = xp.asarray(np.random.default_rng(0).random(shape).astype(np.complex64))
-    return _timed(xp, lambda: xp.fft.ifftn(xp.fft.fftn(x, axes=(-3, -2, -1)), axes=(-3, -2, -1)), repeats)
+    return lambda: xp.fft.ifftn(xp.fft.fftn(x, axes=(-3, -2, -1)), axes=(-3, -2, -1))
 
 
 def state_for(xp, size: int, population: int, shrinkwrap: ShrinkWrap = NEVER) -> PhasingState:
@@ -72,13 +79,11 @@ def state_for(xp, size: int, population: int, shrinkwrap: ShrinkWrap = NEVER) ->
 
 def measure(xp, size: int, population: int, repeats: int) -> dict:
     state = state_for(xp, size, population)
-    t_fft = floor_pair(xp, (population,) + (size,) * 3, repeats)
-    er, hio = ER(), HIO(0.9)
-    t_er = _timed(xp, lambda: er.apply(state), repeats)
-    t_hio = _timed(xp, lambda: hio.apply(state), repeats)
     wrapped = state_for(xp, size, population, EVERY_ITERATION)
-    t_sw = _timed(xp, lambda: hio.apply(wrapped), repeats)
-    return {"fft_pair_s": t_fft, "er_s": t_er, "hio_s": t_hio, "hio_sw_s": t_sw}
+    er, hio = ER(), HIO(0.9)
+    return _interleaved(xp, {"fft_pair_s": floor_pair(xp, (population,) + (size,) * 3),
+                             "er_s": lambda: er.apply(state), "hio_s": lambda: hio.apply(state),
+                             "hio_sw_s": lambda: hio.apply(wrapped)}, repeats)
 
 
 def main() -> None:
