@@ -41,7 +41,7 @@ def main() -> None:
     xp = get_namespace(args.backend)
     geometry = OrthogonalGeometry(shape_zyx=tuple(args.shape), voxel_nm=12.0)
     cfg = PhasingConfig(population=args.population)
-    (t1, i1), (t2, i2) = scan(geometry, 54.0, 1), scan(geometry, 66.0, 2)
+    (_t1, i1), (t2, i2) = scan(geometry, 54.0, 1), scan(geometry, 66.0, 2)
     print(f"shape {tuple(args.shape)} (z y x), backend {args.backend}, population {cfg.population}, "
           f"average {cfg.average}; cold recipe {cfg.recipe!r}, warm recipe {cfg.warm_recipe!r}")
     had_wisdom = load_wisdom()

@@ -242,6 +242,8 @@ def main() -> None:
     ap.add_argument("--peak-counts", type=float, default=2e4, help="counts in the brightest voxel")
     ap.add_argument("--starts", type=int, default=0, help="also score this many random starts of each (quality)")
     ap.add_argument("--cores", type=int, default=0, help="pin the process to this many cores (0: leave as is)")
+    ap.add_argument("--learned-plans", action="store_true",
+                    help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (as the service does)")
     args = ap.parse_args()
     if any(n < 16 or n % 2 for n in args.size):
         ap.error(f"--size needs even grid edges >= 16, got {args.size}")
@@ -252,6 +254,10 @@ def main() -> None:
         import cohere_core  # noqa: F401
     except ImportError:
         ap.error("cohere_core is not installed here: run it with .venv-peers/bin/python (set-up: this script's --help)")
+    if args.learned_plans:
+        from streamer.fftw_wisdom import load_wisdom, wisdom_path
+
+        print(f"FFTW plans learned ahead: {'loaded' if load_wisdom() else 'none found'} ({wisdom_path()})")
     print(f"recipe {RECIPE_OURS!r} / cohere {RECIPE_COHERE!r}; shrink-wrap every iteration, sigma {SW_SIGMA}, "
           f"threshold {SW_THRESHOLD}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for size in args.size:

@@ -57,7 +57,8 @@ def floor_pair(xp, shape):
         b = pyfftw.empty_aligned(shape, "complex64")
         axes = tuple(range(len(shape) - 3, len(shape)))
         fwd = pyfftw.FFTW(a, b, axes=axes, flags=("FFTW_MEASURE",), threads=cpu_count())
-        inv = pyfftw.FFTW(b, a, axes=axes, direction="FFTW_BACKWARD", flags=("FFTW_MEASURE",), threads=cpu_count())
+        # the same two transforms as the engine's: out of place forward, in place back
+        inv = pyfftw.FFTW(b, b, axes=axes, direction="FFTW_BACKWARD", flags=("FFTW_MEASURE",), threads=cpu_count())
         a[...] = np.random.default_rng(0).random(shape)
         return lambda: (fwd.execute(), inv.execute())
     x = xp.asarray(np.random.default_rng(0).random(shape).astype(np.complex64))
@@ -92,7 +93,13 @@ def main() -> None:
     ap.add_argument("--population", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--learned-plans", action="store_true",
+                    help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (the floor uses them too)")
     args = ap.parse_args()
+    if args.learned_plans:
+        from streamer.fftw_wisdom import load_wisdom, wisdom_path
+
+        print(f"FFTW plans learned ahead: {'loaded' if load_wisdom() else 'none found'} ({wisdom_path()})")
     xp = get_namespace(args.backend)
     kernels = Kernels(xp).kind
     print(f"backend {args.backend} (element-wise: {kernels}, threads {cpu_count()}); complex64; per iteration of "

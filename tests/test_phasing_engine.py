@@ -90,7 +90,7 @@ def test_metrics_rank_and_breeding_keeps_the_best():
     sharp[2] = 0
     sharp[2, 4, 4, 4] = 1  # one bright voxel: the sharpest image there is
     assert np.argmin(metric_values("sharpness", sharp, supports, chi)) == 2
-    children, child_supports = breed(members, supports, np.array([1, 2, 0]))
+    children, _ = breed(members, supports, np.array([1, 2, 0]))
     np.testing.assert_array_equal(children[1], members[1])
     assert not np.array_equal(children[0], members[0])
     # a partner that is the best shifted by whole voxels and phase-offset breeds back into the best
@@ -200,3 +200,24 @@ def test_thread_count_is_a_setting_not_a_result(drifting_pair):
     with pytest.raises(ValueError, match="threads"):
         PhasingConfig(threads=-1)
 
+
+
+def test_plans_learned_ahead_are_saved_for_later_runs(tmp_path, monkeypatch):
+    """ops/fft/learn_plans.py plans the shapes given and leaves wisdom a later run loads."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from streamer.fftw_wisdom import load_wisdom, wisdom_path
+
+    monkeypatch.setenv("BCDI_STREAM_CACHE", str(tmp_path))
+    script = Path(__file__).resolve().parents[1] / "ops/fft/learn_plans.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--shape", "2", "8", "8", "8", "--effort", "estimate"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0
+    assert wisdom_path().parent == tmp_path and wisdom_path().stat().st_size > 0 and load_wisdom()
+    monkeypatch.setattr(sys, "argv", [str(script), "--shape", "2", "0", "8", "8"])
+    with pytest.raises(SystemExit) as refused:
+        runpy.run_path(str(script), run_name="__main__")
+    assert refused.value.code == 2
