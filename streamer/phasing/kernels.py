@@ -172,7 +172,8 @@ class Kernels:
         return (rho, xp.abs(rho)) if magnitude else rho
 
     def blur(self, values, sigma: float):
-        """(P, z, y, x) float32 convolved with a Gaussian of ``sigma`` voxels (truncated, wrapped), per member."""
+        """(P, z, y, x) float32 convolved with a Gaussian of ``sigma`` voxels (truncated, wrapped), per member
+        (numba: into a buffer that the next blur reuses)."""
         weights = gaussian_weights(round(float(sigma), 3), tuple(values.shape[1:]))
         if self.kind != "numba":
             for axis in (3, 2, 1):
