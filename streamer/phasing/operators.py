@@ -99,9 +99,9 @@ class PhasingState:
         member's chi-square. Block by block as the plan runs them (FFTW: member by member, in place)."""
         sw = self.shrinkwrap
         due = sw is not None and sw.every > 0 and (self.iteration + 1) % sw.every == 0
-        # the fused CPU update also writes |rho| for the shrink-wrap that follows
-        magnitude = self.kernels.buffer("magnitude", tuple(self.rho.shape)) if due and self.kernels.kind == "numba" \
-            else None
+        magnitude = None
+        if due and self.kernels.kind == "numba":  # the fused CPU update also writes |rho| for the shrink-wrap
+            magnitude = self.kernels.buffer("magnitude", tuple(self.rho.shape))
         support, sums = self.effective_support(), []
         for k in self.plan.blocks:
             psi, misfit = self.kernels.modulus(self._spectrum(k), self.amplitude, self.measured, self.c)
