@@ -222,3 +222,22 @@ def test_plans_learned_ahead_are_saved_for_later_runs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as refused:
         runpy.run_path(str(script), run_name="__main__")
     assert refused.value.code == 2
+
+
+def test_cuda_kernels_wrap_as_cupy_would_for_the_nvrtc_check():
+    """ops/gpu/check_cuda_kernels.py wraps every CUDA body with typed const inputs and output references,
+    and refuses a dtype it cannot map (so a new kernel cannot slip past the GPU-less compile check)."""
+    import runpy
+    from pathlib import Path
+
+    from streamer.phasing.kernels import CUDA_KERNELS
+
+    check = runpy.run_path(str(Path(__file__).resolve().parents[1] / "ops/gpu/check_cuda_kernels.py"))
+    source = check["kernel_source"](*CUDA_KERNELS["update"])
+    assert 'extern "C" __global__ void bcdi_update(' in source
+    assert "const bool support = _raw_support[i];" in source and "complex<float> &rho = _raw_rho[i];" in source
+    assert CUDA_KERNELS["update"][2] in source
+    for spec in CUDA_KERNELS.values():
+        check["kernel_source"](*spec)  # every dtype maps to a C type
+    with pytest.raises(ValueError, match="float16"):
+        check["kernel_source"]("float16 x", "float32 y", "y = x;", "k")

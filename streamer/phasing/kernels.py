@@ -40,13 +40,10 @@ def _numba_kernels():
     return nk.modulus, nk.update, nk.blur_peak, nk.threshold
 
 
-@lru_cache(maxsize=1)
-def _cupy_kernels():
-    import cupy
-
-    modulus = cupy.ElementwiseKernel(
-        "float32 amp, bool measured, float32 c", "complex64 psi, float32 d2",
-        """
+# cupy ElementwiseKernels: (inputs, outputs, CUDA body, name); ops/gpu/check_cuda_kernels.py compiles them
+# with NVRTC on a machine without a GPU.
+CUDA_KERNELS = {
+    "modulus": ("float32 amp, bool measured, float32 c", "complex64 psi, float32 d2", """
         float re = psi.real(), im = psi.imag();
         if (measured) {
             float m2 = re * re + im * im;
@@ -56,11 +53,17 @@ def _cupy_kernels():
             else { d = -amp; }
             d2 = d * d;
         } else { psi = complex<float>(re * c * c, im * c * c); d2 = 0.f; }
-        """, "bcdi_modulus")
-    update = cupy.ElementwiseKernel(
-        "complex64 rho_p, bool support, float32 a, float32 b", "complex64 rho",
-        "rho = support ? rho_p : complex<float>(a) * rho + complex<float>(b) * rho_p;", "bcdi_update")
-    return modulus, update
+        """, "bcdi_modulus"),
+    "update": ("complex64 rho_p, bool support, float32 a, float32 b", "complex64 rho",
+               "rho = support ? rho_p : complex<float>(a) * rho + complex<float>(b) * rho_p;", "bcdi_update"),
+}
+
+
+@lru_cache(maxsize=1)
+def _cupy_kernels():
+    import cupy
+
+    return tuple(cupy.ElementwiseKernel(*CUDA_KERNELS[name]) for name in ("modulus", "update"))
 
 
 @lru_cache(maxsize=64)
