@@ -158,9 +158,14 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
     shape, cfg, sw = problem.shape, problem.config, problem.shrinkwrap
     rngs = [np.random.default_rng([problem.seed, k]) for k in indices]
     if problem.warm:
-        rho = np.stack([problem.start if k == 0 else
-                        problem.start * np.exp(1j * r.normal(0.0, cfg.warm_perturbation_rad, shape))
-                        for k, r in zip(indices, rngs)]).astype(np.complex64)
+        rho = np.empty((len(indices),) + shape, np.complex64)
+        for member, k, r in zip(rho, indices, rngs):
+            member[...] = problem.start
+            if k:  # phase noise (float32 cos, sin: 10x a complex128 exp)
+                phase = r.standard_normal(shape, dtype=np.float32) * np.float32(cfg.warm_perturbation_rad)
+                noise = np.empty(shape, np.complex64)
+                noise.real, noise.imag = np.cos(phase), np.sin(phase)
+                member *= noise
         blurred = ndimage.gaussian_filter(np.abs(problem.start), sw.sigma_end, mode="wrap")
         support = np.broadcast_to(blurred > sw.threshold * blurred.max(), rho.shape)
         return rho, np.ascontiguousarray(support)
