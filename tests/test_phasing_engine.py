@@ -241,3 +241,21 @@ def test_cuda_kernels_wrap_as_cupy_would_for_the_nvrtc_check():
         check["kernel_source"](*spec)  # every dtype maps to a C type
     with pytest.raises(ValueError, match="float16"):
         check["kernel_source"]("float16 x", "float32 y", "y = x;", "k")
+
+
+def test_gpu_path_check_passes_on_strict_and_catches_a_wrong_step(monkeypatch, capsys):
+    """ops/gpu/check_gpu_path.py (the first thing to run on a CUDA machine) compares a namespace's steps and
+    reconstruction with numpy's: it holds for array-api-strict, and fails when the namespace's blur is off."""
+    import runpy
+    from pathlib import Path
+
+    from streamer.phasing import kernels
+
+    check = runpy.run_path(str(Path(__file__).resolve().parents[1] / "ops/gpu/check_gpu_path.py"))
+    assert check["main"](["--backend", "strict", "--size", "24"]) == 0
+    assert "all checks hold" in capsys.readouterr().out
+    convolve = kernels._wrapped_convolve
+    monkeypatch.setattr(kernels, "_wrapped_convolve", lambda xp, a, w, axis: convolve(xp, a, w, axis) * 1.001)
+    assert check["main"](["--backend", "strict", "--size", "24"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL shrink-wrap blur (sigma 1.0)" in out and "ok   support update (HIO)" in out
