@@ -236,20 +236,24 @@ def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
     ranking, scores = rank(problem, last)
     best = int(ranking[0])
     keep = ranking[: min(cfg.average, len(ranking))]
-    centred = np.fft.fftshift(last.rho[keep], axes=(1, 2, 3))
-    mean, amp_err, phase_err, aligned = average_aligned(centred, 0)
-    support = np.fft.fftshift(last.support[best])
-    shift = _com_shift(np.abs(mean))
-
-    def roll(a):
-        return np.roll(a, shift, axis=(-3, -2, -1))
-
+    half = tuple(n // 2 for n in problem.shape)  # FFT order -> centred (fftshift), then the centre of mass
+    if len(keep) == 1:  # nothing to align or spread over: one roll from FFT order, no copies of zeros
+        shift = _com_shift(np.abs(last.rho[best]), offset=half)
+        rho = np.roll(last.rho[best], tuple(h + s for h, s in zip(half, shift)), axis=(0, 1, 2))
+        members, amp_err = rho[None], np.zeros(problem.shape, np.float32)
+        phase_err = amp_err.copy()
+    else:
+        mean, amp_err, phase_err, aligned = average_aligned(np.fft.fftshift(last.rho[keep], axes=(1, 2, 3)), 0)
+        shift = _com_shift(np.abs(mean))
+        rho, amp_err, phase_err, members = (np.roll(a, shift, axis=(-3, -2, -1))
+                                            for a in (mean, amp_err, phase_err, aligned))
+    support = np.roll(last.support[best], tuple(h + s for h, s in zip(half, shift)), axis=(0, 1, 2))
     curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
     return PhasingResult(
-        rho=roll(mean), support=roll(support), chi_square=last.chi_square, best=best, recipe=str(op),
-        iterations=op.iterations, amplitude_error=roll(amp_err), phase_error=roll(phase_err), error_curve=curve,
-        members=roll(aligned), generations=len(gens), warm_started=problem.warm,
+        rho=rho, support=support, chi_square=last.chi_square, best=best, recipe=str(op),
+        iterations=op.iterations, amplitude_error=amp_err, phase_error=phase_err, error_curve=curve,
+        members=members, generations=len(gens), warm_started=problem.warm,
         metric={"name": cfg.metric, "best": float(scores[best]), "averaged": len(keep)},
     )
 
@@ -287,11 +291,14 @@ def _load(state: PhasingState, host: np.ndarray):
     return state.xp.asarray(np.ascontiguousarray(host, dtype=np.complex64))
 
 
-def _com_shift(amplitude: np.ndarray) -> tuple[int, ...]:
-    """Integer roll that brings the amplitude's circular centre of mass to index n // 2."""
+def _com_shift(amplitude: np.ndarray, offset: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Integer roll that brings the circular centre of mass of the amplitude, rolled by ``offset`` first,
+    to index n // 2."""
     shift = []
     for ax, n in enumerate(amplitude.shape):
         prof = amplitude.sum(axis=tuple(a for a in range(amplitude.ndim) if a != ax))
+        if offset:
+            prof = np.roll(prof, offset[ax])
         ang = np.angle(np.sum(prof * np.exp(2j * np.pi * np.arange(n) / n)))
         com = (ang % (2 * np.pi)) * n / (2 * np.pi)
         shift.append(int(round(n // 2 - com)))

@@ -198,7 +198,8 @@ class Kernels:
         return out, peaks.max(axis=1)
 
     def shrink_support(self, magnitude, sigma: float, threshold: float):
-        """The shrink-wrap support: where the blurred magnitude exceeds ``threshold`` x its peak, per member."""
+        """The shrink-wrap support: where the blurred magnitude (>= 0, as |rho|) exceeds ``threshold`` x its peak,
+        per member."""
         if self.kind != "numba":
             xp = self.xp
             blurred = self.blur(magnitude, sigma)
