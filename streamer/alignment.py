@@ -35,10 +35,29 @@ def _wrap(i: float, n: int) -> float:
     return i if i <= n // 2 else i - n
 
 
-def _best_shift(moving: np.ndarray, reference: np.ndarray, subvoxel: bool) -> tuple[float, ...]:
-    """Circular shift of ``moving`` that maximises its amplitude overlap with ``reference``;
-    with ``subvoxel`` refined by a parabola through the correlation peak and its neighbours."""
-    xc = np.abs(_fft(_fft(np.abs(reference)) * np.conj(_fft(np.abs(moving))), inverse=True))
+def _separable(factors: list[np.ndarray]) -> np.ndarray:
+    """The product of 1D arrays, each along its own axis (broadcast, complex64)."""
+    out = np.ones((1,) * len(factors), np.complex64)
+    for ax, f in enumerate(factors):
+        shape = [1] * len(factors)
+        shape[ax] = f.size
+        out = out * f.astype(np.complex64).reshape(shape)
+    return out
+
+
+def _mirror_ramp(shape: tuple[int, ...], half: bool = False) -> np.ndarray:
+    """exp(2 pi i sum(k / n)) on the spectrum's grid (``half``: the last axis of a real transform's).
+
+    It gives a flipped array's spectrum from the array's own: F(conj(flip(x))) = ramp conj(F(x)), and
+    for a real a, F(flip(a)) = ramp conj(F(a)).
+    """
+    return _separable([np.exp(2j * np.pi * np.arange(n // 2 + 1 if half and ax == len(shape) - 1 else n) / n)
+                       for ax, n in enumerate(shape)])
+
+
+def _peak_shift(xc: np.ndarray, subvoxel: bool) -> tuple[float, ...]:
+    """The circular shift at the cross-correlation's peak; with ``subvoxel`` refined by a parabola through
+    the peak and its neighbours."""
     idx = np.unravel_index(int(np.argmax(xc)), xc.shape)
     shift = []
     for ax, (i, n) in enumerate(zip(idx, xc.shape)):
@@ -53,36 +72,70 @@ def _best_shift(moving: np.ndarray, reference: np.ndarray, subvoxel: bool) -> tu
     return tuple(shift)
 
 
+def _best_shifts(moving: np.ndarray, reference: np.ndarray, subvoxel: bool):
+    """Circular shifts of ``moving`` and of its twin that maximise their amplitude overlap with ``reference``.
+
+    |twin| is |moving| flipped, so one real transform of |moving| serves both cross-correlations.
+    """
+    import scipy.fft
+
+    ref = scipy.fft.rfftn(np.abs(reference), workers=-1)
+    spectrum = scipy.fft.rfftn(np.abs(moving), workers=-1)
+    direct = scipy.fft.irfftn(ref * np.conj(spectrum), s=moving.shape, workers=-1)
+    mirrored = scipy.fft.irfftn(ref * spectrum * np.conj(_mirror_ramp(moving.shape, half=True)), s=moving.shape,
+                                workers=-1)
+    return _peak_shift(direct, subvoxel), _peak_shift(mirrored, subvoxel)
+
+
+def _shift_ramp(shape: tuple[int, ...], shift: tuple[float, ...]) -> np.ndarray:
+    """The Fourier phase ramp that shifts an array of ``shape`` by ``shift`` voxels (circularly)."""
+    return _separable([np.exp(-2j * np.pi * np.fft.fftfreq(n).astype(np.float32) * np.float32(s))
+                       for s, n in zip(shift, shape)])
+
+
 def shift_array(x: np.ndarray, shift: tuple[float, ...]) -> np.ndarray:
     """Circular shift by whole voxels (np.roll) or, for fractions, by a Fourier phase ramp."""
     if all(float(s).is_integer() for s in shift):
         return np.roll(x, tuple(int(s) for s in shift), axis=tuple(range(x.ndim)))
-    ramp = np.ones(x.shape, np.complex64)
-    for ax, (s, n) in enumerate(zip(shift, x.shape)):
-        f = np.fft.fftfreq(n).astype(np.float32)
-        shape = [1] * x.ndim
-        shape[ax] = n
-        ramp = ramp * np.exp(-2j * np.pi * f * np.float32(s)).reshape(shape)
-    return _fft(_fft(x) * ramp, inverse=True).astype(x.dtype if np.iscomplexobj(x) else np.complex64)
+    return _fft(_fft(x) * _shift_ramp(x.shape, shift), inverse=True).astype(
+        x.dtype if np.iscomplexobj(x) else np.complex64)
 
 
 def register(moving: np.ndarray, reference: np.ndarray, *, subvoxel: bool = False) -> Registration:
-    """Align complex ``moving`` to complex ``reference`` (same shape), trying both twins."""
+    """Align complex ``moving`` to complex ``reference`` (same shape), trying both twins.
+
+    With ``subvoxel`` the twins are compared after their fractional shifts, computed on the spectra
+    (Parseval), and only the better one is transformed back.
+    """
     moving = np.asarray(moving)
     reference = np.asarray(reference)
     if moving.shape != reference.shape:
         raise ValueError(f"shapes differ: moving {moving.shape}, reference {reference.shape}")
+    shifts = _best_shifts(moving, reference, subvoxel)
+    spectra = None  # with fractional shifts: the twins' spectra and the reference's
+    if subvoxel and not all(float(s).is_integer() for shift in shifts for s in shift):
+        m = _fft(moving)
+        spectra = (m, _mirror_ramp(moving.shape) * np.conj(m), _fft(reference))
     best = None
-    for twin, candidate in ((False, moving), (True, twin_image(moving))):
-        shift = _best_shift(candidate, reference, subvoxel)
-        shifted = shift_array(candidate, shift)
-        overlap = np.vdot(shifted, reference)  # sum(conj(shifted) * reference)
-        norm = np.linalg.norm(shifted) * np.linalg.norm(reference)
+    for twin, shift in zip((False, True), shifts):
+        if spectra is None or all(float(s).is_integer() for s in shift):
+            shifted = shift_array(twin_image(moving) if twin else moving, shift)
+            overlap = np.vdot(shifted, reference)  # sum(conj(shifted) * reference)
+            norm = np.linalg.norm(shifted) * np.linalg.norm(reference)
+            in_space = True
+        else:  # the same sums on the spectra (Parseval; the ramp keeps the norm): no transform back yet
+            shifted = spectra[twin] * _shift_ramp(moving.shape, shift)
+            overlap = np.vdot(shifted, spectra[2]) / moving.size
+            norm = np.linalg.norm(shifted) * np.linalg.norm(spectra[2]) / moving.size
+            in_space = False
         corr = float(np.abs(overlap) / norm) if norm > 0 else 0.0
-        if best is None or corr > best.correlation:
-            offset = float(np.angle(overlap))
-            best = Registration(shifted * np.exp(1j * offset).astype(np.complex64), shift, twin, offset, corr)
-    return best
+        if best is None or corr > best[3]:
+            best = (shifted, shift, twin, corr, overlap, in_space)
+    shifted, shift, twin, corr, overlap, in_space = best
+    if not in_space:
+        shifted = _fft(shifted, inverse=True).astype(moving.dtype if np.iscomplexobj(moving) else np.complex64)
+    offset = float(np.angle(overlap))
+    return Registration(shifted * np.exp(1j * offset).astype(np.complex64), shift, twin, offset, corr)
 
 
 def follow(array: np.ndarray, reg: Registration, *, axes=(0, 1, 2)) -> np.ndarray:
