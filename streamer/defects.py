@@ -32,32 +32,27 @@ def _wrapped_step(xp, a, b):
     return xp.atan2(xp.imag(p), xp.real(p))
 
 
-def plaquette_winding(rho, *, xp, normal_axis: int):
+def edge_steps(rho, *, xp) -> list:
+    """Wrapped phase change from every voxel to its next neighbour, per axis (each one shorter along its axis)."""
+    return [_wrapped_step(xp, rho[_sl(3, ax, slice(None, -1))], rho[_sl(3, ax, slice(1, None))]) for ax in range(3)]
+
+
+def plaquette_winding(rho, *, xp, normal_axis: int, steps: list | None = None):
     """Winding number (int8) of every plaquette normal to ``normal_axis``.
 
     The result has length n-1 along the two in-plane axes; element [i, j, k] is the plaquette
     whose lowest corner is voxel [i, j, k]. Phases come from the complex ``rho`` directly, so no
-    unwrapping is needed.
+    unwrapping is needed. ``steps`` (from :func:`edge_steps`) lets the three orientations share
+    their edges.
     """
     if rho.ndim != 3:
         raise ValueError(f"rho must be 3D, got shape {rho.shape}")
     u, v = _LOOP_AXES[normal_axis]
-    nd = 3
+    steps = edge_steps(rho, xp=xp) if steps is None else steps
+    du, dv = steps[u], steps[v]
     lo, hi = slice(None, -1), slice(1, None)
-
-    def corner(du, dv):
-        s = [slice(None)] * nd
-        s[u] = hi if du else lo
-        s[v] = hi if dv else lo
-        return rho[tuple(s)]
-
-    c00, c10, c11, c01 = corner(0, 0), corner(1, 0), corner(1, 1), corner(0, 1)
-    total = (
-        _wrapped_step(xp, c00, c10)
-        + _wrapped_step(xp, c10, c11)
-        + _wrapped_step(xp, c11, c01)
-        + _wrapped_step(xp, c01, c00)
-    )
+    # counter-clockwise: along u at v, along v at u + 1, back along u at v + 1, back along v at u
+    total = du[_sl(3, v, lo)] + dv[_sl(3, u, hi)] - du[_sl(3, v, hi)] - dv[_sl(3, u, lo)]
     return xp.astype(xp.round(total / (2 * math.pi)), xp.int8)
 
 
@@ -132,8 +127,9 @@ def find_vortex_lines(
         raise ValueError(f"mask shape {mask.shape} does not match rho {tuple(rho.shape)}")
     inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else mask
     pts, circ = [], []
+    steps = edge_steps(rho, xp=xp)
     for axis in range(3):
-        w = to_numpy(plaquette_winding(rho, xp=xp, normal_axis=axis))
+        w = to_numpy(plaquette_winding(rho, xp=xp, normal_axis=axis, steps=steps))
         w = np.where(_plaquette_inside(inner, axis), w, 0)
         idx = np.argwhere(w != 0)
         if len(idx) == 0:
@@ -150,14 +146,36 @@ def find_vortex_lines(
     points = np.concatenate(pts)
     circulation = np.concatenate(circ)
     labels = _cluster(points, radius=1.5)
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1, 1:-1]  # the grid's edge is outside
+    depth_at = _outside_distance(mask)
     lines = []
     for lab in np.unique(labels):
         sel = labels == lab
         if sel.sum() < min_length:
             continue
-        lines.append(_make_line(points[sel], circulation[sel], depth, surface_depth=erosion + 2.0))
+        lines.append(_make_line(points[sel], circulation[sel], depth_at, surface_depth=erosion + 2.0))
     return lines
+
+
+def _outside_distance(mask: np.ndarray):
+    """A function of voxel indices (n, 3): their distance to the nearest voxel outside ``mask`` (the grid's
+    edge counts as outside), as scipy's Euclidean distance transform gives it, for a few voxels.
+
+    The nearest outside voxel always borders the inside (a step towards the point would be nearer), so
+    a tree of those border voxels, made at the first call, answers exactly.
+    """
+    from scipy.spatial import cKDTree
+
+    tree = None
+
+    def at(idx: np.ndarray) -> np.ndarray:
+        nonlocal tree
+        idx = np.clip(idx, 0, np.array(mask.shape) - 1)
+        if tree is None:
+            padded = np.pad(mask, 1)
+            tree = cKDTree(np.argwhere(ndimage.binary_dilation(padded) & ~padded) - 1)
+        return np.where(mask[tuple(idx.T)], tree.query(idx)[0], 0.0)
+
+    return at
 
 
 def _cluster(points: np.ndarray, radius: float) -> np.ndarray:
@@ -174,8 +192,8 @@ def _orient(v: np.ndarray) -> np.ndarray:
     return -v if v[lead] < 0 else v
 
 
-def _make_line(points: np.ndarray, circulation: np.ndarray, depth: np.ndarray, surface_depth: float) -> VortexLine:
-    """Direction, winding and ends of one cluster; ``depth`` is the distance (voxels) to outside the particle."""
+def _make_line(points: np.ndarray, circulation: np.ndarray, depth_at, surface_depth: float) -> VortexLine:
+    """Direction, winding and ends of one cluster; ``depth_at`` gives voxels' distance to outside the particle."""
     net = circulation.sum(axis=0)
     centred = points - points.mean(axis=0)
     closed = len(points) >= 8 and np.linalg.norm(net) < 0.25 * len(points)
@@ -195,8 +213,7 @@ def _make_line(points: np.ndarray, circulation: np.ndarray, depth: np.ndarray, s
     confidence = float(np.mean(per_point == sense))
     s = centred @ direction
     ends = points[[int(np.argmin(s)), int(np.argmax(s))]]
-    idx = np.clip(np.round(ends).astype(int), 0, np.array(depth.shape) - 1)
-    on_surface = bool(np.all(depth[tuple(idx.T)] <= surface_depth))
+    on_surface = bool(np.all(depth_at(np.round(ends).astype(int)) <= surface_depth))
     return VortexLine(points, direction, sense, confidence, closed=False, ends_on_surface=on_surface)
 
 
