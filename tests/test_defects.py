@@ -255,3 +255,34 @@ def test_pristine_and_a_screw_pair_are_single_domains():
     for phase in (0.05 * y + 0 * x, pair + 0 * z):
         rho = plate * np.exp(1j * phase)
         assert len(segment_domains(rho, mask=particle_mask(np.abs(rho)))[1]) == 1
+
+
+def test_shared_edges_give_each_orientations_windings_and_line_ends_their_exact_depth():
+    """The windings from shared edge steps equal a plaquette's own four steps, and a line end's depth
+    (from a tree of the particle's border) equals scipy's Euclidean distance transform there."""
+    from scipy import ndimage
+
+    from streamer.backend import get_namespace
+    from streamer.defects import _outside_distance, _wrapped_step, edge_steps
+
+    xp, rng = get_namespace("numpy"), np.random.default_rng(3)
+    rho = (rng.normal(size=(9, 10, 11)) + 1j * rng.normal(size=(9, 10, 11))).astype(np.complex64)
+    steps = edge_steps(rho, xp=xp)
+    for axis, (u, v) in ((0, (2, 1)), (1, (0, 2)), (2, (1, 0))):
+        corner = {}
+        for du in (0, 1):
+            for dv in (0, 1):
+                sl = [slice(None)] * 3
+                sl[u], sl[v] = slice(du, rho.shape[u] - 1 + du), slice(dv, rho.shape[v] - 1 + dv)
+                corner[du, dv] = rho[tuple(sl)]
+        loop = [corner[0, 0], corner[1, 0], corner[1, 1], corner[0, 1], corner[0, 0]]
+        total = sum(_wrapped_step(xp, a, b) for a, b in zip(loop, loop[1:]))
+        want = np.round(total / (2 * math.pi)).astype(np.int8)
+        assert np.array_equal(plaquette_winding(rho, xp=xp, normal_axis=axis, steps=steps), want)
+        assert np.count_nonzero(want) > 0  # random phases: plenty of pierced plaquettes to compare
+    for seed in range(5):
+        mask = ndimage.gaussian_filter(np.random.default_rng(seed).random((14, 16, 12)), 2) > 0.5
+        edt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1, 1:-1]
+        every = np.argwhere(np.ones(mask.shape, bool))
+        assert np.array_equal(_outside_distance(mask)(every), edt[tuple(every.T)])
+        assert edt.max() >= 2  # deep enough to tell a distance from a border flag

@@ -179,7 +179,7 @@ def blur_peak(src, dst, w, peaks, runs):
     k_taps, r, n = w.size, (w.size - 1) // 2, ny * nx
     taps = np.arange(k_taps)
     per = (nz + runs - 1) // runs
-    peak_bits = peaks.view(np.int32)  # the blurred values are sums of non-negative terms: never -0 or NaN
+    peak_bits = peaks.view(np.int32)  # blurred |rho|: non-negative, so the int32 bits sort as the floats do
     for j in numba.prange(p * runs):
         k, z0 = j // runs, (j % runs) * per
         z1 = min(nz, z0 + per)
