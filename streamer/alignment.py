@@ -93,9 +93,13 @@ def _shift_ramp(shape: tuple[int, ...], shift: tuple[float, ...]) -> np.ndarray:
                        for s, n in zip(shift, shape)])
 
 
+def _whole(shift: tuple[float, ...]) -> bool:
+    return all(float(s).is_integer() for s in shift)
+
+
 def shift_array(x: np.ndarray, shift: tuple[float, ...]) -> np.ndarray:
     """Circular shift by whole voxels (np.roll) or, for fractions, by a Fourier phase ramp."""
-    if all(float(s).is_integer() for s in shift):
+    if _whole(shift):
         return np.roll(x, tuple(int(s) for s in shift), axis=tuple(range(x.ndim)))
     return _fft(_fft(x) * _shift_ramp(x.shape, shift), inverse=True).astype(
         x.dtype if np.iscomplexobj(x) else np.complex64)
@@ -113,12 +117,12 @@ def register(moving: np.ndarray, reference: np.ndarray, *, subvoxel: bool = Fals
         raise ValueError(f"shapes differ: moving {moving.shape}, reference {reference.shape}")
     shifts = _best_shifts(moving, reference, subvoxel)
     spectra = None  # with fractional shifts: the twins' spectra and the reference's
-    if subvoxel and not all(float(s).is_integer() for shift in shifts for s in shift):
+    if subvoxel and not all(_whole(shift) for shift in shifts):
         m = _fft(moving)
         spectra = (m, _mirror_ramp(moving.shape) * np.conj(m), _fft(reference))
     best = None
     for twin, shift in zip((False, True), shifts):
-        if spectra is None or all(float(s).is_integer() for s in shift):
+        if spectra is None or _whole(shift):
             shifted = shift_array(twin_image(moving) if twin else moving, shift)
             overlap = np.vdot(shifted, reference)  # sum(conj(shifted) * reference)
             norm = np.linalg.norm(shifted) * np.linalg.norm(reference)

@@ -161,11 +161,8 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
         rho = np.empty((len(indices),) + shape, np.complex64)
         for member, k, r in zip(rho, indices, rngs):
             member[...] = problem.start
-            if k:  # phase noise (float32 cos, sin: 10x a complex128 exp)
-                phase = r.standard_normal(shape, dtype=np.float32) * np.float32(cfg.warm_perturbation_rad)
-                noise = np.empty(shape, np.complex64)
-                noise.real, noise.imag = np.cos(phase), np.sin(phase)
-                member *= noise
+            if k:  # phase noise
+                member *= _phasor(r.standard_normal(shape, dtype=np.float32) * np.float32(cfg.warm_perturbation_rad))
         blurred = ndimage.gaussian_filter(np.abs(problem.start), sw.sigma_end, mode="wrap")
         support = np.broadcast_to(blurred > sw.threshold * blurred.max(), rho.shape)
         return rho, np.ascontiguousarray(support)
@@ -173,11 +170,18 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
     ac = np.abs(_fft((problem.amplitude**2 * measured).astype(np.complex64), inverse=True))
     support = np.broadcast_to(ac > cfg.autocorrelation_threshold * ac.max(), (len(indices),) + shape)
     spectra = np.empty((len(indices),) + shape, np.complex64)
-    for member, r in zip(spectra, rngs):  # random phases on the measured amplitude (cos, sin: 10x a complex exp)
-        phase = r.uniform(0, 2 * np.pi, shape).astype(np.float32)
-        member.real, member.imag = problem.amplitude * np.cos(phase), problem.amplitude * np.sin(phase)
+    for member, r in zip(spectra, rngs):  # random phases on the measured amplitude
+        member[...] = _phasor(r.uniform(0, 2 * np.pi, shape).astype(np.float32))
+        member *= problem.amplitude
     rho = np.where(support, _fft(spectra, inverse=True), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
+
+
+def _phasor(phase: np.ndarray) -> np.ndarray:
+    """exp(i phase) as complex64, from float32 cos and sin (10x a complex128 exp)."""
+    out = np.empty(phase.shape, np.complex64)
+    out.real, out.imag = np.cos(phase), np.sin(phase)
+    return out
 
 
 @dataclass

@@ -57,9 +57,6 @@ def average_aligned(members: np.ndarray, reference_index: int = 0):
     The phase spread is that of each member's phase about the mean's, wrapped to (-pi, pi].
     """
     ref = members[reference_index]
-    if len(members) == 1:  # nothing to align or spread over
-        zeros = np.zeros(ref.shape, np.float32)
-        return ref.astype(np.complex64), zeros, zeros.copy(), members.copy()
     aligned = np.empty_like(members)
     for k, m in enumerate(members):
         aligned[k] = ref if k == reference_index else register(m, ref, subvoxel=True).aligned

@@ -178,17 +178,19 @@ class Kernels:
     def blur(self, values, sigma: float):
         """(P, z, y, x) float32 convolved with a Gaussian of ``sigma`` voxels (truncated, wrapped), per member
         (numba: into a buffer that the next blur reuses)."""
-        weights = gaussian_weights(round(float(sigma), 3), tuple(values.shape[1:]))
         if self.kind != "numba":
+            weights = gaussian_weights(round(float(sigma), 3), tuple(values.shape[1:]))
             for axis in (3, 2, 1):
                 values = _wrapped_convolve(self.xp, values, weights, axis)
             return values
-        return self._numba_blur(values, weights)[0]
+        return self._numba_blur(values, sigma)[0]
 
-    def _numba_blur(self, values, weights):
+    def _numba_blur(self, values, sigma: float):
+        """(blurred values in a reused buffer, each member's peak); the values must be >= 0 for the peak."""
         import numba
         import numpy as np
 
+        weights = gaussian_weights(round(float(sigma), 3), tuple(values.shape[1:]))
         blur_peak = _numba_kernels()[2]
         self._numba_threads()
         p, nz = values.shape[:2]
@@ -206,8 +208,7 @@ class Kernels:
             return blurred > threshold * xp.max(blurred, axis=(1, 2, 3), keepdims=True)
         import numpy as np
 
-        weights = gaussian_weights(round(float(sigma), 3), tuple(magnitude.shape[1:]))
-        blurred, peaks = self._numba_blur(magnitude, weights)
+        blurred, peaks = self._numba_blur(magnitude, sigma)
         p = blurred.shape[0]
         support = np.empty(blurred.shape, bool)
         _numba_kernels()[3](blurred.reshape(p, -1), (np.float32(threshold) * peaks).astype(np.float32),

@@ -163,8 +163,7 @@ def _peak_bits(bits):
     maximum, not a float one (8x faster here)."""
     m = bits[0]
     for i in range(bits.size):
-        v = bits[i]
-        m = v if v > m else m
+        m = max(m, bits[i])
     return m
 
 
