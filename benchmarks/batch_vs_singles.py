@@ -37,7 +37,7 @@ def main() -> None:
     if args.population < 2 or args.repeats < 1:
         ap.error("--population must be >= 2 and --repeats >= 1")
     if args.learned_plans:
-        from streamer.fftw_wisdom import load_wisdom, wisdom_path
+        from streamer.phasing.wisdom import load_wisdom, wisdom_path
 
         print(f"FFTW plans learned ahead: {'loaded' if load_wisdom() else 'none found'} ({wisdom_path()})")
     xp = get_namespace(args.backend)

@@ -19,8 +19,8 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 from streamer.backend import get_namespace
-from streamer.cluster import reconstruct_on_cluster, submit_scan
 from streamer.phasing import PhasingConfig, parse_recipe, reconstruct
+from streamer.service.cluster import reconstruct_on_cluster, submit_scan
 
 
 def intensity(n: int, seed: int = 0) -> np.ndarray:

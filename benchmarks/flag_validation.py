@@ -22,10 +22,10 @@ import numpy as np
 
 from sim.particle import Particle
 from sim.scenario import load_scenario
+from streamer.analysis.flags import FlagConfig
 from streamer.cli.demo import run_demo
-from streamer.compare import FlagConfig
-from streamer.config import ServiceConfig
-from streamer.events import read_events
+from streamer.recording.event_log import read_events
+from streamer.service.config import ServiceConfig
 
 DEFECT_KINDS = ("new_vortex", "vortex_lost", "vortex_lost:surface", "vortex_moved", "domain_boundary:appeared",
                 "domain_boundary:resolved")

@@ -47,8 +47,8 @@ def _raw_sender(endpoint: str, n: int, copy: bool = False) -> None:
 
 
 def _bcdi_sender(endpoint: str, n: int, per_scan: int, encoding: str) -> None:
-    from streamer.transport import FrameSender
-    from streamer.wire import EncodedFrame, bslz4_chunk
+    from streamer.messaging.transport import FrameSender
+    from streamer.messaging.wire import EncodedFrame, bslz4_chunk
 
     frames = make_frames()
     if encoding == "bslz4":  # compressed once, as a detector's stream arrives: the sender does no work
@@ -89,9 +89,9 @@ def bench_raw(n: int, copy: bool = False) -> float:
 
 
 def bench_pipeline(n: int, per_scan: int, encoding: str = "raw") -> tuple[float, int, Path, float]:
-    from streamer.config import ServiceConfig
-    from streamer.recording import list_scans
-    from streamer.service import Pipeline
+    from streamer.recording.recorder import list_scans
+    from streamer.service.config import ServiceConfig
+    from streamer.service.pipeline import Pipeline
 
     out = Path(tempfile.mkdtemp(prefix="bcdi-bench-"))
     pipeline = Pipeline(ServiceConfig(out_dir=str(out), receive_timeout_s=0.05))

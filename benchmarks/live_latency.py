@@ -20,12 +20,12 @@ import numpy as np
 
 from sim.diffraction import DiffractionModel
 from sim.particle import Particle, ScrewDislocation, complex_image
-from streamer.alignment import amplitude_correlation, register
-from streamer.analysis import analyze_scan
+from streamer.analysis.scan import analyze_scan
 from streamer.backend import get_namespace
-from streamer.fftw_wisdom import load_wisdom, save_wisdom
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing import PhasingConfig, reconstruct
+from streamer.phasing.alignment import amplitude_correlation, register
+from streamer.phasing.wisdom import load_wisdom, save_wisdom
 
 
 def scan(geometry, y_nm: float, seed: int):

@@ -155,9 +155,9 @@ def run_ours(intensity: np.ndarray, *, seed: int, box: bool) -> tuple[np.ndarray
 
 def score(rho: np.ndarray, timing: Timing, truth: np.ndarray, intensity: np.ndarray) -> Score:
     """Register ``rho`` to the truth and measure it against the truth and the data."""
-    from streamer.alignment import amplitude_correlation, register
+    from streamer.analysis.defects import find_vortex_lines, particle_mask
     from streamer.backend import get_namespace
-    from streamer.defects import find_vortex_lines, particle_mask
+    from streamer.phasing.alignment import amplitude_correlation, register
 
     rho = np.asarray(rho, np.complex64)
     reg = register(rho, truth.astype(np.complex64))
@@ -171,8 +171,8 @@ def score(rho: np.ndarray, timing: Timing, truth: np.ndarray, intensity: np.ndar
 
 
 def truth_windings(truth: np.ndarray) -> list[int]:
+    from streamer.analysis.defects import find_vortex_lines, particle_mask
     from streamer.backend import get_namespace
-    from streamer.defects import find_vortex_lines, particle_mask
 
     return [line.winding for line in find_vortex_lines(truth, xp=get_namespace("numpy"),
                                                        mask=particle_mask(np.abs(truth)))]
@@ -255,7 +255,7 @@ def main() -> None:
     except ImportError:
         ap.error("cohere_core is not installed here: run it with .venv-peers/bin/python (set-up: this script's --help)")
     if args.learned_plans:
-        from streamer.fftw_wisdom import load_wisdom, wisdom_path
+        from streamer.phasing.wisdom import load_wisdom, wisdom_path
 
         print(f"FFTW plans learned ahead: {'loaded' if load_wisdom() else 'none found'} ({wisdom_path()})")
     print(f"recipe {RECIPE_OURS!r} / cohere {RECIPE_COHERE!r}; shrink-wrap every iteration, sigma {SW_SIGMA}, "

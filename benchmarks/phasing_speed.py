@@ -97,7 +97,7 @@ def main() -> None:
                     help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (the floor uses them too)")
     args = ap.parse_args()
     if args.learned_plans:
-        from streamer.fftw_wisdom import load_wisdom, wisdom_path
+        from streamer.phasing.wisdom import load_wisdom, wisdom_path
 
         print(f"FFTW plans learned ahead: {'loaded' if load_wisdom() else 'none found'} ({wisdom_path()})")
     xp = get_namespace(args.backend)

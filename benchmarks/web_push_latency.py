@@ -19,7 +19,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from streamer.service import _packable
+from streamer.service.pipeline import _packable
 from streamer.web import WebServer
 
 

@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 
 from sim.particle import Particle, amplitude_at, complex_image_at, phase_at
+from streamer.analysis.peak import peak_metrics
 from streamer.geometry import OrthogonalGeometry
-from streamer.peak import peak_metrics
 
 TRUTH_LAYOUT_VERSION = 1
 YOUNG_MODULUS_Z_PA = 150e9  # Y_z of the layered oxide along [002] (SCIENCE.md)
@@ -74,7 +74,7 @@ def peak_widths(intensity_stack: np.ndarray, geometry, *, size: int = 96) -> dic
     """Widths (nm^-1) of a rocking scan's 3D intensity (step, row, col) along and across q.
 
     The intensity is resampled onto an orthogonal q grid (``size``^3, the finest q step of the
-    geometry) and measured with ``streamer.peak.peak_metrics`` (FWHM of projections).
+    geometry) and measured with ``streamer.analysis.peak.peak_metrics`` (FWHM of projections).
     """
     if isinstance(geometry, OrthogonalGeometry):
         vol = np.transpose(intensity_stack, (1, 2, 0))

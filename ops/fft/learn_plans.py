@@ -16,8 +16,8 @@ import argparse
 import time
 
 from streamer.backend import get_namespace
-from streamer.fftw_wisdom import load_wisdom, save_wisdom, wisdom_path
 from streamer.phasing.fft import PLANNER_EFFORTS, cpu_count, get_plan, have_pyfftw
+from streamer.phasing.wisdom import load_wisdom, save_wisdom, wisdom_path
 
 
 def main(argv=None) -> int:

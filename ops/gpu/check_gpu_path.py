@@ -19,9 +19,9 @@ import sys
 
 import numpy as np
 
-from streamer.alignment import amplitude_correlation
 from streamer.backend import get_namespace, to_numpy
 from streamer.phasing import PhasingConfig, reconstruct
+from streamer.phasing.alignment import amplitude_correlation
 from streamer.phasing.kernels import Kernels
 
 

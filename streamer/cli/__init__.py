@@ -9,11 +9,20 @@ import argparse
 import logging
 import sys
 
-from streamer.cli import analyze, demo, reconstruct, replay, report, serve, simulate, watch
+from streamer.cli import (
+    analyze,
+    demo,
+    reconstruct,
+    replay,
+    report,
+    serve,
+    simulate,
+    watch,
+)
 from streamer.cli.demo import run_demo
 from streamer.cli.pipeline import format_event_line
 from streamer.cli.replay import parse_scan_range, run_replay
-from streamer.config import ConfigError
+from streamer.settings import ConfigError
 
 SUBCOMMANDS = [demo, replay, serve, simulate, reconstruct, analyze, report, watch]
 

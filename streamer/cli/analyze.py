@@ -7,18 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from streamer.analysis import AnalysisConfig
+from streamer.analysis.events import build_event
+from streamer.analysis.flags import FlagConfig
+from streamer.analysis.scan import AnalysisConfig
 from streamer.backend import get_namespace
-from streamer.compare import FlagConfig
-from streamer.config import load_config
-from streamer.events import build_event
+from streamer.settings import load_config
 
 
 def run_analyze(paths: list[Path], *, out: Path | None = None, analysis: AnalysisConfig | None = None,
                 flags: FlagConfig | None = None, backend: str = "numpy", stdout=None) -> int:
     """One result: a JSON object with its event fields. Several: one events.jsonl line per scan, in scan order."""
-    from streamer.result_file import read_result
-    from streamer.series import analyze_result, analyze_series
+    from streamer.analysis.series import analyze_result, analyze_series
+    from streamer.recording.result_file import read_result
 
     stdout = stdout or sys.stdout
     if not paths:
@@ -57,7 +57,7 @@ def run_analyze(paths: list[Path], *, out: Path | None = None, analysis: Analysi
 
 
 def _cmd_analyze(args) -> int:
-    from streamer.config import ServiceConfig
+    from streamer.service.config import ServiceConfig
 
     service = load_config(args.config, ServiceConfig, {"backend": args.backend})
     return run_analyze(args.results, out=args.json, analysis=service.analysis, flags=service.flags,

@@ -9,8 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from streamer.cli.pipeline import LINE_HEADER, EmbeddedPipeline
-from streamer.config import ServiceConfig, load_config
 from streamer.geometry import OrthogonalGeometry
+from streamer.service.config import ServiceConfig
+from streamer.settings import load_config
 
 
 def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 0.2, realtime: bool = True,
@@ -22,8 +23,8 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
     from plans import operando_series
     from sim.devices import make_beamline
     from sim.scenario import load_scenario
-    from streamer.bluesky_bridge import FrameStreamer
-    from streamer.transport import FrameSender
+    from streamer.beamline.bluesky_bridge import FrameStreamer
+    from streamer.messaging.transport import FrameSender
 
     t0 = time.monotonic()
     scen = load_scenario(scenario)

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgpack
 import zmq
 
-from streamer.config import ServiceConfig
+from streamer.service.config import ServiceConfig
 
 LINE_HEADER = f"{'scan':>4} {'voltage':>8} {'capacity':>9} {'w_par':>8} {'w_perp':>8} {'vortices':>8} {'latency':>8}  flags"
 
@@ -81,7 +81,7 @@ class EmbeddedPipeline:
     """The pipeline service in a second process, with a printer of its results in this one."""
 
     def __init__(self, service: ServiceConfig, out=sys.stdout):
-        from streamer.service import serve
+        from streamer.service.pipeline import serve
 
         Path(service.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(service.out_dir) / "events.jsonl").unlink(missing_ok=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.config import ServiceConfig, load_config
-from streamer.preprocess import PreprocessConfig, prepare_scan, prepare_volume
+from streamer.analysis.preprocess import PreprocessConfig, prepare_scan, prepare_volume
+from streamer.service.config import ServiceConfig
+from streamer.settings import load_config
 
 
 def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: Path | None, q_axis: int,
@@ -26,7 +27,7 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         raise ValueError(f"input {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5", ".nxs") and _is_recording(path):
-        from streamer.recording import list_scans, read_scan
+        from streamer.recording.recorder import list_scans, read_scan
 
         if scan is None:
             done = [s["scan"] for s in list_scans(path) if s["frames_recorded"]]
@@ -104,11 +105,11 @@ def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray
 
 def run_reconstruct(args, out=None) -> int:
     out = out or sys.stderr  # looked up at call time, so a redirected stderr is honoured
+    from streamer.analysis.peak import peak_metrics
     from streamer.backend import get_namespace
-    from streamer.fftw_wisdom import load_wisdom, save_wisdom
-    from streamer.peak import peak_metrics
     from streamer.phasing import reconstruct
-    from streamer.result_file import write_result
+    from streamer.phasing.wisdom import load_wisdom, save_wisdom
+    from streamer.recording.result_file import write_result
 
     overrides = {"backend": args.backend}
     service = load_config(args.config, ServiceConfig, overrides)

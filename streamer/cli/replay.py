@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from streamer.cli.pipeline import LINE_HEADER, EmbeddedPipeline
-from streamer.config import ServiceConfig, load_config
+from streamer.service.config import ServiceConfig
+from streamer.settings import load_config
 
 
 def parse_scan_range(text: str | None) -> range | None:
@@ -34,8 +35,8 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
 
     ``speed`` 1 keeps the original frame timing, N is N times faster, inf as fast as possible.
     """
-    from streamer.recording import list_scans, read_scan, run_of
-    from streamer.transport import FrameSender
+    from streamer.messaging.transport import FrameSender
+    from streamer.recording.recorder import list_scans, read_scan, run_of
 
     recording = Path(recording)
     if not recording.is_file():

@@ -6,11 +6,12 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from streamer.config import ServiceConfig, load_config
+from streamer.service.config import ServiceConfig
+from streamer.settings import load_config
 
 
 def _cmd_serve(args) -> int:
-    from streamer.service import serve
+    from streamer.service.pipeline import serve
 
     service = load_config(args.config, ServiceConfig, {"out_dir": args.out, "backend": args.backend,
                                                        "frames_port": args.frames_port,

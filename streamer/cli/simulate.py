@@ -28,7 +28,7 @@ def run_simulate(scenario: str, *, out_dir: Path, scans: int | None = None, seed
     from sim.scenario import load_scenario, with_stages
     from sim.series import scan_frames, scan_states, scenario_geometry
     from sim.truth import TruthWriter, scan_truth
-    from streamer.recording import RunRecorder
+    from streamer.recording.recorder import RunRecorder
 
     scen = load_scenario(scenario)
     if scans is not None:

@@ -83,7 +83,7 @@ def watch(endpoint: str, console: Console, *, stop: threading.Event | None = Non
 
 def print_events(path: Path, console: Console) -> int:
     """A recorded run's events.jsonl, as watch would have shown it."""
-    from streamer.events import read_events
+    from streamer.recording.event_log import read_events
 
     events = read_events(path)
     console.print(Text(LINE_HEADER, style="bold"))

@@ -6,7 +6,7 @@ Every backend offers the same two calls, both *unnormalised* (the projection fol
 * ``inverse(y)``: inverse FFT times N; in place when ``y`` is that buffer (FFTW).
 
 ``x`` given to ``forward`` should be ``plan.input`` to avoid a copy (FFTW). Numpy uses pyFFTW when
-it is installed (threads = cores, FFTW_MEASURE, wisdom kept by ``streamer.fftw_wisdom``), else
+it is installed (threads = cores, FFTW_MEASURE, wisdom kept by ``streamer.phasing.wisdom``), else
 scipy.fft; cupy uses cuFFT through its plan cache; any other array-API namespace (array-api-strict)
 uses its ``xp.fft``.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.alignment import follow, register
+from streamer.phasing.alignment import follow, register
 
 METRICS = ("chi", "sharpness", "area")
 BREEDING = ("sqrt_ab", "avg_ab")

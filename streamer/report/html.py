@@ -32,7 +32,7 @@ def _flag_text(f: dict) -> str:
 
 
 def _find_results(run_dir: Path) -> list[Path]:
-    from streamer.result_file import read_result
+    from streamer.recording.result_file import read_result
 
     found = []
     for p in sorted(run_dir.rglob("*.h5")):
@@ -45,10 +45,10 @@ def _find_results(run_dir: Path) -> list[Path]:
 
 
 def _slices(result_paths: list[Path], max_results: int) -> list[str]:
+    from streamer.analysis.displacement import displacement_field
+    from streamer.analysis.series import analyze_result, result_geometry
     from streamer.backend import get_namespace
-    from streamer.displacement import displacement_field
-    from streamer.result_file import read_result
-    from streamer.series import analyze_result, result_geometry
+    from streamer.recording.result_file import read_result
 
     out = []
     for p in result_paths[:max_results]:
@@ -66,9 +66,9 @@ def _slices(result_paths: list[Path], max_results: int) -> list[str]:
 
 
 def _peak_images(run_dir: Path) -> list[str]:
+    from streamer.analysis.peak import projected_images
     from streamer.geometry import STACK_TO_LAB_AXES
-    from streamer.peak import projected_images
-    from streamer.recording import list_scans, read_scan
+    from streamer.recording.recorder import list_scans, read_scan
 
     out = []
     for rec in sorted(run_dir.glob("*.h5")):
@@ -85,7 +85,7 @@ def _peak_images(run_dir: Path) -> list[str]:
 
 def build_report(run_dir: Path, *, results: list[Path] | None = None, max_results: int = 8) -> str:
     """The HTML text of the report of ``run_dir`` (its events.jsonl, result files, recordings)."""
-    from streamer.events import read_events
+    from streamer.recording.event_log import read_events
 
     run_dir = Path(run_dir)
     events_path = run_dir / "events.jsonl"

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs
 import msgpack
 import zmq
 
-from streamer.decision import DEFAULT_ENDPOINT, send_decision
-from streamer.events import read_events
+from streamer.messaging.decision import DEFAULT_ENDPOINT, send_decision
+from streamer.recording.event_log import read_events
 from streamer.web.state import LiveState
 
 log = logging.getLogger(__name__)

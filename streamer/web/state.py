@@ -1,6 +1,6 @@
 """What the live page shows, kept from the pipeline's published results, and the updates since a version.
 
-Arrays arrive as ``{"dtype", "shape", "data": bytes}`` maps (see ``streamer.service._packable``);
+Arrays arrive as ``{"dtype", "shape", "data": bytes}`` maps (see ``streamer.service.pipeline._packable``);
 they are handed to the browser as float32 base64 so that a slice stays a few kilobytes of text.
 """
 

@@ -20,8 +20,8 @@ from plans import (  # noqa: F401
     operando_series,
     rocking_scan,
 )
-from streamer.hardware import load_beamline_config, make_epics_beamline
-from streamer.hardware.session import link_pipeline
+from streamer.beamline.hardware import load_beamline_config, make_epics_beamline
+from streamer.beamline.hardware.session import link_pipeline
 
 _config = load_beamline_config(os.environ.get("BCDI_BEAMLINE_CONFIG")
                                or Path(__file__).resolve().parents[2] / "configs" / "beamline.toml")

@@ -1,0 +1,90 @@
+"""Small views of a scan for the operator's page: central slices of a reconstruction, projected peak.
+
+Pure array-in, array-out. Planes are named by their two lab axes: ``yx`` (z fixed, across the
+layers' normal q), ``zx`` (y fixed) and ``zy`` (x fixed); slices are float32, NaN outside the particle
+for phase and strain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from streamer.analysis.defects import particle_mask
+from streamer.analysis.strain import strain_along_q
+
+PLANES = ("yx", "zx", "zy")
+
+
+def _planes(volume: np.ndarray, centre: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    cz, cy, cx = centre
+    return {"yx": volume[cz], "zx": volume[:, cy, :], "zy": volume[:, :, cx]}
+
+
+def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
+                   margin: int = 3, erosion: int = 1, errors: dict | None = None) -> dict:
+    """Amplitude, phase (rad, offset removed at the centre) and strain along q through the particle's centre.
+
+    ``rho`` is the complex object (z, y, x). Returns ``{"centre": [z, y, x], "origin": [z, y, x],
+    "shape": [nz, ny, nx], "amplitude" | "phase" | "strain": {plane: 2D float32}}``: the slices cover the
+    particle's bounding box plus ``margin`` voxels (``origin`` is its first voxel, ``shape`` its size),
+    through the particle's centroid ``centre`` (grid coordinates). The strain leaves out the outer
+    ``erosion`` voxels, whose phase is unreliable. ``errors`` (name -> volume like rho, e.g. the
+    per-voxel ``amplitude_error`` and ``phase_error`` of an averaged population) are sliced the same
+    way, NaN outside the particle; the amplitude error relative to the maximum amplitude.
+    """
+    rho = np.asarray(rho)
+    if rho.ndim != 3 or not np.iscomplexobj(rho):
+        raise ValueError(f"rho must be a complex 3D array, got {rho.dtype} of shape {rho.shape}")
+    amplitude = np.abs(rho)
+    if not amplitude.max() > 0:
+        raise ValueError("rho is zero everywhere: no particle to slice")
+    support = particle_mask(amplitude, threshold=threshold)
+    centre = tuple(round(float(c.mean())) for c in np.nonzero(support))
+    phase = np.angle(rho * np.conj(rho[centre]) / max(amplitude[centre], 1e-30))
+    phase = np.where(support, phase, np.nan)
+    strain = np.full(rho.shape, np.nan)
+    try:
+        inner = ndimage.binary_erosion(support, iterations=erosion) if erosion else support
+        strain[:-1] = strain_along_q(rho, support=inner, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    except ValueError:  # too thin to differentiate along q: leave the strain blank
+        pass
+    lo, hi = _bounding_box(support, margin)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    local = tuple(c - a for c, a in zip(centre, lo))
+    out = {"centre": list(centre), "origin": lo, "shape": [b - a for a, b in zip(lo, hi)]}
+    views = [("amplitude", amplitude / amplitude.max()), ("phase", phase), ("strain", strain)]
+    for name, err in (errors or {}).items():
+        err = np.asarray(err, dtype=np.float32)
+        if err.shape != rho.shape:
+            raise ValueError(f"{name} has shape {err.shape}, the object {rho.shape}")
+        views.append((name, np.where(support, err / (amplitude.max() if name == "amplitude_error" else 1), np.nan)))
+    for name, volume in views:
+        out[name] = {p: np.ascontiguousarray(a, dtype=np.float32) for p, a in _planes(volume[box], local).items()}
+    return out
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[list[int], list[int]]:
+    lo, hi = [], []
+    for axis, n in enumerate(mask.shape):
+        hit = np.nonzero(mask.any(axis=tuple(k for k in range(mask.ndim) if k != axis)))[0]
+        lo.append(max(0, int(hit[0]) - margin))
+        hi.append(min(n, int(hit[-1]) + 1 + margin))
+    return lo, hi
+
+
+def projected_peak(volume: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The Bragg peak averaged over theta (axis 2 of the lab-ordered volume): a (q_z, q_y) float32 image.
+
+    ``mask`` (True = unmeasured, as for the analysis) leaves missing frames out of the average.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3D (q_z, q_y, theta), got shape {volume.shape}")
+    if mask is None:
+        return np.ascontiguousarray(volume.mean(axis=2), dtype=np.float32)
+    if mask.shape != volume.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
+    measured = (~mask).sum(axis=2)
+    total = np.where(mask, 0, volume).sum(axis=2, dtype=np.float64)
+    return np.divide(total, measured, out=np.zeros(total.shape), where=measured > 0).astype(np.float32)

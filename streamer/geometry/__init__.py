@@ -1,0 +1,34 @@
+"""Bragg geometry: which q each (rocking step, detector row, column) samples, and its real-space twin.
+
+Two geometries share one interface (``frame_shape``, ``num_rocking_steps``, ``rocking_step_deg``,
+``theta_bragg_deg``, ``rocking_index``, ``rocking_range_deg``, ``real_space_points_nm``, ``to_dict``):
+
+- ``OrthogonalGeometry``: the rocking angle samples q_x, detector rows q_z (along q) and columns q_y
+  on one cubic grid (identity transform); the live pipeline and the unit tests use it.
+- ``DetectorGeometry``: a real diffractometer (energy, distance, pixels, binning, detector-arm
+  angles, rocking axis and step). Its (step, row, col) grid is sheared in q and in real space;
+  ``to_orthogonal`` resamples arrays on it onto an orthogonal lab grid. Conventions: docs/geometry.md.
+
+``from_dict`` rebuilds either from its ``to_dict`` (dispatch on ``"kind"``).
+"""
+
+
+from __future__ import annotations
+
+from streamer.geometry.detector import HC_KEV_NM, DetectorGeometry
+from streamer.geometry.orthogonal import STACK_TO_LAB_AXES, OrthogonalGeometry
+
+GEOMETRY_KINDS = {"orthogonal": OrthogonalGeometry, "detector": DetectorGeometry}
+
+
+def from_dict(d: dict) -> OrthogonalGeometry | DetectorGeometry:
+    """Rebuild a geometry from its ``to_dict``; ``"kind"`` picks the class (default orthogonal)."""
+    if not isinstance(d, dict):
+        raise TypeError(f"geometry must be a dict, got {type(d).__name__}")
+    kind = d.get("kind", "orthogonal")
+    if kind not in GEOMETRY_KINDS:
+        raise ValueError(f"unknown geometry kind {kind!r}; known: {', '.join(GEOMETRY_KINDS)}")
+    return GEOMETRY_KINDS[kind].from_dict(d)
+
+
+__all__ = ["GEOMETRY_KINDS", "HC_KEV_NM", "STACK_TO_LAB_AXES", "DetectorGeometry", "OrthogonalGeometry", "from_dict"]

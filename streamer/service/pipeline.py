@@ -1,0 +1,305 @@
+"""The pipeline service: ingest -> scan assembly -> recording -> quick metrics -> analysis -> events.
+
+The receive loop records every frame as it arrives and gives every finished scan its quick peak
+metrics at once. One worker thread reconstructs and analyses scans in order, so scan k is compared
+with the last reconstructed scan. With ``realtime_policy = "latest"`` a scan still waiting when a
+newer one finishes is not reconstructed (latest wins): its event carries the peak metrics and says
+which scan superseded it, so memory stays bounded whatever the rate. Results are appended to
+``events.jsonl`` and published (PUB) with a sequence number.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+from streamer.messaging import wire
+from streamer.messaging.transport import bind
+from streamer.recording.event_log import EventLog
+from streamer.recording.thread import RecordingWriter
+from streamer.service.assembly import AssembledScan, ScanAssembler
+from streamer.service.config import ServiceConfig
+from streamer.service.processing import ScanJob, ScanProcessor
+from streamer.service.progress import ScanProgress
+
+log = logging.getLogger(__name__)
+PROGRESS_PERIOD_S = 0.25  # how often open scans' progress and the pipeline's health are published
+
+
+def _packable(obj):
+    """msgpack fallback: arrays as ``{"dtype", "shape", "data"}`` (raw bytes, C order), anything else as text."""
+    if isinstance(obj, np.ndarray):
+        return {"dtype": obj.dtype.str, "shape": list(obj.shape), "data": np.ascontiguousarray(obj).tobytes()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+class Pipeline:
+    """Owns the sockets, the recorders and the worker; ``run()`` loops until run stop or ``stop()``."""
+
+    def __init__(self, config: ServiceConfig, ctx: zmq.Context | None = None):
+        self.config = config
+        self.out_dir = Path(config.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._own_ctx = ctx is None
+        self._ctx = ctx or zmq.Context()
+        self.frames, self.frames_endpoint = bind(self._ctx, zmq.PULL, config.endpoint(config.frames_port))
+        self.results, self.results_endpoint = bind(self._ctx, zmq.PUB, config.endpoint(config.results_port))
+        self.assembler = ScanAssembler(max_frames_per_scan=config.max_frames_per_scan)
+        self.counters: Counter[str] = self.assembler.counters
+        self.processor = ScanProcessor(config)
+        self.events = EventLog(self.out_dir / "events.jsonl")
+        self.documents: list[tuple[str, dict]] = []  # bluesky documents received (name, doc)
+        self.run_metadata: dict[str, dict] = {}  # run -> metadata of its run_start
+        self.recording = RecordingWriter(self.out_dir, self.counters)
+        self.progress = ScanProgress()
+        self.skipped_reconstructions = 0
+        self._last_seq: int | None = None
+        self._lock = threading.Lock()  # guards the pending jobs, the event log and the publisher
+        self._pending: list[ScanJob] = []
+        self._wake = threading.Condition(self._lock)
+        self._closing = False
+        self._seq = 0
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="scan-worker", daemon=True)
+
+    # -- results ----------------------------------------------------------------------------
+    def _emit(self, event: dict, scan: AssembledScan) -> None:
+        """Write and publish one event (caller holds the lock)."""
+        event["latency_s"] = round(time.time() - scan.last_frame_time, 3)
+        self.events.write(event)
+        self._publish("event", {"event": event})
+
+    def _publish(self, topic: str, body: dict) -> None:
+        self._seq += 1
+        self.results.send_multipart([topic.encode(), msgpack.packb({"seq": self._seq, **body}, default=_packable)])
+
+    def _publish_health(self) -> None:
+        """Queue depth, skipped reconstructions and rejected messages (caller holds the lock)."""
+        self._publish("health", {"queue_depth": len(self._pending), "skipped_reconstructions": self.skipped_reconstructions,
+                                 "rejected": dict(self.counters), "open_scans": len(self.progress.open_scans)})
+
+    def _publish_progress(self, now: float) -> None:
+        with self._lock:
+            for run, scan in self.progress.open_scans:
+                self._publish("progress", self.progress.snapshot(run, scan, now))
+            self._publish_health()
+
+    # -- worker -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closing:
+                    self._wake.wait()
+                if not self._pending:
+                    return
+                job = self._pending.pop(0)
+            try:
+                event = self.processor.process(job)
+            except Exception:  # a bug must not stop the stream: log it, report the scan as failed
+                log.exception("processing scan %s of run %s failed", job.scan.scan, job.scan.run)
+                job.error = "internal error during reconstruction; see the service log"
+                event = self.processor.event(job, reconstruction={"status": "failed"})
+            with self._lock:
+                self._emit(event, job.scan)
+                if job.display is not None:
+                    self._publish("slices", job.display)
+                self._publish_health()
+
+    def _submit(self, scan: AssembledScan) -> None:
+        self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status)
+        ingest = {"complete": scan.complete, "status": scan.status, "missing_frames": scan.missing,
+                  "rejected": dict(self.counters)}
+        job = self.processor.prepare(scan, ingest)
+        finished = self.progress.finish(scan.run, scan.scan, time.monotonic(), scan.status)
+        try:
+            image = self.processor.peak_image(job)
+        except Exception:  # a side path never stops the scan
+            log.exception("no projected peak for scan %s", scan.scan)
+            image = None
+        if scan.corrupt:  # compressed frames that did not decode: counted, and missing for the analysis
+            self.counters["corrupt_frame"] += len(scan.corrupt)
+            ingest["corrupt_frames"] = scan.corrupt
+        with self._wake:
+            if finished is not None:
+                self._publish("progress", finished)
+            if image is not None:
+                self._publish("peak_image", image)
+            if self.config.realtime_policy == "latest":
+                for old in self._pending:
+                    log.info("scan %s superseded by scan %s before reconstruction", old.scan.scan, scan.scan)
+                    self._emit(self.processor.skipped(old, scan.scan), old.scan)
+                    self.skipped_reconstructions += 1
+                self._pending.clear()
+            self._pending.append(job)
+            self._publish_health()
+            self._wake.notify()
+
+    # -- ingest -----------------------------------------------------------------------------
+    def _check_sequence(self, header: dict) -> None:
+        seq = header.get("seq")
+        if isinstance(seq, int):
+            if self._last_seq is not None and seq > self._last_seq + 1:
+                gap = seq - self._last_seq - 1
+                self.counters["sequence_gap"] += gap
+                log.warning("sequence gap: %d message(s) between seq %d and %d never arrived", gap,
+                            self._last_seq, seq)
+            self._last_seq = seq
+
+    def handle(self, msg: wire.Message) -> bool:
+        """Act on one decoded message; True when the run is over and the loop should end."""
+        h = msg.header
+        now = time.monotonic()
+        self._check_sequence(h)
+        if msg.type == "run_start":
+            self.assembler.start_run(h["run"], h["metadata"])
+            self.run_metadata[h["run"]] = h["metadata"]
+        elif msg.type == "scan_start":
+            self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"], now=now)
+            self.recording.start_scan(h["run"], h["scan"], h["num_frames"], h["metadata"])
+            self.progress.start(h["run"], h["scan"], h["num_frames"], now)
+        elif msg.type == "frame":
+            run, scan = h["run"], h["scan"]
+            known = self.assembler.is_open(run, scan)
+            num = h.get("num_frames") if isinstance(h.get("num_frames"), int) else None
+            if self.assembler.add(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.frame,
+                                  num_frames=num, now=now):
+                if not known:  # opened implicitly: the recording needs the scan too
+                    self.recording.start_scan(run, scan, num, {"implicit": True})
+                self.recording.add_frame(run, scan, h["frame"], h["theta_deg"], h["timestamp"], msg.frame)
+                self.progress.frame(run, scan, h["frame"], now, num)
+        elif msg.type == "scan_end":
+            scan = self.assembler.finish(h["run"], h["scan"])
+            if scan is not None:
+                self._submit(scan)
+        elif msg.type == "document":
+            self.documents.append((h["name"], h["doc"]))
+        elif msg.type == "run_stop":
+            return self.config.exit_on_run_stop
+        return False
+
+    def ingest(self, parts: list) -> bool:
+        """Decode and handle one received message; bad input is counted and logged, never raised."""
+        try:
+            msg = wire.decode(parts)
+        except wire.WireError as exc:
+            self.counters["malformed"] += 1
+            log.warning("rejected malformed message: %s", exc)
+            return False
+        try:
+            return self.handle(msg)
+        except ValueError as exc:
+            self.counters["invalid"] += 1
+            log.warning("rejected %s message: %s", msg.type, exc)
+            return False
+
+    def run(self, on_ready: Callable[[dict], None] | None = None) -> dict:
+        """Serve until run stop (or ``stop()``); returns the rejection counters."""
+        self._worker.start()
+        log.info("listening for frames on %s, publishing results on %s", self.frames_endpoint, self.results_endpoint)
+        if on_ready is not None:
+            on_ready({"frames": self.frames_endpoint, "results": self.results_endpoint})
+        poller = zmq.Poller()
+        poller.register(self.frames, zmq.POLLIN)
+        timeout_ms = int(self.config.receive_timeout_s * 1000)
+        last_expiry = last_progress = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if poller.poll(timeout_ms) and self._drain():
+                    break
+                now = time.monotonic()
+                if now - last_progress > PROGRESS_PERIOD_S:
+                    last_progress = now
+                    self._publish_progress(now)
+                if now - last_expiry > 1.0:
+                    last_expiry = now
+                    for scan in self.assembler.expire(now, self.config.scan_timeout_s):
+                        self._submit(scan)
+        finally:
+            self.shutdown()
+        return dict(self.counters)
+
+    def _drain(self, most: int = 1000) -> bool:
+        """Handle every message already waiting (one poll per burst, not per message)."""
+        for _ in range(most):
+            try:
+                parts = self.frames.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            if self.ingest(parts):
+                return True
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Record open scans as ended, finish queued work, flush and close, tell subscribers."""
+        for run, scan in self.assembler.open_scans:
+            log.warning("scan %s of run %s was still open at shutdown; recorded as incomplete", scan, run)
+            done = self.assembler.finish(run, scan)
+            self.recording.end_scan(run, scan, done.missing, "incomplete")
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._worker.is_alive():
+            self._worker.join()
+        if hasattr(self.processor.reconstructor, "close"):
+            self.processor.reconstructor.close()
+        self.recording.close()
+        self.events.close()
+        with self._lock:
+            self._publish("run_done", {"rejected": dict(self.counters)})
+        time.sleep(0.05)  # let the last publication leave before the socket closes
+        self.frames.close()
+        self.results.close()
+        if self._own_ctx:
+            self._ctx.term()
+
+
+def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], None] | None = None) -> dict:
+    """Run a pipeline until run stop, SIGINT or SIGTERM (then flush and exit cleanly).
+
+    The endpoints it bound are sent on ``ready_conn`` (a multiprocessing Pipe end) and/or given to
+    ``on_ready``. Returns the rejection counters.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
+    pipeline = Pipeline(config)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: pipeline.stop())
+    web = None
+    if config.web_enabled:
+        from streamer.web import WebServer
+
+        try:
+            web = WebServer(host=config.web_host, port=config.web_port, results_endpoint=pipeline.results_endpoint,
+                            decision_endpoint=config.decision_endpoint).start()
+            log.info("operator page on %s", web.url)
+        except OSError as exc:  # the page is a side path: the stream is recorded and analysed without it
+            log.error("%s; running without the live page", exc)
+
+    def ready(endpoints):
+        if web is not None:
+            endpoints = {**endpoints, "web": web.url}
+        if ready_conn is not None:
+            ready_conn.send(endpoints)
+            ready_conn.close()
+        if on_ready is not None:
+            on_ready(endpoints)
+
+    try:
+        return pipeline.run(on_ready=ready)
+    finally:
+        if web is not None:
+            web.stop()

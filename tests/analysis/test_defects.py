@@ -1,0 +1,288 @@
+import math
+
+import numpy as np
+import pytest
+
+from streamer.analysis.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    plaquette_winding,
+)
+from streamer.backend import to_numpy
+
+N = 24
+
+
+def _grid():
+    return np.ogrid[0:N, 0:N, 0:N]
+
+
+def _field(phase):
+    return np.exp(1j * phase).astype(np.complex64)
+
+
+def _vortex(y0, x0, sign=1):
+    z, y, x = _grid()
+    return sign * np.arctan2(y - y0, x - x0) + 0 * z
+
+
+def test_single_vortex_winds_once_at_its_plaquette(xp):
+    rho = _field(_vortex(11.5, 12.5, +1))
+    w = to_numpy(plaquette_winding(xp.asarray(rho), xp=xp, normal_axis=0))
+    assert w.dtype == np.int8
+    assert np.all(w[:, 11, 12] == 1)
+    assert np.count_nonzero(w) == N
+    for axis in (1, 2):
+        assert np.count_nonzero(to_numpy(plaquette_winding(xp.asarray(rho), xp=xp, normal_axis=axis))) == 0
+
+
+def test_pair_of_opposite_vortices_is_found_with_positions_and_signs(xp):
+    rho = _field(_vortex(11.5, 7.5, +1) + _vortex(11.5, 16.5, -1))
+    lines = find_vortex_lines(xp.asarray(rho), xp=xp, mask=np.ones(rho.shape, bool), min_length=3)
+    lines.sort(key=lambda line: line.position[2])
+    assert [line.winding for line in lines] == [1, -1]
+    np.testing.assert_allclose(lines[0].position[1:], [11.5, 7.5], atol=1e-9)
+    np.testing.assert_allclose(lines[1].position[1:], [11.5, 16.5], atol=1e-9)
+    assert all(line.kind == "screw" and line.confidence == 1.0 for line in lines)
+    assert all(abs(line.direction[0]) == pytest.approx(1.0) for line in lines)
+
+
+def test_smooth_phase_has_no_vortex(xp):
+    z, y, x = _grid()
+    rho = _field(0.3 * x + 0.2 * y - 0.1 * z + 0.01 * x * y)
+    assert find_vortex_lines(xp.asarray(rho), xp=xp, mask=np.ones(rho.shape, bool)) == []
+
+
+def test_vortex_line_along_x_is_an_edge_type_line():
+    z, y, x = _grid()
+    rho = _field(np.arctan2(z - 11.5, y - 12.5) + 0 * x)
+    lines = find_vortex_lines(rho, xp=__import__("array_api_compat").array_namespace(rho),
+                              mask=np.ones(rho.shape, bool))
+    assert len(lines) == 1
+    assert lines[0].kind == "edge"
+    assert abs(lines[0].direction[2]) == pytest.approx(1.0)
+
+
+def test_vortex_outside_the_mask_is_ignored():
+    rho = _field(_vortex(11.5, 4.5))
+    mask = np.zeros(rho.shape, bool)
+    mask[:, :, 10:] = True
+    import array_api_compat
+
+    assert find_vortex_lines(rho, xp=array_api_compat.array_namespace(rho), mask=mask) == []
+
+
+def _plate_mask():
+    z, y, x = _grid()
+    return np.broadcast_to((np.abs(z - 12) < 5) & ((y - 12) ** 2 + (x - 12) ** 2 < 100), (N, N, N))
+
+
+@pytest.mark.parametrize("step", [2 * math.pi / 3, math.pi])
+def test_domain_boundary_plane_and_step_are_found(step):
+    z, y, x = _grid()
+    rho = _field(step * (x >= 12) + 0 * y * z)
+    found = find_domain_boundaries(rho, mask=_plate_mask())
+    assert len(found) == 1
+    b = found[0]
+    assert abs(b.normal[2]) == pytest.approx(1.0, abs=1e-6)
+    assert b.position[2] == pytest.approx(11.5, abs=0.01)
+    assert abs(b.phase_step_rad) == pytest.approx(step, abs=0.05)
+    assert b.angle_to_layers_deg == pytest.approx(90.0)
+
+
+def test_blurred_step_is_still_one_boundary():
+    z, y, x = _grid()
+    phase = np.clip((x - 11.0) / 2.0, 0, 1) * 2.1 + 0 * y * z  # spread over two voxels
+    assert len(find_domain_boundaries(_field(phase), mask=_plate_mask())) == 1
+
+
+def test_vortex_pair_is_not_a_domain_boundary():
+    rho = _field(_vortex(11.5, 7.5, +1) + _vortex(11.5, 16.5, -1))
+    assert find_domain_boundaries(rho, mask=_plate_mask()) == []
+
+
+# ---- analytic fields of issue 6: each finds the right lines and boundaries, and nothing else ----
+
+M = 32
+
+
+def _analytic(phase, amplitude=None):
+    rho = np.exp(1j * np.broadcast_to(phase, (M, M, M)))
+    mask = np.ones((M, M, M), bool)
+    if amplitude is not None:
+        rho = rho * amplitude
+        from streamer.analysis.defects import particle_mask
+
+        mask = particle_mask(np.abs(rho), threshold=0.1)
+    rho = rho.astype(np.complex64)
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(rho)
+    return find_vortex_lines(rho, xp=xp, mask=mask), find_domain_boundaries(rho, mask=mask)
+
+
+def _zyx():
+    return np.ogrid[0:M, 0:M, 0:M]
+
+
+def test_single_screw_line_runs_through_the_particle_and_ends_on_its_surface():
+    z, y, x = _zyx()
+    lines, bounds = _analytic(np.arctan2(y - 15.5, x - 12.5) + 0 * z)
+    assert bounds == []
+    (line,) = lines
+    assert line.kind == "screw" and line.winding == 1 and not line.closed and line.ends_on_surface
+    assert line.length == M - 2  # one plaquette per z-layer inside the eroded mask
+    np.testing.assert_allclose(line.position[1:], [15.5, 12.5])
+    np.testing.assert_allclose(line.direction, [1, 0, 0])
+
+
+def test_screw_pair_of_opposite_handedness():
+    z, y, x = _zyx()
+    lines, bounds = _analytic(np.arctan2(y - 15.5, x - 8.5) - np.arctan2(y - 15.5, x - 22.5) + 0 * z)
+    assert bounds == []
+    lines.sort(key=lambda line: line.position[2])
+    assert [(line.kind, line.winding) for line in lines] == [("screw", 1), ("screw", -1)]
+    assert [round(float(line.position[2]), 1) for line in lines] == [8.5, 22.5]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_edge_line_along_y_has_its_winding_relative_to_its_direction(sign):
+    z, y, x = _zyx()
+    # line along +y: counter-clockwise about +y turns z towards x (x, y, z right-handed)
+    lines, bounds = _analytic(sign * np.arctan2(x - 15.5, z - 15.5) + 0 * y)
+    assert bounds == []
+    (line,) = lines
+    assert line.kind == "edge" and abs(line.direction[1]) == pytest.approx(1.0)
+    assert line.winding == sign and line.ends_on_surface
+
+
+def _ring_phase(normal_axis: int, radius: float = 8.0):
+    """Phase of a vortex ring of ``radius`` voxels centred in the grid, plane normal to ``normal_axis``."""
+    g = _zyx()
+    h = g[normal_axis] - 15.5
+    others = [g[a] - c for a, c in zip(range(3), (15.3, 15.7, 15.4)) if a != normal_axis]
+    r = np.sqrt(others[0] ** 2 + others[1] ** 2)
+    return np.arctan2(h, r - radius) - np.arctan2(h, r + radius)
+
+
+def test_closed_loop_in_the_layers_is_one_prismatic_edge_loop():
+    lines, bounds = _analytic(_ring_phase(0))
+    assert bounds == []
+    (loop,) = lines
+    assert loop.closed and not loop.ends_on_surface and loop.kind == "edge"
+    np.testing.assert_allclose(np.abs(loop.direction), [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(loop.position, [15.5, 15.7, 15.3], atol=0.5)
+    assert 2 * np.pi * 8 <= loop.length <= 8 * 8 + 4  # between the circle and its lattice path
+    assert abs(loop.winding) == 1 and loop.confidence == 1.0
+    flipped, _ = _analytic(-_ring_phase(0))
+    assert flipped[0].winding == -loop.winding
+
+
+def test_loop_across_the_layers_is_mixed():
+    (loop,), _ = _analytic(_ring_phase(2))
+    assert loop.closed and loop.kind == "mixed" and abs(loop.direction[2]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("step", [np.pi, np.pi / 2])
+@pytest.mark.parametrize("normal_axis", [1, 2])
+def test_boundary_with_pi_and_half_pi_steps_and_no_vortex(step, normal_axis):
+    g = _zyx()
+    lines, bounds = _analytic(step * (g[normal_axis] >= 13) + 0 * g[0] * g[1] * g[2])
+    assert lines == []
+    (b,) = bounds
+    assert abs(b.normal[normal_axis]) == pytest.approx(1.0, abs=1e-6)
+    assert b.position[normal_axis] == pytest.approx(12.5, abs=0.01)
+    assert abs(b.phase_step_rad) == pytest.approx(step, abs=0.05)
+    assert b.angle_to_layers_deg == pytest.approx(90.0)
+
+
+def test_pristine_particle_with_noise_has_no_line_and_no_boundary():
+    from scipy import ndimage
+
+    z, y, x = _zyx()
+    rng = np.random.default_rng(7)
+    shape = ((np.abs(z - 16) < 6) & ((y - 16) ** 2 + (x - 16) ** 2 < 144)).astype(float)
+    amplitude = ndimage.gaussian_filter(shape, 1.0)
+    phase = 0.2 * x + 0.005 * (x - 16) * (y - 16) + 0.05 * rng.normal(size=(M, M, M))
+    noise = 0.05 * (rng.normal(size=(M, M, M)) + 1j * rng.normal(size=(M, M, M)))
+    lines, bounds = _analytic(phase, amplitude * np.exp(0j) + noise * np.exp(-1j * phase))
+    assert lines == [] and bounds == []
+
+
+def test_lines_that_the_population_does_not_reproduce_are_dropped():
+    import array_api_compat
+
+    from streamer.analysis.defects import reproduced_lines
+
+    z, y, x = _zyx()
+    mask = np.ones((M, M, M), bool)
+    xp = array_api_compat.array_namespace(mask)
+
+    def lines_of(phase):
+        return find_vortex_lines(np.exp(1j * np.broadcast_to(phase, (M, M, M))), xp=xp, mask=mask)
+
+    real = np.arctan2(y - 15.5, x - 8.5) + 0 * z
+    spurious = np.arctan2(y - 15.5, x - 22.5) + 0 * z
+    best = lines_of(real + spurious)
+    members = [lines_of(real + 0.1 * k * x) for k in range(3)] + [lines_of(real + spurious)]
+    kept = reproduced_lines(best, members, min_fraction=0.5)
+    assert len(best) == 2 and len(kept) == 1
+    assert kept[0].position[2] == pytest.approx(8.5) and kept[0].reproduced_fraction == 1.0
+    assert reproduced_lines(best, []) == best  # no population: nothing to check against
+
+
+@pytest.mark.parametrize("step", [np.pi / 2, 2.094])
+def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step):
+    from streamer.analysis.defects import particle_mask, segment_domains
+
+    z, y, x = _zyx()
+    plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
+    rho = plate * np.exp(1j * (step * (x > 18) + 0.05 * y))
+    labels, domains = segment_domains(rho, mask=particle_mask(np.abs(rho)))
+    assert len(domains) == 2
+    assert abs(domains[1].phase_offset_rad) == pytest.approx(step, abs=0.05)
+    sides = sorted(d.centroid[2] for d in domains)
+    assert sides[0] < 18 < sides[1]
+    assert labels[16, 16, 10] != labels[16, 16, 24] and labels[16, 16, 10] > 0
+
+
+def test_pristine_and_a_screw_pair_are_single_domains():
+    from streamer.analysis.defects import particle_mask, segment_domains
+
+    z, y, x = _zyx()
+    plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
+    pair = np.arctan2(y - 15.5, x - 11.5) - np.arctan2(y - 15.5, x - 20.5)
+    for phase in (0.05 * y + 0 * x, pair + 0 * z):
+        rho = plate * np.exp(1j * phase)
+        assert len(segment_domains(rho, mask=particle_mask(np.abs(rho)))[1]) == 1
+
+
+def test_shared_edges_give_each_orientations_windings_and_line_ends_their_exact_depth():
+    """The windings from shared edge steps equal a plaquette's own four steps, and a line end's depth
+    (from a tree of the particle's border) equals scipy's Euclidean distance transform there."""
+    from scipy import ndimage
+
+    from streamer.analysis.defects import _outside_distance, _wrapped_step, edge_steps
+    from streamer.backend import get_namespace
+
+    xp, rng = get_namespace("numpy"), np.random.default_rng(3)
+    rho = (rng.normal(size=(9, 10, 11)) + 1j * rng.normal(size=(9, 10, 11))).astype(np.complex64)
+    steps = edge_steps(rho, xp=xp)
+    for axis, (u, v) in ((0, (2, 1)), (1, (0, 2)), (2, (1, 0))):
+        corner = {}
+        for du in (0, 1):
+            for dv in (0, 1):
+                sl = [slice(None)] * 3
+                sl[u], sl[v] = slice(du, rho.shape[u] - 1 + du), slice(dv, rho.shape[v] - 1 + dv)
+                corner[du, dv] = rho[tuple(sl)]
+        loop = [corner[0, 0], corner[1, 0], corner[1, 1], corner[0, 1], corner[0, 0]]
+        total = sum(_wrapped_step(xp, a, b) for a, b in zip(loop, loop[1:]))
+        want = np.round(total / (2 * math.pi)).astype(np.int8)
+        assert np.array_equal(plaquette_winding(rho, xp=xp, normal_axis=axis, steps=steps), want)
+        assert np.count_nonzero(want) > 0  # random phases: plenty of pierced plaquettes to compare
+    for seed in range(5):
+        mask = ndimage.gaussian_filter(np.random.default_rng(seed).random((14, 16, 12)), 2) > 0.5
+        edt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1, 1:-1]
+        every = np.argwhere(np.ones(mask.shape, bool))
+        assert np.array_equal(_outside_distance(mask)(every), edt[tuple(every.T)])
+        assert edt.max() >= 2  # deep enough to tell a distance from a border flag

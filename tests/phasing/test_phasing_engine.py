@@ -1,0 +1,285 @@
+"""The phasing engine: fused kernels, guided generations, averaging with error bars, warm start, quality."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sim.diffraction import DiffractionModel
+from sim.particle import DomainBoundary, Particle, ScrewDislocation, complex_image
+from streamer.analysis.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    particle_mask,
+)
+from streamer.backend import get_namespace
+from streamer.geometry import OrthogonalGeometry
+from streamer.phasing import PhasingConfig, reconstruct
+from streamer.phasing.alignment import (
+    amplitude_correlation,
+    register,
+    shift_array,
+    twin_image,
+)
+from streamer.phasing.genetic import breed, metric_values
+from streamer.phasing.kernels import Kernels
+
+NP = get_namespace("numpy")
+GEOMETRY = OrthogonalGeometry()
+
+
+def _scan(particle, seed, peak_counts=2e4):
+    truth = complex_image(particle, GEOMETRY)
+    expected = DiffractionModel(truth, GEOMETRY, peak_counts=peak_counts).expected_volume(1.0)
+    return truth, np.random.default_rng(seed).poisson(expected).astype(np.float32)
+
+
+def _pair(y_nm):
+    return Particle().with_defects([ScrewDislocation(6.0, y_nm, 1), ScrewDislocation(6.0, -y_nm, -1)])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_kernels_match_plain_array_code(masked):
+    """The numba kernels (what a CPU runs) and the namespace code (what strict checks) agree."""
+    rng = np.random.default_rng(0)
+    shape = (3, 10, 12, 14)
+    psi = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    psi[0, 0, 0, 0] = 0
+    amp = rng.random(shape[1:]).astype(np.float32)
+    measured = rng.random(shape[1:]) > 0.2 if masked else None
+    fused, plain = Kernels(NP), Kernels(get_namespace("strict"))
+    assert fused.kind == "numba" and plain.kind == "xp"
+    strict = get_namespace("strict")
+    out_p, sums_p = plain.modulus(strict.asarray(psi), strict.asarray(amp),
+                                  None if measured is None else strict.asarray(measured), 0.3)
+    out_f, sums_f = fused.modulus(psi.copy(), amp, measured, 0.3)
+    np.testing.assert_allclose(out_f, np.asarray(out_p), rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(sums_f, np.asarray(sums_p), rtol=1e-4)
+    support = rng.random(shape) > 0.5
+    rho, rho_p = psi.copy(), (psi * 0.5 + 1).astype(np.complex64)
+    for a, b in ((0.0, 0.0), (1.0, -0.9), (0.9, 0.8)):
+        want = np.asarray(plain.update(strict.asarray(rho), strict.asarray(rho_p), strict.asarray(support), a, b))
+        got = fused.update(rho.copy(), rho_p, support, a, b)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_shrink_wrap_blur_is_a_wrapped_gaussian_filter_on_every_path():
+    """The numba separable blur, the namespace code and scipy.ndimage agree; the support follows the blob."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    mag = rng.random((2, 16, 18, 20)).astype(np.float32) * 0.05
+    mag[0, 0:3, 0:4, 0:5] += 1.0  # a blob in FFT order: it wraps around the array's corner
+    mag[1, 5:8, 6:10, 7:12] += 1.0
+    strict = get_namespace("strict")
+    fused, plain = Kernels(NP), Kernels(strict)
+    for sigma in (1.0, 1.7):
+        want = np.stack([ndimage.gaussian_filter(m, sigma, mode="wrap", truncate=4.0) for m in mag])
+        np.testing.assert_allclose(fused.blur(mag, sigma), want, atol=2e-6)
+        np.testing.assert_allclose(np.asarray(plain.blur(strict.asarray(mag), sigma)), want, atol=2e-6)
+        support = fused.shrink_support(mag, sigma, 0.3)
+        np.testing.assert_array_equal(support, want > 0.3 * want.max(axis=(1, 2, 3), keepdims=True))
+        np.testing.assert_array_equal(support, np.asarray(plain.shrink_support(strict.asarray(mag), sigma, 0.3)))
+    assert support[0, 0, 0, 0] and support[0, -1, 1, 2] and not support[0, 8, 9, 10]  # grown across the wrap
+    assert support[1, 6, 8, 9] and not support[1, 0, 0, 0]
+    # the magnitude a fused update returns is |rho| after the update
+    rho = (rng.normal(size=mag.shape) + 1j * rng.normal(size=mag.shape)).astype(np.complex64)
+    magnitude = np.empty(mag.shape, np.float32)
+    out = fused.update(rho.copy(), rho * 0.5, mag > 0.5, 1.0, -0.9, magnitude_out=magnitude)
+    np.testing.assert_allclose(magnitude, np.abs(out), rtol=1e-6)
+
+
+def test_metrics_rank_and_breeding_keeps_the_best():
+    rng = np.random.default_rng(1)
+    members = (rng.random((3, 8, 8, 8)) * np.exp(1j * rng.random((3, 8, 8, 8)))).astype(np.complex64)
+    supports = np.abs(members) > 0.3
+    chi = np.array([0.3, 0.1, 0.2])
+    assert list(np.argsort(metric_values("chi", members, supports, chi))) == [1, 2, 0]
+    assert np.argmin(metric_values("area", members, supports, chi)) == np.argmin(supports.sum(axis=(1, 2, 3)))
+    sharp = members.copy()
+    sharp[2] = 0
+    sharp[2, 4, 4, 4] = 1  # one bright voxel: the sharpest image there is
+    assert np.argmin(metric_values("sharpness", sharp, supports, chi)) == 2
+    children, _ = breed(members, supports, np.array([1, 2, 0]))
+    np.testing.assert_array_equal(children[1], members[1])
+    assert not np.array_equal(children[0], members[0])
+    # a partner that is the best shifted by whole voxels and phase-offset breeds back into the best
+    twin_members = np.stack([np.roll(members[1], (2, -1, 3), axis=(0, 1, 2)) * np.exp(0.7j), members[1]])
+    kids, _ = breed(twin_members.astype(np.complex64), np.ones((2, 8, 8, 8), bool), np.array([1, 0]))
+    np.testing.assert_allclose(np.abs(kids[0]), np.abs(members[1]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown ranking metric"):
+        metric_values("beauty", members, supports, chi)
+
+
+def test_subvoxel_registration_recovers_a_fractional_shift():
+    truth, _ = _scan(_pair(54.0), 0)
+    moved = shift_array(truth.astype(np.complex64), (0.0, 1.4, -2.3)) * np.exp(1j * 0.5)
+    reg = register(moved, truth, subvoxel=True)
+    assert reg.shift == pytest.approx((0.0, -1.4, 2.3), abs=0.25)
+    assert reg.correlation > 0.99 and not reg.twin
+
+
+def test_subvoxel_registration_finds_the_twin_on_odd_grids():
+    """The twin's cross-correlation and overlap come from the moving object's spectrum (a mirror ramp):
+    they must hold on odd and even axes alike, fractional shift and all."""
+    rng = np.random.default_rng(5)
+    z, y, x = np.ogrid[:15, :18, :13]
+    amp = np.exp(-((z - 6.3) ** 2 / 6 + (y - 8.0) ** 2 / 10 + (x - 5.2) ** 2 / 4)) * (1 + 0.5 * (y > 8))
+    obj = (amp * np.exp(1j * rng.uniform(-1, 1, amp.shape) * amp)).astype(np.complex64)
+    twin = register(shift_array(twin_image(obj), (1.3, -2.6, 0.4)) * np.exp(1j * 1.1), obj, subvoxel=True)
+    plain = register(shift_array(obj, (1.3, -2.6, 0.4)) * np.exp(1j * 1.1), obj, subvoxel=True)
+    assert twin.twin and not plain.twin
+    assert plain.shift == pytest.approx((-1.3, 2.6, -0.4), abs=0.25)
+    for reg in (twin, plain):  # the parabola's fraction is good to about a tenth of a voxel
+        assert reg.correlation > 0.99 and np.abs(reg.aligned - obj).max() < 0.1 * np.abs(obj).max()
+
+
+@pytest.fixture(scope="module")
+def drifting_pair():
+    """Two consecutive scans of an operando series: the pair moves 12 nm apart between them."""
+    return _scan(_pair(54.0), 1), _scan(_pair(66.0), 2)
+
+
+@pytest.fixture(scope="module")
+def cold_results(drifting_pair):
+    cfg = PhasingConfig(population=4, average=4)
+    (_, i1), (_, i2) = drifting_pair
+    return reconstruct(i1, xp=NP, config=cfg, rng=1), reconstruct(i2, xp=NP, config=cfg, rng=2)
+
+
+def test_averaged_population_matches_the_truth_with_error_bars(drifting_pair, cold_results):
+    (truth, _), _ = drifting_pair
+    result, _ = cold_results
+    assert result.members.shape == (4,) + truth.shape and result.error_curve.shape == (610,)
+    aligned = register(result.rho, truth).aligned
+    assert amplitude_correlation(aligned, truth) >= 0.95
+    inside = particle_mask(np.abs(result.rho))
+    assert 0 < np.median(result.amplitude_error[inside]) < 0.2 * np.abs(result.rho).max()
+    assert 0 < np.median(result.phase_error[inside]) < 0.5
+    lines = find_vortex_lines(aligned, xp=NP, mask=particle_mask(np.abs(aligned)))
+    assert sorted(line.winding for line in lines) == [-1, 1]
+
+
+def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting_pair, cold_results):
+    (_, _), (truth2, i2) = drifting_pair
+    first, cold = cold_results
+    warm = reconstruct(i2, xp=NP, config=PhasingConfig(population=4, average=4), rng=2, start=first.rho)
+    assert warm.warm_started and warm.recipe == "40HIO, 20ER"
+    reached = np.flatnonzero(warm.error_curve <= cold.error_curve[-1])
+    assert reached.size and reached[0] + 1 <= len(cold.error_curve) / 3, (reached[:1], cold.error_curve[-1])
+    assert amplitude_correlation(register(warm.rho, truth2).aligned, truth2) >= 0.95
+    lines = find_vortex_lines(warm.rho, xp=NP, mask=particle_mask(np.abs(warm.rho)))
+    assert sorted(line.winding for line in lines) == [-1, 1]
+
+
+def test_guided_generations_run_and_report(drifting_pair):
+    (_, intensity), _ = drifting_pair
+    seen = []
+    cfg = PhasingConfig(recipe="60HIO, 20ER", population=4, generations=2, average=2)
+    result = reconstruct(intensity, xp=NP, config=cfg, rng=5, progress=seen.append)
+    assert result.generations == 2 and result.error_curve.shape == (160,)
+    assert [s["generation"] for s in seen if s.get("done")] == [1, 2]
+    assert any(s["iteration"] == 10 for s in seen)
+    assert result.members.shape[0] == 2
+
+
+def test_guided_run_is_the_same_on_the_strict_namespace(drifting_pair):
+    (_, intensity), _ = drifting_pair
+    cfg = PhasingConfig(recipe="20ER", population=3, generations=2, average=2)  # ER: no chaos to amplify
+    strict = reconstruct(intensity, xp=get_namespace("strict"), config=cfg, rng=4)
+    plain = reconstruct(intensity, xp=NP, config=cfg, rng=4)
+    np.testing.assert_allclose(strict.chi_square, plain.chi_square, rtol=2e-3)
+    assert np.abs(strict.rho - plain.rho).max() <= 2e-3 * np.abs(plain.rho).max()
+
+
+def test_boundary_and_low_dose_pristine():
+    """The live default (8 members, the best 4 averaged); 4 members all averaged fall below 0.95 about
+    one start in three, at the boundary, so the test asks what the product ships."""
+    boundary = Particle().with_defects(boundaries=[DomainBoundary(step_rad=2 * np.pi / 3)])
+    truth, intensity = _scan(boundary, 3)
+    result = reconstruct(intensity, xp=NP, config=PhasingConfig(), rng=3)
+    aligned = register(result.rho, truth).aligned
+    assert amplitude_correlation(aligned, truth) >= 0.95
+    found = find_domain_boundaries(aligned, mask=particle_mask(np.abs(aligned)), jump_rad=1.2)
+    assert len(found) == 1 and abs(abs(found[0].phase_step_rad) - 2 * np.pi / 3) < 0.4
+
+    truth, intensity = _scan(Particle(), 4, peak_counts=2e3)  # a tenth of the dose
+    result = reconstruct(intensity, xp=NP, config=PhasingConfig(), rng=4)
+    assert amplitude_correlation(register(result.rho, truth).aligned, truth) >= 0.95
+    assert find_vortex_lines(result.rho, xp=NP, mask=particle_mask(np.abs(result.rho))) == []
+
+
+def test_warm_start_of_another_shape_is_refused(drifting_pair):
+    (_, intensity), _ = drifting_pair
+    with pytest.raises(ValueError, match="warm start has shape"):
+        reconstruct(intensity, xp=NP, config=replace(PhasingConfig(), population=1), start=np.ones((8, 8, 8)))
+
+
+def test_thread_count_is_a_setting_not_a_result(drifting_pair):
+    """One thread (a shared host) reconstructs what every core does."""
+    (_, intensity), _ = drifting_pair
+    cfg = PhasingConfig(recipe="20ER", population=2, average=2)
+    one = reconstruct(intensity, xp=NP, config=replace(cfg, threads=1), rng=6)
+    every = reconstruct(intensity, xp=NP, config=cfg, rng=6)
+    np.testing.assert_allclose(one.chi_square, every.chi_square, rtol=1e-3)
+    with pytest.raises(ValueError, match="threads"):
+        PhasingConfig(threads=-1)
+
+
+
+def test_plans_learned_ahead_are_saved_for_later_runs(tmp_path, monkeypatch):
+    """ops/fft/learn_plans.py plans the shapes given and leaves wisdom a later run loads."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from streamer.phasing.wisdom import load_wisdom, wisdom_path
+
+    monkeypatch.setenv("BCDI_STREAM_CACHE", str(tmp_path))
+    script = Path(__file__).resolve().parents[2] / "ops/fft/learn_plans.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--shape", "2", "8", "8", "8", "--effort", "estimate"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0
+    assert wisdom_path().parent == tmp_path and wisdom_path().stat().st_size > 0 and load_wisdom()
+    monkeypatch.setattr(sys, "argv", [str(script), "--shape", "2", "0", "8", "8"])
+    with pytest.raises(SystemExit) as refused:
+        runpy.run_path(str(script), run_name="__main__")
+    assert refused.value.code == 2
+
+
+def test_cuda_kernels_wrap_as_cupy_would_for_the_nvrtc_check():
+    """ops/gpu/check_cuda_kernels.py wraps every CUDA body with typed const inputs and output references,
+    and refuses a dtype it cannot map (so a new kernel cannot slip past the GPU-less compile check)."""
+    import runpy
+    from pathlib import Path
+
+    from streamer.phasing.kernels import CUDA_KERNELS
+
+    check = runpy.run_path(str(Path(__file__).resolve().parents[2] / "ops/gpu/check_cuda_kernels.py"))
+    source = check["kernel_source"](*CUDA_KERNELS["update"])
+    assert 'extern "C" __global__ void bcdi_update(' in source
+    assert "const bool support = _raw_support[i];" in source and "complex<float> &rho = _raw_rho[i];" in source
+    assert CUDA_KERNELS["update"][2] in source
+    for spec in CUDA_KERNELS.values():
+        check["kernel_source"](*spec)  # every dtype maps to a C type
+    with pytest.raises(ValueError, match="float16"):
+        check["kernel_source"]("float16 x", "float32 y", "y = x;", "k")
+
+
+def test_gpu_path_check_passes_on_strict_and_catches_a_wrong_step(monkeypatch, capsys):
+    """ops/gpu/check_gpu_path.py (the first thing to run on a CUDA machine) compares a namespace's steps and
+    reconstruction with numpy's: it holds for array-api-strict, and fails when the namespace's blur is off."""
+    import runpy
+    from pathlib import Path
+
+    from streamer.phasing import kernels
+
+    check = runpy.run_path(str(Path(__file__).resolve().parents[2] / "ops/gpu/check_gpu_path.py"))
+    assert check["main"](["--backend", "strict", "--size", "24"]) == 0
+    assert "all checks hold" in capsys.readouterr().out
+    convolve = kernels._wrapped_convolve
+    monkeypatch.setattr(kernels, "_wrapped_convolve", lambda xp, a, w, axis: convolve(xp, a, w, axis) * 1.001)
+    assert check["main"](["--backend", "strict", "--size", "24"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL shrink-wrap blur (sigma 1.0)" in out and "ok   support update (HIO)" in out

@@ -1,0 +1,359 @@
+"""The live page's parts without a browser: display helpers, progress, state, HTTP routes, decisions, topics."""
+
+import base64
+import http.client
+import io
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+from importlib import resources
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from streamer.analysis.views import central_slices, projected_peak
+from streamer.geometry import OrthogonalGeometry
+from streamer.messaging.decision import DecisionListener
+from streamer.messaging.transport import FrameSender
+from streamer.phasing import PhasingConfig
+from streamer.service.config import ServiceConfig
+from streamer.service.pipeline import Pipeline, _packable
+from streamer.service.progress import ScanProgress
+from streamer.settings import ConfigError, from_mapping
+from streamer.web import LiveState, WebServer
+
+
+def _vortex_particle(n=24, radius=8):
+    """A sphere with a screw-like phase winding about the z axis through its centre."""
+    z, y, x = np.mgrid[:n, :n, :n] - n // 2
+    amp = (z**2 + y**2 + x**2 <= radius**2).astype(float)
+    return amp * np.exp(1j * np.arctan2(y + 0.5, x + 0.5))
+
+
+def _unpack(packed):
+    return np.frombuffer(packed["data"], dtype=packed["dtype"]).reshape(packed["shape"])
+
+
+# -- display helpers --------------------------------------------------------------------------
+def test_central_slices_cut_through_the_particle_and_crop_to_it():
+    rho = np.roll(_vortex_particle(n=32), 3, axis=2)  # particle centre off the grid centre, at x = 19
+    view = central_slices(rho, voxel_nm=10.0, q_inv_nm=1.0, threshold=0.2)
+    assert view["centre"] == [16, 16, 19]
+    lo, shape = view["origin"], view["shape"]
+    for axis, c in enumerate(view["centre"]):  # the particle (radius 8) plus a 3-voxel margin, not the grid
+        assert lo[axis] <= c - 8 - 3 and lo[axis] + shape[axis] >= c + 8 + 4 and shape[axis] <= 8 * 2 + 1 + 2 * 4
+    yx, zx, zy = (view["amplitude"][p] for p in ("yx", "zx", "zy"))
+    assert yx.shape == (shape[1], shape[2]) and zx.shape == (shape[0], shape[2]) and zy.shape == (shape[0], shape[1])
+    assert yx.dtype == np.float32 and yx.max() == pytest.approx(1.0)
+    phase = view["phase"]["yx"]
+    assert np.isnan(phase[0, 0]) and np.isfinite(phase[shape[1] // 2, 2 + 3])  # NaN outside only
+    assert np.nanmax(phase) - np.nanmin(phase) > 5  # the winding spans the full circle in the yx plane
+    strain = view["strain"]["zx"]
+    assert np.nanmax(np.abs(strain)) < 1e-6  # the winding is about z: no phase change along z
+
+
+def test_error_bars_are_sliced_like_the_object():
+    rho = _vortex_particle(n=32)
+    spread = np.abs(rho) * 0.1
+    view = central_slices(rho, voxel_nm=10.0, q_inv_nm=1.0,
+                          errors={"amplitude_error": spread, "phase_error": np.full(rho.shape, 0.05)})
+    amp_err, phase_err = view["amplitude_error"]["yx"], view["phase_error"]["zx"]
+    assert amp_err.shape == view["amplitude"]["yx"].shape
+    assert np.nanmax(amp_err) == pytest.approx(0.1, rel=1e-5)  # relative to the maximum amplitude
+    assert np.isnan(phase_err[0, 0]) and np.nanmax(phase_err) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="phase_error has shape"):
+        central_slices(rho, voxel_nm=1.0, q_inv_nm=1.0, errors={"phase_error": np.ones((2, 2, 2))})
+
+
+def test_display_helpers_reject_bad_input():
+    with pytest.raises(ValueError, match="complex 3D"):
+        central_slices(np.ones((8, 8, 8)), voxel_nm=1.0, q_inv_nm=1.0)
+    with pytest.raises(ValueError, match="zero everywhere"):
+        central_slices(np.zeros((8, 8, 8), complex), voxel_nm=1.0, q_inv_nm=1.0)
+    with pytest.raises(ValueError, match="3D"):
+        projected_peak(np.ones((4, 4)))
+
+
+def test_projected_peak_averages_over_theta():
+    volume = np.zeros((4, 5, 6))
+    volume[1, 2, :3] = 6.0
+    image = projected_peak(volume)
+    assert image.shape == (4, 5) and image.dtype == np.float32 and image[1, 2] == 3.0 and image.sum() == 3.0
+    mask = np.zeros(volume.shape, bool)
+    mask[:, :, 3:] = True  # only the first three frames measured
+    assert projected_peak(volume, mask)[1, 2] == 6.0
+    with pytest.raises(ValueError, match="mask shape"):
+        projected_peak(volume, mask[..., :2])
+
+
+def test_progress_counts_frames_rate_and_gaps():
+    p = ScanProgress()
+    p.start("r", 0, 10, now=0.0)
+    for i, t in ((0, 1.0), (1, 1.5), (4, 2.0), (5, 2.5)):
+        p.frame("r", 0, i, now=t)
+    snap = p.snapshot("r", 0, now=3.0)
+    assert snap["received"] == 4 and snap["expected"] == 10 and snap["gaps"] == [2, 3] and snap["rate_hz"] == 2.0
+    done = p.finish("r", 0, now=3.0, status="incomplete")
+    assert done["gap_count"] == 6 and done["gaps"] == [2, 3, 6, 7, 8, 9] and done["status"] == "incomplete"
+    assert p.open_scans == [] and p.snapshot("r", 0, now=4.0) is None
+    p.frame("r", 1, 0, now=5.0, expected=3)  # a scan opened by its first frame (no start seen)
+    assert p.snapshot("r", 1, now=5.0)["expected"] == 3
+
+
+# -- state ------------------------------------------------------------------------------------
+def _event(scan, run="r", **extra):
+    return {"run": run, "scan": scan, "voltage_v": float("nan"), "flags": [], **extra}
+
+
+def test_state_turns_packed_arrays_into_base64_float32_and_nan_into_null():
+    state = LiveState()
+    image = np.arange(6, dtype=np.float64).reshape(2, 3)
+    state.add("peak_image", msgpack.unpackb(msgpack.packb({"seq": 1, "run": "r", "scan": 0, "image": image},
+                                                          default=_packable), raw=False))
+    state.add("event", {"seq": 2, "event": _event(0)})
+    snap = json.loads(state.snapshot()[1])
+    packed = snap["latest"]["peak_image"]["image"]
+    values = np.frombuffer(base64.b64decode(packed["f32"]), "<f4").reshape(packed["shape"])
+    np.testing.assert_array_equal(values, image)
+    assert snap["events"][0]["voltage_v"] is None and "seq" not in snap["latest"]["peak_image"]
+    state.add("unknown_topic", {"run": "r"})  # ignored, not an error
+    assert state.version == 2
+
+
+def test_state_follows_the_newest_run_and_reports_what_changed():
+    state = LiveState(history=3)
+    state.add("event", {"event": _event(0)})
+    state.add("slices", {"run": "r", "scan": 0})
+    state.add("health", {"queue_depth": 0})
+    assert [json.loads(u)["kind"] for _, u in state.wait_since(1, 0.01)] == ["slices", "health"]
+    assert state.kept_of("slices", 0) is not None and state.kept_of("slices", 7) is None
+    state.add("event", {"event": _event(0, run="r2")})  # a new run: its own timeline
+    snap = json.loads(state.snapshot()[1])
+    assert snap["run"] == "r2" and len(snap["events"]) == 1 and set(snap["latest"]) == {"health"}
+    assert state.kept_of("slices", 0) is None
+    assert state.wait_since(0, 0.01) is None  # older updates are gone: the caller must resend the whole state
+    assert state.wait_since(state.version, 0.01) == []
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+@pytest.fixture
+def server():
+    web = WebServer(port=0, decision_timeout_s=0.3).start()
+    yield web
+    web.stop()
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, r.headers.get("Content-Type"), r.read()
+
+
+def _get_error(url) -> int:
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        _get(url)
+    exc.value.close()
+    return exc.value.code
+
+
+def _post(url, body, content_type="application/json"):
+    req = urllib.request.Request(url + "api/decision", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def test_server_binds_localhost_and_serves_the_page_and_its_files(server):
+    assert server.url.startswith("http://127.0.0.1:")
+    status, kind, page = _get(server.url)
+    assert status == 200 and kind.startswith("text/html") and b"/static/app.js" in page
+    for name, kind_prefix in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        status, kind, _ = _get(server.url + "static/" + name)
+        assert status == 200 and kind.startswith(kind_prefix)
+    for bad in ("static/../server.py", "static/nothing.js", "nowhere"):
+        assert _get_error(server.url + bad) == 404
+    assert json.loads(_get(server.url + "api/state")[2])["events"] == []
+
+
+def test_requests_for_another_host_are_refused(server):
+    req = urllib.request.Request(server.url + "api/state", headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=5)
+    exc.value.close()
+    assert exc.value.code == 403
+    req = urllib.request.Request(server.url + "api/state", headers={"Host": "localhost"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+
+
+def test_shipped_files_reach_nothing_beyond_localhost():
+    static = resources.files("streamer.web").joinpath("static")
+    names = sorted(p.name for p in static.iterdir())
+    assert names == ["app.js", "index.html", "style.css"]
+    for name in names:
+        text = static.joinpath(name).read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), f"{name} names a remote host"
+
+
+def test_per_scan_routes(server):
+    server.state.add("slices", {"run": "r", "scan": 4, "centre": [1, 2, 3]})
+    server.state.add("peak_image", {"run": "r", "scan": 4, "baseline_scans": 1})
+    assert json.loads(_get(server.url + "api/slices?scan=4")[2])["centre"] == [1, 2, 3]
+    assert json.loads(_get(server.url + "api/peak_image?scan=4")[2])["baseline_scans"] == 1
+    for query, code in (("scan=5", 404), ("scan=x", 400), ("", 400)):
+        assert _get_error(server.url + "api/slices?" + query) == code
+    assert _get_error(server.url + "api/peak_image?scan=3") == 404
+
+
+def test_decision_reaches_the_listener_and_bad_ones_are_refused(tmp_path):
+    listener = DecisionListener("tcp://127.0.0.1:*")
+    web = WebServer(port=0, decision_endpoint=listener.endpoint).start()
+    try:
+        status, reply = _post(web.url, json.dumps({"run": "r", "scan": 3, "action": "remeasure"}).encode())
+        assert status == 200 and reply["sent"]["action"] == "remeasure"
+        got = listener.wait(5, scan=3)
+        assert got["run"] == "r" and got["source"] == "web"
+        assert json.loads(web.state.snapshot()[1])["decisions"][0]["scan"] == 3
+        status, reply = _post(web.url, b'{"run": "r", "scan": 3, "action": "explode"}')
+        assert status == 400 and "action must be one of" in reply["error"]
+        assert _post(web.url, b'{"run": "r"}')[0] == 400
+        assert _post(web.url, b"not json")[0] == 400
+        assert _post(web.url, b"run=r&scan=3", "application/x-www-form-urlencoded")[0] == 415  # no cross-site forms
+        assert _post(web.url, b"x" * 5000)[0] == 400
+    finally:
+        web.stop()
+        listener.close()
+
+
+def test_decision_without_a_listener_is_a_timeout_error(server, tmp_path):
+    server._http.decision_endpoint = f"ipc://{tmp_path}/nobody-listens"
+    status, reply = _post(server.url, b'{"run": "r", "scan": 1, "action": "continue"}')
+    assert status == 504 and "no decision listener" in reply["error"]
+
+
+def test_stream_sends_the_state_then_each_update(server):
+    server.state.add("event", {"event": _event(0)})
+    host, port = server.url[len("http://"):].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("GET", "/api/stream")
+    resp = conn.getresponse()
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    assert resp.readline() == b"event: snapshot\n"
+    assert json.loads(resp.readline()[len("data: "):])["events"][0]["scan"] == 0
+    resp.readline()
+    server.state.add("progress", {"run": "r", "scan": 1, "received": 5})
+    assert resp.readline() == b"event: update\n"
+    update = json.loads(resp.readline()[len("data: "):])
+    assert update == {"kind": "progress", "body": {"run": "r", "scan": 1, "received": 5}}
+    conn.close()
+
+
+def test_a_busy_port_is_a_clear_error(server):
+    port = int(server.url.rstrip("/").rsplit(":", 1)[1])
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}.*web_port"):
+        WebServer(port=port)
+
+
+def test_review_of_a_recorded_run(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(_event(s)) + "\n" for s in range(3)))
+    web = WebServer(port=0, events_path=path)
+    assert [e["scan"] for e in json.loads(web.state.snapshot()[1])["events"]] == [0, 1, 2]
+    web.stop()  # never started: stopping is still clean
+
+
+# -- config and service ------------------------------------------------------------------------
+def test_web_config_defaults_to_off_on_localhost_and_validates():
+    cfg = ServiceConfig()
+    assert not cfg.web_enabled and cfg.web_host == "127.0.0.1" and cfg.decision_endpoint.startswith("tcp://127.0.0.1")
+    assert from_mapping(ServiceConfig, {"web_enabled": True, "web_port": 0}).web_enabled
+    with pytest.raises(ConfigError, match="web_port must be 0..65535"):
+        ServiceConfig(web_port=80000)
+    with pytest.raises(ConfigError, match="decision_endpoint"):
+        ServiceConfig(decision_endpoint="localhost:5570")
+    with pytest.raises(ConfigError, match="web_enabled must be bool"):
+        from_mapping(ServiceConfig, {"web_enabled": "yes"})
+
+
+GEOM = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=30.0)
+
+
+def test_pipeline_publishes_progress_health_peak_image_and_slices(tmp_path, rng):
+    cfg = ServiceConfig(out_dir=str(tmp_path), phasing=PhasingConfig(recipe="20HIO, 10ER", population=1),
+                        realtime_policy="all")
+    p = Pipeline(cfg)
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(p.results_endpoint)
+    ready = threading.Event()
+    thread = threading.Thread(target=p.run, kwargs={"on_ready": lambda _: ready.set()}, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    z, y, x = np.ogrid[-8:8, -8:8, -8:8]
+    vol = rng.poisson(2000 * np.exp(-(z**2 + y**2 + x**2) / 6.0)).astype(np.uint32)
+    sender = FrameSender(p.frames_endpoint, ctx=ctx)
+    sender.scan_start("r", 0, 16, {"voltage_v": 3.5, "capacity_mah_g": 20.0, "geometry": GEOM.to_dict()})
+    for k in range(16):
+        if k != 5:  # one frame never arrives
+            sender.frame("r", 0, k, 7.0 + k, np.ascontiguousarray(vol[:, :, k]), timestamp=1000.0 + k)
+    sender.scan_end("r", 0, 16)
+    sender.run_stop("r")
+    sender.close()
+    got: dict[str, list] = {}
+    while sub.poll(20000):
+        topic, body = sub.recv_multipart()
+        got.setdefault(topic.decode(), []).append(msgpack.unpackb(body, raw=False))
+        if topic == b"run_done":
+            break
+    thread.join(10)
+    sub.close()
+    final = [m for m in got["progress"] if m["status"] != "running"]
+    assert len(final) == 1 and final[0]["received"] == 15 and final[0]["expected"] == 16
+    assert final[0]["gaps"] == [5] and final[0]["status"] == "incomplete"
+    health = got["health"][-1]
+    assert health["queue_depth"] == 0 and health["skipped_reconstructions"] == 0
+    assert health["rejected"].get("incomplete_scan") == 1
+    (peak,) = got["peak_image"]
+    image = _unpack(peak["image"])
+    measured = [k for k in range(16) if k != 5]  # the missing frame is left out of the average
+    np.testing.assert_allclose(image, vol[:, :, measured].mean(axis=2), rtol=1e-5)
+    np.testing.assert_array_equal(_unpack(peak["baseline"]), image)  # the first scan is its own baseline
+    (sl,) = got["slices"]
+    assert sl["scan"] == 0 and sl["run"] == "r" and "vortices" in sl and "domain_boundaries" in sl
+    amp = _unpack(sl["amplitude"]["yx"])
+    assert amp.dtype == np.float32 and amp.shape == tuple(sl["shape"][1:]) and amp.max() == pytest.approx(1.0)
+
+
+def test_serve_starts_the_page_when_configured(tmp_path):
+    from streamer.cli.pipeline import EmbeddedPipeline
+
+    cfg = ServiceConfig(out_dir=str(tmp_path), web_enabled=True, web_port=0)
+    pipeline = EmbeddedPipeline(cfg, out=io.StringIO())
+    try:
+        url = pipeline.endpoints["web"]
+        assert url.startswith("http://127.0.0.1:") and b"bcdi-stream" in _get(url)[2]
+    finally:
+        sender = FrameSender(pipeline.endpoints["frames"])
+        sender.run_stop("r")
+        sender.close()
+        assert pipeline.wait(30) == 0
+
+
+def test_a_busy_web_port_leaves_the_pipeline_running_without_its_page(tmp_path, server):
+    from streamer.cli.pipeline import EmbeddedPipeline
+
+    busy = int(server.url.rstrip("/").rsplit(":", 1)[1])
+    pipeline = EmbeddedPipeline(ServiceConfig(out_dir=str(tmp_path), web_enabled=True, web_port=busy),
+                                out=io.StringIO())
+    assert "web" not in pipeline.endpoints and "frames" in pipeline.endpoints
+    sender = FrameSender(pipeline.endpoints["frames"])
+    sender.run_stop("r")
+    sender.close()
+    assert pipeline.wait(30) == 0
