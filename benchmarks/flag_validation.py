@@ -22,7 +22,7 @@ import numpy as np
 
 from sim.particle import Particle
 from sim.scenario import load_scenario
-from streamer.analysis.flags import FlagConfig
+from streamer.analysis.config import FlagConfig
 from streamer.cli.demo import run_demo
 from streamer.recording.event_log import read_events
 from streamer.service.config import ServiceConfig

@@ -5,30 +5,9 @@ Each flag is a dict with ``kind`` and its evidence (positions, values, threshold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class FlagConfig:
-    """When a change is worth a flag."""
-
-    vortex_match_radius_nm: float = 60.0
-    vortex_move_threshold_nm: float = 18.0
-    broadening_threshold: float = 0.25  # relative increase of a peak width over the baseline
-    broadening_significance: float = 3.0  # ... and by this many combined standard errors
-    baseline_scans: int = 2
-    surface_exit_distance_nm: float = 80.0  # a lost line last seen this close to the surface left through it
-    peak_drift_fraction: float = 0.25  # peak centre off the grid centre by this fraction of the half-range
-
-    def __post_init__(self):
-        if self.vortex_match_radius_nm <= self.vortex_move_threshold_nm:
-            raise ValueError("vortex_match_radius_nm must exceed vortex_move_threshold_nm")
-        if self.broadening_threshold <= 0 or self.baseline_scans < 1 or self.broadening_significance < 0:
-            raise ValueError("broadening_threshold must be > 0, broadening_significance >= 0 and baseline_scans >= 1")
-        if not 0 < self.peak_drift_fraction < 1 or self.surface_exit_distance_nm < 0:
-            raise ValueError("peak_drift_fraction must be in (0, 1) and surface_exit_distance_nm >= 0")
+from streamer.analysis.config import FlagConfig
 
 
 def match_vortices(previous: list[dict], current: list[dict], radius_nm: float):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamer.analysis.config import AnalysisConfig
 from streamer.analysis.defects import (
     find_domain_boundaries,
     find_vortex_lines,
@@ -22,32 +23,6 @@ from streamer.analysis.strain import strain_along_q, strain_energy
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing import PhasingConfig, reconstruct
 from streamer.phasing.alignment import follow, register
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """Thresholds of the defect analysis (fractions of the maximum amplitude, voxels, rad)."""
-
-    support_threshold: float = 0.2
-    vortex_min_length: int = 3
-    boundary_jump_rad: float = 1.2
-    boundary_min_area_fraction: float = 0.25
-    surface_erosion_voxels: int = 1
-    boundary_min_domain_fraction: float = 0.1  # a boundary separates two domains at least this big
-    member_match_radius_voxels: float = 3.0  # a member reproduces a line within this mean distance
-    member_min_fraction: float = 0.5  # lines need this fraction of the population's members
-
-    def __post_init__(self):
-        if not 0 < self.support_threshold < 1:
-            raise ValueError(f"support_threshold must be in (0, 1), got {self.support_threshold}")
-        if self.vortex_min_length < 1:
-            raise ValueError("vortex_min_length must be >= 1")
-        if not 0 < self.boundary_jump_rad < np.pi:
-            raise ValueError("boundary_jump_rad must be in (0, pi)")
-        if not 0 <= self.boundary_min_domain_fraction < 0.5:
-            raise ValueError("boundary_min_domain_fraction must be in [0, 0.5)")
-        if not 0 < self.member_min_fraction <= 1 or self.member_match_radius_voxels <= 0:
-            raise ValueError("member_min_fraction must be in (0, 1] and member_match_radius_voxels > 0")
 
 
 @dataclass

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamer.analysis.config import AnalysisConfig, FlagConfig
 from streamer.analysis.events import build_event
-from streamer.analysis.flags import FlagConfig, defect_flags, peak_flags
-from streamer.analysis.scan import AnalysisConfig, analyze_object
+from streamer.analysis.flags import defect_flags, peak_flags
+from streamer.analysis.scan import analyze_object
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing.alignment import register, twin_image
 

@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from streamer.analysis.config import AnalysisConfig, FlagConfig
 from streamer.analysis.events import build_event
-from streamer.analysis.flags import FlagConfig
-from streamer.analysis.scan import AnalysisConfig
 from streamer.backend import get_namespace
 from streamer.settings import load_config
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamer.analysis.flags import FlagConfig
-from streamer.analysis.scan import AnalysisConfig
+from streamer.analysis.config import AnalysisConfig, FlagConfig
 from streamer.backend import BACKENDS
 from streamer.messaging.decision import DEFAULT_ENDPOINT as DEFAULT_DECISION_ENDPOINT
 from streamer.phasing import PhasingConfig

@@ -5,8 +5,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
 from streamer.cli import run_demo
 from streamer.service.config import ServiceConfig
 
