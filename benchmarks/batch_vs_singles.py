@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -43,7 +42,7 @@ def main() -> None:
     xp = get_namespace(args.backend)
     _truth, intensity = simulate(args.size, 1, 2e4)
     single_cfg = ours_config(box=False)
-    batch_cfg = replace(single_cfg, population=args.population)
+    batch_cfg = single_cfg.replace(population=args.population)
     print(f"{args.size}^3, backend {args.backend}, recipe {single_cfg.recipe!r}, shrink-wrap every iteration; "
           f"one batch of {args.population} against {args.population} single runs, {args.repeats} repeats")
 

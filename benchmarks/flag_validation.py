@@ -79,9 +79,7 @@ def flagged_events(event: dict) -> Counter:
 def validate(scenario: str, seed: int, *, population: int | None, out_root: Path) -> tuple[list, float]:
     service = ServiceConfig(realtime_policy="all")
     if population:
-        from dataclasses import replace
-
-        service = replace(service, phasing=replace(service.phasing, population=population))
+        service = service.replace(phasing=service.phasing.replace(population=population))
     out_dir = out_root / f"{scenario}-{seed}"
     t0 = time.perf_counter()
     code = run_demo(out_dir=out_dir, scenario=scenario, realtime=False, seed=seed, service=service,

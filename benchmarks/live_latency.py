@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import numpy as np
 
 from sim.diffraction import DiffractionModel
 from sim.particle import Particle, ScrewDislocation, complex_image
 from streamer.analysis.scan import analyze_scan
+from streamer.analysis.series import SeriesTracker
 from streamer.backend import get_namespace
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing import PhasingConfig, reconstruct
@@ -58,11 +58,13 @@ def main() -> None:
 
     had_wisdom = load_wisdom()
     t0 = time.perf_counter()
-    first = analyze_scan(i1, geometry=geometry, xp=xp, phasing=cfg, rng=1, reconstructor=reconstructor)
+    tracker = SeriesTracker()
+    first = analyze_scan(i1, scan=1, geometry=geometry, xp=xp, tracker=tracker, phasing=cfg, rng=1,
+                         reconstructor=reconstructor)
     t_cold = time.perf_counter() - t0
     save_wisdom()
     t0 = time.perf_counter()
-    second = analyze_scan(i2, geometry=geometry, xp=xp, phasing=cfg, rng=2, previous_rho=first.rho,
+    second = analyze_scan(i2, scan=2, geometry=geometry, xp=xp, tracker=tracker, phasing=cfg, rng=2,
                           reconstructor=reconstructor)
     t_warm = time.perf_counter() - t0
     warm, t_phasing = kept["result"], kept["seconds"]
@@ -75,8 +77,8 @@ def main() -> None:
           f"includes planning)")
     print(f"scan 2 warm, analysed as the service does (reconstruction, registration to scan 1, vortices checked "
           f"in the averaged members, boundaries, domains, strain): {t_warm:.1f} s, of which the reconstruction "
-          f"{t_phasing:.1f} s ({warm.iterations} iterations); vortex lines {len(second.vortices)} (windings "
-          f"{sorted(v['winding'] for v in second.vortices)}); amplitude correlation with the truth {corr:.3f}")
+          f"{t_phasing:.1f} s ({warm.iterations} iterations); vortex lines {len(second.tracked.analysis.vortices)} "
+          f"(windings {sorted(v.winding for v in second.tracked.analysis.vortices)}); amplitude correlation with the truth {corr:.3f}")
     print(f"scan 2 cold (plans made): {t_cold2:.1f} s, {cold.iterations} iterations, final error "
           f"{cold.error_curve[-1]:.5f}")
     if reached.size:
@@ -84,7 +86,7 @@ def main() -> None:
         print(f"warm start reaches the cold final error after {n} iterations: {cold.iterations / n:.1f}x fewer")
     else:
         print(f"the live warm recipe ends at {warm.error_curve[-1]:.5f}, short of the cold final error")
-    longer = replace(cfg, warm_recipe=f"({cfg.warm_recipe})*3")
+    longer = cfg.replace(warm_recipe=f"({cfg.warm_recipe})*3")
     counts = []
     for seed in range(2, 2 + args.warm_seeds):  # the warm start's phase noise is random: several draws
         warm3 = reconstruct(i2, xp=xp, config=longer, rng=seed, start=first.rho)

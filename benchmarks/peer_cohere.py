@@ -155,13 +155,14 @@ def run_ours(intensity: np.ndarray, *, seed: int, box: bool) -> tuple[np.ndarray
 
 def score(rho: np.ndarray, timing: Timing, truth: np.ndarray, intensity: np.ndarray) -> Score:
     """Register ``rho`` to the truth and measure it against the truth and the data."""
-    from streamer.analysis.defects import find_vortex_lines, particle_mask
+    from streamer.analysis.defects import find_vortex_lines
+    from streamer.analysis.displacement import particle_support
     from streamer.backend import get_namespace
     from streamer.phasing.alignment import amplitude_correlation, register
 
     rho = np.asarray(rho, np.complex64)
     reg = register(rho, truth.astype(np.complex64))
-    lines = find_vortex_lines(reg.aligned, xp=get_namespace("numpy"), mask=particle_mask(np.abs(reg.aligned)))
+    lines = find_vortex_lines(reg.aligned, xp=get_namespace("numpy"), mask=particle_support(np.abs(reg.aligned)))
     model = np.fft.fftshift(np.abs(np.fft.fftn(rho)))
     measured = np.sqrt(intensity)
     s = np.sum(model * measured) / np.sum(model**2)
@@ -171,11 +172,12 @@ def score(rho: np.ndarray, timing: Timing, truth: np.ndarray, intensity: np.ndar
 
 
 def truth_windings(truth: np.ndarray) -> list[int]:
-    from streamer.analysis.defects import find_vortex_lines, particle_mask
+    from streamer.analysis.defects import find_vortex_lines
+    from streamer.analysis.displacement import particle_support
     from streamer.backend import get_namespace
 
     return [line.winding for line in find_vortex_lines(truth, xp=get_namespace("numpy"),
-                                                       mask=particle_mask(np.abs(truth)))]
+                                                       mask=particle_support(np.abs(truth)))]
 
 
 def _row(name: str, sc: Score, cohere: Timing) -> str:

@@ -1,6 +1,6 @@
 """Live page push latency: from a result published on the pipeline's PUB socket to its server-sent event.
 
-A PUB socket stands in for the pipeline; the page's server follows it; an HTTP client reads
+A ResultsPublisher stands in for the pipeline; the page's server follows it; an HTTP client reads
 /api/stream. Each published result carries its send time; the client notes when it arrives. The
 slices message is a realistic size (three quantities x three 64x64 float32 planes).
 
@@ -15,11 +15,9 @@ import json
 import threading
 import time
 
-import msgpack
 import numpy as np
-import zmq
 
-from streamer.service.pipeline import _packable
+from streamer.messaging.results import ResultsPublisher
 from streamer.web import WebServer
 
 
@@ -29,10 +27,8 @@ def main() -> None:
     ap.add_argument("--period-s", type=float, default=0.02)
     args = ap.parse_args()
 
-    pub = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    web = WebServer(port=0, results_endpoint=f"tcp://127.0.0.1:{port}").start()
+    pub = ResultsPublisher.bind("tcp://127.0.0.1:0")
+    web = WebServer(port=0, results_endpoint=pub.endpoint).start()
     host, http_port = web.url[len("http://"):].rstrip("/").split(":")
     conn = http.client.HTTPConnection(host, int(http_port), timeout=10)
     conn.request("GET", "/api/stream")
@@ -59,9 +55,8 @@ def main() -> None:
     slices = {q: {p: plane for p in ("yx", "zx", "zy")} for q in ("amplitude", "phase", "strain")}
     for scan in range(args.messages):
         event = {"run": "bench", "scan": scan, "flags": [], "sent_at": time.time()}
-        pub.send_multipart([b"event", msgpack.packb({"seq": 2 * scan, "event": event})])
-        body = {"seq": 2 * scan + 1, "run": "bench", "scan": scan, "sent_at": time.time(), **slices}
-        pub.send_multipart([b"slices", msgpack.packb(body, default=_packable)])
+        pub.publish("event", {"event": event})
+        pub.publish("slices", {"run": "bench", "scan": scan, "sent_at": time.time(), **slices})
         time.sleep(args.period_s)
     reader.join(30)
     conn.close()

@@ -1,14 +1,41 @@
-"""What every start document says about the experiment: sample, cell, beam, detector, reflection, particle."""
+"""What every start document says about the experiment: sample, cell, beam, detector, reflection, particle.
+
+Validated by a pydantic model (plans/ imports no streamer module, so its error type is its own
+ValueError, ``MetadataError``, which names the key as ``md['key']``).
+"""
 
 from __future__ import annotations
 
-import numbers
+from typing import Annotated
 
-#: experiment keys a plan accepts in ``md``, with the type each must have
-EXPERIMENT_KEYS = {
-    "sample": str, "composition": str, "cell": str, "c_rate": float, "energy_kev": float, "distance_m": float,
-    "pixel_size_um": float, "hkl": list, "particle_id": str,
-}
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class MetadataError(ValueError):
+    """Experiment metadata of the wrong type or out of bounds."""
+
+
+class ExperimentMetadata(BaseModel):
+    """The experiment keys a plan accepts in ``md`` (units in the names); ``md`` may give any of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    sample: str
+    composition: str
+    cell: str
+    c_rate: Positive
+    energy_kev: Positive
+    distance_m: Positive
+    pixel_size_um: Positive
+    hkl: tuple[int, int, int] = Field(strict=False)  # a list or tuple; its items strict integers
+    particle_id: str
+
+
+#: experiment keys a plan accepts in ``md``
+EXPERIMENT_KEYS = tuple(ExperimentMetadata.model_fields)
+_HINTS = {"hkl": "must be three integers (h, k, l)"}  # clearer than pydantic's words for a tuple
 
 
 def experiment_md(*, sample: str, composition: str, cell: str, c_rate: float, energy_kev: float,
@@ -21,20 +48,19 @@ def experiment_md(*, sample: str, composition: str, cell: str, c_rate: float, en
 
 
 def check_experiment_md(md: dict | None) -> dict:
-    """``md`` unchanged if its experiment keys have the right types and values; ValueError naming the key."""
+    """``md`` with its experiment keys checked (``hkl`` as a list); MetadataError naming the key otherwise."""
     md = dict(md or {})
-    for key, kind in EXPERIMENT_KEYS.items():
-        if key not in md:
-            continue
-        value = md[key]
-        if kind is float:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(f"md[{key!r}] must be a positive number, got {value!r}")
-        elif kind is list:
-            if (not isinstance(value, (list, tuple)) or len(value) != 3
-                    or not all(isinstance(h, int) and not isinstance(h, bool) for h in value)):
-                raise ValueError(f"md[{key!r}] must be three integers (h, k, l), got {value!r}")
-            md[key] = list(value)
-        elif not isinstance(value, str):
-            raise ValueError(f"md[{key!r}] must be a string, got {value!r}")
+    try:
+        ExperimentMetadata.model_validate({k: md[k] for k in EXPERIMENT_KEYS if k in md})
+    except ValidationError as exc:
+        problems = {}
+        for e in exc.errors(include_url=False):
+            key = e["loc"][0]
+            if key in md and key not in problems:  # a key not given is not missing: each one is optional
+                text = _HINTS.get(key) or e["msg"].replace("Input should be", "must be")
+                problems[key] = f"md[{key!r}] {text}, got {md[key]!r}"
+        if problems:
+            raise MetadataError("; ".join(problems.values())) from None
+    if "hkl" in md:
+        md["hkl"] = list(md["hkl"])
     return md

@@ -14,19 +14,21 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from sim.detector import TimepixSpec
-from sim.particle import (
+from sim.defects import (
     DislocationLine,
     DislocationLoop,
     DomainBoundary,
     Mosaic,
-    Particle,
     ScrewDislocation,
     StrainRegion,
     StrainWall,
     screw_pair,
 )
+from sim.detector import TimepixSpec
+from sim.particle import Particle
+from streamer.settings import ConfigError, Settings
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 VOLTAGE_WINDOW_V = (2.0, 4.5)
@@ -35,23 +37,17 @@ STATE_KEYS = {"label", "dislocations", "screw_pairs", "loops", "boundaries", "wa
 PARTICLE_KEYS = {"shape", "radius_x_nm", "radius_y_nm", "thickness_nm", "rounding_nm", "rotation_deg", "lattice_c_nm"}
 
 
-class ScenarioError(ValueError):
-    """A scenario file that is missing or malformed."""
+class ScenarioError(ConfigError):
+    """A scenario file that is missing or malformed (a ConfigError: it names the file and the field)."""
 
 
-@dataclass(frozen=True)
-class Acquisition:
+class Acquisition(Settings):
     """How each scan is measured: flux (counts per second in the brightest voxel of the perfect
     particle), exposure per frame and the dead time between frames."""
 
-    peak_counts_per_s: float = 2e4
-    exposure_s: float = 0.5
-    readout_s: float = 0.05
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if not getattr(self, f.name) >= 0 or (f.name != "readout_s" and not getattr(self, f.name) > 0):
-                raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)!r}")
+    peak_counts_per_s: float = Field(2e4, gt=0)
+    exposure_s: float = Field(0.5, gt=0)
+    readout_s: float = Field(0.05, ge=0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ def parse_scenario(data: dict, *, source: str = "<scenario>") -> Scenario:
     particle = _table(Particle, data.get("particle", {}), PARTICLE_KEYS, f"{source} [particle]")
     detector = _table(TimepixSpec, data.get("detector", {}), {f.name for f in fields(TimepixSpec)},
                       f"{source} [detector]")
-    acquisition = _table(Acquisition, data.get("acquisition", {}), {f.name for f in fields(Acquisition)},
+    acquisition = _table(Acquisition, data.get("acquisition", {}), set(Acquisition.model_fields),
                          f"{source} [acquisition]")
     geometry = data.get("geometry")
     if geometry is not None:

@@ -1,9 +1,7 @@
-"""bcdi-stream: real-time processing of operando BCDI rocking scans."""
+"""bcdi-stream: real-time processing of operando BCDI rocking scans.
+
+Importing it changes nothing in the process: process-wide settings (OpenMP's wait policy, the FFTW
+planner) are made by the command line entry (``streamer.cli.main``) and the service, from the config.
+"""
 
 __version__ = "0.1.0"
-
-import os as _os
-
-# OpenMP threads (numba's kernels, bitshuffle) that spin after their work steal the cores FFTW's
-# threads need next: on 2 cores this doubled an iteration. They sleep instead unless told otherwise.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -1,15 +1,22 @@
 import os
 import tempfile
 
-import numpy as np
-import pytest
-
-from streamer.backend import get_namespace
-
+# the process-wide settings the command line makes (streamer.cli.process_settings), made here for the tests
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # FFTW wisdom of this test session stays in a temporary folder, never in the user's cache
 os.environ.setdefault("BCDI_STREAM_CACHE", tempfile.mkdtemp(prefix="bcdi-stream-test-cache-"))
 # deterministic FFTW plans: MEASURE chooses by timing, and HIO would amplify the different rounding
 os.environ.setdefault("BCDI_STREAM_FFTW_PLANNER", "estimate")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from streamer.backend import get_namespace  # noqa: E402
+from streamer.service.config import FftConfig  # noqa: E402
+
+# in this process from the environment above through the [fft] defaults, as a service config does;
+# processes the tests start (the demo's pipeline) get it the same way, from their ServiceConfig
+FftConfig().apply()
 
 
 @pytest.fixture(params=["numpy", "strict"])

@@ -2,22 +2,26 @@
 
 FFTW_PATIENT tries more algorithms than the FFTW_MEASURE every run asks for, and finds FFTs up to
 20% faster (a 128^3 pair on 2 cores: 8.4 ms against 10.4 ms), but takes a minute or two per shape.
-Wisdom learned here is saved beside the wisdom the service keeps ($BCDI_STREAM_CACHE, or
-~/.cache/bcdi-stream), and FFTW answers a later MEASURE request with it at once. Give the batch
-shapes the runs will use: (population, z, y, x) of the cropped, binned scan; the live default's
-population is 8. A population of 1 is what `reconstruct --population 1` and the peer benchmark use.
+Wisdom learned here is saved beside the wisdom the service keeps (the [fft] cache_dir of --config,
+by default $BCDI_STREAM_CACHE or ~/.cache/bcdi-stream), and FFTW answers a later MEASURE request
+with it at once. Give the batch shapes the runs will use: (population, z, y, x) of the cropped,
+binned scan; the live default's population is 8. A population of 1 is what
+`reconstruct --population 1` and the peer benchmark use.
 
-    .venv/bin/python ops/fft/learn_plans.py --shape 8 64 128 128 --shape 1 128 128 128
+    .venv/bin/python ops/fft/learn_plans.py --shape 8 64 128 128 --shape 1 128 128 128 --config ops/configs/service.toml
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from streamer.backend import get_namespace
-from streamer.phasing.fft import PLANNER_EFFORTS, cpu_count, get_plan, have_pyfftw
+from streamer.phasing.fft import PLANNER_EFFORTS, configure_fft, cpu_count, get_plan, have_pyfftw
 from streamer.phasing.wisdom import load_wisdom, save_wisdom, wisdom_path
+from streamer.service.config import ServiceConfig
+from streamer.settings import ConfigError, load_config
 
 
 def main(argv=None) -> int:
@@ -26,7 +30,13 @@ def main(argv=None) -> int:
                     help="a batch shape to plan (repeat for more)")
     ap.add_argument("--effort", choices=sorted(PLANNER_EFFORTS), default="patient")
     ap.add_argument("--threads", type=int, default=0, help="FFTW threads, as the runs will use (0: every core)")
+    ap.add_argument("--config", type=Path, default=None, help="the service config whose [fft] cache_dir to fill")
     args = ap.parse_args(argv)
+    try:
+        fft = load_config(args.config, ServiceConfig).fft
+    except ConfigError as exc:
+        ap.error(str(exc))
+    configure_fft(planner=args.effort, cache_dir=fft.cache_dir)
     if not have_pyfftw():
         ap.error("pyFFTW is not installed: there are no FFTW plans to learn")
     if any(n <= 0 for shape in args.shape for n in shape):

@@ -15,6 +15,13 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from streamer.analysis.displacement import (
+    eroded,
+    neighbour_steps,
+    phase_ramp,
+    wrapped_step,
+)
+
 # Plaquette normal (array axis) -> the two in-plane axes (u, v) of a counter-clockwise loop,
 # right-handed in (x, y, z) with arrays indexed (z, y, x).
 _LOOP_AXES = {0: (2, 1), 1: (0, 2), 2: (1, 0)}
@@ -26,15 +33,9 @@ def _sl(ndim, axis, s):
     return tuple(out)
 
 
-def _wrapped_step(xp, a, b):
-    """Wrapped phase difference arg(b) - arg(a) of two complex arrays."""
-    p = b * xp.conj(a)
-    return xp.atan2(xp.imag(p), xp.real(p))
-
-
 def edge_steps(rho, *, xp) -> list:
     """Wrapped phase change from every voxel to its next neighbour, per axis (each one shorter along its axis)."""
-    return [_wrapped_step(xp, rho[_sl(3, ax, slice(None, -1))], rho[_sl(3, ax, slice(1, None))]) for ax in range(3)]
+    return [neighbour_steps(rho, ax, xp=xp) for ax in range(3)]
 
 
 def plaquette_winding(rho, *, xp, normal_axis: int, steps: list | None = None):
@@ -63,13 +64,6 @@ def _plaquette_inside(mask: np.ndarray, normal_axis: int) -> np.ndarray:
     for ax in (u, v):
         m = m[_sl(3, ax, slice(None, -1))] & m[_sl(3, ax, slice(1, None))]
     return m
-
-
-def particle_mask(amplitude: np.ndarray, *, threshold: float = 0.2, sigma: float = 1.0) -> np.ndarray:
-    """The particle: smoothed amplitude above ``threshold`` of its maximum (fills vortex cores)."""
-    amplitude = np.asarray(amplitude, dtype=float)
-    smooth = ndimage.gaussian_filter(amplitude, sigma) if sigma > 0 else amplitude
-    return smooth > threshold * smooth.max()
 
 
 @dataclass
@@ -114,8 +108,10 @@ def find_vortex_lines(
     mask: np.ndarray,
     min_length: int = 3,
     erosion: int = 1,
+    inner: np.ndarray | None = None,
 ) -> list[VortexLine]:
-    """Phase-vortex lines of ``rho`` inside ``mask`` (eroded by ``erosion`` voxels).
+    """Phase-vortex lines of ``rho`` inside ``mask`` (eroded by ``erosion`` voxels; ``inner``: that eroded
+    mask, when the caller has it already).
 
     Pierced plaquettes of all three orientations are joined through shared cells into lines;
     lines shorter than ``min_length`` plaquettes are rejected as noise.
@@ -125,7 +121,7 @@ def find_vortex_lines(
     mask = np.asarray(mask, bool)
     if mask.shape != tuple(rho.shape):
         raise ValueError(f"mask shape {mask.shape} does not match rho {tuple(rho.shape)}")
-    inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else mask
+    inner = eroded(mask, erosion) if inner is None else inner
     pts, circ = [], []
     steps = edge_steps(rho, xp=xp)
     for axis in range(3):
@@ -278,11 +274,11 @@ def phase_cuts(rho: np.ndarray, inner: np.ndarray, jump_rad: float):
     out = []
     for ax in range(3):
         a, b = _sl(3, ax, slice(None, -1)), _sl(3, ax, slice(1, None))
-        d1 = np.angle(rho[b] * np.conj(rho[a]))
+        d1 = wrapped_step(rho[a], rho[b])
         valid = inner[a] & inner[b]
         step = np.where(np.abs(d1) > 2 * jump_rad / 3, d1, 0.0)
         s0, s2 = _sl(3, ax, slice(None, -2)), _sl(3, ax, slice(2, None))
-        d2 = np.angle(rho[s2] * np.conj(rho[s0]))
+        d2 = wrapped_step(rho[s0], rho[s2])
         d2 = np.where(inner[s0] & inner[s2] & (np.abs(d2) > jump_rad), d2, 0.0)
         for target in (_sl(3, ax, slice(1, None)), _sl(3, ax, slice(None, -1))):
             sub = step[target]
@@ -300,18 +296,21 @@ def find_domain_boundaries(
     min_area_fraction: float = 0.25,
     min_coherence: float = 0.7,
     erosion: int = 1,
+    inner: np.ndarray | None = None,
+    cuts: list | None = None,
 ) -> list[DomainBoundary]:
     """Sheets of phase jumps inside the particle, fitted by planes.
 
     Cut links (see :func:`phase_cuts`) are grouped by proximity; a group counts as a boundary
     when it has at least ``min_area_fraction`` x (particle volume)^(2/3) links and the phase jumps
     the same way all across it (``coherence`` >= ``min_coherence``); the tube of cut links around
-    a vortex core jumps every way and is rejected.
+    a vortex core jumps every way and is rejected. ``inner`` (the eroded mask) and ``cuts`` (its
+    :func:`phase_cuts`) may be handed in when the caller has them.
     """
     rho = np.asarray(rho)
-    inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else np.asarray(mask, bool)
+    inner = eroded(mask, erosion) if inner is None else inner
     pts, steps, axes = [], [], []
-    for ax, (cut, step) in enumerate(phase_cuts(rho, inner, jump_rad)):
+    for ax, (cut, step) in enumerate(phase_cuts(rho, inner, jump_rad) if cuts is None else cuts):
         idx = np.argwhere(cut)
         centre = idx.astype(float)
         centre[:, ax] += 0.5
@@ -355,18 +354,17 @@ class Domain:
 
 
 def segment_domains(rho: np.ndarray, *, mask: np.ndarray, jump_rad: float = 1.2, erosion: int = 1,
-                    min_fraction: float = 0.05) -> tuple[np.ndarray, list[Domain]]:
+                    min_fraction: float = 0.05, inner: np.ndarray | None = None,
+                    cuts: list | None = None) -> tuple[np.ndarray, list[Domain]]:
     """Split the particle at its phase jumps into domains (labels 1.., 0 outside or on a wall).
 
     The voxels on both sides of every cut link (see :func:`phase_cuts`) form the walls; connected
     regions of the rest holding at least ``min_fraction`` of the particle are the domains, largest first.
     """
-    from streamer.analysis.displacement import phase_ramp
-
     rho = np.asarray(rho)
-    inner = ndimage.binary_erosion(mask, iterations=erosion) if erosion else np.asarray(mask, bool)
+    inner = eroded(mask, erosion) if inner is None else inner
     wall = np.zeros(rho.shape, bool)
-    for ax, (cut, _) in enumerate(phase_cuts(rho, inner, jump_rad)):
+    for ax, (cut, _) in enumerate(phase_cuts(rho, inner, jump_rad) if cuts is None else cuts):
         wall[_sl(3, ax, slice(None, -1))] |= cut
         wall[_sl(3, ax, slice(1, None))] |= cut
     labels, n = ndimage.label(inner & ~wall)

@@ -1,9 +1,10 @@
-"""Displacement and strain along q from a reconstructed complex image, in the lab frame.
+"""The one definition of the particle, the wrapped phase step, and the displacement and strain along q.
 
-phi = q.u, so u = phi / |q| once the global phase offset and the phase ramp (a shift of the
-reconstruction and the reference lattice constant) are removed. The strain eps = du/dz comes from
-wrapped phase differences of neighbours, so a dislocation's 2 pi branch cut never enters it; the
-unwrapped phase (for display and u) comes from scikit-image's reliability-guided unwrapping.
+Convention (docs/analysis.md): phi = q.u, so u = phi / |q| once the global phase offset and the phase
+ramp (a shift of the reconstruction and the reference lattice constant) are removed. The strain
+eps = du/dz is the mean of the wrapped forward and backward phase steps along z (axis 0, along q), so a
+dislocation's 2 pi branch cut never enters it. ``particle_fields`` computes all of it once per object;
+the defect analysis, the live page's slices and the report use that one result.
 """
 
 from __future__ import annotations
@@ -13,22 +14,42 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from streamer.geometry import OrthogonalGeometry
+YOUNGS_MODULUS_Z_PA = 150e9
+#: the particle cuts whose strain energies give the energy's error range (fractions of the maximum amplitude)
+ENERGY_THRESHOLDS = (0.10, 0.15, 0.20)
 
-DEFAULT_SUPPORT_THRESHOLD = 0.10
+
+def wrapped_step(a, b, xp=np):
+    """Wrapped phase change arg(b) - arg(a), in (-pi, pi], of two complex arrays."""
+    p = b * xp.conj(a)
+    return xp.atan2(xp.imag(p), xp.real(p))
 
 
-def amplitude_support(amplitude: np.ndarray, *, threshold: float = DEFAULT_SUPPORT_THRESHOLD) -> np.ndarray:
-    """The particle: amplitude above ``threshold`` of its maximum, holes filled."""
-    amplitude = np.abs(np.asarray(amplitude))
+def neighbour_steps(rho, axis: int, xp=np):
+    """Wrapped phase step from every voxel to its next neighbour along ``axis`` (one shorter along it)."""
+    lo = [slice(None)] * rho.ndim
+    hi = [slice(None)] * rho.ndim
+    lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+    return wrapped_step(rho[tuple(lo)], rho[tuple(hi)], xp=xp)
+
+
+def particle_support(amplitude: np.ndarray, *, threshold: float = 0.2, sigma: float = 1.0) -> np.ndarray:
+    """The particle: amplitude smoothed by ``sigma`` voxels (fills vortex cores) above ``threshold`` of its
+    maximum, holes filled."""
+    amplitude = np.abs(np.asarray(amplitude)).astype(float)
     if amplitude.ndim != 3:
         raise ValueError(f"amplitude must be 3D (z, y, x), got shape {amplitude.shape}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    peak = amplitude.max()
-    if not peak > 0:
+    smooth = ndimage.gaussian_filter(amplitude, sigma) if sigma > 0 else amplitude
+    if not smooth.max() > 0:
         raise ValueError("amplitude is zero everywhere: no particle to threshold")
-    return ndimage.binary_fill_holes(amplitude > threshold * peak)
+    return ndimage.binary_fill_holes(smooth > threshold * smooth.max())
+
+
+def eroded(support: np.ndarray, voxels: int) -> np.ndarray:
+    """``support`` less its outer ``voxels`` (the surface phase of a reconstruction is unreliable)."""
+    return ndimage.binary_erosion(support, iterations=voxels) if voxels else np.asarray(support, bool)
 
 
 def phase_ramp(rho: np.ndarray, support: np.ndarray) -> np.ndarray:
@@ -45,64 +66,104 @@ def phase_ramp(rho: np.ndarray, support: np.ndarray) -> np.ndarray:
     return ramp
 
 
-@dataclass(frozen=True)
-class Displacement:
-    """Fields on the object grid (z along q); NaN outside ``support``."""
-
-    support: np.ndarray  # bool (z, y, x)
-    phase_rad: np.ndarray  # unwrapped, offset and ramp removed
-    displacement_nm: np.ndarray  # u = phi / |q|
-    strain: np.ndarray  # eps_zz = du/dz (dimensionless)
-    ramp_rad_per_voxel: tuple[float, float, float]
-    offset_rad: float
-
-
-def displacement_field(rho: np.ndarray, *, geometry: OrthogonalGeometry,
-                       support: np.ndarray | None = None,
-                       threshold: float = DEFAULT_SUPPORT_THRESHOLD) -> Displacement:
-    """Displacement and strain along q of ``rho`` (z, y, x) on ``geometry``'s grid.
-
-    ``support`` defaults to the amplitude above ``threshold`` of its maximum.
-    """
-    from skimage.restoration import unwrap_phase
-
-    rho = np.asarray(rho)
-    if rho.ndim != 3 or tuple(rho.shape) != tuple(geometry.shape_zyx):
-        raise ValueError(f"rho must be 3D with the geometry's shape {geometry.shape_zyx}, got {rho.shape}")
-    if support is None:
-        support = amplitude_support(np.abs(rho), threshold=threshold)
-    support = np.asarray(support, bool)
-    if support.shape != rho.shape:
-        raise ValueError(f"support {support.shape} and rho {rho.shape} differ in shape")
-    if not support.any():
-        raise ValueError("support is empty")
+def remove_ramp(rho: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``rho`` with its phase ramp and mean phase inside ``support`` removed: (flat, ramp, offset)."""
     ramp = phase_ramp(rho, support)
     grids = np.ogrid[tuple(slice(0, n) for n in rho.shape)]
     flat = rho * np.exp(-1j * sum(r * (g - n // 2) for r, g, n in zip(ramp, grids, rho.shape)))
     offset = float(np.angle(np.sum(flat[support])))
-    flat = flat * np.exp(-1j * offset)
-    wrapped = np.angle(flat)
+    return flat * np.exp(-1j * offset), ramp, offset
+
+
+def strain_along_q(flat: np.ndarray, support: np.ndarray, *, voxel_nm: float, q_inv_nm: float) -> np.ndarray:
+    """eps_zz = (1/|q|) d(phi)/dz at every voxel of ``support`` (NaN elsewhere): the mean of the wrapped
+    forward and backward steps along z whose both ends lie in ``support``. ``flat``: ramp removed."""
+    flat = np.asarray(flat)
+    support = np.asarray(support, bool)
+    if flat.ndim != 3 or support.shape != flat.shape:
+        raise ValueError(f"rho and support must be 3D of one shape, got {flat.shape} and {support.shape}")
+    if not (voxel_nm > 0 and q_inv_nm > 0):
+        raise ValueError("voxel_nm and q_inv_nm must be positive")
+    ok = support[1:] & support[:-1]
+    if not ok.any():
+        raise ValueError("the support holds no pair of neighbouring voxels along z")
+    d = np.where(ok, neighbour_steps(flat, 0), np.nan)
+    both = np.full((2,) + flat.shape, np.nan)
+    both[0, :-1] = d  # forward step of voxel z
+    both[1, 1:] = d  # backward step of voxel z
+    count = np.isfinite(both).sum(axis=0)
+    out = np.full(flat.shape, np.nan)
+    has = (count > 0) & support
+    out[has] = np.nansum(both, axis=0)[has] / count[has]
+    return out / (q_inv_nm * voxel_nm)
+
+
+def strain_energy(strain: np.ndarray, *, voxel_nm: float, youngs_modulus_pa: float = YOUNGS_MODULUS_Z_PA) -> dict:
+    """E = 1/2 Y_z * integral of eps^2 over the particle (voxels where ``strain`` is not NaN)."""
+    inside = np.isfinite(strain)
+    voxel_m3 = (voxel_nm * 1e-9) ** 3
+    volume = inside.sum() * voxel_m3
+    energy = 0.5 * youngs_modulus_pa * float(np.sum(strain[inside] ** 2)) * voxel_m3
+    return {"energy_j": energy, "volume_m3": volume,
+            "energy_density_j_per_m3": energy / volume if volume else float("nan"),
+            "rms_strain": float(np.sqrt(np.mean(strain[inside] ** 2))) if inside.any() else float("nan")}
+
+
+@dataclass(frozen=True)
+class ParticleFields:
+    """One object's particle and fields, computed once and handed to every consumer (z along q)."""
+
+    amplitude: np.ndarray  # |rho|
+    support: np.ndarray  # the particle at the analysis threshold
+    inner: np.ndarray  # ``support`` less its outer ``erosion`` voxels
+    flat: np.ndarray  # rho with the phase ramp and offset (over the widest inner cut) removed
+    strain: np.ndarray  # eps_zz over the widest inner cut, NaN elsewhere (all NaN when too thin)
+    cuts: dict  # threshold -> inner particle cut of ENERGY_THRESHOLDS, for the energy's error range
+    ramp_rad_per_voxel: tuple[float, float, float]
+    offset_rad: float
+    strain_error: str | None = None  # why there is no strain (a particle too thin to differentiate)
+
+
+def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
+                    erosion: int = 1) -> ParticleFields:
+    """The particle at ``threshold`` and its eroded inside, the flattened object and the strain along q."""
+    rho = np.asarray(rho)
+    if rho.ndim != 3 or not np.iscomplexobj(rho):
+        raise ValueError(f"rho must be a complex 3D array, got {rho.dtype} of shape {rho.shape}")
+    amplitude = np.abs(rho)
+    if not amplitude.max() > 0:
+        raise ValueError("the object has no amplitude: no particle to analyse")
+    support = particle_support(amplitude, threshold=threshold)
+    cuts = {t: eroded(particle_support(amplitude, threshold=t), erosion) for t in sorted({*ENERGY_THRESHOLDS})}
+    widest = cuts[min(cuts)] | eroded(support, erosion)
+    flat, ramp, offset = remove_ramp(rho, widest if widest.any() else support)
+    error = None
+    try:
+        strain = strain_along_q(flat, widest, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    except ValueError as exc:
+        strain, error = np.full(rho.shape, np.nan), str(exc)
+    return ParticleFields(amplitude, support, eroded(support, erosion), flat, strain, cuts,
+                          tuple(float(r) for r in ramp), offset, error)
+
+
+@dataclass(frozen=True)
+class Displacement:
+    """Unwrapped phase and displacement along q on the object grid; NaN outside ``support``."""
+
+    support: np.ndarray
+    phase_rad: np.ndarray  # unwrapped, offset and ramp removed
+    displacement_nm: np.ndarray  # u = phi / |q|
+    strain: np.ndarray  # eps_zz = du/dz, as ParticleFields.strain
+
+
+def displacement_field(fields: ParticleFields, *, q_inv_nm: float) -> Displacement:
+    """Unwrap the flattened phase inside the particle (scikit-image's reliability-guided unwrapping)."""
+    from skimage.restoration import unwrap_phase
+
+    support = fields.support
+    wrapped = np.angle(fields.flat)
     unwrapped = np.asarray(unwrap_phase(np.ma.masked_array(wrapped, mask=~support)).filled(np.nan))
     # unwrap_phase fixes the phase up to 2 pi per connected piece: bring its mean back next to 0
     unwrapped -= 2 * np.pi * np.round(np.nanmean(unwrapped) / (2 * np.pi))
     unwrapped[~support] = np.nan
-    q = geometry.q_bragg_inv_nm
-    strain = _strain_zz(flat, support) / (q * geometry.voxel_nm)
-    return Displacement(support, unwrapped, unwrapped / q, strain, tuple(float(r) for r in ramp), offset)
-
-
-def _strain_zz(flat: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """d(phi)/dz per voxel (rad/voxel): mean of the wrapped forward and backward differences inside."""
-    d = np.angle(flat[1:] * np.conj(flat[:-1]))
-    ok = support[1:] & support[:-1]
-    fwd = np.full(flat.shape, np.nan)
-    bwd = np.full(flat.shape, np.nan)
-    fwd[:-1] = np.where(ok, d, np.nan)
-    bwd[1:] = np.where(ok, d, np.nan)
-    both = np.stack([fwd, bwd])
-    count = np.isfinite(both).sum(axis=0)
-    total = np.nansum(both, axis=0)
-    out = np.full(flat.shape, np.nan)
-    has = (count > 0) & support
-    out[has] = total[has] / count[has]
-    return out
+    return Displacement(support, unwrapped, unwrapped / q_inv_nm, np.where(support, fields.strain, np.nan))

@@ -1,23 +1,94 @@
 """Scan-to-scan comparison: the flags that tell the operator something changed.
 
-Each flag is a dict with ``kind`` and its evidence (positions, values, thresholds).
+Each flag is a typed value holding its evidence (the detections, values and thresholds behind it);
+``streamer.analysis.events`` writes them into the event.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from streamer.analysis.config import FlagConfig
+from streamer.analysis.detections import Boundary, ObjectAnalysis, Vortex
 
 
-def match_vortices(previous: list[dict], current: list[dict], radius_nm: float):
+@dataclass(frozen=True)
+class NewVortex:
+    """A line with no same-winding line of the previous scan within the match radius."""
+
+    vortex: Vortex
+
+
+@dataclass(frozen=True)
+class VortexLost:
+    """A line of the previous scan with no match now; near the surface, it left through it."""
+
+    vortex: Vortex  # as last seen
+    left_through_surface: bool
+    surface_exit_distance_nm: float
+
+
+@dataclass(frozen=True)
+class VortexMoved:
+    """A matched line that moved further than the move threshold."""
+
+    before: Vortex
+    after: Vortex
+    distance_nm: float
+    move_threshold_nm: float
+
+
+@dataclass(frozen=True)
+class BoundaryChange:
+    """The number of domain boundaries changed: one appeared or resolved."""
+
+    state: str  # appeared | resolved
+    boundaries: tuple[Boundary, ...]  # the boundaries of the scan that has more
+    count: int
+    previous_count: int
+    confidence: float | None
+
+
+@dataclass(frozen=True)
+class PeakBroadening:
+    """A peak width grew beyond the threshold and its error over the baseline scans."""
+
+    direction: str  # parallel | perpendicular (to q)
+    relative_change: float
+    width: float
+    baseline: float
+    error: float
+    significance: float
+    relative_change_error: float
+    threshold: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class PeakDrift:
+    """The Bragg peak's centre is leaving the measured volume; the re-centring to do."""
+
+    center_of_mass_px: list
+    offset_px: list
+    recentre_theta_by_deg: float
+    recentre_detector_by_px: list
+    axes: list
+    threshold_fraction: float
+
+
+Flag = NewVortex | VortexLost | VortexMoved | BoundaryChange | PeakBroadening | PeakDrift
+
+
+def match_vortices(previous: list[Vortex], current: list[Vortex], radius_nm: float):
     """Greedy nearest matching of same-winding vortices; returns (pairs, unmatched_prev, unmatched_cur)."""
     cands = []
     for i, p in enumerate(previous):
         for j, c in enumerate(current):
-            if p["winding"] != c["winding"]:
+            if p.winding != c.winding:
                 continue
-            d = float(np.linalg.norm(np.subtract(p["position_nm"], c["position_nm"])))
+            d = float(np.linalg.norm(np.subtract(p.position_nm, c.position_nm)))
             if d <= radius_nm:
                 cands.append((d, i, j))
     pairs, used_p, used_c = [], set(), set()
@@ -30,60 +101,37 @@ def match_vortices(previous: list[dict], current: list[dict], radius_nm: float):
             [j for j in range(len(current)) if j not in used_c])
 
 
-def _conf(v: dict):
-    return v.get("confidence")
-
-
-def vortex_flags(previous: list[dict], current: list[dict], config: FlagConfig) -> list[dict]:
-    """new_vortex / vortex_lost / vortex_moved between two scans' lines, each with its evidence.
-
-    Positions are in nm from the grid centre (``*_nm``) and in voxel indices of the object
-    (``position``, ``last_position``, ``from``, ``to``) when the lines carry them.
-    """
+def vortex_flags(previous: list[Vortex], current: list[Vortex], config: FlagConfig) -> list[Flag]:
+    """New, lost and moved lines between two scans."""
     pairs, lost, new = match_vortices(previous, current, config.vortex_match_radius_nm)
-    flags = []
-    for j in new:
-        c = current[j]
-        flags.append({"kind": "new_vortex", "position_nm": c["position_nm"], "winding": c["winding"],
-                      "type": c.get("type"), "confidence": _conf(c), "position": c.get("position"),
-                      "length_voxels": c.get("length_voxels"), "surface_distance_nm": c.get("surface_distance_nm")})
+    flags: list[Flag] = [NewVortex(current[j]) for j in new]
     for i in lost:
-        last = previous[i]
-        surface = last.get("surface_distance_nm")
-        flags.append({"kind": "vortex_lost", "last_position_nm": last["position_nm"], "winding": last["winding"],
-                      "last_surface_distance_nm": surface,
-                      "left_through_surface": surface is not None and surface <= config.surface_exit_distance_nm,
-                      "last_position": last.get("position"), "type": last.get("type"), "confidence": _conf(last),
-                      "surface_exit_distance_nm": config.surface_exit_distance_nm})
+        surface = previous[i].surface_distance_nm
+        flags.append(VortexLost(previous[i], bool(surface <= config.surface_exit_distance_nm),
+                                config.surface_exit_distance_nm))
     for i, j, d in pairs:
         if d > config.vortex_move_threshold_nm:
-            p, c = previous[i], current[j]
-            both = [x for x in (_conf(p), _conf(c)) if x is not None]
-            flags.append({"kind": "vortex_moved", "from_nm": p["position_nm"], "to_nm": c["position_nm"],
-                          "distance_nm": round(d, 1), "winding": c["winding"], "from": p.get("position"),
-                          "to": c.get("position"), "type": c.get("type"),
-                          "confidence": min(both) if both else None,
-                          "move_threshold_nm": config.vortex_move_threshold_nm})
+            flags.append(VortexMoved(previous[i], current[j], round(d, 1), config.vortex_move_threshold_nm))
     return flags
 
 
-def boundary_flags(previous: list[dict], current: list[dict]) -> list[dict]:
+def boundary_flags(previous: list[Boundary], current: list[Boundary]) -> list[Flag]:
     """A boundary appeared or resolved (their number changed); the evidence is the boundaries."""
     if len(current) == len(previous):
         return []
     state, shown = ("appeared", current) if len(current) > len(previous) else ("resolved", previous)
-    coherence = [b["coherence"] for b in shown if "coherence" in b]
-    return [{"kind": "domain_boundary", "state": state, "boundaries": shown, "count": len(current),
-             "previous_count": len(previous), "confidence": round(min(coherence), 3) if coherence else None}]
+    coherence = [b.coherence for b in shown]
+    return [BoundaryChange(state, tuple(shown), len(current), len(previous),
+                           round(min(coherence), 3) if coherence else None)]
 
 
-def defect_flags(previous: dict, current: dict, config: FlagConfig) -> list[dict]:
-    """All defect flags between two analysed scans (dicts with ``vortices`` and ``domain_boundaries``)."""
-    return (vortex_flags(previous["vortices"], current["vortices"], config)
-            + boundary_flags(previous["domain_boundaries"], current["domain_boundaries"]))
+def defect_flags(previous: ObjectAnalysis, current: ObjectAnalysis, config: FlagConfig) -> list[Flag]:
+    """All defect flags between two analysed scans."""
+    return (vortex_flags(list(previous.vortices), list(current.vortices), config)
+            + boundary_flags(list(previous.domain_boundaries), list(current.domain_boundaries)))
 
 
-def broadening_flags(peak: dict, baseline: dict | None, config: FlagConfig) -> list[dict]:
+def broadening_flags(peak: dict, baseline: dict | None, config: FlagConfig) -> list[PeakBroadening]:
     """Flag a width that grew beyond the threshold relative to the baseline scans, and beyond
     ``broadening_significance`` times the combined error of the width and the baseline."""
     if baseline is None:
@@ -96,12 +144,10 @@ def broadening_flags(peak: dict, baseline: dict | None, config: FlagConfig) -> l
             err = float(np.hypot(peak.get(key + "_error") or 0.0, baseline.get(key + "_error") or 0.0))
             significance = (now - ref) / err if err > 0 else float("inf")
             if rel > config.broadening_threshold and significance > config.broadening_significance:
-                flags.append({"kind": "peak_broadening", "direction": key.removeprefix("width_"),
-                              "relative_change": round(rel, 3), "width": now, "baseline": ref,
-                              "error": round(err, 6), "significance": round(min(significance, 1e6), 1),
-                              "relative_change_error": round(err / ref, 4),
-                              "threshold": config.broadening_threshold,
-                              "confidence": round(float(1 - np.exp(-0.5 * min(significance, 40) ** 2)), 3)})
+                flags.append(PeakBroadening(
+                    key.removeprefix("width_"), round(rel, 3), now, ref, round(err, 6), round(min(significance, 1e6), 1),
+                    round(err / ref, 4), config.broadening_threshold,
+                    round(float(1 - np.exp(-0.5 * min(significance, 40) ** 2)), 3)))
     return flags
 
 
@@ -127,19 +173,19 @@ def baseline_peak(peaks: list[dict], config: FlagConfig) -> dict | None:
 
 
 def peak_flags(peak: dict, history: list[dict], *, shape: tuple[int, int, int], rocking_step_deg: float,
-               config: FlagConfig) -> list[dict]:
+               config: FlagConfig) -> list[Flag]:
     """The flags of the raw peak: broadening against the first scans of ``history`` (raised when a
     width crosses the threshold, not again while it stays broad), and drift (every scan it lasts)."""
     baseline = baseline_peak(history, config)
     flags = broadening_flags(peak, baseline, config)
     if flags and len(history) > config.baseline_scans:
-        already = {f["direction"] for f in broadening_flags(history[-1], baseline, config)}
-        flags = [f for f in flags if f["direction"] not in already]
+        already = {f.direction for f in broadening_flags(history[-1], baseline, config)}
+        flags = [f for f in flags if f.direction not in already]
     return flags + peak_drift_flags(peak, shape=shape, rocking_step_deg=rocking_step_deg, config=config)
 
 
 def peak_drift_flags(peak: dict, *, shape: tuple[int, int, int], rocking_step_deg: float,
-                     config: FlagConfig) -> list[dict]:
+                     config: FlagConfig) -> list[PeakDrift]:
     """Flag a Bragg peak whose centre is leaving the measured volume, with the re-centring to do.
 
     ``shape`` is the scan in lab order (q_z rows, q_y columns, q_x rocking steps); the peak is
@@ -153,10 +199,8 @@ def peak_drift_flags(peak: dict, *, shape: tuple[int, int, int], rocking_step_de
     drifting = [abs(o) > config.peak_drift_fraction * n / 2 for o, n in zip(offsets, shape)]
     if not any(drifting):
         return []
-    return [{"kind": "peak_drift", "center_of_mass_px": [round(c, 2) for c in com],
-             "offset_px": [round(o, 2) for o in offsets],
-             "recentre_theta_by_deg": round(offsets[2] * rocking_step_deg, 5),
-             "recentre_detector_by_px": [round(offsets[0], 1), round(offsets[1], 1)],
-             "axes": [name for name, d in zip(("q_z (detector rows)", "q_y (detector columns)", "rocking"),
-                                              drifting) if d],
-             "threshold_fraction": config.peak_drift_fraction}]
+    return [PeakDrift([round(c, 2) for c in com], [round(o, 2) for o in offsets],
+                      round(offsets[2] * rocking_step_deg, 5), [round(offsets[0], 1), round(offsets[1], 1)],
+                      [name for name, d in zip(("q_z (detector rows)", "q_y (detector columns)", "rocking"),
+                                               drifting) if d],
+                      config.peak_drift_fraction)]

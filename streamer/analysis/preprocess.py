@@ -5,29 +5,23 @@ Pure array code. Every refusal names the problem, so an operator knows what to f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+from pydantic import Field
+
+from streamer.settings import Settings
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(Settings):
     """Detector binning (rows, cols; the rocking axis is never binned), thresholds and sizing."""
 
-    bin_rows: int = 2
-    bin_cols: int = 2
-    count_threshold: float = 0.0  # counts at or below are set to zero (after dark subtraction)
-    saturation_counts: float = 0.0  # > 0: pixels at or above are masked (count ceiling); 0: no ceiling
-    hot_pixel_factor: float = 0.0  # > 0: a pixel above factor x the median of its 3x3 neighbourhood, in
-    #                                 most frames, is hot and masked
+    bin_rows: int = Field(2, ge=1)
+    bin_cols: int = Field(2, ge=1)
+    count_threshold: float = Field(0.0, ge=0)  # counts at or below are set to zero (after dark subtraction)
+    saturation_counts: float = Field(0.0, ge=0)  # > 0: pixels at or above are masked (count ceiling); 0: none
+    hot_pixel_factor: float = Field(0.0, ge=0)  # > 0: a pixel above factor x the median of its 3x3
+    #                                             neighbourhood, in most frames, is hot and masked
     centre: bool = True  # move the peak's maximum to the centre of the array
     fft_friendly: bool = True  # crop to the nearest smaller size whose factors are 2, 3, 5
-
-    def __post_init__(self):
-        if self.bin_rows < 1 or self.bin_cols < 1:
-            raise ValueError(f"binning must be >= 1, got {self.bin_rows} x {self.bin_cols}")
-        if self.count_threshold < 0 or self.saturation_counts < 0 or self.hot_pixel_factor < 0:
-            raise ValueError("count_threshold, saturation_counts and hot_pixel_factor must be >= 0")
 
 
 def check_counts(data: np.ndarray, *, what: str = "scan", ndim: int = 3) -> np.ndarray:

@@ -1,105 +1,113 @@
-"""Offline analysis of reconstruction results: one result's defect fields, or a series' events.
+"""The one series tracker: what the previous scans of a run showed, and what changed since.
 
-Given the contents of result files (see streamer/recording/result_file.py, read elsewhere) this yields the
-same fields and flags as live operation: each object is aligned to the previous one (translation,
-twin, phase offset), analysed, and compared with the previous scan; the peak flags use the peak
-metrics stored with each result. Pure: no files, sockets or clocks.
+Both the live service and ``bcdi-stream analyze`` feed it the same way: each scan's peak metrics
+(peak flags against the first scans), then each reconstructed object, which it aligns to the previous
+one (translation, twin, phase offset), analyses and compares (defect flags). Pure: no files or clocks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 import numpy as np
 
 from streamer.analysis.config import AnalysisConfig, FlagConfig
-from streamer.analysis.events import build_event
-from streamer.analysis.flags import defect_flags, peak_flags
-from streamer.analysis.scan import analyze_object
-from streamer.geometry import OrthogonalGeometry
-from streamer.phasing.alignment import register, twin_image
+from streamer.analysis.detections import ObjectAnalysis
+from streamer.analysis.displacement import ParticleFields
+from streamer.analysis.flags import Flag, defect_flags, peak_flags
+from streamer.analysis.objects import analyze_object, fields_of
+from streamer.phasing.alignment import follow, register
 
 
-def result_geometry(result: dict) -> OrthogonalGeometry:
-    """The geometry stored in a result's metadata, checked against its object."""
-    geo = (result.get("metadata") or {}).get("geometry") or {}
-    if not geo:
-        raise ValueError("the result's metadata has no geometry")
-    geometry = OrthogonalGeometry.from_dict(dict(geo))
-    if tuple(np.shape(result["object"])) != geometry.shape_zyx:
-        raise ValueError(f"object shape {np.shape(result['object'])} does not match its geometry {geometry.shape_zyx}")
-    return geometry
+@dataclass(frozen=True)
+class Alignment:
+    """How an object was moved onto the previous one (nothing when there was none)."""
+
+    shift_voxels: tuple[float, ...] = (0.0, 0.0, 0.0)
+    twin_flipped: bool = False
+    correlation_to_previous: float | None = None
 
 
-def _to_object_index(points, shift, twin: bool, shape) -> list:
-    """Voxel indices in the aligned frame -> indices of the result's own object array."""
-    p = np.asarray(points, float)
+@dataclass
+class TrackedScan:
+    """One object as the series sees it: aligned to the previous one, analysed, compared."""
+
+    scan: int
+    rho: np.ndarray  # aligned to the previous object
+    analysis: ObjectAnalysis
+    flags: list[Flag]  # defect flags against the previous object
+    particle: ParticleFields  # the aligned object's particle and strain, for the views
+    errors: dict = field(default_factory=dict)  # per-voxel error bars, aligned with rho
+    alignment: Alignment = field(default_factory=Alignment)
+    compared_with_scan: int | None = None
+
+
+class SeriesTracker:
+    """One run's memory: the peaks seen so far and the last analysed object."""
+
+    def __init__(self, analysis: AnalysisConfig | None = None, flags: FlagConfig | None = None):
+        self.analysis_config = analysis or AnalysisConfig()
+        self.flag_config = flags or FlagConfig()
+        self.peaks: list[dict] = []
+        self.last: TrackedScan | None = None
+
+    @property
+    def previous_rho(self) -> np.ndarray | None:
+        """The last object, aligned: the warm start of the next reconstruction."""
+        return None if self.last is None else self.last.rho
+
+    def peak(self, peak: dict, *, shape, rocking_step_deg: float) -> list[Flag]:
+        """Broadening and drift flags of a scan's raw peak; the peak joins the history."""
+        found = peak_flags(peak, self.peaks, shape=tuple(shape), rocking_step_deg=rocking_step_deg,
+                           config=self.flag_config)
+        self.peaks.append(peak)
+        return found
+
+    def observe(self, scan: int, rho: np.ndarray, *, geometry, xp, members: np.ndarray | None = None,
+                errors: dict | None = None, positions: str = "aligned") -> TrackedScan:
+        """Align ``rho`` (and its members and error bars) to the previous object, analyse it, compare.
+
+        ``positions="object"`` reports voxel positions in ``rho``'s own array (as given), not in the
+        aligned frame; positions in nm are always in the aligned frame that the series shares.
+        """
+        if positions not in ("aligned", "object"):
+            raise ValueError(f"positions must be 'aligned' or 'object', got {positions!r}")
+        errors = dict(errors or {})
+        alignment = Alignment()
+        previous = self.previous_rho
+        if previous is not None and previous.shape == rho.shape:
+            reg = register(rho, previous)
+            rho = reg.aligned
+            if members is not None:  # the same transformation, so the members stay aligned with rho
+                members = follow(members, reg, axes=(1, 2, 3))
+            errors = {k: follow(v, reg) for k, v in errors.items()}
+            alignment = Alignment(tuple(float(s) for s in reg.shift), bool(reg.twin), float(reg.correlation))
+        particle = fields_of(rho, geometry, self.analysis_config)
+        analysis = analyze_object(rho, geometry=geometry, xp=xp, config=self.analysis_config, particle=particle,
+                                  members=members if members is not None and len(members) > 1 else None)
+        if positions == "object" and alignment != Alignment():
+            analysis = in_object_frame(analysis, alignment, rho.shape)
+        flags = [] if self.last is None else defect_flags(self.last.analysis, analysis, self.flag_config)
+        tracked = TrackedScan(scan, rho, analysis, flags, particle, errors, alignment,
+                              None if self.last is None else self.last.scan)
+        self.last = tracked
+        return tracked
+
+
+def in_object_frame(analysis: ObjectAnalysis, alignment: Alignment, shape) -> ObjectAnalysis:
+    """Voxel positions of the aligned frame -> voxel indices of the object array as it was given."""
     n = np.asarray(shape, float)
-    c = np.mod(p - np.asarray(shift, float), n)
-    if twin:
-        c = (n - 1) - c
-    return np.round(c, 2).tolist()
 
+    def back(points):
+        c = np.mod(np.asarray(points, float) - np.asarray(alignment.shift_voxels, float), n)
+        if alignment.twin_flipped:
+            c = (n - 1) - c
+        return np.round(c, 2).tolist()
 
-def analyze_result(result: dict, *, xp, config: AnalysisConfig | None = None, reference: np.ndarray | None = None):
-    """Event fields of one result (``vortices``, ``domain_boundaries``, ``dislocation_pairs``, ``strain``,
-    ``peak``) and its object aligned to ``reference`` (or as stored when there is none).
-
-    ``position`` and ``points`` are voxel indices (z, y, x) of the result's own object array;
-    ``position_nm`` are nm from the grid centre in the aligned frame shared by a series.
-    """
-    geometry = result_geometry(result)
-    obj = np.asarray(result["object"])
-    members = result.get("members")
-    shift, twin, info = (0, 0, 0), False, {}
-    if reference is not None and reference.shape == obj.shape:
-        reg = register(obj, reference)
-        obj, shift, twin = reg.aligned, tuple(float(s) for s in reg.shift), reg.twin
-        info = {"twin_flipped": twin, "shift_voxels": [round(s, 3) for s in shift],
-                "correlation_to_previous": round(reg.correlation, 4)}
-        if members is not None:
-            m = np.asarray(members)
-            if twin:
-                m = np.stack([twin_image(k) for k in m])
-            members = np.roll(m, tuple(round(s) for s in shift), axis=(1, 2, 3))  # whole-voxel registration
-    fields = analyze_object(obj, geometry=geometry, xp=xp, config=config, members=members)
-    for v in fields["vortices"]:
-        v["position"] = _to_object_index(v["position"], shift, twin, obj.shape)
-        v["points"] = _to_object_index(v["points"], shift, twin, obj.shape)
-    for b in fields["domain_boundaries"]:
-        b["position"] = _to_object_index(b["position"], shift, twin, obj.shape)
-    for d in fields["domains"]:
-        d["centroid"] = _to_object_index(d["centroid"], shift, twin, obj.shape)
-    fields["alignment"] = info
-    fields["support_voxels"] = int(fields["support_voxels"])
-    fields["peak"] = dict(result.get("peak") or {})
-    return fields, obj
-
-
-def analyze_series(results: list[dict], *, xp, config: AnalysisConfig | None = None,
-                   flags: FlagConfig | None = None) -> list[dict]:
-    """One event (the events.jsonl record) per result, in the order given (scan order), with the
-    flags of the same scan-to-scan comparison as live operation."""
-    flags = flags or FlagConfig()
-    events, previous, reference, history = [], None, None, []
-    for result in results:
-        meta = dict(result.get("metadata") or {})
-        geometry = result_geometry(result)
-        fields, reference = analyze_result(result, xp=xp, config=config, reference=reference)
-        peak = fields.pop("peak")
-        found = []
-        if peak:
-            found += peak_flags(peak, history, shape=geometry.shape_zyx, rocking_step_deg=geometry.rocking_step_deg,
-                                config=flags)
-            history.append(peak)
-        if previous is not None:
-            found = defect_flags(previous, fields, flags) + found
-        events.append(build_event(
-            run=meta.get("run", ""), scan=int(meta.get("scan", len(events))), metadata=meta, peak=peak,
-            vortices=fields["vortices"], domain_boundaries=fields["domain_boundaries"], flags=found, latency_s=0.0,
-            dislocation_pairs=fields["dislocation_pairs"], strain=fields["strain"], domains=fields["domains"],
-            phasing={"recipe": result.get("recipe", ""), "support_voxels": fields["support_voxels"],
-                     **fields["alignment"]},
-            reconstruction={"status": "done", "compared_with_scan": None if previous is None else events[-1]["scan"],
-                            "source": "offline"},
-        ))
-        previous = fields
-    return events
+    return replace(
+        analysis,
+        vortices=tuple(replace(v, position=tuple(back(v.position)), points=tuple(tuple(p) for p in back(v.points)))
+                       for v in analysis.vortices),
+        domain_boundaries=tuple(replace(b, position=tuple(back(b.position))) for b in analysis.domain_boundaries),
+        domains=tuple(replace(d, centroid=tuple(back(d.centroid))) for d in analysis.domains),
+    )

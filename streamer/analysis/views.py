@@ -8,10 +8,8 @@ for phase and strain.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from streamer.analysis.defects import particle_mask
-from streamer.analysis.strain import strain_along_q
+from streamer.analysis.displacement import ParticleFields
 
 PLANES = ("yx", "zx", "zy")
 
@@ -21,34 +19,23 @@ def _planes(volume: np.ndarray, centre: tuple[int, int, int]) -> dict[str, np.nd
     return {"yx": volume[cz], "zx": volume[:, cy, :], "zy": volume[:, :, cx]}
 
 
-def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
-                   margin: int = 3, erosion: int = 1, errors: dict | None = None) -> dict:
-    """Amplitude, phase (rad, offset removed at the centre) and strain along q through the particle's centre.
+def central_slices(particle: ParticleFields, *, margin: int = 3, errors: dict | None = None) -> dict:
+    """Amplitude, phase (rad, ramp removed, zero at the centre) and strain along q through the particle's centre.
 
-    ``rho`` is the complex object (z, y, x). Returns ``{"centre": [z, y, x], "origin": [z, y, x],
-    "shape": [nz, ny, nx], "amplitude" | "phase" | "strain": {plane: 2D float32}}``: the slices cover the
-    particle's bounding box plus ``margin`` voxels (``origin`` is its first voxel, ``shape`` its size),
-    through the particle's centroid ``centre`` (grid coordinates). The strain leaves out the outer
-    ``erosion`` voxels, whose phase is unreliable. ``errors`` (name -> volume like rho, e.g. the
-    per-voxel ``amplitude_error`` and ``phase_error`` of an averaged population) are sliced the same
-    way, NaN outside the particle; the amplitude error relative to the maximum amplitude.
+    ``particle`` is the object's one set of fields (``particle_fields``), the same the analysis and the
+    report use. Returns ``{"centre": [z, y, x], "origin": [z, y, x], "shape": [nz, ny, nx], "amplitude" |
+    "phase" | "strain": {plane: 2D float32}}``: the slices cover the particle's bounding box plus ``margin``
+    voxels (``origin`` is its first voxel, ``shape`` its size), through the particle's centroid ``centre``
+    (grid coordinates). The strain leaves out the particle's outer voxels, whose phase is unreliable.
+    ``errors`` (name -> volume like the object, e.g. the per-voxel ``amplitude_error`` and ``phase_error``
+    of an averaged population) are sliced the same way, NaN outside the particle; the amplitude error
+    relative to the maximum amplitude.
     """
-    rho = np.asarray(rho)
-    if rho.ndim != 3 or not np.iscomplexobj(rho):
-        raise ValueError(f"rho must be a complex 3D array, got {rho.dtype} of shape {rho.shape}")
-    amplitude = np.abs(rho)
-    if not amplitude.max() > 0:
-        raise ValueError("rho is zero everywhere: no particle to slice")
-    support = particle_mask(amplitude, threshold=threshold)
+    amplitude, support, flat = particle.amplitude, particle.support, particle.flat
     centre = tuple(round(float(c.mean())) for c in np.nonzero(support))
-    phase = np.angle(rho * np.conj(rho[centre]) / max(amplitude[centre], 1e-30))
+    phase = np.angle(flat * np.conj(flat[centre]) / max(amplitude[centre], 1e-30))
     phase = np.where(support, phase, np.nan)
-    strain = np.full(rho.shape, np.nan)
-    try:
-        inner = ndimage.binary_erosion(support, iterations=erosion) if erosion else support
-        strain[:-1] = strain_along_q(rho, support=inner, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
-    except ValueError:  # too thin to differentiate along q: leave the strain blank
-        pass
+    strain = np.where(particle.inner, particle.strain, np.nan)
     lo, hi = _bounding_box(support, margin)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     local = tuple(c - a for c, a in zip(centre, lo))
@@ -56,8 +43,8 @@ def central_slices(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresho
     views = [("amplitude", amplitude / amplitude.max()), ("phase", phase), ("strain", strain)]
     for name, err in (errors or {}).items():
         err = np.asarray(err, dtype=np.float32)
-        if err.shape != rho.shape:
-            raise ValueError(f"{name} has shape {err.shape}, the object {rho.shape}")
+        if err.shape != amplitude.shape:
+            raise ValueError(f"{name} has shape {err.shape}, the object {amplitude.shape}")
         views.append((name, np.where(support, err / (amplitude.max() if name == "amplitude_error" else 1), np.nan)))
     for name, volume in views:
         out[name] = {p: np.ascontiguousarray(a, dtype=np.float32) for p, a in _planes(volume[box], local).items()}

@@ -15,13 +15,12 @@ import logging
 import math
 import threading
 
-import msgpack
-import zmq
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from streamer.messaging.decision import ACTIONS, DecisionListener
+from streamer.messaging.results import ResultsSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +48,18 @@ class PipelineVerdict(Device):
         self.last_event: dict | None = None
         self._seen = threading.Condition()
         self._closing = threading.Event()
-        self._sub = zmq.Context.instance().socket(zmq.SUB)
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"event")
-        self._sub.connect(endpoint)
+        self._sub = ResultsSubscriber(endpoint, topics=["event"])
         self._receiver = threading.Thread(target=self._receive, name=f"{name}-receiver", daemon=True)
         self._receiver.start()
 
     def _receive(self) -> None:
-        try:
+        with self._sub:  # closes the socket when the receiver ends
             while not self._closing.is_set():
-                if not self._sub.poll(100):
+                result = self._sub.receive(0.1)
+                if result is None:
                     continue
-                parts = self._sub.recv_multipart()
                 try:
-                    event = msgpack.unpackb(parts[1], raw=False)["event"]
+                    event = result.body["event"]
                     key = (str(event["run"]), int(event["scan"]))
                 except Exception as exc:  # noqa: BLE001 - a bad result message is logged, never raised
                     log.warning("ignored a malformed result message from %s: %s", self.endpoint, exc)
@@ -71,8 +67,6 @@ class PipelineVerdict(Device):
                 with self._seen:
                     self.events[key] = event
                     self._seen.notify_all()
-        finally:
-            self._sub.close()
 
     def trigger(self) -> DeviceStatus:
         status = DeviceStatus(self)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from streamer.analysis.config import AnalysisConfig, FlagConfig
-from streamer.analysis.events import build_event
 from streamer.backend import get_namespace
 from streamer.settings import load_config
 
@@ -16,7 +15,7 @@ from streamer.settings import load_config
 def run_analyze(paths: list[Path], *, out: Path | None = None, analysis: AnalysisConfig | None = None,
                 flags: FlagConfig | None = None, backend: str = "numpy", stdout=None) -> int:
     """One result: a JSON object with its event fields. Several: one events.jsonl line per scan, in scan order."""
-    from streamer.analysis.series import analyze_result, analyze_series
+    from streamer.analysis.offline import analyze_result, analyze_series
     from streamer.recording.result_file import read_result
 
     stdout = stdout or sys.stdout
@@ -28,13 +27,7 @@ def run_analyze(paths: list[Path], *, out: Path | None = None, analysis: Analysi
         r.setdefault("metadata", {}).setdefault("source_file", str(p))
     if len(results) == 1:
         (r,) = results
-        fields, _ = analyze_result(r, xp=xp, config=analysis)
-        meta = r["metadata"]
-        record = build_event(run=meta.get("run", ""), scan=int(meta.get("scan", 0)), metadata=meta,
-                             peak=fields.pop("peak"), vortices=fields.pop("vortices"),
-                             domain_boundaries=fields.pop("domain_boundaries"), flags=[], latency_s=0.0,
-                             dislocation_pairs=fields["dislocation_pairs"], strain=fields["strain"],
-                             domains=fields["domains"], source=str(paths[0]))
+        record = {**analyze_result(r, xp=xp, config=analysis), "source": str(paths[0])}
         text = json.dumps(record, indent=1)
     else:
         order = sorted(range(len(results)), key=lambda i: (str(results[i]["metadata"].get("run", "")),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from streamer.cli.pipeline import LINE_HEADER, EmbeddedPipeline
@@ -29,7 +28,7 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
     t0 = time.monotonic()
     scen = load_scenario(scenario)
     geometry = geometry or OrthogonalGeometry()
-    service = replace(service or ServiceConfig(), out_dir=str(out_dir))
+    service = (service or ServiceConfig()).replace(out_dir=str(out_dir))
     pipeline = EmbeddedPipeline(service, out)
     endpoints = pipeline.endpoints
 
@@ -62,9 +61,8 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
 def _cmd_demo(args) -> int:
     # without real exposure times every scan arrives at once: reconstruct them all, not the newest
     service = load_config(args.config, ServiceConfig, {"backend": args.backend,
-                                                       "realtime_policy": "all" if args.fast else None})
-    if args.population:
-        service = replace(service, phasing=replace(service.phasing, population=args.population))
+                                                       "realtime_policy": "all" if args.fast else None,
+                                                       "phasing.population": args.population or None})
     return run_demo(out_dir=args.out, scenario=args.scenario, exposure_s=args.exposure_s,
                     realtime=not args.fast, seed=args.seed, service=service)
 

@@ -6,12 +6,10 @@ import multiprocessing
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import msgpack
-import zmq
-
+from streamer.analysis.labels import flag_label, pair_label
+from streamer.messaging.results import ResultsSubscriber
 from streamer.service.config import ServiceConfig
 
 LINE_HEADER = f"{'scan':>4} {'voltage':>8} {'capacity':>9} {'w_par':>8} {'w_perp':>8} {'vortices':>8} {'latency':>8}  flags"
@@ -21,21 +19,7 @@ def format_event_line(ev: dict) -> str:
     """One operator line per scan: scan, voltage, peak widths (nm^-1), vortex count, latency, flags."""
     peak = ev.get("peak") or {}
     flags = ev.get("flags") or []
-    names = []
-    for f in flags:
-        name = f["kind"]
-        if f["kind"] == "domain_boundary":
-            name += f"({f.get('state')})"
-        elif f["kind"] == "vortex_lost" and f.get("left_through_surface"):
-            name += "(through the surface)"
-        elif f["kind"] == "peak_drift":
-            name += f"(re-centre theta by {f.get('recentre_theta_by_deg', 0):+.3f} deg)"
-        elif f["kind"] == "peak_broadening":
-            name += f"({f.get('direction')} +{100 * f.get('relative_change', 0):.0f}%)"
-        names.append(name)
-    for pair in ev.get("dislocation_pairs") or []:
-        names.append(f"[pair {pair['separation_nm']:.0f} nm apart: nucleation {pair['critical_stress_mpa']:.0f} MPa, "
-                     f"{pair['surface_distance_nm']:.0f} nm from the surface]")
+    names = [flag_label(f) for f in flags] + [pair_label(p) for p in ev.get("dislocation_pairs") or []]
     recon = ev.get("reconstruction") or {}
     if recon.get("status") == "skipped":
         names.append(f"(not reconstructed: scan {recon.get('superseded_by')} was newer)")
@@ -49,32 +33,24 @@ def format_event_line(ev: dict) -> str:
 
 def _print_results(endpoint: str, done: threading.Event, out=sys.stdout) -> None:
     """Subscribe to the pipeline's results and print one line per scan until the run is done."""
-    ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(endpoint)
     last_seq = 0
-    try:
+    with ResultsSubscriber(endpoint) as sub:  # unreadable messages are skipped (and counted) there
         while True:
-            if not sub.poll(500):
+            result = sub.receive(0.5)
+            if result is None:
                 if done.is_set():
                     return
                 continue
-            topic, body = sub.recv_multipart()
-            msg = msgpack.unpackb(body)
-            if msg["seq"] != last_seq + 1:
-                print(f"  (missed {msg['seq'] - last_seq - 1} result message(s))", file=out, flush=True)
-            last_seq = msg["seq"]
-            if topic == b"event":
-                print(format_event_line(msg["event"]), file=out, flush=True)
-            elif topic == b"run_done":
-                rejected = msg.get("rejected") or {}
+            if result.seq != last_seq + 1:
+                print(f"  (missed {result.seq - last_seq - 1} result message(s))", file=out, flush=True)
+            last_seq = result.seq
+            if result.topic == "event":
+                print(format_event_line(result.body["event"]), file=out, flush=True)
+            elif result.topic == "run_done":
+                rejected = result.body.get("rejected") or {}
                 if rejected:
                     print(f"  pipeline rejected: {rejected}", file=out, flush=True)
                 return
-    finally:
-        sub.close()
 
 
 class EmbeddedPipeline:
@@ -85,7 +61,7 @@ class EmbeddedPipeline:
 
         Path(service.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(service.out_dir) / "events.jsonl").unlink(missing_ok=True)
-        service = replace(service, exit_on_run_stop=True)
+        service = service.replace(exit_on_run_stop=True)
         mp = multiprocessing.get_context("spawn")
         parent, child = mp.Pipe()
         self.proc = mp.Process(target=serve, args=(service, child), name="bcdi-pipeline", daemon=True)

@@ -42,7 +42,7 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         b = binning or (2 if min(stack.shape[1:]) >= 256 else 1)
         # an orthogonal geometry already centres the grid on the Bragg peak, as the live pipeline sees it
         orthogonal = (s["metadata"].get("geometry") or {}).get("kind") == "orthogonal"
-        pre = replace(pre, bin_rows=b, bin_cols=b, centre=not orthogonal)
+        pre = pre.replace(bin_rows=b, bin_cols=b, centre=not orthogonal)
         intensity, mask, info = prepare_scan(stack, config=pre, unmeasured_frames=s["missing"])
         meta = dict(s["metadata"])
         meta.update({"source": str(path), "scan": scan, "scan_status": s["status"], "preprocess": info})
@@ -50,7 +50,7 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
     data, mask = _read_array(path, dataset)
     if mask_path is not None:
         mask = _read_array(mask_path, None)[0].astype(bool)
-    intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=replace(pre, bin_rows=1, bin_cols=1))
+    intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=pre.replace(bin_rows=1, bin_cols=1))
     return intensity, mask, {"source": str(path), "preprocess": info}
 
 
@@ -116,12 +116,13 @@ def run_reconstruct(args, out=None) -> int:
     phasing = service.phasing
     changes = {k: v for k, v in {"population": args.population, "generations": args.generations,
                                    "recipe": args.recipe, "average": args.average}.items() if v is not None}
-    phasing = replace(phasing, **changes)
+    phasing = phasing.replace(**changes)
     intensity, mask, meta = load_input(args.input, scan=args.scan, dataset=args.dataset, mask_path=args.mask,
                                        q_axis=args.q_axis, binning=args.bin)
     voxel = _voxel_nm(meta, intensity.shape, args.voxel_nm)
     meta["voxel_nm_zyx"] = voxel
     xp = get_namespace(service.backend)
+    service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
     peak = peak_metrics(intensity, pixel_inv_nm=tuple(2 * np.pi / (n * v) for n, v in zip(intensity.shape, voxel)))
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "

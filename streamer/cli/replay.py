@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,7 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
         raise ValueError(f"no recorded scans of {recording} in the range asked for")
     pipeline = None
     if to is None:
-        service = replace(service or ServiceConfig(realtime_policy="all"), out_dir=str(out_dir))
+        service = (service or ServiceConfig(realtime_policy="all")).replace(out_dir=str(out_dir))
         pipeline = EmbeddedPipeline(service, out)
         to = pipeline.endpoints["frames"]
     print(f"bcdi-stream replay: {len(chosen)} scans of {recording} as run {run} to {to} "

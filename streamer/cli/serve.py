@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from streamer.service.config import ServiceConfig
@@ -16,9 +15,9 @@ def _cmd_serve(args) -> int:
     service = load_config(args.config, ServiceConfig, {"out_dir": args.out, "backend": args.backend,
                                                        "frames_port": args.frames_port,
                                                        "results_port": args.results_port,
-                                                       "web_enabled": True if args.web else None,
-                                                       "web_port": args.web_port, "cluster": args.cluster})
-    service = replace(service, exit_on_run_stop=False)
+                                                       "web.enabled": True if args.web else None,
+                                                       "web.port": args.web_port, "cluster.scheduler": args.cluster,
+                                                       "exit_on_run_stop": False})
     serve(service, on_ready=lambda ep: print(f"frames: {ep['frames']}\nresults: {ep['results']}"
                                              + (f"\nweb: {ep['web']}" if "web" in ep else ""), flush=True))
     return 0

@@ -6,12 +6,11 @@ import argparse
 import threading
 from pathlib import Path
 
-import msgpack
-import zmq
 from rich.console import Console
 from rich.text import Text
 
 from streamer.cli.pipeline import LINE_HEADER, format_event_line
+from streamer.messaging.results import ResultsSubscriber
 
 SEVERE = {"new_vortex", "vortex_lost", "domain_boundary"}
 
@@ -47,37 +46,31 @@ def watch(endpoint: str, console: Console, *, stop: threading.Event | None = Non
           until_run_done: bool = True, poll_ms: int = 200) -> int:
     """Print the results published on ``endpoint`` until run_done (or ``stop``); the number of events shown."""
     stop = stop or threading.Event()
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    for topic in (b"event", b"run_done", b"health") + ((b"progress",) if progress else ()):
-        sub.setsockopt(zmq.SUBSCRIBE, topic)
-    sub.connect(endpoint)
+    topics = ("event", "run_done", "health") + (("progress",) if progress else ())
     console.print(Text(f"watching {endpoint}", style="bold"))
     console.print(Text(LINE_HEADER, style="bold"))
     shown, last_health = 0, None
-    try:
+    with ResultsSubscriber(endpoint, topics=topics) as sub:  # unreadable messages are skipped (and counted) there
         while not stop.is_set():
-            if not sub.poll(poll_ms):
+            result = sub.receive(poll_ms / 1000)
+            if result is None:
                 continue
-            topic, body = sub.recv_multipart()
-            msg = msgpack.unpackb(body, raw=False)
-            if topic == b"event":
+            topic, msg = result.topic, result.body
+            if topic == "event":
                 console.print(render_event(msg["event"]))
                 shown += 1
-            elif topic == b"progress" and msg.get("status") != "running":
+            elif topic == "progress" and msg.get("status") != "running":
                 console.print(render_progress(msg))
-            elif topic == b"health":
+            elif topic == "health":
                 key = (msg.get("queue_depth"), msg.get("skipped_reconstructions"), sum((msg.get("rejected") or {}).values()))
                 if key != last_health and (key[1] or key[2]):  # only news, and only when something is wrong
                     console.print(render_health(msg))
                 last_health = key
-            elif topic == b"run_done":
+            elif topic == "run_done":
                 rejected = msg.get("rejected") or {}
                 console.print(Text(f"run done; pipeline rejected: {rejected or 'nothing'}", style="bold"))
                 if until_run_done:
                     break
-    finally:
-        sub.close()
     return shown
 
 

@@ -9,7 +9,8 @@ Two geometries share one interface (``frame_shape``, ``num_rocking_steps``, ``ro
   angles, rocking axis and step). Its (step, row, col) grid is sheared in q and in real space;
   ``to_orthogonal`` resamples arrays on it onto an orthogonal lab grid. Conventions: docs/geometry.md.
 
-``from_dict`` rebuilds either from its ``to_dict`` (dispatch on ``"kind"``).
+``from_dict`` rebuilds either from its ``to_dict`` (dispatch on ``"kind"``), the dict checked key by key
+(a Settings model of the dataclass' fields): errors are ``ConfigError`` naming the key.
 """
 
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from streamer.geometry.detector import HC_KEV_NM, DetectorGeometry
 from streamer.geometry.orthogonal import STACK_TO_LAB_AXES, OrthogonalGeometry
+from streamer.settings import ConfigError
 
 GEOMETRY_KINDS = {"orthogonal": OrthogonalGeometry, "detector": DetectorGeometry}
 
@@ -24,10 +26,10 @@ GEOMETRY_KINDS = {"orthogonal": OrthogonalGeometry, "detector": DetectorGeometry
 def from_dict(d: dict) -> OrthogonalGeometry | DetectorGeometry:
     """Rebuild a geometry from its ``to_dict``; ``"kind"`` picks the class (default orthogonal)."""
     if not isinstance(d, dict):
-        raise TypeError(f"geometry must be a dict, got {type(d).__name__}")
+        raise ConfigError(f"geometry must be a table (dict), got {type(d).__name__}")
     kind = d.get("kind", "orthogonal")
     if kind not in GEOMETRY_KINDS:
-        raise ValueError(f"unknown geometry kind {kind!r}; known: {', '.join(GEOMETRY_KINDS)}")
+        raise ConfigError(f"unknown geometry kind {kind!r}; known: {', '.join(GEOMETRY_KINDS)}")
     return GEOMETRY_KINDS[kind].from_dict(d)
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from streamer.settings import ConfigError, dataclass_model, from_mapping
+
 HC_KEV_NM = 1.2398419843320026  # h c in keV nm: wavelength_nm = HC_KEV_NM / energy_kev
 
 
@@ -260,14 +262,14 @@ class DetectorGeometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> DetectorGeometry:
+        """The geometry of a ``to_dict`` (missing keys take their defaults); ConfigError naming the key otherwise."""
         if d.get("kind", "detector") != "detector":
-            raise ValueError(f"not a detector geometry: kind {d.get('kind')!r}")
-        known = {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
-        unknown = sorted(set(d) - known - {"kind"})
-        if unknown:
-            raise ValueError(f"detector geometry has unknown field(s) {', '.join(unknown)}")
-        args = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "kind"}
+            raise ConfigError(f"not a detector geometry: kind {d.get('kind')!r}")
+        table = from_mapping(_TABLE, {k: v for k, v in d.items() if k != "kind"}, "detector geometry")
         try:
-            return cls(**args)
-        except TypeError as exc:
-            raise ValueError(f"detector geometry: {exc}") from None
+            return cls(**dict(table))
+        except ValueError as exc:
+            raise ConfigError(f"detector geometry: {exc}") from None
+
+
+_TABLE = dataclass_model(DetectorGeometry)  # the keys of to_dict, type by type

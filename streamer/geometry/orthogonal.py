@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamer.settings import ConfigError, dataclass_model, from_mapping
+
 #: axis order of a stacked rocking scan (theta, row, col) -> lab order (z, y, x)
 STACK_TO_LAB_AXES = (1, 2, 0)
 
@@ -91,14 +93,14 @@ class OrthogonalGeometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> OrthogonalGeometry:
+        """The geometry of a ``to_dict`` (every key required); ConfigError naming the key otherwise."""
         if d.get("kind", "orthogonal") != "orthogonal":
-            raise ValueError(f"unsupported geometry kind {d.get('kind')!r}")
+            raise ConfigError(f"unsupported geometry kind {d.get('kind')!r}")
+        table = from_mapping(_TABLE, {k: v for k, v in d.items() if k != "kind"}, "orthogonal geometry")
         try:
-            return cls(
-                shape_zyx=tuple(int(n) for n in d["shape_zyx"]),
-                voxel_nm=float(d["voxel_nm"]),
-                d_spacing_nm=float(d["d_spacing_nm"]),
-                theta_bragg_deg=float(d["theta_bragg_deg"]),
-            )
-        except KeyError as exc:
-            raise ValueError(f"geometry metadata lacks {exc.args[0]!r}") from None
+            return cls(**dict(table))
+        except ValueError as exc:
+            raise ConfigError(f"orthogonal geometry: {exc}") from None
+
+
+_TABLE = dataclass_model(OrthogonalGeometry, required=True)  # to_dict's keys, type by type

@@ -1,1 +1,1 @@
-"""What crosses the network: the frame-stream wire format, ZeroMQ sockets, the operator's decision channel."""
+"""What crosses the network: the frame-stream wire format, ZeroMQ sockets, the results channel, the operator's decision channel."""

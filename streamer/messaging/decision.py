@@ -13,23 +13,35 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 import msgpack
 import zmq
+from pydantic import Field
+
+from streamer.settings import Settings, from_mapping
 
 ACTIONS = ("remeasure", "continue", "acknowledge")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5570"
 log = logging.getLogger(__name__)
 
 
-def make_decision(run: str, scan: int, action: str, source: str = "operator") -> dict:
-    """A validated decision message."""
-    if action not in ACTIONS:
-        raise ValueError(f"decision action must be one of {ACTIONS}, got {action!r}")
-    if not isinstance(scan, int) or scan < 0:
-        raise ValueError(f"decision scan must be a non-negative integer, got {scan!r}")
-    return {"type": "decision", "run": str(run), "scan": scan, "action": action, "source": str(source),
-            "time": time.time()}
+class Decision(Settings):
+    """One decision message, field by field (the map above)."""
+
+    type: Literal["decision"] = "decision"
+    run: str
+    scan: int = Field(ge=0)
+    action: Literal[ACTIONS]
+    source: str = "operator"
+    time: float
+
+
+def make_decision(run: str, scan: int, action: str, source: str = "operator", at: float | None = None) -> dict:
+    """A validated decision message (made at ``at``, unix seconds, default now); ConfigError naming the field."""
+    fields = {"run": str(run), "scan": scan, "action": action, "source": str(source),
+              "time": time.time() if at is None else at}
+    return from_mapping(Decision, fields, "decision").model_dump()
 
 
 def send_decision(endpoint: str, run: str, scan: int, action: str, source: str = "operator",
@@ -63,8 +75,7 @@ def parse_decision(body: bytes) -> dict:
     for key in ("run", "scan", "action"):
         if key not in msg:
             raise ValueError(f"decision message lacks {key!r}")
-    return make_decision(msg["run"], msg["scan"], msg["action"], msg.get("source", "operator")) | {
-        "time": msg.get("time", time.time())}
+    return make_decision(msg["run"], msg["scan"], msg["action"], msg.get("source", "operator"), msg.get("time"))
 
 
 class DecisionListener:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from streamer.backend import to_numpy
 from streamer.phasing.fft import get_plan
@@ -18,44 +20,34 @@ from streamer.phasing.genetic import (
 )
 from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap
 from streamer.phasing.recipe import DEFAULT_RECIPE, parse_recipe
+from streamer.settings import Settings
 
 WARM_RECIPE = "40HIO, 20ER"
 
 
-@dataclass(frozen=True)
-class PhasingConfig:
+class PhasingConfig(Settings):
     """How to reconstruct one scan (the live default: 8 members in one batch, warm-started)."""
 
     recipe: str = DEFAULT_RECIPE
-    hio_beta: float = 0.9
-    population: int = 8
-    generations: int = 1
-    average: int = 4  # the K best members of the last generation are aligned and averaged
-    metric: str = "chi"
-    breeding: str = "sqrt_ab"
+    hio_beta: float = Field(0.9, gt=0, le=1)
+    population: int = Field(8, ge=1)
+    generations: int = Field(1, ge=1)
+    average: int = Field(4, ge=1)  # the K best members of the last generation are aligned and averaged
+    metric: Literal[METRICS] = "chi"
+    breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool = True
     warm_recipe: str = WARM_RECIPE  # run instead of ``recipe`` when starting from the previous scan
-    warm_perturbation_rad: float = 0.2  # phase noise on members 1.. of a warm start
-    autocorrelation_threshold: float = 0.1
-    shrinkwrap: ShrinkWrap = field(default_factory=ShrinkWrap)
-    phase_constraint: PhaseConstraint = field(default_factory=PhaseConstraint)
-    threads: int = 0  # FFTW and numba threads; 0: every core (on a host shared with other work, fewer)
+    warm_perturbation_rad: float = Field(0.2, ge=0)  # phase noise on members 1.. of a warm start
+    autocorrelation_threshold: float = Field(0.1, gt=0, lt=1)
+    shrinkwrap: ShrinkWrap = Field(default_factory=ShrinkWrap)
+    phase_constraint: PhaseConstraint = Field(default_factory=PhaseConstraint)
+    threads: int = Field(0, ge=0)  # FFTW and numba threads; 0: every core (on a host shared with other work, fewer)
 
-    def __post_init__(self):
-        parse_recipe(self.recipe, beta=self.hio_beta)  # fail early on a bad recipe
-        parse_recipe(self.warm_recipe, beta=self.hio_beta)
-        if self.population < 1 or self.generations < 1:
-            raise ValueError(f"population and generations must be >= 1, got {self.population}, {self.generations}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: every core), got {self.threads}")
-        if not 1 <= self.average:
-            raise ValueError(f"average must be >= 1, got {self.average}")
-        if not 0 < self.hio_beta <= 1:
-            raise ValueError(f"hio_beta must be in (0, 1], got {self.hio_beta}")
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
-        if self.breeding not in BREEDING:
-            raise ValueError(f"breeding must be one of {BREEDING}, got {self.breeding!r}")
+    @field_validator("recipe", "warm_recipe")
+    @classmethod
+    def _parses(cls, text: str) -> str:
+        parse_recipe(text)  # fail early on a bad recipe
+        return text
 
 
 @dataclass
@@ -108,7 +100,7 @@ class Problem:
     def shrinkwrap(self) -> ShrinkWrap:
         # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends
         sw = self.config.shrinkwrap
-        return replace(sw, sigma_start=sw.sigma_end) if self.warm else sw
+        return sw.replace(sigma_start=sw.sigma_end) if self.warm else sw
 
 
 def _validate(intensity, mask):

@@ -6,9 +6,9 @@ Every backend offers the same two calls, both *unnormalised* (the projection fol
 * ``inverse(y)``: inverse FFT times N; in place when ``y`` is that buffer (FFTW).
 
 ``x`` given to ``forward`` should be ``plan.input`` to avoid a copy (FFTW). Numpy uses pyFFTW when
-it is installed (threads = cores, FFTW_MEASURE, wisdom kept by ``streamer.phasing.wisdom``), else
-scipy.fft; cupy uses cuFFT through its plan cache; any other array-API namespace (array-api-strict)
-uses its ``xp.fft``.
+it is installed (threads = cores, the planner set by ``configure_fft``, wisdom kept by
+``streamer.phasing.wisdom``), else scipy.fft; cupy uses cuFFT through its plan cache; any other
+array-API namespace (array-api-strict) uses its ``xp.fft``.
 
 Plans and their buffers are shared by everything in the process that asks for the same shape, so
 reconstructions in one process run one at a time (the service has one reconstruction worker; Dask
@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
+from typing import Literal
 
 from streamer.backend import is_numpy
+from streamer.phasing.wisdom import set_wisdom_dir
 
 AXES = (-3, -2, -1)
 _PLANS: dict[tuple, object] = {}
@@ -134,19 +137,29 @@ class NamespacePlan:
         return self._xp.fft.ifftn(y, axes=AXES, norm="forward")
 
 
-PLANNER_EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT"}
+Planner = Literal["estimate", "measure", "patient", "exhaustive"]  # the [fft] planner setting
+PLANNER_EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT",
+                   "exhaustive": "FFTW_EXHAUSTIVE"}
+_planner: Planner = "measure"  # this process's planner; configure_fft sets it
+
+
+def configure_fft(*, planner: Planner = "measure", cache_dir: str | Path = "") -> None:
+    """Set this process's FFTW planner and wisdom folder ("": ~/.cache/bcdi-stream), from the ``[fft]`` settings.
+
+    Called once by whoever owns the process (the command line, the service); never at import.
+    MEASURE picks the fastest algorithm by timing, so two runs may round differently; ESTIMATE's
+    choice is deterministic (the tests use it).
+    """
+    global _planner
+    if planner not in PLANNER_EFFORTS:
+        raise ValueError(f"fft planner must be one of {', '.join(PLANNER_EFFORTS)}, got {planner!r}")
+    _planner = planner
+    set_wisdom_dir(cache_dir)
 
 
 def planner_effort() -> str:
-    """FFTW planner flag from ``$BCDI_STREAM_FFTW_PLANNER`` (estimate | measure | patient; default measure).
-
-    MEASURE picks the fastest algorithm by timing, so two runs may round differently; the tests
-    ask for ESTIMATE, whose choice is deterministic.
-    """
-    name = os.environ.get("BCDI_STREAM_FFTW_PLANNER", "measure").lower()
-    if name not in PLANNER_EFFORTS:
-        raise ValueError(f"BCDI_STREAM_FFTW_PLANNER must be one of {', '.join(PLANNER_EFFORTS)}, got {name!r}")
-    return PLANNER_EFFORTS[name]
+    """The FFTW planner flag of this process (``configure_fft``; default FFTW_MEASURE)."""
+    return PLANNER_EFFORTS[_planner]
 
 
 def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: str | None = None):

@@ -8,37 +8,33 @@ with a leading batch axis: P independent reconstructions advance together.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from pydantic import Field
 
 from streamer.phasing.fft import get_plan
 from streamer.phasing.kernels import Kernels
+from streamer.settings import Settings
 
 
-@dataclass(frozen=True)
-class ShrinkWrap:
+class ShrinkWrap(Settings):
     """Support update: threshold a Gaussian-blurred amplitude every ``every`` iterations (0: never)."""
 
-    every: int = 20
-    sigma_start: float = 2.0
-    sigma_end: float = 1.0
-    sigma_decay_iterations: int = 300
-    threshold: float = 0.2
-
-    def __post_init__(self):
-        if self.every < 0 or not 0 < self.threshold < 1 or self.sigma_start <= 0 or self.sigma_end <= 0:
-            raise ValueError("shrinkwrap needs every >= 0, 0 < threshold < 1 and positive sigmas")
+    every: int = Field(20, ge=0)
+    sigma_start: float = Field(2.0, gt=0)
+    sigma_end: float = Field(1.0, gt=0)
+    sigma_decay_iterations: int = Field(300, ge=0)
+    threshold: float = Field(0.2, gt=0, lt=1)
 
     def sigma(self, iteration: int) -> float:
         f = min(1.0, iteration / max(1, self.sigma_decay_iterations))
         return self.sigma_start + f * (self.sigma_end - self.sigma_start)
 
 
-@dataclass(frozen=True)
-class PhaseConstraint:
+class PhaseConstraint(Settings):
     """For the first ``iterations``, voxels whose phase leaves [-limit, +limit] count as outside the support."""
 
-    iterations: int = 0
-    limit_rad: float = 1.5
+    iterations: int = Field(0, ge=0)
+    limit_rad: float = Field(1.5, gt=0)
 
 
 class PhasingState:

@@ -1,7 +1,7 @@
 """FFTW wisdom kept across runs: planning a new shape with FFTW_MEASURE takes seconds, loading it milliseconds.
 
-Stored as msgpack (never pickle) in ``$BCDI_STREAM_CACHE`` or ``~/.cache/bcdi-stream/fftw-wisdom.msgpack``.
-Every function is a no-op without pyFFTW.
+Stored as msgpack (never pickle) in the ``[fft] cache_dir`` folder (``configure_fft``; default
+``~/.cache/bcdi-stream``), file ``fftw-wisdom.msgpack``. Every function is a no-op without pyFFTW.
 """
 
 from __future__ import annotations
@@ -15,9 +15,18 @@ import msgpack
 log = logging.getLogger(__name__)
 
 
+_wisdom_dir: Path | None = None  # set_wisdom_dir (from the [fft] settings); None: ~/.cache/bcdi-stream
+
+
+def set_wisdom_dir(folder: str | Path = "") -> None:
+    """Keep this process's wisdom in ``folder`` ("": ~/.cache/bcdi-stream); ``configure_fft`` calls it."""
+    global _wisdom_dir
+    _wisdom_dir = Path(folder).expanduser() if str(folder) else None
+
+
 def wisdom_path() -> Path:
-    root = os.environ.get("BCDI_STREAM_CACHE") or Path.home() / ".cache" / "bcdi-stream"
-    return Path(root) / "fftw-wisdom.msgpack"
+    """Where this process loads and saves its wisdom."""
+    return (_wisdom_dir or Path.home() / ".cache" / "bcdi-stream") / "fftw-wisdom.msgpack"
 
 
 def load_wisdom(path: Path | None = None) -> bool:

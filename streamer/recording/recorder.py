@@ -48,7 +48,7 @@ class RunRecorder:
         self.run = run
         self.flush_every_s = flush_every_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _single_threaded_compression()
+        self._limits = None  # the compression thread limit while used as a context manager
         if self.path.exists():
             _clear_stale_write_flags(self.path)
         self._f: h5py.File | None = None
@@ -131,10 +131,14 @@ class RunRecorder:
         self._frame_ds = {}
 
     def __enter__(self) -> RunRecorder:
+        self._limits = single_threaded_compression()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._limits.restore_original_limits()
 
     # -- internals -----------------------------------------------------------------------------
     def _file(self) -> h5py.File:
@@ -184,12 +188,15 @@ class RunRecorder:
         return self._attempts[int(scan)]
 
 
-def _single_threaded_compression() -> None:
-    """Keep bitshuffle's OpenMP to one thread: one frame is too small to split, and idle OpenMP
-    threads spinning beside the receive loop and ZeroMQ's I/O thread halved the ingest rate."""
+def single_threaded_compression():
+    """A context manager keeping this thread's OpenMP (bitshuffle) to one thread, restored on exit.
+
+    One frame is too small to split, and idle OpenMP threads spinning beside the receive loop and
+    ZeroMQ's I/O thread halved the ingest rate. The writing thread holds it while it writes.
+    """
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="openmp")
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from streamer.recording.recorder import RunRecorder
+from streamer.recording.recorder import RunRecorder, single_threaded_compression
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class RecordingWriter:
             self._thread.join()
 
     def _run(self) -> None:
+        with single_threaded_compression():  # this thread's OpenMP limit, restored when it ends
+            self._write_until_closed()
+
+    def _write_until_closed(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:

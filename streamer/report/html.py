@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.analysis.labels import flag_label
 from streamer.report.figures import peak_images_png, slices_png, timelines_png
 
 log = logging.getLogger(__name__)
@@ -16,19 +17,6 @@ log = logging.getLogger(__name__)
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _flag_text(f: dict) -> str:
-    kind = f.get("kind", "?")
-    if kind == "domain_boundary":
-        return f"domain_boundary {f.get('state')}"
-    if kind == "vortex_moved":
-        return f"vortex_moved {f.get('distance_nm')} nm"
-    if kind == "vortex_lost":
-        return "vortex_lost" + (" (through the surface)" if f.get("left_through_surface") else "")
-    if kind == "peak_broadening":
-        return f"peak_broadening {f.get('direction')} {100 * f.get('relative_change', 0):+.0f}%"
-    return kind
 
 
 def _find_results(run_dir: Path) -> list[Path]:
@@ -46,7 +34,9 @@ def _find_results(run_dir: Path) -> list[Path]:
 
 def _slices(result_paths: list[Path], max_results: int) -> list[str]:
     from streamer.analysis.displacement import displacement_field
-    from streamer.analysis.series import analyze_result, result_geometry
+    from streamer.analysis.events import vortex_record
+    from streamer.analysis.offline import result_geometry, track_result
+    from streamer.analysis.series import SeriesTracker
     from streamer.backend import get_namespace
     from streamer.recording.result_file import read_result
 
@@ -54,13 +44,14 @@ def _slices(result_paths: list[Path], max_results: int) -> list[str]:
     for p in result_paths[:max_results]:
         r = read_result(p)
         geometry = result_geometry(r)
-        fields, _ = analyze_result(r, xp=get_namespace("numpy"))
-        d = displacement_field(r["object"], geometry=geometry)
+        tracked, _ = track_result(SeriesTracker(), r, xp=get_namespace("numpy"))
+        d = displacement_field(tracked.particle, q_inv_nm=geometry.q_bragg_inv_nm)
+        found = tracked.analysis
         meta = r["metadata"]
         title = (f"{p.name}: scan {meta.get('scan', '?')}, {meta.get('voltage_v', float('nan')):.2f} V, "
-                 f"{len(fields['vortices'])} vortex line(s), {len(fields['domain_boundaries'])} boundary(ies)")
-        png = slices_png(np.abs(r["object"]), np.where(d.support, d.phase_rad, np.nan), d.strain,
-                         fields["vortices"], voxel_nm=geometry.voxel_nm, title=title)
+                 f"{len(found.vortices)} vortex line(s), {len(found.domain_boundaries)} boundary(ies)")
+        png = slices_png(tracked.particle.amplitude, d.phase_rad, d.strain,
+                         [vortex_record(v) for v in found.vortices], voxel_nm=geometry.voxel_nm, title=title)
         out.append(f"<h3>{html.escape(p.name)}</h3>{_img(png, title)}")
     return out
 
@@ -97,7 +88,7 @@ def build_report(run_dir: Path, *, results: list[Path] | None = None, max_result
     runs = sorted({str(e.get("run", "")) for e in events})
     rows = []
     for e in events:
-        flags = ", ".join(_flag_text(f) for f in e.get("flags", [])) or "-"
+        flags = ", ".join(flag_label(f) for f in e.get("flags", [])) or "-"
         energy = (e.get("strain") or {}).get("energy_j")
         rows.append(f"<tr><td>{e['scan']}</td><td>{e.get('voltage_v', float('nan')):.3f}</td>"
                     f"<td>{e.get('capacity_mah_g', float('nan')):.1f}</td>"

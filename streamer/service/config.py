@@ -1,62 +1,115 @@
-"""The service's configuration: where it listens and writes, and the phasing, analysis and flag settings it uses."""
+"""The service's configuration: where it listens and writes, and the phasing, analysis and flag settings it uses.
+
+Every key is documented in ops/configs/service.toml; the loader is ``streamer.settings.load_config``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from streamer.analysis.config import AnalysisConfig, FlagConfig
 from streamer.backend import BACKENDS
 from streamer.messaging.decision import DEFAULT_ENDPOINT as DEFAULT_DECISION_ENDPOINT
 from streamer.phasing import PhasingConfig
-from streamer.settings import ConfigError
+from streamer.phasing.fft import Planner, configure_fft
+from streamer.settings import Settings
+
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port (reported at start-up)
+Backend = Literal[BACKENDS]
+
+#: flat keys of earlier versions -> where they live now
+MOVED = {"web_enabled": "[web] enabled", "web_host": "[web] host", "web_port": "[web] port",
+         "cluster_backend": "[cluster] backend", "cluster_connect_timeout_s": "[cluster] connect_timeout_s",
+         "cluster_scan_timeout_s": "[cluster] scan_timeout_s"}
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
+class WebConfig(Settings):
+    """The operator's live page (docs/web.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # localhost only unless asked otherwise
+    port: Port = 8765
+
+
+class ClusterConfig(Settings):
+    """Where scans are reconstructed: in-process, or on a Dask scheduler (docs/cluster.md)."""
+
+    scheduler: str = ""  # "": in-process; "tcp://host:8786": on that Dask scheduler
+    backend: Backend = "auto"  # the array backend of the cluster's workers ("auto": their GPU if any)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    scan_timeout_s: float = Field(600.0, gt=0)  # a scan not back by then is reconstructed in-process
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not value.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+            raise ValueError(f"must be empty or a Dask scheduler address (tcp://host:8786), got {value!r}")
+        return value
+
+
+def _env(name: str, default: str) -> str:
+    """The documented environment fallback of a default (read when a config is built, never at import)."""
+    return os.environ.get(name, default)
+
+
+class FftConfig(Settings):
+    """FFTW planning of this process: the planner's effort and the folder of the wisdom it keeps.
+
+    Defaults fall back on $BCDI_STREAM_FFTW_PLANNER and $BCDI_STREAM_CACHE (how the tests ask for
+    the deterministic "estimate" planner in every process they start).
+    """
+
+    planner: Planner = Field(default_factory=lambda: _env("BCDI_STREAM_FFTW_PLANNER", "measure").lower(),
+                             validate_default=True)
+    cache_dir: str = Field(default_factory=lambda: _env("BCDI_STREAM_CACHE", ""))  # "": ~/.cache/bcdi-stream
+
+    def apply(self) -> None:
+        """Make these the settings of this process (``configure_fft``)."""
+        configure_fft(planner=self.planner, cache_dir=self.cache_dir)
+
+
+class ServiceConfig(Settings):
     """The pipeline service: where it listens, where it writes, how it computes."""
 
     bind_host: str = "127.0.0.1"
-    frames_port: int = 0  # 0: any free port (reported at start-up)
-    results_port: int = 0
+    frames_port: Port = 0
+    results_port: Port = 0
     out_dir: str = "bcdi-out"
-    backend: str = "numpy"
+    backend: Backend = "numpy"
     seed: int = 0
-    receive_timeout_s: float = 0.2  # poll period of the receive loop
-    scan_timeout_s: float = 30.0  # an open scan with no frame for this long is closed as timed out
-    max_frames_per_scan: int = 2000
-    realtime_policy: str = "latest"  # "latest": reconstruct the newest waiting scan; "all": every scan
+    receive_timeout_s: float = Field(0.2, gt=0)  # poll period of the receive loop
+    scan_timeout_s: float = Field(30.0, gt=0)  # an open scan with no frame for this long is closed as timed out
+    max_frames_per_scan: int = Field(2000, ge=1)
+    realtime_policy: Literal["latest", "all"] = "latest"  # "latest": the newest waiting scan; "all": every scan
     exit_on_run_stop: bool = True
-    web_enabled: bool = False  # the operator's live page (docs/web.md)
-    web_host: str = "127.0.0.1"  # localhost only unless asked otherwise
-    web_port: int = 8765  # 0: any free port (reported at start-up)
     decision_endpoint: str = DEFAULT_DECISION_ENDPOINT  # the plan's decision listener, for the page's buttons
-    cluster: str = ""  # "": reconstruct in-process; "tcp://host:8786": on that Dask scheduler (docs/cluster.md)
-    cluster_backend: str = "auto"  # the array backend of the cluster's workers ("auto": their GPU if any)
-    cluster_connect_timeout_s: float = 10.0
-    cluster_scan_timeout_s: float = 600.0  # a scan not back by then is reconstructed in-process
-    phasing: PhasingConfig = field(default_factory=PhasingConfig)
-    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
-    flags: FlagConfig = field(default_factory=FlagConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    fft: FftConfig = Field(default_factory=FftConfig)
+    phasing: PhasingConfig = Field(default_factory=PhasingConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    flags: FlagConfig = Field(default_factory=FlagConfig)
 
-    def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.realtime_policy not in ("latest", "all"):
-            raise ConfigError(f"realtime_policy must be 'latest' or 'all', got {self.realtime_policy!r}")
-        if self.scan_timeout_s <= 0 or self.max_frames_per_scan < 1:
-            raise ConfigError("scan_timeout_s must be > 0 and max_frames_per_scan >= 1")
-        if not self.decision_endpoint.startswith(("tcp://", "ipc://", "inproc://")):
-            raise ConfigError(f"decision_endpoint must be a ZeroMQ endpoint (tcp://host:port), got {self.decision_endpoint!r}")
-        if self.cluster and not self.cluster.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
-            raise ConfigError(f"cluster must be empty or a Dask scheduler address (tcp://host:8786), got {self.cluster!r}")
-        if self.cluster_backend not in BACKENDS:
-            raise ConfigError(f"cluster_backend must be one of {BACKENDS}, got {self.cluster_backend!r}")
-        if self.cluster_connect_timeout_s <= 0 or self.cluster_scan_timeout_s <= 0:
-            raise ConfigError("cluster_connect_timeout_s and cluster_scan_timeout_s must be > 0")
-        for name in ("frames_port", "results_port", "web_port"):
-            port = getattr(self, name)
-            if not 0 <= port < 65536:
-                raise ConfigError(f"{name} must be 0..65535, got {port}")
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        if isinstance(data, dict):
+            moved = [f"{key} moved to {MOVED[key]}" for key in MOVED if key in data]
+            if isinstance(data.get("cluster"), str):
+                moved.append("cluster (the scheduler address) moved to [cluster] scheduler")
+            if moved:
+                raise ValueError("; ".join(moved))
+        return data
+
+    @field_validator("decision_endpoint")
+    @classmethod
+    def _zmq_endpoint(cls, value: str) -> str:
+        if not value.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"must be a ZeroMQ endpoint (tcp://host:port), got {value!r}")
+        return value
 
     def endpoint(self, port: int) -> str:
         return f"tcp://{self.bind_host}:{port if port else '*'}"

@@ -18,11 +18,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import msgpack
-import numpy as np
 import zmq
 
 from streamer.messaging import wire
+from streamer.messaging.results import ResultsPublisher
 from streamer.messaging.transport import bind
 from streamer.recording.event_log import EventLog
 from streamer.recording.thread import RecordingWriter
@@ -35,15 +34,6 @@ log = logging.getLogger(__name__)
 PROGRESS_PERIOD_S = 0.25  # how often open scans' progress and the pipeline's health are published
 
 
-def _packable(obj):
-    """msgpack fallback: arrays as ``{"dtype", "shape", "data"}`` (raw bytes, C order), anything else as text."""
-    if isinstance(obj, np.ndarray):
-        return {"dtype": obj.dtype.str, "shape": list(obj.shape), "data": np.ascontiguousarray(obj).tobytes()}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return str(obj)
-
-
 class Pipeline:
     """Owns the sockets, the recorders and the worker; ``run()`` loops until run stop or ``stop()``."""
 
@@ -54,7 +44,8 @@ class Pipeline:
         self._own_ctx = ctx is None
         self._ctx = ctx or zmq.Context()
         self.frames, self.frames_endpoint = bind(self._ctx, zmq.PULL, config.endpoint(config.frames_port))
-        self.results, self.results_endpoint = bind(self._ctx, zmq.PUB, config.endpoint(config.results_port))
+        self.results = ResultsPublisher.bind(config.endpoint(config.results_port), self._ctx)
+        self.results_endpoint = self.results.endpoint
         self.assembler = ScanAssembler(max_frames_per_scan=config.max_frames_per_scan)
         self.counters: Counter[str] = self.assembler.counters
         self.processor = ScanProcessor(config)
@@ -69,7 +60,6 @@ class Pipeline:
         self._pending: list[ScanJob] = []
         self._wake = threading.Condition(self._lock)
         self._closing = False
-        self._seq = 0
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="scan-worker", daemon=True)
 
@@ -81,8 +71,8 @@ class Pipeline:
         self._publish("event", {"event": event})
 
     def _publish(self, topic: str, body: dict) -> None:
-        self._seq += 1
-        self.results.send_multipart([topic.encode(), msgpack.packb({"seq": self._seq, **body}, default=_packable)])
+        """Publish one result with the next seq (caller holds the lock)."""
+        self.results.publish(topic, body)
 
     def _publish_health(self) -> None:
         """Queue depth, skipped reconstructions and rejected messages (caller holds the lock)."""
@@ -279,11 +269,11 @@ def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: pipeline.stop())
     web = None
-    if config.web_enabled:
+    if config.web.enabled:
         from streamer.web import WebServer
 
         try:
-            web = WebServer(host=config.web_host, port=config.web_port, results_endpoint=pipeline.results_endpoint,
+            web = WebServer(host=config.web.host, port=config.web.port, results_endpoint=pipeline.results_endpoint,
                             decision_endpoint=config.decision_endpoint).start()
             log.info("operator page on %s", web.url)
         except OSError as exc:  # the page is a side path: the stream is recorded and analysed without it

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.analysis.events import build_event
-from streamer.analysis.flags import defect_flags, peak_flags
+from streamer.analysis.events import analysis_fields, build_event
 from streamer.analysis.peak import peak_metrics
 from streamer.analysis.scan import analyze_scan
+from streamer.analysis.series import SeriesTracker, TrackedScan
 from streamer.analysis.views import central_slices, projected_peak
 from streamer.backend import get_namespace
 from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
@@ -48,11 +48,17 @@ class ScanProcessor:
         self.config = config
         self.xp = get_namespace(config.backend)
         self.reconstructor = reconstructor_for(config)
+        config.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
         load_wisdom()
         self._wisdom_saved = False  # saved once, after the first scan has made its plans
-        self._previous: dict[str, tuple[int, object]] = {}  # run -> (scan, ScanAnalysis) last reconstructed
-        self._peaks: dict[str, list[dict]] = {}  # run -> peak metrics of every scan, in order
+        self._series: dict[str, SeriesTracker] = {}  # run -> what its scans showed so far
         self._projections: dict[str, list[np.ndarray]] = {}  # run -> projected peaks of its baseline scans
+
+    def tracker(self, run: str) -> SeriesTracker:
+        """The series tracker of ``run`` (made at its first scan)."""
+        if run not in self._series:
+            self._series[run] = SeriesTracker(self.config.analysis, self.config.flags)
+        return self._series[run]
 
     def prepare(self, scan: AssembledScan, ingest: dict) -> ScanJob:
         """Quick metrics (peak widths, broadening) for any scan, seconds after it ends."""
@@ -76,31 +82,30 @@ class ScanProcessor:
             except ValueError as exc:
                 error, geometry, volume = f"scan {scan.scan}: {exc}", None, None
             else:
-                peaks = self._peaks.setdefault(scan.run, [])
-                flags = peak_flags(peak, peaks, shape=volume.shape, rocking_step_deg=geometry.rocking_step_deg,
-                                   config=self.config.flags)
-                peaks.append(peak)
+                flags = self.tracker(scan.run).peak(peak, shape=volume.shape,
+                                                    rocking_step_deg=geometry.rocking_step_deg)
         return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
 
-    def event(self, job: ScanJob, **fields) -> dict:
-        """The event of a scan: its quick metrics plus whatever ``fields`` the analysis adds."""
+    def event(self, job: ScanJob, *, flags: list | None = None, analysis=None, **fields) -> dict:
+        """The event of a scan: its quick metrics plus what the analysis adds (typed ``analysis`` and
+        ``flags``, plain ``fields``)."""
         s = job.scan
-        fields = {"peak": job.peak, "vortices": [], "domain_boundaries": [], "flags": list(job.flags), **fields}
         extra = {"ingest": job.ingest}
         if job.error:
             extra["error"] = job.error
-        return build_event(run=s.run, scan=s.scan, metadata=s.metadata, latency_s=0.0, **fields, **extra)
+        return build_event(run=s.run, scan=s.scan, metadata=s.metadata, peak=job.peak, latency_s=0.0,
+                           flags=list(job.flags) if flags is None else flags, analysis=analysis, **fields, **extra)
 
-    def display(self, job: ScanJob, result) -> dict | None:
+    def display(self, job: ScanJob, tracked: TrackedScan) -> dict | None:
         """The live page's view of a reconstruction: central slices plus its lines and boundaries."""
         try:
-            view = central_slices(result.rho, voxel_nm=job.geometry.voxel_nm, q_inv_nm=job.geometry.q_bragg_inv_nm,
-                                  threshold=self.config.analysis.support_threshold, errors=result.errors)
+            view = central_slices(tracked.particle, errors=tracked.errors)
         except Exception:  # a side path: the event goes out without its picture
             log.exception("no slices for scan %s", job.scan.scan)
             return None
+        found = analysis_fields(tracked.analysis)
         return {"run": job.scan.run, "scan": job.scan.scan, "voxel_nm": job.geometry.voxel_nm, **view,
-                "vortices": result.vortices, "domain_boundaries": result.domain_boundaries}
+                "vortices": found["vortices"], "domain_boundaries": found["domain_boundaries"]}
 
     def peak_image(self, job: ScanJob) -> dict | None:
         """The scan's peak averaged over theta beside the baseline (mean of the run's first scans)."""
@@ -123,39 +128,32 @@ class ScanProcessor:
         if job.geometry is None:
             return self.event(job, reconstruction={"status": "not_possible"})
         scan = job.scan
-        prev_scan, prev = self._previous.get(scan.run, (None, None))
         try:
             result = analyze_scan(
-                job.volume, geometry=job.geometry, xp=self.xp, phasing=self.config.phasing,
-                config=self.config.analysis, previous_rho=None if prev is None else prev.rho, mask=job.mask,
-                rng=np.random.default_rng([self.config.seed, scan.scan]), peak=job.peak,
+                job.volume, scan=scan.scan, geometry=job.geometry, xp=self.xp, tracker=self.tracker(scan.run),
+                phasing=self.config.phasing, mask=job.mask, rng=np.random.default_rng([self.config.seed, scan.scan]),
                 reconstructor=self.reconstructor,
             )
         except ValueError as exc:
             job.error = f"analysis of scan {scan.scan} failed: {exc}"
             return self.event(job, reconstruction={"status": "failed"})
-        flags = []
-        if prev is not None:
-            flags += defect_flags(vars(prev), vars(result), self.config.flags)
-        self._previous[scan.run] = (scan.scan, result)
+        tracked = result.tracked
         if not self._wisdom_saved:
             self._wisdom_saved = save_wisdom()
-        job.display = self.display(job, result)
-        compared = {"status": "done", "compared_with_scan": prev_scan}
+        job.display = self.display(job, tracked)
+        compared = {"status": "done", "compared_with_scan": tracked.compared_with_scan}
         if getattr(self.reconstructor, "last_report", None):
             compared["cluster"] = self.reconstructor.last_report
-        return self.event(job, vortices=result.vortices, domain_boundaries=result.domain_boundaries,
-                           flags=flags + job.flags, phasing=result.phasing, reconstruction=compared,
-                           dislocation_pairs=result.dislocation_pairs, strain=result.strain,
-                           domains=result.domains)
+        return self.event(job, flags=tracked.flags + job.flags, analysis=tracked.analysis, phasing=result.phasing,
+                          reconstruction=compared)
 
 
 def reconstructor_for(config: ServiceConfig):
-    """The engine's ``reconstruct`` in-process, or on the Dask cluster that ``config.cluster`` names."""
-    if not config.cluster:
+    """The engine's ``reconstruct`` in-process, or on the Dask scheduler that ``config.cluster`` names."""
+    cluster = config.cluster
+    if not cluster.scheduler:
         return reconstruct
     from streamer.service.cluster import ClusterReconstructor
 
-    return ClusterReconstructor(config.cluster, backend=config.cluster_backend,
-                                connect_timeout_s=config.cluster_connect_timeout_s,
-                                scan_timeout_s=config.cluster_scan_timeout_s)
+    return ClusterReconstructor(cluster.scheduler, backend=cluster.backend, connect_timeout_s=cluster.connect_timeout_s,
+                                scan_timeout_s=cluster.scan_timeout_s)

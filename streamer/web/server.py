@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs
 
-import msgpack
-import zmq
-
 from streamer.messaging.decision import DEFAULT_ENDPOINT, send_decision
+from streamer.messaging.results import ResultsSubscriber
 from streamer.recording.event_log import read_events
 from streamer.web.state import LiveState
 
@@ -158,22 +156,15 @@ class _Server(ThreadingHTTPServer):
 
 def _follow(endpoint: str, state: LiveState, stop: threading.Event) -> None:
     """Subscribe to the pipeline's results and keep ``state`` up to date until ``stop``."""
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(endpoint)
-    try:
+    with ResultsSubscriber(endpoint) as sub:  # unreadable messages are skipped (and counted) there
         while not stop.is_set():
-            if not sub.poll(200):
+            result = sub.receive(0.2)
+            if result is None:
                 continue
-            parts = sub.recv_multipart()
             try:
-                topic, body = parts[0].decode(), msgpack.unpackb(parts[1], raw=False)
-                state.add(topic, body)
+                state.add(result.topic, result.body)
             except Exception:  # a side path: a bad result is logged, the page goes on
-                log.exception("live page: could not take a %r result", parts[0][:32])
-    finally:
-        sub.close()
+                log.exception("live page: could not take a %r result", result.topic[:32])
 
 
 class WebServer:

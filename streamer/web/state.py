@@ -1,7 +1,7 @@
 """What the live page shows, kept from the pipeline's published results, and the updates since a version.
 
-Arrays arrive as ``{"dtype", "shape", "data": bytes}`` maps (see ``streamer.service.pipeline._packable``);
-they are handed to the browser as float32 base64 so that a slice stays a few kilobytes of text.
+Arrays arrive as numpy arrays (``streamer.messaging.results`` decodes them); they are handed to the
+browser as float32 base64 so that a slice stays a few kilobytes of text.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ PER_SCAN = ("slices", "peak_image")  # kept for each recent scan, so that an old
 
 
 def _jsonable(obj):
-    """Replace packed arrays by ``{"shape", "f32": base64}`` and non-finite floats by None."""
+    """Replace arrays by ``{"shape", "f32": base64}`` and non-finite floats by None."""
+    if isinstance(obj, np.ndarray):
+        return {"shape": list(obj.shape), "f32": base64.b64encode(obj.astype("<f4").tobytes()).decode()}
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
     if isinstance(obj, dict):
-        if set(obj) == {"dtype", "shape", "data"} and isinstance(obj["data"], bytes):
-            array = np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"])).reshape(obj["shape"])
-            return {"shape": list(array.shape), "f32": base64.b64encode(array.astype("<f4").tobytes()).decode()}
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
@@ -50,7 +51,7 @@ class LiveState:
         self._scans_kept = scans_kept
 
     def add(self, topic: str, body: dict) -> None:
-        """Take one published result (topic without the b'' prefix, decoded msgpack body)."""
+        """Take one published result (its topic and body, as ``ResultsSubscriber`` yields them)."""
         if topic not in TOPICS:
             return
         body = _jsonable(body)

@@ -111,9 +111,9 @@ def _analytic(phase, amplitude=None):
     mask = np.ones((M, M, M), bool)
     if amplitude is not None:
         rho = rho * amplitude
-        from streamer.analysis.defects import particle_mask
+        from streamer.analysis.displacement import particle_support
 
-        mask = particle_mask(np.abs(rho), threshold=0.1)
+        mask = particle_support(np.abs(rho), threshold=0.1)
     rho = rho.astype(np.complex64)
     import array_api_compat
 
@@ -233,12 +233,13 @@ def test_lines_that_the_population_does_not_reproduce_are_dropped():
 
 @pytest.mark.parametrize("step", [np.pi / 2, 2.094])
 def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step):
-    from streamer.analysis.defects import particle_mask, segment_domains
+    from streamer.analysis.defects import segment_domains
+    from streamer.analysis.displacement import particle_support
 
     z, y, x = _zyx()
     plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
     rho = plate * np.exp(1j * (step * (x > 18) + 0.05 * y))
-    labels, domains = segment_domains(rho, mask=particle_mask(np.abs(rho)))
+    labels, domains = segment_domains(rho, mask=particle_support(np.abs(rho)))
     assert len(domains) == 2
     assert abs(domains[1].phase_offset_rad) == pytest.approx(step, abs=0.05)
     sides = sorted(d.centroid[2] for d in domains)
@@ -247,14 +248,15 @@ def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step
 
 
 def test_pristine_and_a_screw_pair_are_single_domains():
-    from streamer.analysis.defects import particle_mask, segment_domains
+    from streamer.analysis.defects import segment_domains
+    from streamer.analysis.displacement import particle_support
 
     z, y, x = _zyx()
     plate = ((np.abs(z - 16) <= 5) & ((y - 16) ** 2 + (x - 16) ** 2 <= 144)).astype(float)
     pair = np.arctan2(y - 15.5, x - 11.5) - np.arctan2(y - 15.5, x - 20.5)
     for phase in (0.05 * y + 0 * x, pair + 0 * z):
         rho = plate * np.exp(1j * phase)
-        assert len(segment_domains(rho, mask=particle_mask(np.abs(rho)))[1]) == 1
+        assert len(segment_domains(rho, mask=particle_support(np.abs(rho)))[1]) == 1
 
 
 def test_shared_edges_give_each_orientations_windings_and_line_ends_their_exact_depth():
@@ -262,7 +264,8 @@ def test_shared_edges_give_each_orientations_windings_and_line_ends_their_exact_
     (from a tree of the particle's border) equals scipy's Euclidean distance transform there."""
     from scipy import ndimage
 
-    from streamer.analysis.defects import _outside_distance, _wrapped_step, edge_steps
+    from streamer.analysis.defects import _outside_distance, edge_steps
+    from streamer.analysis.displacement import wrapped_step
     from streamer.backend import get_namespace
 
     xp, rng = get_namespace("numpy"), np.random.default_rng(3)
@@ -276,7 +279,7 @@ def test_shared_edges_give_each_orientations_windings_and_line_ends_their_exact_
                 sl[u], sl[v] = slice(du, rho.shape[u] - 1 + du), slice(dv, rho.shape[v] - 1 + dv)
                 corner[du, dv] = rho[tuple(sl)]
         loop = [corner[0, 0], corner[1, 0], corner[1, 1], corner[0, 1], corner[0, 0]]
-        total = sum(_wrapped_step(xp, a, b) for a, b in zip(loop, loop[1:]))
+        total = sum(wrapped_step(a, b, xp=xp) for a, b in zip(loop, loop[1:]))
         want = np.round(total / (2 * math.pi)).astype(np.int8)
         assert np.array_equal(plaquette_winding(rho, xp=xp, normal_axis=axis, steps=steps), want)
         assert np.count_nonzero(want) > 0  # random phases: plenty of pierced plaquettes to compare

@@ -1,19 +1,47 @@
 import numpy as np
 import pytest
 
-from streamer.analysis.flags import (
-    FlagConfig,
-    baseline_peak,
-    boundary_flags,
-    broadening_flags,
-    vortex_flags,
-)
+from streamer.analysis import flags as typed
+from streamer.analysis.config import FlagConfig
+from streamer.analysis.detections import Boundary, ObjectAnalysis, Vortex
+from streamer.analysis.events import flag_record
+from streamer.analysis.flags import baseline_peak
 
 CFG = FlagConfig()
 
 
+def _records(flags):
+    """The flags as the event writes them: the evidence the operator sees."""
+    return [flag_record(f) for f in flags]
+
+
+def vortex_flags(previous, current, config):
+    return _records(typed.vortex_flags(previous, current, config))
+
+
+def boundary_flags(previous, current):
+    return _records(typed.boundary_flags(previous, current))
+
+
+def broadening_flags(peak, baseline, config):
+    return _records(typed.broadening_flags(peak, baseline, config))
+
+
+def _vortex(position_nm, winding=1, **kw):
+    fields = dict(position=(0.0, 0.0, 0.0), position_nm=tuple(position_nm), winding=winding, direction=(1.0, 0.0, 0.0),
+                  type="screw", length_voxels=5, confidence=1.0, length_nm=60.0, closed=False, ends_on_surface=True,
+                  points=(), reproduced_fraction=None)
+    fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+    return Vortex(**fields)
+
+
+def _boundary(position_nm, coherence=0.95, phase_step_rad=3.1):
+    return Boundary((24.0, 24.0, 24.0), tuple(position_nm), (0.0, 0.0, 1.0), phase_step_rad, 90.0, 100, coherence,
+                    0.3, (0, 1))
+
+
 def _v(x, w=1):
-    return {"position_nm": [0.0, 0.0, x], "winding": w}
+    return _vortex([0.0, 0.0, x], w)
 
 
 def test_new_lost_and_moved_vortices():
@@ -32,7 +60,7 @@ def test_vortex_of_other_winding_or_far_away_is_new():
 
 
 def test_boundary_appears_and_resolves():
-    b = {"position_nm": [0, 0, 0]}
+    b = _boundary([0, 0, 0])
     assert boundary_flags([], [b])[0]["state"] == "appeared"
     assert boundary_flags([b], [])[0]["state"] == "resolved"
     assert boundary_flags([b], [b]) == []
@@ -55,15 +83,16 @@ def test_flag_config_is_validated():
 
 
 def test_lost_vortex_says_whether_it_left_through_the_surface():
-    near = {"position_nm": [0, 0, 120], "winding": 1, "surface_distance_nm": 30.0}
-    deep = {"position_nm": [0, 0, 0], "winding": -1, "surface_distance_nm": 130.0}
+    near = _vortex([0, 0, 120], 1, surface_distance_nm=30.0)
+    deep = _vortex([0, 0, 0], -1, surface_distance_nm=130.0)
     flags = vortex_flags([near, deep], [], CFG)
     assert [(f["winding"], f["left_through_surface"]) for f in flags] == [(1, True), (-1, False)]
     assert flags[0]["last_surface_distance_nm"] == 30.0
 
 
 def test_peak_drift_flags_a_peak_leaving_the_rocking_range():
-    from streamer.analysis.flags import peak_drift_flags
+    def peak_drift_flags(peak, **kw):
+        return _records(typed.peak_drift_flags(peak, **kw))
 
     centred = {"center_of_mass_px": [24.0, 24.2, 23.8]}
     assert peak_drift_flags(centred, shape=(48, 48, 48), rocking_step_deg=0.05, config=CFG) == []
@@ -92,26 +121,27 @@ def test_broadening_must_also_exceed_its_error():
 
 
 def test_every_defect_flag_carries_its_evidence():
-    from streamer.analysis.flags import defect_flags
+    def defect_flags(previous, current):
+        return _records(typed.defect_flags(previous, current, CFG))
 
-    a = {"position_nm": [0.0, 0.0, 50.0], "position": [24, 24, 28.2], "winding": 1, "confidence": 0.9,
-         "type": "screw", "surface_distance_nm": 40.0}
-    b = dict(a, position_nm=[0.0, 0.0, 90.0], position=[24, 24, 31.5], confidence=0.8)
-    bound = {"position_nm": [0, 0, 0], "coherence": 0.95, "phase_step_rad": 3.1}
-    (moved,) = defect_flags({"vortices": [a], "domain_boundaries": []},
-                            {"vortices": [b], "domain_boundaries": []}, CFG)
+    a = _vortex([0.0, 0.0, 50.0], 1, position=(24, 24, 28.2), confidence=0.9, surface_distance_nm=40.0)
+    b = _vortex([0.0, 0.0, 90.0], 1, position=(24, 24, 31.5), confidence=0.8, surface_distance_nm=40.0)
+    bound = _boundary([0, 0, 0])
+    (moved,) = defect_flags(ObjectAnalysis(vortices=(a,)), ObjectAnalysis(vortices=(b,)))
     assert moved["kind"] == "vortex_moved" and moved["distance_nm"] == 40.0
-    assert moved["from"] == a["position"] and moved["to"] == b["position"] and moved["confidence"] == 0.8
-    flags = defect_flags({"vortices": [], "domain_boundaries": []}, {"vortices": [a], "domain_boundaries": [bound]}, CFG)
+    assert moved["from"] == [24, 24, 28.2] and moved["to"] == [24, 24, 31.5] and moved["confidence"] == 0.8
+    flags = defect_flags(ObjectAnalysis(), ObjectAnalysis(vortices=(a,), domain_boundaries=(bound,)))
     assert [f["kind"] for f in flags] == ["new_vortex", "domain_boundary"]
-    assert flags[0]["position"] == a["position"] and flags[0]["confidence"] == 0.9
-    assert flags[1]["confidence"] == 0.95 and flags[1]["boundaries"] == [bound]
+    assert flags[0]["position"] == [24, 24, 28.2] and flags[0]["confidence"] == 0.9
+    assert flags[1]["confidence"] == 0.95 and flags[1]["boundaries"][0]["coherence"] == 0.95
+    assert flags[1]["boundaries"][0]["phase_step_rad"] == 3.1
     (lost,) = vortex_flags([a], [], CFG)
-    assert lost["last_position"] == a["position"] and lost["left_through_surface"] and lost["confidence"] == 0.9
+    assert lost["last_position"] == [24, 24, 28.2] and lost["left_through_surface"] and lost["confidence"] == 0.9
 
 
 def test_broadening_is_raised_once_when_the_width_crosses_the_threshold():
-    from streamer.analysis.flags import peak_flags
+    def peak_flags(peak, history, **kw):
+        return _records(typed.peak_flags(peak, history, **kw))
 
     def peak(perp):
         return {"width_parallel": 1.0, "width_perpendicular": perp, "center_of_mass_px": [24.0, 24.0, 24.0]}

@@ -29,16 +29,22 @@ def test_bad_inputs_are_refused(kwargs):
 def test_pairs_are_opposite_lines_with_in_plane_surface_distance():
     import numpy as np
 
-    from streamer.analysis.scan import dislocation_pairs
+    from streamer.analysis.detections import Vortex
+    from streamer.analysis.events import pair_record
+    from streamer.analysis.objects import dislocation_pairs
+
+    def line(position, position_nm, winding, direction):
+        return Vortex(tuple(position), tuple(position_nm), winding, tuple(direction), "screw", 5, 1.0, 50.0, False,
+                      True, (), None)
 
     support = np.zeros((10, 40, 40), bool)
     support[2:8, 5:35, 5:35] = True  # a plate: thin along z
     z_line = [1.0, 0.0, 0.0]
     vortices = [
-        {"position": [5, 20, 12], "position_nm": [0, 0, -80], "winding": 1, "direction": z_line},
-        {"position": [5, 20, 28], "position_nm": [0, 0, 80], "winding": -1, "direction": z_line},
-        {"position": [5, 30, 20], "position_nm": [0, 150, 0], "winding": 1, "direction": z_line},
+        line([5, 20, 12], [0, 0, -80], 1, z_line),
+        line([5, 20, 28], [0, 0, 80], -1, z_line),
+        line([5, 30, 20], [0, 150, 0], 1, z_line),
     ]
-    (pair,) = dislocation_pairs(vortices, support, voxel_nm=10.0)
+    (pair,) = [pair_record(p) for p in dislocation_pairs(vortices, support, voxel_nm=10.0)]
     assert pair["vortices"] == [0, 1] and pair["separation_nm"] == 160.0
     assert pair["surface_distance_nm"] == 70.0  # to the plate's edge (x = 4), not to its faces

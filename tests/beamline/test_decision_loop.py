@@ -8,7 +8,6 @@ import logging
 import threading
 
 import event_model
-import msgpack
 import pytest
 import zmq
 from bluesky import RunEngine
@@ -19,6 +18,7 @@ from sim.scenario import load_scenario
 from streamer.beamline.verdict import OperatorDecision, PipelineVerdict
 from streamer.geometry import OrthogonalGeometry
 from streamer.messaging.decision import send_decision
+from streamer.messaging.results import ResultsPublisher
 
 GEOM = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=30.0)
 WIDTH = GEOM.rocking_step_deg * 16
@@ -33,8 +33,8 @@ class FlaggingPipeline:
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.bind("tcp://127.0.0.1:0")
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.results = ResultsPublisher(self.pub, self.endpoint)
         self._start = None
-        self.seq = 0
 
     def wait_for_subscriber(self, timeout_s: float = 10.0) -> None:
         assert self.pub.poll(int(timeout_s * 1000)), "the verdict device never subscribed"
@@ -48,8 +48,7 @@ class FlaggingPipeline:
             flags = [{"kind": kind} for kind in self.flags_by_scan.get(k, [])]
             event = {"run": self._start["series"], "scan": k, "flags": flags, "latency_s": 0.1,
                      "peak": {"center_of_mass_px": [8.0, 8.0, 8.0]}}
-            self.seq += 1
-            self.pub.send_multipart([b"event", msgpack.packb({"seq": self.seq, "event": event})])
+            self.results.publish("event", {"event": event})
 
     def close(self):
         self.pub.close()

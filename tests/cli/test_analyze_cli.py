@@ -144,7 +144,7 @@ def test_report_is_one_self_contained_html_with_plots(series, tmp_path):
     text = out.read_text()
     assert text.count("data:image/png;base64,") == 3  # timelines + two reconstructions
     assert "http://" not in text and "https://" not in text and "<script" not in text
-    assert "domain_boundary appeared" in text and "vortex_lost (through the surface)" in text
+    assert "domain_boundary(appeared)" in text and "vortex_lost(through the surface)" in text
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 
@@ -156,12 +156,13 @@ def test_analyze_and_report_have_help_with_an_example(capsys):
 
 
 def test_a_phase_jump_sheet_along_the_surface_is_not_a_boundary():
-    from streamer.analysis.defects import find_domain_boundaries, particle_mask
-    from streamer.analysis.scan import analyze_object
+    from streamer.analysis.defects import find_domain_boundaries
+    from streamer.analysis.displacement import particle_support
+    from streamer.analysis.objects import analyze_object
     from streamer.backend import get_namespace
 
     z, y, x = np.ogrid[0:32, 0:32, 0:32]
     skin = _plate_amplitude() * np.exp(1j * (1.0 * (z >= C + 4) + 0 * x * y))  # the top layer jumps
-    assert find_domain_boundaries(skin, mask=particle_mask(np.abs(skin)))  # a sheet of jumps is there
+    assert find_domain_boundaries(skin, mask=particle_support(np.abs(skin)))  # a sheet of jumps is there
     fields = analyze_object(skin, geometry=GEO, xp=get_namespace("numpy"))
-    assert fields["domain_boundaries"] == [] and fields["vortices"] == []
+    assert fields.domain_boundaries == () and fields.vortices == ()

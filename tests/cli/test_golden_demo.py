@@ -10,7 +10,11 @@ from streamer.service.config import ServiceConfig
 
 GOLDEN = Path(__file__).parent / "golden" / "demo_reference_fast_events.jsonl"
 IGNORED = {"run", "latency_s"}  # names with a clock in them, and times
-STRAIN_RTOL = 0.0  # the stated change of the strain values (issue 15: one strain definition)
+# The stated change of the strain values (issue 15: one strain definition, the mean of the wrapped forward
+# and backward steps with the ramp removed once over the particle, instead of forward steps with the mean
+# removed cut by cut). Measured on this demo: energy and rms strain within 23%, the 20% cut's energy (the
+# low end of the range) up to 2.4x. Every other field is unchanged.
+STRAIN_RTOL = {"energy_j": 0.25, "energy_density_j_per_m3": 0.25, "rms_strain": 0.25, "energy_j_range": 1.5}
 
 
 def _compare(old, new, path, problems):
@@ -25,8 +29,9 @@ def _compare(old, new, path, problems):
             problems.append(f"{path}: {len(old)} items before, {len(new)} now")
         for k, (a, b) in enumerate(zip(old, new)):
             _compare(a, b, f"{path}[{k}]", problems)
-    elif isinstance(old, float) and isinstance(new, (int, float)) and ".strain." in path + ".":
-        if not math.isclose(old, new, rel_tol=STRAIN_RTOL, abs_tol=0):
+    elif isinstance(old, float) and isinstance(new, (int, float)) and ".strain." in path:
+        key = path.split(".strain.")[1].split("[")[0]
+        if not math.isclose(old, new, rel_tol=STRAIN_RTOL.get(key, 0.0), abs_tol=0):
             problems.append(f"{path}: {old} before, {new} now")
     elif old != new and not (isinstance(old, float) and math.isnan(old) and math.isnan(new)):
         problems.append(f"{path}: {old!r} before, {new!r} now")
@@ -48,3 +53,7 @@ def test_the_comparison_sees_a_changed_field():
     _compare([{"scan": 1, "flags": [{"kind": "new_vortex"}]}], [{"scan": 1, "flags": [{"kind": "vortex_lost"}]}],
              "events", problems)
     assert problems == ["events[0].flags[0].kind: 'new_vortex' before, 'vortex_lost' now"]
+    problems = []
+    _compare([{"strain": {"rms_strain": 1e-3, "energy_j": 1e-16}}], [{"strain": {"rms_strain": 1.2e-3, "energy_j": 2e-16}}],
+             "events", problems)
+    assert problems == ["events[0].strain.energy_j: 1e-16 before, 2e-16 now"]  # beyond the stated change

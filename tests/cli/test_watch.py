@@ -4,13 +4,13 @@ import io
 import json
 import threading
 
-import msgpack
 import pytest
 import zmq
 from rich.console import Console
 
 from streamer.cli import build_parser, main
 from streamer.cli.watch import print_events, render_event, watch
+from streamer.messaging.results import ResultsPublisher
 
 PAIR_EVENT = {
     "run": "r", "scan": 3, "voltage_v": 3.73, "capacity_mah_g": 40.0, "latency_s": 1.5,
@@ -48,15 +48,16 @@ def test_watch_prints_what_the_pipeline_publishes_until_run_done():
         while len(topics) < 4:  # event, run_done, health, progress
             assert pub.poll(5000), "the watcher never subscribed"
             topics.add(pub.recv()[1:])
-        seq = iter(range(1, 100))
+        results = ResultsPublisher(pub)
+        pub.send_multipart([b"event", b"not msgpack"])  # skipped by the watcher, which goes on
         for topic, body in (
-            (b"progress", {"run": "r", "scan": 1, "received": 48, "expected": 48, "status": "complete", "gap_count": 0}),
-            (b"event", {"event": QUIET_EVENT}),
-            (b"health", {"queue_depth": 1, "skipped_reconstructions": 2, "rejected": {"malformed": 1}}),
-            (b"event", {"event": PAIR_EVENT}),
-            (b"run_done", {"rejected": {"malformed": 1}}),
+            ("progress", {"run": "r", "scan": 1, "received": 48, "expected": 48, "status": "complete", "gap_count": 0}),
+            ("event", {"event": QUIET_EVENT}),
+            ("health", {"queue_depth": 1, "skipped_reconstructions": 2, "rejected": {"malformed": 1}}),
+            ("event", {"event": PAIR_EVENT}),
+            ("run_done", {"rejected": {"malformed": 1}}),
         ):
-            pub.send_multipart([topic, msgpack.packb({"seq": next(seq), **body})])
+            results.publish(topic, body)
         t.join(10)
     finally:
         pub.close()

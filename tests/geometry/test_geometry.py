@@ -57,7 +57,7 @@ def test_from_dict_dispatches_on_kind_and_round_trips():
         OrthogonalGeometry.from_dict(det.to_dict())  # the live pipeline stays orthogonal
     with pytest.raises(ValueError, match="unknown geometry kind 'conical'"):
         from_dict({"kind": "conical"})
-    with pytest.raises(ValueError, match="unknown field.*pixel_size"):
+    with pytest.raises(ValueError, match="detector geometry: unknown key pixel_size"):
         from_dict({"kind": "detector", "pixel_size": 55})
 
 

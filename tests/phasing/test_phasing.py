@@ -3,7 +3,8 @@ import pytest
 
 from sim.diffraction import DiffractionModel
 from sim.particle import Particle, ScrewDislocation, complex_image
-from streamer.analysis.defects import find_vortex_lines, particle_mask
+from streamer.analysis.defects import find_vortex_lines
+from streamer.analysis.displacement import particle_support
 from streamer.backend import get_namespace
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing import (
@@ -68,7 +69,7 @@ def test_reconstruction_matches_the_simulated_truth(pair_scan):
     assert result.iterations == 610 and result.recipe == "(180HIO, 20ER)*3, 10ER"
     reg = register(result.rho, truth)
     assert amplitude_correlation(reg.aligned, truth) >= 0.9
-    lines = find_vortex_lines(reg.aligned, xp=xp, mask=particle_mask(np.abs(reg.aligned)))
+    lines = find_vortex_lines(reg.aligned, xp=xp, mask=particle_support(np.abs(reg.aligned)))
     truth_lines = find_vortex_lines(truth, xp=xp, mask=np.abs(truth) > 0.5)
     assert len(truth_lines) == 2 and len(lines) == 2
     for t in truth_lines:

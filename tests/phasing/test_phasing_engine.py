@@ -1,17 +1,12 @@
 """The phasing engine: fused kernels, guided generations, averaging with error bars, warm start, quality."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 from sim.diffraction import DiffractionModel
 from sim.particle import DomainBoundary, Particle, ScrewDislocation, complex_image
-from streamer.analysis.defects import (
-    find_domain_boundaries,
-    find_vortex_lines,
-    particle_mask,
-)
+from streamer.analysis.defects import find_domain_boundaries, find_vortex_lines
+from streamer.analysis.displacement import particle_support
 from streamer.backend import get_namespace
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing import PhasingConfig, reconstruct
@@ -153,10 +148,10 @@ def test_averaged_population_matches_the_truth_with_error_bars(drifting_pair, co
     assert result.members.shape == (4,) + truth.shape and result.error_curve.shape == (610,)
     aligned = register(result.rho, truth).aligned
     assert amplitude_correlation(aligned, truth) >= 0.95
-    inside = particle_mask(np.abs(result.rho))
+    inside = particle_support(np.abs(result.rho))
     assert 0 < np.median(result.amplitude_error[inside]) < 0.2 * np.abs(result.rho).max()
     assert 0 < np.median(result.phase_error[inside]) < 0.5
-    lines = find_vortex_lines(aligned, xp=NP, mask=particle_mask(np.abs(aligned)))
+    lines = find_vortex_lines(aligned, xp=NP, mask=particle_support(np.abs(aligned)))
     assert sorted(line.winding for line in lines) == [-1, 1]
 
 
@@ -168,7 +163,7 @@ def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting
     reached = np.flatnonzero(warm.error_curve <= cold.error_curve[-1])
     assert reached.size and reached[0] + 1 <= len(cold.error_curve) / 3, (reached[:1], cold.error_curve[-1])
     assert amplitude_correlation(register(warm.rho, truth2).aligned, truth2) >= 0.95
-    lines = find_vortex_lines(warm.rho, xp=NP, mask=particle_mask(np.abs(warm.rho)))
+    lines = find_vortex_lines(warm.rho, xp=NP, mask=particle_support(np.abs(warm.rho)))
     assert sorted(line.winding for line in lines) == [-1, 1]
 
 
@@ -200,26 +195,26 @@ def test_boundary_and_low_dose_pristine():
     result = reconstruct(intensity, xp=NP, config=PhasingConfig(), rng=3)
     aligned = register(result.rho, truth).aligned
     assert amplitude_correlation(aligned, truth) >= 0.95
-    found = find_domain_boundaries(aligned, mask=particle_mask(np.abs(aligned)), jump_rad=1.2)
+    found = find_domain_boundaries(aligned, mask=particle_support(np.abs(aligned)), jump_rad=1.2)
     assert len(found) == 1 and abs(abs(found[0].phase_step_rad) - 2 * np.pi / 3) < 0.4
 
     truth, intensity = _scan(Particle(), 4, peak_counts=2e3)  # a tenth of the dose
     result = reconstruct(intensity, xp=NP, config=PhasingConfig(), rng=4)
     assert amplitude_correlation(register(result.rho, truth).aligned, truth) >= 0.95
-    assert find_vortex_lines(result.rho, xp=NP, mask=particle_mask(np.abs(result.rho))) == []
+    assert find_vortex_lines(result.rho, xp=NP, mask=particle_support(np.abs(result.rho))) == []
 
 
 def test_warm_start_of_another_shape_is_refused(drifting_pair):
     (_, intensity), _ = drifting_pair
     with pytest.raises(ValueError, match="warm start has shape"):
-        reconstruct(intensity, xp=NP, config=replace(PhasingConfig(), population=1), start=np.ones((8, 8, 8)))
+        reconstruct(intensity, xp=NP, config=PhasingConfig().replace(population=1), start=np.ones((8, 8, 8)))
 
 
 def test_thread_count_is_a_setting_not_a_result(drifting_pair):
     """One thread (a shared host) reconstructs what every core does."""
     (_, intensity), _ = drifting_pair
     cfg = PhasingConfig(recipe="20ER", population=2, average=2)
-    one = reconstruct(intensity, xp=NP, config=replace(cfg, threads=1), rng=6)
+    one = reconstruct(intensity, xp=NP, config=cfg.replace(threads=1), rng=6)
     every = reconstruct(intensity, xp=NP, config=cfg, rng=6)
     np.testing.assert_allclose(one.chi_square, every.chi_square, rtol=1e-3)
     with pytest.raises(ValueError, match="threads"):
@@ -233,9 +228,12 @@ def test_plans_learned_ahead_are_saved_for_later_runs(tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
+    from streamer.phasing import fft, wisdom
     from streamer.phasing.wisdom import load_wisdom, wisdom_path
 
-    monkeypatch.setenv("BCDI_STREAM_CACHE", str(tmp_path))
+    monkeypatch.setattr(fft, "_planner", fft._planner)  # the script configures this process: restored after
+    monkeypatch.setattr(wisdom, "_wisdom_dir", wisdom._wisdom_dir)
+    monkeypatch.setenv("BCDI_STREAM_CACHE", str(tmp_path))  # the [fft] cache_dir default's fallback
     script = Path(__file__).resolve().parents[2] / "ops/fft/learn_plans.py"
     monkeypatch.setattr(sys, "argv", [str(script), "--shape", "2", "8", "8", "8", "--effort", "estimate"])
     with pytest.raises(SystemExit) as done:

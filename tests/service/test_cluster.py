@@ -17,7 +17,7 @@ from streamer.service.cluster import (
     reconstruct_on_cluster,
     submit_scan,
 )
-from streamer.service.config import ServiceConfig
+from streamer.service.config import ClusterConfig, ServiceConfig
 from streamer.service.processing import reconstructor_for
 from streamer.settings import ConfigError
 
@@ -93,7 +93,7 @@ def test_one_task_per_scan_equals_in_process(client, intensity, in_process):
 
 def test_service_reconstructor_reports_the_cluster(client, intensity, in_process):
     address = client.scheduler.address
-    rec = reconstructor_for(ServiceConfig(cluster=address, cluster_backend="numpy"))
+    rec = reconstructor_for(ServiceConfig(cluster=ClusterConfig(scheduler=address, backend="numpy")))
     try:
         result = rec(intensity, xp=NP, config=CONFIG, rng=7)
     finally:
@@ -127,9 +127,11 @@ def test_unreachable_cluster_falls_back_in_process_loudly(intensity, in_process,
                                             ("localhost:8786", "Dask scheduler address")])
 def test_bad_cluster_address_is_a_config_error(cluster, match):
     with pytest.raises(ConfigError, match=match):
-        ServiceConfig(cluster=cluster)
-    with pytest.raises(ConfigError, match="cluster_backend"):
-        ServiceConfig(cluster_backend="tpu")
+        ServiceConfig(cluster=ClusterConfig(scheduler=cluster))
+    with pytest.raises(ConfigError, match="cluster.backend must be"):
+        ServiceConfig(cluster={"backend": "tpu"})
+    with pytest.raises(ConfigError, match=r"cluster \(the scheduler address\) moved to \[cluster\] scheduler"):
+        ServiceConfig(cluster="tcp://127.0.0.1:8786")
 
 
 def test_killing_a_worker_mid_run_still_completes(intensity, in_process):
@@ -165,8 +167,8 @@ def test_service_event_says_where_the_scan_was_reconstructed(client, where):
 
     geometry = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=30.0)
     address = client.scheduler.address if where == "cluster" else f"tcp://127.0.0.1:{_free_port()}"
-    processor = ScanProcessor(ServiceConfig(cluster=address, cluster_backend="numpy", cluster_connect_timeout_s=1.0,
-                                            phasing=PhasingConfig(recipe="20ER", population=2, average=2)))
+    cluster = ClusterConfig(scheduler=address, backend="numpy", connect_timeout_s=1.0)
+    processor = ScanProcessor(ServiceConfig(cluster=cluster, phasing=PhasingConfig(recipe="20ER", population=2, average=2)))
     vol = _intensity(16)  # lab order (q_z, q_y, q_x); frames are (q_z, q_y) at each q_x
     scan = AssembledScan("r", 0, {"geometry": geometry.to_dict()}, {k: np.ascontiguousarray(vol[:, :, k])
                                                                     for k in range(16)},
@@ -190,4 +192,4 @@ def test_shipped_cluster_service_config_is_valid():
     from streamer.settings import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "ops/cluster/service-cluster.toml", ServiceConfig)
-    assert cfg.cluster.startswith("tcp://") and cfg.phasing.population == 40 and cfg.phasing.generations == 8
+    assert cfg.cluster.scheduler.startswith("tcp://") and cfg.phasing.population == 40 and cfg.phasing.generations == 8

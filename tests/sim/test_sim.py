@@ -3,12 +3,11 @@ import math
 import numpy as np
 import pytest
 
+from sim.defects import DomainBoundary, ScrewDislocation
 from sim.devices import make_beamline
 from sim.diffraction import DiffractionModel
 from sim.particle import (
-    DomainBoundary,
     Particle,
-    ScrewDislocation,
     complex_image,
     phase_field,
     shape_mask,

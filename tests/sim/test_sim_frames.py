@@ -6,13 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from sim.defects import screw_pair
 from sim.diffraction import DiffractionModel
 from sim.particle import (
     Particle,
     amplitude_at,
     complex_image,
     complex_image_at,
-    screw_pair,
 )
 from streamer.geometry import DetectorGeometry
 

@@ -5,15 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from sim.particle import (
-    DislocationLine,
-    DomainBoundary,
-    Particle,
-    StrainRegion,
-    StrainWall,
-    amplitude_at,
-    phase_at,
-)
+from sim.defects import DislocationLine, DomainBoundary, StrainRegion, StrainWall
+from sim.particle import Particle, amplitude_at, phase_at
 from sim.scenario import load_scenario
 from sim.truth import strain_energy, truth_axes_nm, truth_object
 
@@ -128,7 +121,7 @@ def test_edge_dislocations_strain_along_q_and_screws_along_q_do_not():
 
 
 def test_a_glissile_loop_threading_the_plate_shows_as_an_antiparallel_pair():
-    from sim.particle import DislocationLoop
+    from sim.defects import DislocationLoop
 
     # a rectangle in the plane y = 22 (it holds b along z: glissile), closing above and below the plate
     loop = DislocationLoop(((-60.0, 22.0, -62.0), (-60.0, 22.0, 62.0), (60.0, 22.0, 62.0), (60.0, 22.0, -62.0)))

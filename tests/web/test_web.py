@@ -10,84 +10,19 @@ import urllib.error
 import urllib.request
 from importlib import resources
 
-import msgpack
 import numpy as np
 import pytest
-import zmq
 
-from streamer.analysis.views import central_slices, projected_peak
 from streamer.geometry import OrthogonalGeometry
 from streamer.messaging.decision import DecisionListener
+from streamer.messaging.results import ResultsSubscriber, decode, encode
 from streamer.messaging.transport import FrameSender
 from streamer.phasing import PhasingConfig
-from streamer.service.config import ServiceConfig
-from streamer.service.pipeline import Pipeline, _packable
+from streamer.service.config import ServiceConfig, WebConfig
+from streamer.service.pipeline import Pipeline
 from streamer.service.progress import ScanProgress
 from streamer.settings import ConfigError, from_mapping
 from streamer.web import LiveState, WebServer
-
-
-def _vortex_particle(n=24, radius=8):
-    """A sphere with a screw-like phase winding about the z axis through its centre."""
-    z, y, x = np.mgrid[:n, :n, :n] - n // 2
-    amp = (z**2 + y**2 + x**2 <= radius**2).astype(float)
-    return amp * np.exp(1j * np.arctan2(y + 0.5, x + 0.5))
-
-
-def _unpack(packed):
-    return np.frombuffer(packed["data"], dtype=packed["dtype"]).reshape(packed["shape"])
-
-
-# -- display helpers --------------------------------------------------------------------------
-def test_central_slices_cut_through_the_particle_and_crop_to_it():
-    rho = np.roll(_vortex_particle(n=32), 3, axis=2)  # particle centre off the grid centre, at x = 19
-    view = central_slices(rho, voxel_nm=10.0, q_inv_nm=1.0, threshold=0.2)
-    assert view["centre"] == [16, 16, 19]
-    lo, shape = view["origin"], view["shape"]
-    for axis, c in enumerate(view["centre"]):  # the particle (radius 8) plus a 3-voxel margin, not the grid
-        assert lo[axis] <= c - 8 - 3 and lo[axis] + shape[axis] >= c + 8 + 4 and shape[axis] <= 8 * 2 + 1 + 2 * 4
-    yx, zx, zy = (view["amplitude"][p] for p in ("yx", "zx", "zy"))
-    assert yx.shape == (shape[1], shape[2]) and zx.shape == (shape[0], shape[2]) and zy.shape == (shape[0], shape[1])
-    assert yx.dtype == np.float32 and yx.max() == pytest.approx(1.0)
-    phase = view["phase"]["yx"]
-    assert np.isnan(phase[0, 0]) and np.isfinite(phase[shape[1] // 2, 2 + 3])  # NaN outside only
-    assert np.nanmax(phase) - np.nanmin(phase) > 5  # the winding spans the full circle in the yx plane
-    strain = view["strain"]["zx"]
-    assert np.nanmax(np.abs(strain)) < 1e-6  # the winding is about z: no phase change along z
-
-
-def test_error_bars_are_sliced_like_the_object():
-    rho = _vortex_particle(n=32)
-    spread = np.abs(rho) * 0.1
-    view = central_slices(rho, voxel_nm=10.0, q_inv_nm=1.0,
-                          errors={"amplitude_error": spread, "phase_error": np.full(rho.shape, 0.05)})
-    amp_err, phase_err = view["amplitude_error"]["yx"], view["phase_error"]["zx"]
-    assert amp_err.shape == view["amplitude"]["yx"].shape
-    assert np.nanmax(amp_err) == pytest.approx(0.1, rel=1e-5)  # relative to the maximum amplitude
-    assert np.isnan(phase_err[0, 0]) and np.nanmax(phase_err) == pytest.approx(0.05)
-    with pytest.raises(ValueError, match="phase_error has shape"):
-        central_slices(rho, voxel_nm=1.0, q_inv_nm=1.0, errors={"phase_error": np.ones((2, 2, 2))})
-
-
-def test_display_helpers_reject_bad_input():
-    with pytest.raises(ValueError, match="complex 3D"):
-        central_slices(np.ones((8, 8, 8)), voxel_nm=1.0, q_inv_nm=1.0)
-    with pytest.raises(ValueError, match="zero everywhere"):
-        central_slices(np.zeros((8, 8, 8), complex), voxel_nm=1.0, q_inv_nm=1.0)
-    with pytest.raises(ValueError, match="3D"):
-        projected_peak(np.ones((4, 4)))
-
-
-def test_projected_peak_averages_over_theta():
-    volume = np.zeros((4, 5, 6))
-    volume[1, 2, :3] = 6.0
-    image = projected_peak(volume)
-    assert image.shape == (4, 5) and image.dtype == np.float32 and image[1, 2] == 3.0 and image.sum() == 3.0
-    mask = np.zeros(volume.shape, bool)
-    mask[:, :, 3:] = True  # only the first three frames measured
-    assert projected_peak(volume, mask)[1, 2] == 6.0
-    with pytest.raises(ValueError, match="mask shape"):
-        projected_peak(volume, mask[..., :2])
 
 
 def test_progress_counts_frames_rate_and_gaps():
@@ -112,8 +47,8 @@ def _event(scan, run="r", **extra):
 def test_state_turns_packed_arrays_into_base64_float32_and_nan_into_null():
     state = LiveState()
     image = np.arange(6, dtype=np.float64).reshape(2, 3)
-    state.add("peak_image", msgpack.unpackb(msgpack.packb({"seq": 1, "run": "r", "scan": 0, "image": image},
-                                                          default=_packable), raw=False))
+    result = decode(encode("peak_image", 1, {"run": "r", "scan": 0, "image": image}))  # as the page receives it
+    state.add(result.topic, result.body)
     state.add("event", {"seq": 2, "event": _event(0)})
     snap = json.loads(state.snapshot()[1])
     packed = snap["latest"]["peak_image"]["image"]
@@ -221,7 +156,7 @@ def test_decision_reaches_the_listener_and_bad_ones_are_refused(tmp_path):
         assert got["run"] == "r" and got["source"] == "web"
         assert json.loads(web.state.snapshot()[1])["decisions"][0]["scan"] == 3
         status, reply = _post(web.url, b'{"run": "r", "scan": 3, "action": "explode"}')
-        assert status == 400 and "action must be one of" in reply["error"]
+        assert status == 400 and "decision: action must be 'remeasure'" in reply["error"]
         assert _post(web.url, b'{"run": "r"}')[0] == 400
         assert _post(web.url, b"not json")[0] == 400
         assert _post(web.url, b"run=r&scan=3", "application/x-www-form-urlencoded")[0] == 415  # no cross-site forms
@@ -271,14 +206,14 @@ def test_review_of_a_recorded_run(tmp_path):
 # -- config and service ------------------------------------------------------------------------
 def test_web_config_defaults_to_off_on_localhost_and_validates():
     cfg = ServiceConfig()
-    assert not cfg.web_enabled and cfg.web_host == "127.0.0.1" and cfg.decision_endpoint.startswith("tcp://127.0.0.1")
-    assert from_mapping(ServiceConfig, {"web_enabled": True, "web_port": 0}).web_enabled
-    with pytest.raises(ConfigError, match="web_port must be 0..65535"):
-        ServiceConfig(web_port=80000)
+    assert not cfg.web.enabled and cfg.web.host == "127.0.0.1" and cfg.decision_endpoint.startswith("tcp://127.0.0.1")
+    assert from_mapping(ServiceConfig, {"web": {"enabled": True, "port": 0}}).web.enabled
+    with pytest.raises(ConfigError, match="web.port must be less than or equal to 65535"):
+        ServiceConfig(web={"port": 80000})
     with pytest.raises(ConfigError, match="decision_endpoint"):
         ServiceConfig(decision_endpoint="localhost:5570")
-    with pytest.raises(ConfigError, match="web_enabled must be bool"):
-        from_mapping(ServiceConfig, {"web_enabled": "yes"})
+    with pytest.raises(ConfigError, match="web.enabled must be a valid boolean"):
+        from_mapping(ServiceConfig, {"web": {"enabled": "yes"}})
 
 
 GEOM = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=30.0)
@@ -288,17 +223,14 @@ def test_pipeline_publishes_progress_health_peak_image_and_slices(tmp_path, rng)
     cfg = ServiceConfig(out_dir=str(tmp_path), phasing=PhasingConfig(recipe="20HIO, 10ER", population=1),
                         realtime_policy="all")
     p = Pipeline(cfg)
-    ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(p.results_endpoint)
+    sub = ResultsSubscriber(p.results_endpoint)
     ready = threading.Event()
     thread = threading.Thread(target=p.run, kwargs={"on_ready": lambda _: ready.set()}, daemon=True)
     thread.start()
     assert ready.wait(5)
     z, y, x = np.ogrid[-8:8, -8:8, -8:8]
     vol = rng.poisson(2000 * np.exp(-(z**2 + y**2 + x**2) / 6.0)).astype(np.uint32)
-    sender = FrameSender(p.frames_endpoint, ctx=ctx)
+    sender = FrameSender(p.frames_endpoint)
     sender.scan_start("r", 0, 16, {"voltage_v": 3.5, "capacity_mah_g": 20.0, "geometry": GEOM.to_dict()})
     for k in range(16):
         if k != 5:  # one frame never arrives
@@ -307,13 +239,13 @@ def test_pipeline_publishes_progress_health_peak_image_and_slices(tmp_path, rng)
     sender.run_stop("r")
     sender.close()
     got: dict[str, list] = {}
-    while sub.poll(20000):
-        topic, body = sub.recv_multipart()
-        got.setdefault(topic.decode(), []).append(msgpack.unpackb(body, raw=False))
-        if topic == b"run_done":
-            break
+    with sub:
+        while (result := sub.receive(20)) is not None:
+            got.setdefault(result.topic, []).append(result.body)
+            if result.topic == "run_done":
+                break
+    assert sub.closed and not sub.rejected
     thread.join(10)
-    sub.close()
     final = [m for m in got["progress"] if m["status"] != "running"]
     assert len(final) == 1 and final[0]["received"] == 15 and final[0]["expected"] == 16
     assert final[0]["gaps"] == [5] and final[0]["status"] == "incomplete"
@@ -321,20 +253,20 @@ def test_pipeline_publishes_progress_health_peak_image_and_slices(tmp_path, rng)
     assert health["queue_depth"] == 0 and health["skipped_reconstructions"] == 0
     assert health["rejected"].get("incomplete_scan") == 1
     (peak,) = got["peak_image"]
-    image = _unpack(peak["image"])
+    image = peak["image"]
     measured = [k for k in range(16) if k != 5]  # the missing frame is left out of the average
     np.testing.assert_allclose(image, vol[:, :, measured].mean(axis=2), rtol=1e-5)
-    np.testing.assert_array_equal(_unpack(peak["baseline"]), image)  # the first scan is its own baseline
+    np.testing.assert_array_equal(peak["baseline"], image)  # the first scan is its own baseline
     (sl,) = got["slices"]
     assert sl["scan"] == 0 and sl["run"] == "r" and "vortices" in sl and "domain_boundaries" in sl
-    amp = _unpack(sl["amplitude"]["yx"])
+    amp = sl["amplitude"]["yx"]
     assert amp.dtype == np.float32 and amp.shape == tuple(sl["shape"][1:]) and amp.max() == pytest.approx(1.0)
 
 
 def test_serve_starts_the_page_when_configured(tmp_path):
     from streamer.cli.pipeline import EmbeddedPipeline
 
-    cfg = ServiceConfig(out_dir=str(tmp_path), web_enabled=True, web_port=0)
+    cfg = ServiceConfig(out_dir=str(tmp_path), web=WebConfig(enabled=True, port=0))
     pipeline = EmbeddedPipeline(cfg, out=io.StringIO())
     try:
         url = pipeline.endpoints["web"]
@@ -350,7 +282,7 @@ def test_a_busy_web_port_leaves_the_pipeline_running_without_its_page(tmp_path, 
     from streamer.cli.pipeline import EmbeddedPipeline
 
     busy = int(server.url.rstrip("/").rsplit(":", 1)[1])
-    pipeline = EmbeddedPipeline(ServiceConfig(out_dir=str(tmp_path), web_enabled=True, web_port=busy),
+    pipeline = EmbeddedPipeline(ServiceConfig(out_dir=str(tmp_path), web=WebConfig(enabled=True, port=busy)),
                                 out=io.StringIO())
     assert "web" not in pipeline.endpoints and "frames" in pipeline.endpoints
     sender = FrameSender(pipeline.endpoints["frames"])

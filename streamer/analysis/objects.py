@@ -1,0 +1,174 @@
+"""One reconstructed object's analysis: vortex lines, domain boundaries and domains, pairs, strain.
+
+Pure array-in, array-out. The particle and its fields (``ParticleFields``) are computed once and
+handed to every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.analysis.config import AnalysisConfig
+from streamer.analysis.defects import (
+    find_domain_boundaries,
+    find_vortex_lines,
+    phase_cuts,
+    reproduced_lines,
+    segment_domains,
+)
+from streamer.analysis.detections import (
+    Boundary,
+    DislocationPair,
+    Domain,
+    ObjectAnalysis,
+    StrainSummary,
+    Vortex,
+)
+from streamer.analysis.displacement import (
+    ENERGY_THRESHOLDS,
+    ParticleFields,
+    particle_fields,
+    strain_energy,
+)
+from streamer.analysis.mechanics import pair_mechanics
+
+
+def _rounded(values, digits: int = 2) -> tuple:
+    return tuple(np.round(np.asarray(values, float), digits).tolist())
+
+
+def _nm(pos_vox, geometry) -> tuple:
+    centre = np.array([n // 2 for n in geometry.shape_zyx], float)
+    return _rounded((np.asarray(pos_vox) - centre) * geometry.voxel_nm)
+
+
+def fields_of(rho: np.ndarray, geometry, config: AnalysisConfig | None = None) -> ParticleFields:
+    """The object's particle and fields at the analysis' threshold and erosion."""
+    config = config or AnalysisConfig()
+    return particle_fields(rho, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm,
+                           threshold=config.support_threshold, erosion=config.surface_erosion_voxels)
+
+
+def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | None = None,
+                   members: np.ndarray | None = None, particle: ParticleFields | None = None) -> ObjectAnalysis:
+    """Defects, pairs and strain of a reconstructed object (z, y, x).
+
+    ``members`` (K, z, y, x), aligned members of the reconstruction population: a vortex line is kept
+    only when at least ``config.member_min_fraction`` of them show it too. ``particle``: the object's
+    fields (``fields_of``), when the caller has them already.
+    """
+    config = config or AnalysisConfig()
+    rho = np.asarray(rho)
+    if tuple(rho.shape) != tuple(geometry.shape_zyx):
+        raise ValueError(f"object shape {rho.shape} does not match geometry {geometry.shape_zyx}")
+    particle = particle or fields_of(rho, geometry, config)
+    support, inner = particle.support, particle.inner
+
+    def lines_of(obj):
+        return find_vortex_lines(xp.asarray(obj), xp=xp, mask=support, min_length=config.vortex_min_length,
+                                 erosion=config.surface_erosion_voxels, inner=inner)
+
+    lines = lines_of(rho)
+    if members is not None and len(members):
+        members = np.asarray(members)
+        if members.ndim != 4 or members.shape[1:] != rho.shape:
+            raise ValueError(f"members must be (K, z, y, x) with the object's shape, got {members.shape}")
+        lines = reproduced_lines(lines, [lines_of(m) for m in members],
+                                 radius_voxels=config.member_match_radius_voxels,
+                                 min_fraction=config.member_min_fraction)
+    vortices = [Vortex(
+        position=_rounded(line.position), position_nm=_nm(line.position, geometry), winding=int(line.winding),
+        direction=_rounded(line.direction, 3), type=line.kind, length_voxels=int(line.length),
+        confidence=round(line.confidence, 3), length_nm=round(line.length * geometry.voxel_nm, 1),
+        closed=bool(line.closed), ends_on_surface=bool(line.ends_on_surface),
+        points=tuple(tuple(p) for p in np.round(line.points, 2).tolist()),
+        reproduced_fraction=None if line.reproduced_fraction is None else round(line.reproduced_fraction, 3),
+    ) for line in lines]
+    vortices = [_with_surface_distance(v, support, geometry.voxel_nm) for v in vortices]
+    cuts = phase_cuts(rho, inner, config.boundary_jump_rad)
+    labels, found = segment_domains(rho, mask=support, jump_rad=config.boundary_jump_rad, inner=inner, cuts=cuts)
+    total = max(1, sum(d.volume_voxels for d in found))
+    domains = [Domain(_rounded(d.centroid), _nm(d.centroid, geometry), round(d.volume_voxels / total, 3),
+                      round(d.phase_offset_rad, 3), round(d.phase_offset_rad / geometry.q_bragg_inv_nm, 4))
+               for d in found]
+    boundaries = []
+    for b in find_domain_boundaries(rho, mask=support, jump_rad=config.boundary_jump_rad,
+                                    min_area_fraction=config.boundary_min_area_fraction, inner=inner, cuts=cuts):
+        position = _rounded(b.position)
+        normal = _rounded(b.normal, 3)
+        sides = tuple(_domain_at(labels, np.add(position, side * 3 * np.asarray(normal))) for side in (-1, 1))
+        # a boundary separates two domains of the particle: a sheet of jumps with the surface (or the same
+        # domain) on one side is a surface artefact of the reconstruction, not a boundary
+        if None in sides or sides[0] == sides[1]:
+            continue
+        if min(domains[i].volume_fraction for i in sides) < config.boundary_min_domain_fraction:
+            continue
+        boundaries.append(Boundary(position, _nm(b.position, geometry), normal, round(b.phase_step_rad, 3),
+                                   round(b.angle_to_layers_deg, 1), b.area_voxels, round(b.coherence, 3),
+                                   round(abs(b.phase_step_rad) / geometry.q_bragg_inv_nm, 4), sides))
+    return ObjectAnalysis(tuple(vortices), tuple(boundaries),
+                          tuple(dislocation_pairs(vortices, support, geometry.voxel_nm)),
+                          strain_summary(particle, geometry.voxel_nm, config.surface_erosion_voxels),
+                          tuple(domains), int(support.sum()))
+
+
+def _domain_at(labels: np.ndarray, point) -> int | None:
+    """Index into the domain list of the domain at ``point`` (voxel coordinates), None on a wall or outside."""
+    idx = tuple(int(v) for v in np.clip(np.round(point), 0, np.array(labels.shape) - 1))
+    return int(labels[idx]) - 1 if labels[idx] > 0 else None
+
+
+def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int) -> StrainSummary:
+    """Strain energy and rms strain inside the particle cut at 10% of the maximum amplitude, less its outer
+    ``erosion`` voxels; the spread over the 10/15/20% cuts is the energy's error range."""
+    if particle.strain_error is not None:
+        return StrainSummary(error=particle.strain_error)
+    results = [strain_energy(np.where(particle.cuts[t], particle.strain, np.nan), voxel_nm=voxel_nm)
+               for t in ENERGY_THRESHOLDS]
+    main = results[0]
+    energies = [r["energy_j"] for r in results]
+    return StrainSummary(float(f"{main['energy_j']:.4g}"), (float(f"{min(energies):.4g}"), float(f"{max(energies):.4g}")),
+                         float(f"{main['energy_density_j_per_m3']:.4g}"), float(f"{main['rms_strain']:.4g}"),
+                         tuple(ENERGY_THRESHOLDS), erosion)
+
+
+def surface_distance_nm(position, direction, support: np.ndarray, voxel_nm: float) -> float:
+    """Distance from a line to the particle surface within the plane perpendicular to the line
+    (for a screw line along z: to the plate's edge, not to its faces where the line ends)."""
+    from scipy import ndimage
+
+    axis = int(np.argmax(np.abs(direction)))
+    pos = np.clip(np.round(position).astype(int), 0, np.array(support.shape) - 1)
+    plane = np.take(support, pos[axis], axis=axis)
+    depth = ndimage.distance_transform_edt(plane)
+    in_plane = tuple(int(p) for k, p in enumerate(pos) if k != axis)
+    return float(depth[in_plane] * voxel_nm)
+
+
+def _with_surface_distance(v: Vortex, support: np.ndarray, voxel_nm: float) -> Vortex:
+    from dataclasses import replace
+
+    return replace(v, surface_distance_nm=round(surface_distance_nm(v.position, v.direction, support, voxel_nm), 1))
+
+
+def dislocation_pairs(vortices: list[Vortex], support: np.ndarray, voxel_nm: float) -> list[DislocationPair]:
+    """Pair lines of opposite winding, nearest first, with the mechanics estimates beside each pair.
+
+    The surface distance is that of the pair's line nearer to the particle surface.
+    """
+    candidates = sorted(
+        (float(np.linalg.norm(np.subtract(a.position_nm, b.position_nm))), i, j)
+        for i, a in enumerate(vortices) for j, b in enumerate(vortices)
+        if i < j and a.winding == -b.winding
+    )
+    used, pairs = set(), []
+    for separation_nm, i, j in candidates:
+        if i in used or j in used or separation_nm * 1e-9 <= 5e-9:
+            continue
+        used |= {i, j}
+        surface_nm = min(v.surface_distance_nm if np.isfinite(v.surface_distance_nm)
+                         else surface_distance_nm(v.position, v.direction, support, voxel_nm)
+                         for v in (vortices[i], vortices[j]))
+        mech = pair_mechanics(separation_nm * 1e-9, surface_distance_m=surface_nm * 1e-9 if surface_nm > 0 else None)
+        pairs.append(DislocationPair((i, j), round(surface_nm, 1), mech))
+    return pairs
