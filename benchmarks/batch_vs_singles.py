@@ -21,10 +21,12 @@ import numpy as np
 from peer_cohere import ours_config, simulate
 
 from streamer.backend import get_namespace
+from streamer.cli import process_settings
 from streamer.phasing import reconstruct
 
 
 def main() -> None:
+    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128, help="grid edge (voxels of 12 nm)")
     ap.add_argument("--population", type=int, default=8)

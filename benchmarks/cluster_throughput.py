@@ -19,6 +19,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 from streamer.backend import get_namespace
+from streamer.cli import process_settings
 from streamer.phasing import PhasingConfig, parse_recipe, reconstruct
 from streamer.service.cluster import reconstruct_on_cluster, submit_scan
 
@@ -41,6 +42,7 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
+    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--population", type=int, default=8)

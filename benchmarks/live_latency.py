@@ -22,6 +22,7 @@ from sim.particle import Particle, ScrewDislocation, complex_image
 from streamer.analysis.scan import analyze_scan
 from streamer.analysis.series import SeriesTracker
 from streamer.backend import get_namespace
+from streamer.cli import process_settings
 from streamer.geometry import OrthogonalGeometry
 from streamer.phasing import PhasingConfig, reconstruct
 from streamer.phasing.alignment import amplitude_correlation, register
@@ -36,6 +37,7 @@ def scan(geometry, y_nm: float, seed: int):
 
 
 def main() -> None:
+    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", type=int, nargs=3, default=[128, 128, 64], help="z y x (lab order; x = rocking)")
     ap.add_argument("--backend", default="numpy")

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.cli import process_settings
+
 RECIPE_OURS = "20ER, 180HIO, 20ER"
 RECIPE_COHERE = "20*ER+180*HIO+20*ER"
 HIO_BETA = 0.9
@@ -237,6 +239,7 @@ def spread(size: int, starts: int, *, seed: int, data_seed: int, peak_counts: fl
 
 
 def main() -> None:
+    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, nargs="+", default=[48], help="grid edge (voxels of 12 nm), e.g. 48 64 128")
     ap.add_argument("--seed", type=int, default=0, help="our random start")

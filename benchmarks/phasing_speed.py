@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from streamer.backend import get_namespace, is_numpy
+from streamer.cli import process_settings
 from streamer.phasing.fft import cpu_count, get_plan
 from streamer.phasing.kernels import Kernels
 from streamer.phasing.operators import ER, HIO, PhasingState, ShrinkWrap
@@ -88,6 +89,7 @@ def measure(xp, size: int, population: int, repeats: int) -> dict:
 
 
 def main() -> None:
+    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, nargs="+", default=[128])
     ap.add_argument("--population", type=int, nargs="+", default=[1, 8])

@@ -132,3 +132,13 @@ def dataclass_model(cls: type, *, required: bool = False) -> type[Settings]:
             default = Field(default_factory=f.default_factory, **lax)
         fields[f.name] = (hint, default)
     return create_model(f"{cls.__name__}Table", __base__=Settings, **fields)
+
+
+def dataclass_from_dict(cls: type, table: type[Settings], data: dict, what: str):
+    """A settings dataclass from its ``to_dict``: keys and types checked by ``table`` (a ``dataclass_model``),
+    then the dataclass' own checks; ConfigError naming ``what`` and the key otherwise."""
+    checked = from_mapping(table, {k: v for k, v in data.items() if k != "kind"}, what)
+    try:
+        return cls(**dict(checked))
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None

@@ -161,3 +161,19 @@ def test_each_contract_can_break(tmp_path):
         assert report in broken.stdout, f"{report!r} not reported\n{broken.stdout}"
     assert "- streamer.attic" in broken.stdout, broken.stdout
     assert f"Contracts: 0 kept, {len(contracts)} broken." in broken.stdout
+
+
+def test_the_readme_names_every_room_and_each_room_says_its_job():
+    """README's "How it is built" matches the tree: every room of streamer/ is listed, nothing else is."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## How it is built"):]
+    section = section[: section.index("```", section.index("```") + 3)]
+    rooms = {d.name for d in (ROOT / "streamer").iterdir() if (d / "__init__.py").exists()}
+    listed = {line.split()[0].rstrip("/") for line in section.splitlines()
+              if line.startswith("  ") and not line.startswith("   ") and line.split()[0].endswith("/")}
+    assert listed == rooms
+    for room in rooms:
+        text = (ROOT / "streamer" / room / "README.md").read_text()
+        assert len(text.split("\n\n", 1)[1].strip()) > 20, f"streamer/{room}/README.md does not say its job"
+    modules = {p.name for p in (ROOT / "streamer").glob("*.py") if p.name != "__init__.py"}
+    assert all(f"  {m}" in section for m in modules), f"top-level modules not in the README: {modules}"

@@ -22,16 +22,6 @@ class PairMechanics:
     drift_stress_pa: float  # stress that pushes the pair apart: G b / (2 pi r)
     drift_stress_with_surface_pa: float | None  # minus the surface image force G b / (2 pi r_s)
 
-    def to_dict(self) -> dict:
-        return {
-            "separation_nm": round(self.separation_m * 1e9, 2),
-            "critical_stress_mpa": round(self.critical_stress_pa / 1e6, 2),
-            "activation_energy_j_per_m": float(f"{self.activation_energy_j_per_m:.4g}"),
-            "drift_stress_mpa": round(self.drift_stress_pa / 1e6, 2),
-            "drift_stress_with_surface_mpa": None if self.drift_stress_with_surface_pa is None
-            else round(self.drift_stress_with_surface_pa / 1e6, 2),
-        }
-
 
 def pair_mechanics(separation_m: float, *, surface_distance_m: float | None = None,
                    shear_modulus_pa: float = SHEAR_MODULUS_PA, burgers_m: float = BURGERS_M,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from streamer.settings import ConfigError, dataclass_model, from_mapping
+from streamer.settings import ConfigError, dataclass_from_dict, dataclass_model
 
 HC_KEV_NM = 1.2398419843320026  # h c in keV nm: wavelength_nm = HC_KEV_NM / energy_kev
 
@@ -265,11 +265,7 @@ class DetectorGeometry:
         """The geometry of a ``to_dict`` (missing keys take their defaults); ConfigError naming the key otherwise."""
         if d.get("kind", "detector") != "detector":
             raise ConfigError(f"not a detector geometry: kind {d.get('kind')!r}")
-        table = from_mapping(_TABLE, {k: v for k, v in d.items() if k != "kind"}, "detector geometry")
-        try:
-            return cls(**dict(table))
-        except ValueError as exc:
-            raise ConfigError(f"detector geometry: {exc}") from None
+        return dataclass_from_dict(cls, _TABLE, d, "detector geometry")
 
 
 _TABLE = dataclass_model(DetectorGeometry)  # the keys of to_dict, type by type

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.settings import ConfigError, dataclass_model, from_mapping
+from streamer.settings import ConfigError, dataclass_from_dict, dataclass_model
 
 #: axis order of a stacked rocking scan (theta, row, col) -> lab order (z, y, x)
 STACK_TO_LAB_AXES = (1, 2, 0)
@@ -96,11 +96,7 @@ class OrthogonalGeometry:
         """The geometry of a ``to_dict`` (every key required); ConfigError naming the key otherwise."""
         if d.get("kind", "orthogonal") != "orthogonal":
             raise ConfigError(f"unsupported geometry kind {d.get('kind')!r}")
-        table = from_mapping(_TABLE, {k: v for k, v in d.items() if k != "kind"}, "orthogonal geometry")
-        try:
-            return cls(**dict(table))
-        except ValueError as exc:
-            raise ConfigError(f"orthogonal geometry: {exc}") from None
+        return dataclass_from_dict(cls, _TABLE, d, "orthogonal geometry")
 
 
 _TABLE = dataclass_model(OrthogonalGeometry, required=True)  # to_dict's keys, type by type

@@ -181,7 +181,7 @@ class WebServer:
             self._http = _Server((host, port), _Handler)
         except OSError as exc:
             raise OSError(f"live page: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                          f"choose another web_port") from None
+                          f"choose another [web] port") from None
         self._http.state = self.state
         self._http.decision_endpoint = decision_endpoint
         self._http.decision_timeout_s = decision_timeout_s

@@ -1,5 +1,6 @@
 import pytest
 
+from streamer.analysis.events import mechanics_record
 from streamer.analysis.mechanics import pair_mechanics
 
 
@@ -9,7 +10,7 @@ def test_reference_numbers_of_the_paper():
     assert m.activation_energy_j_per_m == pytest.approx(1.1e-8, rel=0.05)
     assert m.drift_stress_pa == pytest.approx(40e6, rel=0.01)
     assert m.drift_stress_with_surface_pa == pytest.approx(20e6, rel=0.01)
-    d = m.to_dict()
+    d = mechanics_record(m)  # as the event writes it
     assert d["separation_nm"] == 100.0 and d["critical_stress_mpa"] == pytest.approx(79.58)
 
 

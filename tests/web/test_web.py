@@ -191,7 +191,7 @@ def test_stream_sends_the_state_then_each_update(server):
 
 def test_a_busy_port_is_a_clear_error(server):
     port = int(server.url.rstrip("/").rsplit(":", 1)[1])
-    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}.*web_port"):
+    with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{port}.*\[web\] port"):
         WebServer(port=port)
 
 
