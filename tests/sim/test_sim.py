@@ -81,5 +81,5 @@ def test_scenarios_load_and_bad_ones_are_refused(tmp_path):
     with pytest.raises(ScenarioError, match="capacity_mah_g"):
         load_scenario(str(bad))
     bad.write_text("[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\ndislocations = [{y = 1}]\n")
-    with pytest.raises(ScenarioError, match="stage 0"):
+    with pytest.raises(ScenarioError, match=r"stage\[0\].dislocations\[0\].y"):
         load_scenario(str(bad))

@@ -61,33 +61,62 @@ screw_pairs = []
     assert stages[4].tilt_mrad == pytest.approx((0.0, 0.04))
 
 
+ONE_STAGE = "[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\n"
+TIMELINE = "[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 3.0], [100, 4.0]]\n"
+
+
 @pytest.mark.parametrize("text, message", [
-    ("[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\ndislocatons = []\n", "bad.toml stage 0: unknown field.*dislocatons"),
-    ("[[stage]]\nvoltage_v = 'high'\ncapacity_mah_g = 1\n", "bad.toml stage 0: voltage_v must be a number"),
-    ("[particle]\nshape = 'cube'\n[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\n", r"bad.toml \[particle\].*shape"),
-    ("[detector]\nchips = 3\n[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\n", r"bad.toml \[detector\].*chips"),
-    ("[geometry]\nkind = 'detector'\nenergy_kev = -9\n[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\n",
-     r"bad.toml \[geometry\].*energy_kev"),
-    ("[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\nmosaic = { blocks = 0 }\n", "bad.toml stage 0 mosaic"),
-    ("[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\nboundaries = [{ step = 1.0 }]\n",
-     r"bad.toml stage 0 boundaries\[0\]: unknown field.*step"),
-    (("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 3.0], [100, 4.0]]\n"
-     "[[event]]\nat_voltage_v = 4.4\nlabel = 'late'\n"), "bad.toml event 0: at_voltage_v = 4.4 is never reached"),
+    (ONE_STAGE + "dislocatons = []\n", r"bad.toml: unknown key stage\[0\].dislocatons$"),
+    ("[[stage]]\nvoltage_v = 'high'\ncapacity_mah_g = 1\n", r"bad.toml: stage\[0\].voltage_v must be a valid number"),
+    ("[[stage]]\nvoltage_v = 5.0\ncapacity_mah_g = 1\n", r"bad.toml: stage\[0\].voltage_v must be less than or equal to 4.5"),
+    ("[particle]\nshape = 'cube'\n" + ONE_STAGE, "bad.toml: particle.shape must be 'ellipse' or 'hexagon', got 'cube'"),
+    ("[particle]\nthickness_nm = 20\nrounding_nm = 10\n" + ONE_STAGE, "bad.toml: particle: rounding_nm must stay below"),
+    ("[detector]\nchips = 3\n" + ONE_STAGE, "bad.toml: detector.chips must be 1 or 4, got 3"),
+    ("[geometry]\nkind = 'detector'\nenergy_kev = -9\n" + ONE_STAGE, "bad.toml: geometry: detector geometry: energy_kev"),
+    (ONE_STAGE + "mosaic = { blocks = 0 }\n", r"bad.toml: stage\[0\].mosaic.blocks must be greater than or equal to 1"),
+    (ONE_STAGE + "boundaries = [{ step = 1.0 }]\n", r"bad.toml: unknown key stage\[0\].boundaries\[0\].step$"),
+    (ONE_STAGE + "walls = [{ normal = [0, 0, 0] }]\n", r"stage\[0\].walls\[0\].normal: must be a non-zero"),
+    (ONE_STAGE + "dislocations = [{ y_nm = 1.0, x_nm = 2.0, direction = [1, 0, 0] }]\n",
+     r"bad.toml: stage\[0\].dislocations\[0\]: give either y_nm, x_nm, winding .* or point_nm"),
+    (TIMELINE + "[[event]]\nat_voltage_v = 4.4\nlabel = 'late'\n",
+     r"bad.toml: event\[0\].at_voltage_v = 4.4 is never reached in 3 scans"),
+    (TIMELINE + "[[event]]\nat_voltage_v = 3.1\nat_capacity_mah_g = 1.0\n",
+     r"bad.toml: event\[0\]: give exactly one of at_voltage_v, at_capacity_mah_g"),
     ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 1.0], [100, 4.0]]\n",
-     r"bad.toml \[timeline\]: voltage_curve leaves the 2.0-4.5 V window"),
-    ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\n", r"bad.toml \[timeline\]: voltage_curve"),
+     "bad.toml: timeline.voltage_curve: leaves the 2.0-4.5 V window"),
+    ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\nvoltage_curve = [[0, 3.0], [0, 4.0]]\n",
+     r"bad.toml: timeline.voltage_curve: must be >= 2 \[capacity_mah_g, value\] pairs in increasing capacity"),
+    ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 0.1\n", "bad.toml: missing key timeline.voltage_curve"),
     ("[timeline]\nnum_scans = 3\nscan_period_s = 60\nc_rate = 'C/10'\nvoltage_curve = [[0, 3.0], [100, 4.0]]\n",
-     r"bad.toml \[timeline\]: c_rate must be a number"),
-    ("colour = 'red'\n[[stage]]\nvoltage_v = 3.0\ncapacity_mah_g = 1\n", "bad.toml: unknown field.*colour"),
-    ("[[stage]]\nvoltage_v = 3.0\n", "bad.toml stage 0: missing capacity_mah_g"),
-    ("name = 'x'\n", "at least one"),
-    ("[[stage\n", "not valid TOML"),
+     "bad.toml: timeline.c_rate must be a valid number, got 'C/10'"),
+    (ONE_STAGE + TIMELINE, r"bad.toml: give either \[\[stage\]\] tables or a \[timeline\] with \[\[event\]\]s, not both"),
+    ("[[event]]\nat_voltage_v = 3.0\n", r"bad.toml: \[\[event\]\] needs a \[timeline\]"),
+    ("colour = 'red'\n" + ONE_STAGE, "bad.toml: unknown key colour$"),
+    ("[[stage]]\nvoltage_v = 3.0\n", r"bad.toml: missing key stage\[0\].capacity_mah_g$"),
+    ("name = 'x'\n", "bad.toml: a scenario needs at least one"),
+    ("[[stage\n", "bad.toml: not valid TOML"),
 ])
 def test_a_bad_scenario_file_gets_an_error_naming_the_file_and_the_field(tmp_path, text, message):
     bad = tmp_path / "bad.toml"
     bad.write_text(text)
     with pytest.raises(ScenarioError, match=message):
         load_scenario(str(bad))
+
+
+def test_an_unknown_key_deep_in_a_stage_is_refused_by_its_dotted_path(tmp_path):
+    bad = tmp_path / "deep.toml"
+    bad.write_text(ONE_STAGE + ONE_STAGE + "walls = [{ width_nm = 8.0 }, { widht_nm = 8.0 }]\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(bad))
+    assert str(info.value) == f"{bad}: unknown key stage[1].walls[1].widht_nm"
+
+
+def test_a_bound_violated_in_the_timeline_names_its_key(tmp_path):
+    bad = tmp_path / "slow.toml"
+    bad.write_text(TIMELINE.replace("scan_period_s = 60", "scan_period_s = -60"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(bad))
+    assert str(info.value) == f"{bad}: timeline.scan_period_s must be greater than 0, got -60"
 
 
 def _measured_widths(scen, stage_index, seed):
