@@ -23,12 +23,13 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    """Base of every settings model: unknown keys refused, frozen, strict types (an int may stand for a float).
+    """Base of every settings model: unknown keys refused, frozen, strict types (an int may stand for a float),
+    numbers finite.
 
     Keyword construction raises ``ConfigError`` (never pydantic's ``ValidationError``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     def __init__(self, /, **data: Any) -> None:
         try:

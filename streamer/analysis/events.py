@@ -110,6 +110,17 @@ def analysis_fields(analysis: ObjectAnalysis) -> dict:
             "domains": [domain_record(d) for d in analysis.domains]}
 
 
+def _number(value) -> float:
+    """A metadata number as a float; NaN when absent or not a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return float("nan")
+    try:
+        value = float(value)
+    except OverflowError:
+        return float("nan")
+    return value if np.isfinite(value) else float("nan")
+
+
 def build_event(*, run: str, scan: int, metadata: dict, peak: dict, flags: list, latency_s: float,
                 analysis: ObjectAnalysis | None = None, **extra) -> dict:
     """One scan's results; the contract keys first, extensions after (``extra`` plain values)."""
@@ -117,8 +128,8 @@ def build_event(*, run: str, scan: int, metadata: dict, peak: dict, flags: list,
     event = {
         "run": str(run),
         "scan": int(scan),
-        "voltage_v": float(metadata.get("voltage_v", float("nan"))),
-        "capacity_mah_g": float(metadata.get("capacity_mah_g", float("nan"))),
+        "voltage_v": _number(metadata.get("voltage_v")),
+        "capacity_mah_g": _number(metadata.get("capacity_mah_g")),
         "peak": peak,
         "vortices": found.pop("vortices", []),
         "domain_boundaries": found.pop("domain_boundaries", []),

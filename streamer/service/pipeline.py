@@ -27,6 +27,7 @@ from streamer.recording.event_log import EventLog
 from streamer.recording.thread import RecordingWriter
 from streamer.service.assembly import AssembledScan, ScanAssembler
 from streamer.service.config import ServiceConfig
+from streamer.service.metadata import check_metadata
 from streamer.service.processing import ScanJob, ScanProcessor
 from streamer.service.progress import ScanProgress
 
@@ -99,12 +100,17 @@ class Pipeline:
             except Exception:  # a bug must not stop the stream: log it, report the scan as failed
                 log.exception("processing scan %s of run %s failed", job.scan.scan, job.scan.run)
                 job.error = "internal error during reconstruction; see the service log"
-                event = self.processor.event(job, reconstruction={"status": "failed"})
-            with self._lock:
-                self._emit(event, job.scan)
-                if job.display is not None:
-                    self._publish("slices", job.display)
-                self._publish_health()
+                event = self.processor.failed(job)
+            try:
+                with self._lock:
+                    self._emit(event, job.scan)
+                    if job.display is not None:
+                        self._publish("slices", job.display)
+                    self._publish_health()
+            except Exception:  # the next scan is analysed whatever became of this one's event
+                self.counters["event_not_written"] += 1
+                log.exception("the event of scan %s of run %s could not be written or published",
+                              job.scan.scan, job.scan.run)
 
     def _submit(self, scan: AssembledScan) -> None:
         self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status)
@@ -152,11 +158,13 @@ class Pipeline:
         now = time.monotonic()
         self._check_sequence(h)
         if msg.type == "run_start":
-            self.assembler.start_run(h["run"], h["metadata"])
-            self.run_metadata[h["run"]] = h["metadata"]
+            metadata = self._checked_metadata(h, f"run {h['run']!r}")
+            self.assembler.start_run(h["run"], metadata)
+            self.run_metadata[h["run"]] = metadata
         elif msg.type == "scan_start":
-            self.assembler.start(h["run"], h["scan"], h["num_frames"], h["metadata"], now=now)
-            self.recording.start_scan(h["run"], h["scan"], h["num_frames"], h["metadata"])
+            metadata = self._checked_metadata(h, f"scan {h['scan']} of run {h['run']!r}")
+            self.assembler.start(h["run"], h["scan"], h["num_frames"], metadata, now=now)
+            self.recording.start_scan(h["run"], h["scan"], h["num_frames"], metadata)
             self.progress.start(h["run"], h["scan"], h["num_frames"], now)
         elif msg.type == "frame":
             run, scan = h["run"], h["scan"]
@@ -178,6 +186,15 @@ class Pipeline:
             return self.config.exit_on_run_stop
         return False
 
+    def _checked_metadata(self, header: dict, what: str) -> dict:
+        """The message's metadata with the fields the pipeline reads checked; bad ones counted and named."""
+        metadata, problems = check_metadata(header["metadata"])
+        if problems:
+            self.counters["invalid_metadata"] += 1
+            log.warning("%s: %s; those fields are left out", what, "; ".join(problems))
+            metadata["metadata_problems"] = problems
+        return metadata
+
     def ingest(self, parts: list) -> bool:
         """Decode and handle one received message; bad input is counted and logged, never raised."""
         try:
@@ -191,7 +208,10 @@ class Pipeline:
         except ValueError as exc:
             self.counters["invalid"] += 1
             log.warning("rejected %s message: %s", msg.type, exc)
-            return False
+        except Exception:  # a bug met by one message must not stop the stream
+            self.counters["internal_error"] += 1
+            log.exception("internal error handling a %s message; the pipeline goes on", msg.type)
+        return False
 
     def run(self, on_ready: Callable[[dict], None] | None = None) -> dict:
         """Serve until run stop (or ``stop()``); returns the rejection counters."""
@@ -214,7 +234,11 @@ class Pipeline:
                 if now - last_expiry > 1.0:
                     last_expiry = now
                     for scan in self.assembler.expire(now, self.config.scan_timeout_s):
-                        self._submit(scan)
+                        try:
+                            self._submit(scan)
+                        except Exception:  # one scan's data must not end the receive loop
+                            self.counters["internal_error"] += 1
+                            log.exception("scan %s of run %s could not be submitted", scan.scan, scan.run)
         finally:
             self.shutdown()
         return dict(self.counters)

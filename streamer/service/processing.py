@@ -61,7 +61,16 @@ class ScanProcessor:
         return self._series[run]
 
     def prepare(self, scan: AssembledScan, ingest: dict) -> ScanJob:
-        """Quick metrics (peak widths, broadening) for any scan, seconds after it ends."""
+        """Quick metrics (peak widths, broadening) for any scan, seconds after it ends; never raises."""
+        if scan.metadata.get("metadata_problems"):
+            ingest["metadata_problems"] = list(scan.metadata["metadata_problems"])
+        try:
+            return self._prepare(scan, ingest)
+        except Exception:  # one scan's data must not stop the receive loop
+            log.exception("quick metrics of scan %s of run %s failed", scan.scan, scan.run)
+            return ScanJob(scan, ingest, None, None, None, {}, [], "internal error in the quick metrics; see the log")
+
+    def _prepare(self, scan: AssembledScan, ingest: dict) -> ScanJob:
         geometry, volume, mask, peak, flags, error = None, None, None, {}, [], None
         try:
             geometry = OrthogonalGeometry.from_dict(scan.metadata.get("geometry") or {})
@@ -118,6 +127,16 @@ class ScanProcessor:
         baseline = np.mean(first, axis=0).astype(np.float32) if first[0].shape == image.shape else image
         return {"run": job.scan.run, "scan": job.scan.scan, "image": image, "baseline": baseline,
                 "baseline_scans": len(first)}
+
+    def failed(self, job: ScanJob) -> dict:
+        """The event of a scan whose processing failed; a bare record if even that cannot be built."""
+        try:
+            return self.event(job, reconstruction={"status": "failed"})
+        except Exception:
+            log.exception("no full event for scan %s of run %s", job.scan.scan, job.scan.run)
+            return {"run": str(job.scan.run), "scan": int(job.scan.scan), "voltage_v": float("nan"),
+                    "capacity_mah_g": float("nan"), "peak": {}, "vortices": [], "domain_boundaries": [], "flags": [],
+                    "latency_s": 0.0, "reconstruction": {"status": "failed"}, "error": job.error}
 
     def skipped(self, job: ScanJob, superseded_by: int) -> dict:
         """The event of a scan that is not reconstructed because a newer one is waiting."""
