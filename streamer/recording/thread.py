@@ -2,15 +2,21 @@
 
 Compression releases the GIL, so the receive loop keeps draining the socket while frames are
 compressed and written. The queue is bounded: when the disk falls behind, the receive loop
-blocks and the sender waits at its high-water mark (lossless back-pressure).
+blocks and the sender waits at its high-water mark (lossless back-pressure). The writer knows
+which frames reached the file: a scan is recorded complete only when all of them did, and every
+failure is counted, logged and kept as an alarm for the health report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import queue
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
+from concurrent.futures import Future
 from pathlib import Path
 
 from streamer.recording.recorder import RunRecorder, single_threaded_compression
@@ -19,19 +25,36 @@ log = logging.getLogger(__name__)
 
 
 class RecordingWriter:
-    """One HDF5 recording per run under ``out_dir``, written by a background thread."""
+    """One HDF5 recording per run under ``out_dir``, written by a background thread.
 
-    def __init__(self, out_dir: Path, counters: Counter | None = None, max_queued_frames: int = 512):
+    Recordings are flushed at least every ``flush_every_s`` (a paused scan's frames reach readers);
+    a run's file is closed ``idle_close_s`` after its last write, at ``end_run``, or when more than
+    ``max_open_runs`` are open (least recently used first), and reopened if the run goes on.
+    """
+
+    def __init__(self, out_dir: Path, counters: Counter | None = None, max_queued_frames: int = 512, *,
+                 flush_every_s: float = 1.0, idle_close_s: float = 60.0, max_open_runs: int = 16):
         self.out_dir = Path(out_dir)
         self.counters = counters if counters is not None else Counter()
+        self.flush_every_s = flush_every_s
+        self.idle_close_s = idle_close_s
+        self.max_open_runs = max_open_runs
+        self.alarms: deque[str] = deque(maxlen=20)  # the latest recording failures, newest last
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued_frames)
         self._recorders: dict[str, RunRecorder] = {}
+        self._last_write: dict[str, float] = {}
+        self._written: dict[tuple[str, int], set[int]] = {}  # (run, scan) -> frames on disk
+        self._failed: dict[tuple[str, int], str] = {}  # (run, scan) -> first failure
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self._thread.start()
 
     def path(self, run: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run)
-        return self.out_dir / f"{safe}.h5"
+        """The run's file: its name made safe, with a hash of the name when that changed it (so two runs
+        never share a file)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run).lstrip(".") or "_"
+        if safe != run:
+            safe += "-" + hashlib.sha256(run.encode()).hexdigest()[:8]
+        return self.out_dir / f"{safe[:200]}.h5"
 
     def start_scan(self, run: str, scan: int, num_frames: int, metadata: dict) -> None:
         self._queue.put(("start_scan", run, (scan, num_frames, metadata)))
@@ -39,8 +62,16 @@ class RecordingWriter:
     def add_frame(self, run: str, scan: int, frame: int, theta_deg: float, timestamp: float, array) -> None:
         self._queue.put(("add_frame", run, (scan, frame, theta_deg, timestamp, array)))
 
-    def end_scan(self, run: str, scan: int, missing: list[int], status: str) -> None:
-        self._queue.put(("end_scan", run, (scan, missing, status)))
+    def end_scan(self, run: str, scan: int, missing: list[int], status: str, num_frames: int | None = None) -> Future:
+        """Mark a scan ended. The future gives what reached the disk: ``{"complete", "frames_on_disk",
+        "error"}``; frames that did not reach it count as missing in the recording."""
+        done: Future = Future()
+        self._queue.put(("end_scan", run, (scan, missing, status, num_frames, done)))
+        return done
+
+    def end_run(self, run: str) -> None:
+        """The run is over: close its file (it is reopened if the run goes on)."""
+        self._queue.put(("end_run", run, ()))
 
     def wait(self) -> None:
         """Block until everything queued so far is written and flushed."""
@@ -54,27 +85,110 @@ class RecordingWriter:
             self._queue.put(None)
             self._thread.join()
 
+    @property
+    def open_runs(self) -> int:
+        return len(self._recorders)
+
     def _run(self) -> None:
         with single_threaded_compression():  # this thread's OpenMP limit, restored when it ends
             self._write_until_closed()
 
     def _write_until_closed(self) -> None:
+        last_flush = time.monotonic()
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.flush_every_s / 2)
+            except queue.Empty:
+                item = ()
+            now = time.monotonic()
+            if now - last_flush >= self.flush_every_s:
+                last_flush = now
+                self._tick(now)
             if item is None:
                 break
-            name, run, args = item
-            if name == "wait":
-                for rec in self._recorders.values():
-                    rec.flush()
-                args[0].set()
-                continue
-            try:
-                if run not in self._recorders:
-                    self._recorders[run] = RunRecorder(self.path(run), run)
-                getattr(self._recorders[run], name)(*args)
-            except Exception:  # the stream goes on; the failure is logged and counted
-                self.counters["recording_error"] += 1
-                log.exception("recording %s of run %s failed", name, run)
-        for rec in self._recorders.values():
+            if item:
+                self._apply(*item)
+        for run in list(self._recorders):
+            self._close(run)
+
+    def _apply(self, name: str, run: str | None, args: tuple) -> None:
+        if name == "wait":
+            for r in list(self._recorders):
+                self._guard(r, "flush", lambda rec: rec.flush(), touch=False)
+            args[0].set()
+        elif name == "end_run":
+            self._close(run)
+        elif name == "end_scan":
+            self._end_scan(run, *args)
+        else:
+            if self._guard(run, name, lambda rec: getattr(rec, name)(*args)) and name == "add_frame":
+                self._written.setdefault((run, int(args[0])), set()).add(int(args[1]))
+            elif name == "add_frame":
+                self._failed.setdefault((run, int(args[0])), self.alarms[-1])
+            if name == "start_scan":
+                key = (run, int(args[0]))
+                self._written[key] = set()  # a restarted scan starts again
+                self._failed.pop(key, None)
+
+    def _end_scan(self, run: str, scan: int, missing: list[int], status: str, num_frames, done: Future) -> None:
+        key = (run, int(scan))
+        on_disk = self._written.pop(key, set())
+        error = self._failed.pop(key, None)
+        expected = set(range(num_frames)) if num_frames else on_disk | set(missing)
+        lost = sorted(expected - on_disk - set(missing))
+        all_missing = sorted(set(missing) | set(lost))
+        if lost:
+            self.counters["frames_not_recorded"] += len(lost)
+        ok = self._guard(run, "end_scan", lambda rec: rec.end_scan(scan, all_missing, status))
+        error = error or (None if ok else self.alarms[-1])
+        done.set_result({"complete": ok and status == "complete" and not all_missing,
+                         "frames_on_disk": len(on_disk), "error": error})
+
+    def _guard(self, run: str, name: str, call, *, touch: bool = True) -> bool:
+        """Apply ``call`` to the run's recorder; a failure is counted, logged and kept as an alarm."""
+        try:
+            call(self._recorder(run))
+            if touch:
+                self._last_write[run] = time.monotonic()
+            return True
+        except Exception as exc:  # the stream goes on; the failure is logged, counted and shown
+            self.counters["recording_error"] += 1
+            self.alarms.append(f"recording {name} of run {run!r} failed: {exc}")
+            log.exception("recording %s of run %s failed", name, run)
+            if not isinstance(exc, ValueError):  # an I/O failure: start from a fresh handle next time
+                self._close(run, quiet=True)
+            return False
+
+    def _recorder(self, run: str) -> RunRecorder:
+        if run not in self._recorders:
+            path = self.path(run)
+            if path.is_symlink() or (path.exists() and path.resolve().parent != self.out_dir.resolve()):
+                raise OSError(f"{path} is a link out of the output folder: not followed")
+            while len(self._recorders) >= self.max_open_runs:  # least recently written first
+                self._close(min(self._recorders, key=lambda r: self._last_write.get(r, 0.0)))
+            self._recorders[run] = RunRecorder(path, run)
+        return self._recorders[run]
+
+    def _tick(self, now: float) -> None:
+        """Flush what is open; close idle runs; say so when a run's file or the folder vanished."""
+        for run, rec in list(self._recorders.items()):
+            if not os.path.exists(rec.path):
+                self.counters["recording_vanished"] += 1
+                self.alarms.append(f"the recording of run {run!r} ({rec.path}) vanished: folder deleted?")
+                log.error("%s", self.alarms[-1])
+                self._close(run, quiet=True)
+            elif now - self._last_write.get(run, now) > self.idle_close_s:
+                self._close(run)
+            else:
+                self._guard(run, "flush", lambda r: r.flush(), touch=False)
+
+    def _close(self, run: str, quiet: bool = False) -> None:
+        rec = self._recorders.pop(run, None)
+        if rec is None:
+            return
+        try:
             rec.close()
+        except Exception:
+            if not quiet:
+                self.counters["recording_error"] += 1
+                log.exception("closing the recording of run %s failed", run)

@@ -71,6 +71,14 @@ class FftConfig(Settings):
         configure_fft(planner=self.planner, cache_dir=self.cache_dir)
 
 
+class RecordingConfig(Settings):
+    """How the recordings are kept: durability and the budget of open files (docs/recording.md)."""
+
+    flush_every_s: float = Field(1.0, gt=0)  # frames reach readers (and survive a kill) at least this often
+    idle_close_s: float = Field(60.0, gt=0)  # a run's file is closed after this long without a write
+    max_open_runs: int = Field(16, ge=1)  # more runs than this: the least recently written is closed
+
+
 class ServiceConfig(Settings):
     """The pipeline service: where it listens, where it writes, how it computes."""
 
@@ -86,6 +94,9 @@ class ServiceConfig(Settings):
     realtime_policy: Literal["latest", "all"] = "latest"  # "latest": the newest waiting scan; "all": every scan
     exit_on_run_stop: bool = True
     decision_endpoint: str = DEFAULT_DECISION_ENDPOINT  # the plan's decision listener, for the page's buttons
+    max_documents: int = Field(1000, ge=0)  # bluesky documents kept (the newest); older ones are counted out
+    drain_timeout_s: float = Field(2.0, ge=0)  # at SIGTERM, messages already received are handled this long
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     fft: FftConfig = Field(default_factory=FftConfig)

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +33,22 @@ from streamer.service.progress import ScanProgress
 
 log = logging.getLogger(__name__)
 PROGRESS_PERIOD_S = 0.25  # how often open scans' progress and the pipeline's health are published
+RECORDING_WAIT_S = 30.0  # the worker waits this long for a scan's frames to reach the disk before its event
+
+
+def _say_what_was_recorded(job, wait_s: float) -> None:
+    """A scan is complete in its event only when its frames reached the disk: take the recording's word."""
+    recorded = getattr(job, "recorded", None)
+    if recorded is None or (wait_s == 0 and not recorded.done()):
+        return
+    try:
+        result = recorded.result(timeout=wait_s)
+    except Exception:  # not written in time: say so, the event goes out
+        result = {"complete": False, "error": f"the recording did not confirm the scan within {wait_s} s"}
+    if not result["complete"] and job.ingest.get("complete"):
+        job.ingest.update(complete=False, status="incomplete")
+    if result.get("error"):
+        job.ingest["recording_error"] = result["error"]
 
 
 class Pipeline:
@@ -51,9 +67,11 @@ class Pipeline:
         self.counters: Counter[str] = self.assembler.counters
         self.processor = ScanProcessor(config)
         self.events = EventLog(self.out_dir / "events.jsonl")
-        self.documents: list[tuple[str, dict]] = []  # bluesky documents received (name, doc)
+        self.documents: deque[tuple[str, dict]] = deque(maxlen=config.max_documents)  # the newest (name, doc)
         self.run_metadata: dict[str, dict] = {}  # run -> metadata of its run_start
-        self.recording = RecordingWriter(self.out_dir, self.counters)
+        rec = config.recording
+        self.recording = RecordingWriter(self.out_dir, self.counters, flush_every_s=rec.flush_every_s,
+                                         idle_close_s=rec.idle_close_s, max_open_runs=rec.max_open_runs)
         self.progress = ScanProgress()
         self.skipped_reconstructions = 0
         self._last_seq: int | None = None
@@ -78,7 +96,9 @@ class Pipeline:
     def _publish_health(self) -> None:
         """Queue depth, skipped reconstructions and rejected messages (caller holds the lock)."""
         self._publish("health", {"queue_depth": len(self._pending), "skipped_reconstructions": self.skipped_reconstructions,
-                                 "rejected": dict(self.counters), "open_scans": len(self.progress.open_scans)})
+                                 "rejected": dict(self.counters), "open_scans": len(self.progress.open_scans),
+                                 "open_recordings": self.recording.open_runs,
+                                 "recording_alarms": list(self.recording.alarms)[-5:]})
 
     def _publish_progress(self, now: float) -> None:
         with self._lock:
@@ -95,6 +115,7 @@ class Pipeline:
                 if not self._pending:
                     return
                 job = self._pending.pop(0)
+            _say_what_was_recorded(job, wait_s=RECORDING_WAIT_S)
             try:
                 event = self.processor.process(job)
             except Exception:  # a bug must not stop the stream: log it, report the scan as failed
@@ -113,10 +134,11 @@ class Pipeline:
                               job.scan.scan, job.scan.run)
 
     def _submit(self, scan: AssembledScan) -> None:
-        self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status)
+        recorded = self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status, num_frames=scan.shape[0])
         ingest = {"complete": scan.complete, "status": scan.status, "missing_frames": scan.missing,
                   "rejected": dict(self.counters)}
         job = self.processor.prepare(scan, ingest)
+        job.recorded = recorded
         finished = self.progress.finish(scan.run, scan.scan, time.monotonic(), scan.status)
         try:
             image = self.processor.peak_image(job)
@@ -134,6 +156,7 @@ class Pipeline:
             if self.config.realtime_policy == "latest":
                 for old in self._pending:
                     log.info("scan %s superseded by scan %s before reconstruction", old.scan.scan, scan.scan)
+                    _say_what_was_recorded(old, wait_s=0.0)
                     self._emit(self.processor.skipped(old, scan.scan), old.scan)
                     self.skipped_reconstructions += 1
                 self._pending.clear()
@@ -181,8 +204,12 @@ class Pipeline:
             if scan is not None:
                 self._submit(scan)
         elif msg.type == "document":
-            self.documents.append((h["name"], h["doc"]))
+            if len(self.documents) == self.documents.maxlen:
+                self.counters["documents_dropped"] += 1
+            if self.documents.maxlen:
+                self.documents.append((h["name"], h["doc"]))
         elif msg.type == "run_stop":
+            self.recording.end_run(h["run"])
             return self.config.exit_on_run_stop
         return False
 
@@ -224,7 +251,10 @@ class Pipeline:
         timeout_ms = int(self.config.receive_timeout_s * 1000)
         last_expiry = last_progress = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while True:
+                if self._stop.is_set():
+                    self._drain_after_stop()
+                    break
                 if poller.poll(timeout_ms) and self._drain():
                     break
                 now = time.monotonic()
@@ -253,6 +283,22 @@ class Pipeline:
             if self.ingest(parts):
                 return True
         return False
+
+    def _drain_after_stop(self) -> None:
+        """Handle what the socket already holds (bounded by ``drain_timeout_s``), so that frames a sender
+        saw accepted are recorded before the service exits."""
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        handled = 0
+        while time.monotonic() < deadline and self.frames.poll(50):
+            for _ in range(1000):
+                try:
+                    parts = self.frames.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                handled += 1
+                self.ingest(parts)
+        if handled:
+            log.info("handled %d message(s) received before the stop", handled)
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,6 +7,7 @@ the last reconstructed scan.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ class ScanJob:
     flags: list
     error: str | None
     display: dict | None = None  # central slices of the reconstruction, for the live page
+    recorded: Future | None = None  # the recording's word on what reached the disk
 
 
 class ScanProcessor:

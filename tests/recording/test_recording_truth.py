@@ -1,0 +1,153 @@
+"""The recording's truth and budgets (issue 20): complete only when the frames are on disk, failures
+named, paused frames visible, open files bounded, one file per run, no link followed, nothing read
+from the socket lost at a stop."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streamer.messaging import wire
+from streamer.messaging.transport import FrameSender
+from streamer.recording.event_log import read_events
+from streamer.recording.recorder import list_scans, read_scan
+from streamer.recording.thread import RecordingWriter
+from streamer.service.config import RecordingConfig, ServiceConfig
+from streamer.service.pipeline import Pipeline
+
+
+def _frame(value, shape=(8, 8), dtype=np.uint32):
+    return np.full(shape, value, dtype)
+
+
+def test_a_frame_that_does_not_reach_the_disk_makes_the_scan_incomplete_and_is_named(tmp_path):
+    writer = RecordingWriter(tmp_path)
+    writer.start_scan("r", 0, 3, {})
+    writer.add_frame("r", 0, 0, 7.0, 1.0, _frame(1))
+    writer.add_frame("r", 0, 1, 7.1, 1.0, _frame(2, shape=(4, 4)))  # another shape mid-scan
+    writer.add_frame("r", 0, 2, 7.2, 1.0, _frame(3))
+    recorded = writer.end_scan("r", 0, [], "complete", num_frames=3).result(10)
+    writer.close()
+    assert recorded["complete"] is False and recorded["frames_on_disk"] == 2
+    assert "(4, 4)" in recorded["error"] and writer.counters["frames_not_recorded"] == 1
+    (scan,) = list_scans(writer.path("r"))
+    assert scan["status"] == "incomplete" and scan["frames_recorded"] == 2
+    assert any("add_frame" in a for a in writer.alarms)
+
+
+def test_the_event_says_incomplete_when_the_recording_lost_a_frame(tmp_path):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), realtime_policy="all"))
+    p._worker.start()
+    p.ingest(wire.encode("scan_start", run="r", scan=0, num_frames=2, metadata={}))
+    p.ingest(wire.encode_frame(run="r", scan=0, frame=0, seq=0, theta_deg=7.0, timestamp=1.0, array=_frame(1)))
+    p.recording._queue.put(("add_frame", "r", (0, 1, 7.1, 1.0, _frame(2, dtype=np.float32))))  # a disk-side failure
+    p.assembler.add("r", 0, 1, 7.1, 1.0, _frame(2), now=0.0)
+    p.ingest(wire.encode("scan_end", run="r", scan=0, num_frames=2))
+    p.shutdown()
+    (event,) = read_events(tmp_path / "events.jsonl")
+    assert event["ingest"]["complete"] is False and event["ingest"]["status"] == "incomplete"
+    assert "float32" in event["ingest"]["recording_error"]
+
+
+def test_a_paused_scans_frames_reach_a_reader_within_one_and_a_half_seconds(tmp_path):
+    writer = RecordingWriter(tmp_path, flush_every_s=1.0)
+    writer.start_scan("paused", 0, 10, {})
+    for k in range(3):
+        writer.add_frame("paused", 0, k, 7.0, 1.0, _frame(k))
+    time.sleep(1.5)
+    reader = ("import sys; from streamer.recording.recorder import read_scan; "
+              "print(len(read_scan(sys.argv[1], 0)['frames']))")
+    out = subprocess.run([sys.executable, "-c", reader, str(writer.path("paused"))], capture_output=True, text=True,
+                         timeout=60)
+    writer.close()
+    assert out.stdout.strip() == "3", out.stderr
+
+
+def test_two_thousand_runs_keep_the_open_files_bounded(tmp_path):
+    writer = RecordingWriter(tmp_path, max_open_runs=8)
+    fds = len(os.listdir("/proc/self/fd"))
+    for run in range(2000):
+        writer.start_scan(f"run-{run}", 0, 1, {})
+        writer.add_frame(f"run-{run}", 0, 0, 7.0, 1.0, _frame(run, shape=(2, 2)))
+        writer.end_scan(f"run-{run}", 0, [], "complete", num_frames=1)
+        if run % 500 == 499:
+            writer.wait()
+            assert writer.open_runs <= 8 and len(os.listdir("/proc/self/fd")) < fds + 20
+    writer.close()
+    assert len(list(tmp_path.glob("*.h5"))) == 2000 and writer.counters["recording_error"] == 0
+    assert read_scan(writer.path("run-1234"), 0)["frames"][0, 0, 0] == 1234
+
+
+def test_runs_whose_names_sanitise_alike_get_their_own_files(tmp_path):
+    writer = RecordingWriter(tmp_path)
+    for run, value in (("a/b", 1), ("a?b", 2), ("a_b", 3)):
+        writer.start_scan(run, 0, 1, {})
+        writer.add_frame(run, 0, 0, 7.0, 1.0, _frame(value))
+        writer.end_scan(run, 0, [], "complete", num_frames=1)
+    writer.close()
+    assert len({writer.path(r) for r in ("a/b", "a?b", "a_b")}) == 3 and writer.counters["recording_error"] == 0
+    assert [read_scan(writer.path(r), 0)["frames"][0, 0, 0] for r in ("a/b", "a?b", "a_b")] == [1, 2, 3]
+    assert all(p.parent == tmp_path for p in tmp_path.iterdir())
+
+
+def test_a_link_out_of_the_folder_is_not_followed(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    writer = RecordingWriter(out)
+    writer.path("run").symlink_to(elsewhere / "target.h5")
+    writer.start_scan("run", 0, 1, {})
+    recorded = writer.end_scan("run", 0, [], "complete", num_frames=1).result(10)
+    writer.close()
+    assert not (elsewhere / "target.h5").exists() and recorded["complete"] is False
+    assert any("link" in a for a in writer.alarms)
+
+
+def test_a_vanished_recording_raises_an_alarm(tmp_path):
+    writer = RecordingWriter(tmp_path, flush_every_s=0.2)
+    writer.start_scan("r", 0, 2, {})
+    writer.add_frame("r", 0, 0, 7.0, 1.0, _frame(1))
+    writer.wait()
+    writer.path("r").unlink()  # the folder's content deleted under the service
+    deadline = time.monotonic() + 5
+    while not writer.alarms and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.close()
+    assert writer.counters["recording_vanished"] == 1 and "vanished" in writer.alarms[0]
+
+
+def test_a_stop_handles_what_the_socket_already_holds(tmp_path):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), exit_on_run_stop=False, drain_timeout_s=5.0,
+                               recording=RecordingConfig(flush_every_s=0.5)))
+    thread = threading.Thread(target=p.run, daemon=True)
+    sender = FrameSender(p.frames_endpoint)
+    sender.scan_start("r", 0, 500, {})
+    for k in range(500):
+        sender.frame("r", 0, k, 7.0, _frame(k, shape=(16, 16)), timestamp=1.0)
+    p.stop()  # as SIGTERM does, with the frames sent but (the loop not started yet) none handled
+    thread.start()
+    thread.join(60)
+    sender.close()
+    assert not thread.is_alive()
+    (scan,) = list_scans(tmp_path / "r.h5")
+    assert scan["frames_recorded"] == 500  # recorded, as incomplete (the scan never ended)
+
+
+def test_documents_are_bounded_and_the_overflow_counted(tmp_path):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), max_documents=10))
+    for k in range(50):
+        p.ingest(wire.encode("document", run="r", name="event", doc={"k": k}))
+    p.shutdown()
+    assert [d["k"] for _, d in p.documents] == list(range(40, 50)) and p.counters["documents_dropped"] == 40
+
+
+@pytest.mark.parametrize("key, value", [("flush_every_s", 0), ("max_open_runs", 0)])
+def test_recording_budgets_are_validated(key, value):
+    from streamer.settings import ConfigError
+
+    with pytest.raises(ConfigError, match=f"recording.{key}"):
+        ServiceConfig(recording={key: value})
