@@ -39,8 +39,8 @@ SCAN_COLUMNS = {"num_frames": ("i8", 0), "status": ("i1", 0), "voltage_v": ("f8"
 class RunRecorder:
     """Writes the frames of run ``run`` to ``path``; appends when the file already holds that run.
 
-    Only one recorder may write a file at a time. Readers see what was flushed: at every scan start and
-    end, and at most ``flush_every_s`` after a frame.
+    Only one recorder may write a file at a time. Readers see what was flushed: at every scan end, at a
+    scan start or a frame at most ``flush_every_s`` after the last flush, and at every ``flush()``.
     """
 
     def __init__(self, path: Path, run: str, *, flush_every_s: float = 1.0):
@@ -66,7 +66,8 @@ class RunRecorder:
     def start_scan(self, scan: int, num_frames: int, metadata: dict) -> None:
         """Add a scan attempt; a scan index started again supersedes its earlier attempt."""
         self._attempts[int(scan)] = _add_attempt(self._file()[SCANS], int(scan), int(num_frames), metadata)
-        self._sync()
+        if time.monotonic() - self._last_sync >= self.flush_every_s:  # a flood of starts: one flush a period
+            self._sync()
 
     def add_frame(self, scan: int, frame: int, theta_deg: float, timestamp: float, array: np.ndarray) -> None:
         """Append one frame of a started scan (frames of one file all have the same shape and dtype).

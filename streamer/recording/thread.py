@@ -45,6 +45,7 @@ class RecordingWriter:
         self._last_write: dict[str, float] = {}
         self._written: dict[tuple[str, int], set[int]] = {}  # (run, scan) -> frames on disk
         self._failed: dict[tuple[str, int], str] = {}  # (run, scan) -> first failure
+        self._starts: dict[tuple[str, int], tuple] = {}  # scans started but not yet in the file (no frame yet)
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self._thread.start()
 
@@ -68,6 +69,10 @@ class RecordingWriter:
         done: Future = Future()
         self._queue.put(("end_scan", run, (scan, missing, status, num_frames, done)))
         return done
+
+    def forget_scan(self, run: str, scan: int) -> None:
+        """A scan closed with no frame (a budget): it is not written at all."""
+        self._queue.put(("forget", run, (scan,)))
 
     def end_run(self, run: str) -> None:
         """The run is over: close its file (it is reopened if the run goes on)."""
@@ -118,17 +123,29 @@ class RecordingWriter:
             args[0].set()
         elif name == "end_run":
             self._close(run)
+        elif name == "forget":
+            self._starts.pop((run, int(args[0])), None)
+            self._written.pop((run, int(args[0])), None)
+        elif name == "start_scan":  # written with the scan's first frame or its end: a flood of bare
+            key = (run, int(args[0]))  # starts costs the disk nothing
+            self._starts[key] = args
+            self._written[key] = set()  # a restarted scan starts again
+            self._failed.pop(key, None)
         elif name == "end_scan":
+            self._write_start(run, int(args[0]))
             self._end_scan(run, *args)
         else:
-            if self._guard(run, name, lambda rec: getattr(rec, name)(*args)) and name == "add_frame":
-                self._written.setdefault((run, int(args[0])), set()).add(int(args[1]))
-            elif name == "add_frame":
-                self._failed.setdefault((run, int(args[0])), self.alarms[-1])
-            if name == "start_scan":
-                key = (run, int(args[0]))
-                self._written[key] = set()  # a restarted scan starts again
-                self._failed.pop(key, None)
+            key = (run, int(args[0]))
+            self._write_start(run, key[1])
+            if self._guard(run, name, lambda rec: rec.add_frame(*args)):
+                self._written.setdefault(key, set()).add(int(args[1]))
+            else:
+                self._failed.setdefault(key, self.alarms[-1])
+
+    def _write_start(self, run: str, scan: int) -> None:
+        args = self._starts.pop((run, scan), None)
+        if args is not None and not self._guard(run, "start_scan", lambda rec: rec.start_scan(*args)):
+            self._failed.setdefault((run, scan), self.alarms[-1])
 
     def _end_scan(self, run: str, scan: int, missing: list[int], status: str, num_frames, done: Future) -> None:
         key = (run, int(scan))

@@ -86,10 +86,15 @@ class ScanAssembler:
     because the transport never reuses them.
     """
 
-    def __init__(self, *, max_frames_per_scan: int = 2000) -> None:
+    def __init__(self, *, max_frames_per_scan: int = 2000, max_open_scans: int = 64,
+                 max_held_bytes: int = 4 << 30) -> None:
         self._open: dict[tuple[str, int], _OpenScan] = {}
         self._geometry: dict[str, dict] = {}  # run -> last geometry seen, for implicit scans
         self.max_frames_per_scan = max_frames_per_scan
+        self.max_open_scans = max_open_scans
+        self.max_held_bytes = max_held_bytes
+        self.held_bytes = 0  # frame bytes held by open scans
+        self.evicted: list[AssembledScan] = []  # closed to keep the budgets; the caller submits them
         self.counters: Counter[str] = Counter()
 
     def _reject(self, reason: str, detail: str) -> None:
@@ -109,7 +114,30 @@ class ScanAssembler:
             self._reject("restarted_scan", f"scan {scan} of run {run} started twice; earlier frames dropped")
         if isinstance(metadata.get("geometry"), dict):
             self._geometry[run] = metadata["geometry"]
+        if key in self._open:
+            self._drop(self._open.pop(key))
+        while len(self._open) >= self.max_open_scans:
+            self._evict("max_open_scans")
         self._open[key] = _OpenScan(run, scan, int(num_frames), dict(metadata), last_activity=now)
+
+    def _evict(self, budget: str, keep: tuple | None = None) -> bool:
+        """Close the least recently active open scan (not ``keep``) as incomplete; False if there is none."""
+        candidates = [k for k in self._open if k != keep]
+        if not candidates:
+            return False
+        run, scan = min(candidates, key=lambda k: self._open[k].last_activity)
+        self.counters["evicted_scan"] += 1
+        log.warning("scan %s of run %s closed as incomplete to keep %s", scan, run, budget)
+        self.evicted.append(self.finish(run, scan))
+        return True
+
+    def take_evicted(self) -> list[AssembledScan]:
+        """The scans closed to keep the budgets since the last call."""
+        out, self.evicted = self.evicted, []
+        return out
+
+    def _drop(self, s: _OpenScan) -> None:
+        self.held_bytes -= sum(_nbytes(a) for a, _, _ in s.frames.values())
 
     def add(self, run: str, scan: int, frame: int, theta_deg: float, timestamp: float, array: np.ndarray,
             *, num_frames: int | None = None, now: float = 0.0) -> bool:
@@ -138,6 +166,13 @@ class ScanAssembler:
         if frame in s.frames:
             self._reject("duplicate_frame", f"frame {frame} of scan {scan} received again; first copy kept")
             return False
+        size = _nbytes(array)
+        while self.held_bytes + size > self.max_held_bytes:
+            if not self._evict("max_held_bytes", keep=(run, scan)):
+                self._reject("over_byte_budget", f"frame {frame} of scan {scan}: open scans already hold "
+                                                 f"{self.held_bytes} bytes of {self.max_held_bytes}")
+                return False
+        self.held_bytes += size
         s.frames[frame] = (array, float(theta_deg), float(timestamp))
         s.last_activity = now
         return True
@@ -148,6 +183,7 @@ class ScanAssembler:
         if s is None:
             self._reject("unknown_scan", f"end of unknown scan {scan} of run {run!r}")
             return None
+        self._drop(s)
         if not s.frames:
             self.counters["empty_scan"] += 1
             log.warning("scan %s of run %s ended with no frames", scan, run)
@@ -184,3 +220,8 @@ class ScanAssembler:
     @property
     def open_scans(self) -> list[tuple[str, int]]:
         return list(self._open)
+
+
+def _nbytes(array) -> int:
+    """Bytes a held frame takes: a compressed frame its chunk, an array its buffer."""
+    return len(array.chunk) if isinstance(array, EncodedFrame) else int(array.nbytes)

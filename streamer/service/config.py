@@ -91,6 +91,8 @@ class ServiceConfig(Settings):
     receive_timeout_s: float = Field(0.2, gt=0)  # poll period of the receive loop
     scan_timeout_s: float = Field(30.0, gt=0)  # an open scan with no frame for this long is closed as timed out
     max_frames_per_scan: int = Field(2000, ge=1)
+    max_open_scans: int = Field(64, ge=1)  # more open scans: the least recently active is closed as incomplete
+    max_held_frame_bytes: int = Field(4 << 30, ge=1 << 20)  # frames held by open scans; beyond, the stalest closes
     realtime_policy: Literal["latest", "all"] = "latest"  # "latest": the newest waiting scan; "all": every scan
     exit_on_run_stop: bool = True
     decision_endpoint: str = DEFAULT_DECISION_ENDPOINT  # the plan's decision listener, for the page's buttons

@@ -63,7 +63,9 @@ class Pipeline:
         self.frames, self.frames_endpoint = bind(self._ctx, zmq.PULL, config.endpoint(config.frames_port))
         self.results = ResultsPublisher.bind(config.endpoint(config.results_port), self._ctx)
         self.results_endpoint = self.results.endpoint
-        self.assembler = ScanAssembler(max_frames_per_scan=config.max_frames_per_scan)
+        self.assembler = ScanAssembler(max_frames_per_scan=config.max_frames_per_scan,
+                                       max_open_scans=config.max_open_scans,
+                                       max_held_bytes=config.max_held_frame_bytes)
         self.counters: Counter[str] = self.assembler.counters
         self.processor = ScanProcessor(config)
         self.events = EventLog(self.out_dir / "events.jsonl")
@@ -203,7 +205,14 @@ class Pipeline:
             scan = self.assembler.finish(h["run"], h["scan"])
             if scan is not None:
                 self._submit(scan)
-        elif msg.type == "document":
+        if self.assembler.evicted:  # closed to keep the budgets: they end as any scan does
+            for evicted in self.assembler.take_evicted():
+                if evicted.parts:  # an empty one (a flood of starts) is counted and logged, and stays "partial"
+                    self._submit(evicted)
+                else:
+                    self.recording.forget_scan(evicted.run, evicted.scan)
+                    self.progress.finish(evicted.run, evicted.scan, now, "incomplete")
+        if msg.type == "document":
             if len(self.documents) == self.documents.maxlen:
                 self.counters["documents_dropped"] += 1
             if self.documents.maxlen:

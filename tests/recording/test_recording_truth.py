@@ -151,3 +151,16 @@ def test_recording_budgets_are_validated(key, value):
 
     with pytest.raises(ConfigError, match=f"recording.{key}"):
         ServiceConfig(recording={key: value})
+
+
+def test_a_flood_of_bare_scan_starts_costs_the_disk_nothing_and_is_bounded(tmp_path):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), max_open_scans=8))
+    for s in range(500):
+        p.ingest(wire.encode("scan_start", run="flood", scan=s, num_frames=4, metadata={}))
+    p.ingest(wire.encode("scan_start", run="flood", scan=999, num_frames=1, metadata={}))
+    p.ingest(wire.encode_frame(run="flood", scan=999, frame=0, seq=0, theta_deg=7.0, timestamp=1.0, array=_frame(5)))
+    p.ingest(wire.encode("scan_end", run="flood", scan=999, num_frames=1))
+    assert len(p.assembler.open_scans) <= 8 and p.counters["evicted_scan"] == 500 - 7
+    p.recording.wait()
+    assert [s["scan"] for s in list_scans(tmp_path / "flood.h5")] == [999]  # the bare starts never reached it
+    p.shutdown()

@@ -92,3 +92,29 @@ def test_absurd_frame_count_is_refused():
     with pytest.raises(ValueError, match="num_frames"):
         a.start("run", 0, 101, {})
     assert not a.add("run", 0, 0, 0.0, 0.0, _frame(0), num_frames=10**6)
+
+
+def test_open_scans_are_bounded_the_stalest_closed_as_incomplete_and_counted():
+    a = ScanAssembler(max_open_scans=3)
+    for scan in range(5):
+        a.start("r", scan, 4, {}, now=float(scan))
+        a.add("r", scan, 0, 7.0, 1.0, np.zeros((2, 2), np.uint16), now=float(scan))
+    evicted = a.take_evicted()
+    assert [s.scan for s in evicted] == [0, 1] and all(not s.complete for s in evicted)
+    assert sorted(a.open_scans) == [("r", 2), ("r", 3), ("r", 4)] and a.counters["evicted_scan"] == 2
+    assert a.take_evicted() == []
+
+
+def test_held_frame_bytes_are_bounded():
+    frame = np.zeros((16, 16), np.uint32)  # 1 kB
+    a = ScanAssembler(max_held_bytes=3 * frame.nbytes)
+    a.start("r", 0, 10, {}, now=0.0)
+    a.start("r", 1, 10, {}, now=1.0)
+    assert a.add("r", 0, 0, 7.0, 1.0, frame, now=0.0) and a.add("r", 1, 0, 7.0, 1.0, frame, now=1.0)
+    assert a.add("r", 1, 1, 7.0, 1.0, frame, now=2.0) and a.held_bytes == 3 * frame.nbytes
+    assert a.add("r", 1, 2, 7.0, 1.0, frame, now=3.0)  # scan 0, the stalest, is closed to make room
+    assert [s.scan for s in a.take_evicted()] == [0] and a.held_bytes == 3 * frame.nbytes
+    assert not a.add("r", 1, 3, 7.0, 1.0, frame, now=4.0)  # only its own scan left: the frame is refused, counted
+    assert a.counters["over_byte_budget"] == 1
+    done = a.finish("r", 1)
+    assert len(done.parts) == 3 and a.held_bytes == 0

@@ -1,0 +1,114 @@
+"""A valid scan's result latency and the service's memory under floods (issue 20).
+
+A pipeline runs in a thread on loopback; a small valid scan (8^3, one member, "10ER") is sent and
+timed from its scan_end to its event on the results channel: alone, after 5,000 scan_starts at full
+rate, after a flood of bluesky documents, and after bslz4 frames that declare huge sizes. Peak RSS
+growth is read from /proc/self/status. Run: python benchmarks/flood_latency.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from streamer.cli import process_settings
+from streamer.geometry import OrthogonalGeometry
+from streamer.messaging import wire
+from streamer.messaging.results import ResultsSubscriber
+from streamer.messaging.transport import FrameSender
+from streamer.phasing import PhasingConfig
+from streamer.service.config import ServiceConfig
+from streamer.service.pipeline import Pipeline
+
+GEO = OrthogonalGeometry(shape_zyx=(8, 8, 8), voxel_nm=12.0)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _valid_scan(sender: FrameSender, scan: int) -> None:
+    rng = np.random.default_rng(scan)
+    sender.scan_start("valid", scan, 8, {"voltage_v": 3.5, "capacity_mah_g": 1.0, "geometry": GEO.to_dict()})
+    for k in range(8):
+        sender.frame("valid", scan, k, 7.0, rng.poisson(50, (8, 8)).astype(np.uint32), timestamp=time.time())
+
+
+def _latency(sender: FrameSender, sub: ResultsSubscriber, scan: int) -> float:
+    t0 = time.perf_counter()
+    sender.scan_end("valid", scan, 8)
+    while True:
+        result = sub.receive(60)
+        if result is None:
+            return float("nan")
+        if result.topic == "event" and result.body["event"]["run"] == "valid" and result.body["event"]["scan"] == scan:
+            return time.perf_counter() - t0
+
+
+def main() -> None:
+    process_settings()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scan-starts", type=int, default=5000)
+    ap.add_argument("--documents", type=int, default=20000, help="documents of 16 kB each")
+    ap.add_argument("--bombs", type=int, default=200, help="bslz4 frames declaring 16384^2 float32")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = ServiceConfig(out_dir=tmp, exit_on_run_stop=False, realtime_policy="all",
+                               phasing=PhasingConfig(population=1, average=1, recipe="10ER", warm_recipe="10ER"))
+        pipeline = Pipeline(config)
+        thread = threading.Thread(target=pipeline.run, daemon=True)
+        thread.start()
+        sender = FrameSender(pipeline.frames_endpoint)
+        with ResultsSubscriber(pipeline.results_endpoint, ["event"]) as sub:
+            time.sleep(0.3)  # the subscription reaches the publisher
+            rss0 = _rss_mb()
+            _valid_scan(sender, 0)
+            _latency(sender, sub, 0)  # plans made, caches warm
+            _valid_scan(sender, 1)
+            alone = _latency(sender, sub, 1)
+            print(f"valid scan alone: event {alone:.2f} s after its scan_end")
+            t0 = time.perf_counter()
+            for s in range(args.scan_starts):
+                sender.scan_start("flood", s, 8, {"voltage_v": 3.5})
+            _valid_scan(sender, 2)
+            flooded = _latency(sender, sub, 2)
+            print(f"after {args.scan_starts} scan_starts (sent in {time.perf_counter() - t0:.2f} s): event "
+                  f"{flooded:.2f} s after its scan_end ({flooded - alone:+.2f} s); open scans held "
+                  f"{len(pipeline.assembler.open_scans)}, evicted {pipeline.counters['evicted_scan']}")
+            doc = {"blob": "x" * 16000}
+            for _ in range(args.documents):
+                sender._sock.send_multipart(wire.encode("document", run="flood", name="event", doc=doc))
+            _valid_scan(sender, 3)
+            docs = _latency(sender, sub, 3)
+            print(f"after {args.documents} documents of 16 kB ({args.documents * 16 / 1024:.0f} MB): event "
+                  f"{docs:.2f} s after its scan_end; documents kept {len(pipeline.documents)}, "
+                  f"dropped {pipeline.counters['documents_dropped']}")
+            bomb = wire.encode_frame(run="flood", scan=0, frame=0, seq=0, theta_deg=7.0, timestamp=1.0,
+                                     array=np.zeros((64, 64), np.float32), encoding="bslz4")
+            header = wire.msgpack.unpackb(bomb[0]) if hasattr(wire, "msgpack") else None
+            if header is not None:
+                header["shape"] = [16384, 16384]
+                bomb = [wire.msgpack.packb(header)] + bomb[1:]
+            t0 = time.perf_counter()
+            for _ in range(args.bombs):
+                sender._sock.send_multipart(bomb)
+            _valid_scan(sender, 4)
+            bombs = _latency(sender, sub, 4)
+            print(f"after {args.bombs} bslz4 frames declaring 16384^2 float32: event {bombs:.2f} s after its "
+                  f"scan_end; malformed {pipeline.counters['malformed']}")
+            print(f"peak RSS growth over the floods: {_rss_mb() - rss0:.0f} MB")
+        sender.close()
+        pipeline.stop()
+        thread.join(30)
+
+
+if __name__ == "__main__":
+    main()
