@@ -98,6 +98,7 @@ class ServiceConfig(Settings):
     decision_endpoint: str = DEFAULT_DECISION_ENDPOINT  # the plan's decision listener, for the page's buttons
     max_documents: int = Field(1000, ge=0)  # bluesky documents kept (the newest); older ones are counted out
     drain_timeout_s: float = Field(2.0, ge=0)  # at SIGTERM, messages already received are handled this long
+    log_file: str = ""  # "": the log goes to stderr only (journald rotates it); a path: also there, rotating
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)

@@ -336,14 +336,28 @@ class Pipeline:
             self._ctx.term()
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def rotating_log(path: str, max_bytes: int = 10 << 20, keep: int = 5) -> logging.Handler:
+    """The service log's file besides stderr: rotated at ``max_bytes``, the ``keep`` newest kept."""
+    from logging.handlers import RotatingFileHandler
+
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=keep)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
+
+
 def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], None] | None = None) -> dict:
     """Run a pipeline until run stop, SIGINT or SIGTERM (then flush and exit cleanly).
 
     The endpoints it bound are sent on ``ready_conn`` (a multiprocessing Pipe end) and/or given to
     ``on_ready``. Returns the rejection counters.
     """
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format=LOG_FORMAT)
     logging.getLogger().setLevel(logging.INFO)
+    if config.log_file:
+        logging.getLogger().addHandler(rotating_log(config.log_file))
     pipeline = Pipeline(config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: pipeline.stop())

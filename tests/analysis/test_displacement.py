@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from streamer.analysis.displacement import displacement_field, particle_fields, particle_support
+from streamer.analysis.displacement import (
+    displacement_field,
+    particle_fields,
+    particle_support,
+)
 from streamer.geometry import OrthogonalGeometry
 
 GEO = OrthogonalGeometry(shape_zyx=(32, 32, 32), voxel_nm=10.0, d_spacing_nm=0.55)

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from streamer.analysis.displacement import particle_fields, remove_ramp, strain_along_q, strain_energy
+from streamer.analysis.displacement import (
+    particle_fields,
+    remove_ramp,
+    strain_along_q,
+    strain_energy,
+)
 from streamer.analysis.views import central_slices
 
 Q, VOXEL, EPS = 11.4, 12.0, 2e-4

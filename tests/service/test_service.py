@@ -234,3 +234,22 @@ def test_compressed_frames_are_recorded_as_sent_and_analysed(tmp_path, rng):
     assert event["ingest"]["complete"] and event["reconstruction"]["status"] == "done"
     rec = read_scan(tmp_path / "r.h5", 0)
     np.testing.assert_array_equal(np.moveaxis(rec["frames"], 0, -1), vol)
+
+
+def test_the_log_file_rotates(tmp_path):
+    import logging
+
+    from streamer.service.pipeline import rotating_log
+
+    handler = rotating_log(str(tmp_path / "service.log"), max_bytes=2000, keep=2)
+    logger = logging.getLogger("rotation-test")
+    logger.addHandler(handler)
+    try:
+        for k in range(200):
+            logger.warning("line %d of the service log", k)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["service.log", "service.log.1", "service.log.2"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
