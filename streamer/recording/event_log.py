@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -12,7 +13,11 @@ class EventLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
+        try:  # never through a link: the output folder's files stay in the output folder
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise OSError(f"cannot append to {self.path} ({exc.strerror}; a link is never followed)") from None
+        self._f = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, event: dict) -> None:
         self._f.write(json.dumps(event, allow_nan=True) + "\n")

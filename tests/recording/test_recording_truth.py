@@ -164,3 +164,14 @@ def test_a_flood_of_bare_scan_starts_costs_the_disk_nothing_and_is_bounded(tmp_p
     p.recording.wait()
     assert [s["scan"] for s in list_scans(tmp_path / "flood.h5")] == [999]  # the bare starts never reached it
     p.shutdown()
+
+
+def test_the_event_log_is_never_written_through_a_link(tmp_path):
+    from streamer.recording.event_log import EventLog
+
+    target = tmp_path / "elsewhere.jsonl"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "events.jsonl").symlink_to(target)
+    with pytest.raises(OSError, match="link is never followed"):
+        EventLog(tmp_path / "out" / "events.jsonl")
+    assert not target.exists()
