@@ -3,12 +3,15 @@
 Both runs move the same 512x512 uint32 frames (mostly zeros, a bright Poisson peak) over
 loopback from a sender process to this process, in the same invocation, so their ratio is fair.
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--frames 3000] [--per-scan 100]
+    .venv/bin/python benchmarks/ingest_throughput.py [--frames 3000] [--per-scan 100] [--checksum both]
+
+``--checksum on|off|both``: whether FrameSender adds each frame's crc32 (verified on arrival).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import resource
 import tempfile
@@ -46,14 +49,14 @@ def _raw_sender(endpoint: str, n: int, copy: bool = False) -> None:
     ctx.term()
 
 
-def _bcdi_sender(endpoint: str, n: int, per_scan: int, encoding: str) -> None:
+def _bcdi_sender(endpoint: str, n: int, per_scan: int, encoding: str, checksum: bool = True) -> None:
     from streamer.messaging.transport import FrameSender
     from streamer.messaging.wire import EncodedFrame, bslz4_chunk
 
     frames = make_frames()
     if encoding == "bslz4":  # compressed once, as a detector's stream arrives: the sender does no work
         frames = [EncodedFrame(memoryview(bslz4_chunk(f)), f.shape, f.dtype) for f in frames]
-    sender = FrameSender(endpoint, timeout_s=120, encoding=encoding)
+    sender = FrameSender(endpoint, timeout_s=120, encoding=encoding, checksum=checksum)
     sent = 0
     scan = 0
     while sent < n:
@@ -88,7 +91,8 @@ def bench_raw(n: int, copy: bool = False) -> float:
     return (n - 1) / dt
 
 
-def bench_pipeline(n: int, per_scan: int, encoding: str = "raw") -> tuple[float, int, Path, float]:
+def bench_pipeline(n: int, per_scan: int, encoding: str = "raw", checksum: bool = True,
+                   ) -> tuple[float, int, Path, float]:
     from streamer.recording.recorder import list_scans
     from streamer.service.config import ServiceConfig
     from streamer.service.pipeline import Pipeline
@@ -108,7 +112,8 @@ def bench_pipeline(n: int, per_scan: int, encoding: str = "raw") -> tuple[float,
 
     pipeline.ingest = timed_ingest
     proc = multiprocessing.get_context("spawn").Process(target=_bcdi_sender,
-                                                         args=(pipeline.frames_endpoint, n, per_scan, encoding))
+                                                         args=(pipeline.frames_endpoint, n, per_scan, encoding,
+                                                               checksum))
     proc.start()
     pipeline.run()  # returns after run_stop, with every scan assembled, recorded and flushed
     dt = time.perf_counter() - t0[0]
@@ -122,6 +127,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--per-scan", type=int, default=100)
+    ap.add_argument("--checksum", choices=("on", "off", "both"), default="both",
+                    help="frames with their crc32 (verified on arrival), without, or both in turn")
     args = ap.parse_args()
     frames = make_frames(4)
     raw_bytes = frames[0].nbytes
@@ -132,11 +139,13 @@ def main() -> None:
     print(f"raw pyzmq PUSH/PULL, copying buffers:  {copied:8.0f} frames/s  ({copied * raw_bytes / 1e9:.2f} GB/s)")
     print(f"raw pyzmq PUSH/PULL, zero-copy:        {raw:8.0f} frames/s  ({raw * raw_bytes / 1e9:.2f} GB/s)"
           f"  <- the floor the ratios use")
-    for encoding, label in (("raw", "raw frames on the wire"),
-                            ("bslz4", "frames arriving bitshuffle+LZ4 compressed (as from a Dectris/Timepix stream)")):
-        ours, recorded, out, cpu_per_frame = bench_pipeline(args.frames, args.per_scan, encoding)
+    checksums = {"on": (True,), "off": (False,), "both": (True, False)}[args.checksum]
+    labels = (("raw", "raw frames on the wire"),
+              ("bslz4", "frames arriving bitshuffle+LZ4 compressed (as from a Dectris/Timepix stream)"))
+    for (encoding, label), checksum in itertools.product(labels, checksums):
+        ours, recorded, out, cpu_per_frame = bench_pipeline(args.frames, args.per_scan, encoding, checksum)
         size = sum(f.stat().st_size for f in out.glob("*.h5"))
-        print(f"ours, {label}: ingest + assembly + recording")
+        print(f"ours, {label}, crc32 {'on' if checksum else 'off'}: ingest + assembly + recording")
         print(f"    {ours:8.0f} frames/s  ({ours * raw_bytes / 1e9:.2f} GB/s of pixels), ratio to raw pyzmq "
               f"{ours / raw:.2f}, receiver CPU {cpu_per_frame * 1e3:.3f} ms/frame")
         print(f"    frames recorded: {recorded} of {args.frames} (lost: {args.frames - recorded}); "

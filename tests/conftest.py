@@ -7,6 +7,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("BCDI_STREAM_CACHE", tempfile.mkdtemp(prefix="bcdi-stream-test-cache-"))
 # deterministic FFTW plans: MEASURE chooses by timing, and HIO would amplify the different rounding
 os.environ.setdefault("BCDI_STREAM_FFTW_PLANNER", "estimate")
+# the decision token of this test session: never the user's ~/.config/bcdi-stream/decision.token
+os.environ.setdefault("BCDI_DECISION_TOKEN_FILE", os.path.join(tempfile.mkdtemp(prefix="bcdi-stream-test-token-"),
+                                                               "decision.token"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -18,7 +18,13 @@ import time
 from pathlib import Path
 
 from streamer.backend import get_namespace
-from streamer.phasing.fft import PLANNER_EFFORTS, configure_fft, cpu_count, get_plan, have_pyfftw
+from streamer.phasing.fft import (
+    PLANNER_EFFORTS,
+    configure_fft,
+    cpu_count,
+    get_plan,
+    have_pyfftw,
+)
 from streamer.phasing.wisdom import load_wisdom, save_wisdom, wisdom_path
 from streamer.service.config import ServiceConfig
 from streamer.settings import ConfigError, load_config

@@ -5,8 +5,9 @@ it sees; triggering it waits for the event of one scan (set ``run_id`` and ``sca
 completes when it arrives or after ``timeout_s`` (then ``outcome`` is ``"timeout"`` and a warning is
 logged), so a dead pipeline never stalls the beamline. ``OperatorDecision`` waits on the decision
 channel (``streamer.messaging.decision``) for the operator's action on one scan, falling back to
-``default_action`` after ``timeout_s``. Plans reach both through ``bps.mv``, ``bps.trigger`` and
-``bps.rd`` only; the sockets live here.
+``default_action`` after ``timeout_s``; it takes only decisions that carry the channel's token (read
+from ``token_file``, made there when missing) and counts the others in ``listener.rejected``. Plans
+reach both through ``bps.mv``, ``bps.trigger`` and ``bps.rd`` only; the sockets live here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from pathlib import Path
 
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
@@ -120,7 +122,7 @@ class OperatorDecision(Device):
     waiting = Cpt(Signal, value=0, kind="omitted")  # 1 while a trigger waits for the operator
 
     def __init__(self, endpoint: str, *, name: str = "decision", timeout_s: float = 60.0,
-                 default_action: str = "continue", **kwargs):
+                 default_action: str = "continue", token_file: str | Path | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
         if default_action not in ACTIONS:
             raise ValueError(f"default_action must be one of {ACTIONS}, got {default_action!r}")
@@ -128,7 +130,7 @@ class OperatorDecision(Device):
             raise ValueError(f"decision timeout_s must be > 0, got {timeout_s}")
         self.timeout_s.put(float(timeout_s))
         self.default_action.put(default_action)
-        self.listener = DecisionListener(endpoint)
+        self.listener = DecisionListener(endpoint, token_file=token_file)  # ConfigError on an unsafe token file
         self.endpoint = self.listener.endpoint
         self._lock = threading.Lock()
 

@@ -33,14 +33,19 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, *, hwm: int = 10_000) -> tu
 
 
 class FrameSender:
-    """Sends the messages of a run to a pipeline's frame endpoint (PUSH, connect)."""
+    """Sends the messages of a run to a pipeline's frame endpoint (PUSH, connect).
+
+    ``checksum`` gives frames a ``crc32`` of their buffer as sent, which the receiver verifies
+    (docs/protocol.md); None (the default): compressed frames have it, raw ones not.
+    """
 
     def __init__(self, endpoint: str, *, ctx: zmq.Context | None = None, hwm: int = 1000, timeout_s: float = 30.0,
-                 encoding: str = "raw"):
+                 encoding: str = "raw", checksum: bool | None = None):
         if encoding not in wire.ENCODINGS:
             raise ValueError(f"encoding must be one of {wire.ENCODINGS}, got {encoding!r}")
         self.endpoint = endpoint
         self.encoding = encoding
+        self.checksum = checksum
         self._own_ctx = ctx is None
         self._ctx = ctx or zmq.Context()
         self._sock = self._ctx.socket(zmq.PUSH)
@@ -72,7 +77,8 @@ class FrameSender:
         """Send one frame (its buffer is not copied); ``extra`` header fields ride along."""
         ts = time.time() if timestamp is None else timestamp
         self._send(wire.encode_frame(run=run, scan=scan, frame=frame, seq=self.sent, theta_deg=theta_deg,
-                                     timestamp=ts, array=array, encoding=self.encoding, **extra))
+                                     timestamp=ts, array=array, encoding=self.encoding,
+                                     checksum=self.checksum, **extra))
 
     def scan_end(self, run: str, scan: int, num_frames: int, **fields) -> None:
         self._control("scan_end", run=run, scan=scan, num_frames=num_frames, **fields)

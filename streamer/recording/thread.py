@@ -46,6 +46,7 @@ class RecordingWriter:
         self._written: dict[tuple[str, int], set[int]] = {}  # (run, scan) -> frames on disk
         self._failed: dict[tuple[str, int], str] = {}  # (run, scan) -> first failure
         self._starts: dict[tuple[str, int], tuple] = {}  # scans started but not yet in the file (no frame yet)
+        self._broken: dict[str, str] = {}  # run -> the I/O failure after which its file is not touched again
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self._thread.start()
 
@@ -163,6 +164,9 @@ class RecordingWriter:
 
     def _guard(self, run: str, name: str, call, *, touch: bool = True) -> bool:
         """Apply ``call`` to the run's recorder; a failure is counted, logged and kept as an alarm."""
+        if run in self._broken:  # said once, when it broke; each refused write is counted
+            self.counters["recording_refused"] += 1
+            return False
         try:
             call(self._recorder(run))
             if touch:
@@ -172,11 +176,16 @@ class RecordingWriter:
             self.counters["recording_error"] += 1
             self.alarms.append(f"recording {name} of run {run!r} failed: {exc}")
             log.exception("recording %s of run %s failed", name, run)
-            if not isinstance(exc, ValueError):  # an I/O failure: start from a fresh handle next time
-                self._close(run, quiet=True)
+            if not isinstance(exc, ValueError) and run not in self._broken:  # an I/O failure (disk full,
+                # unwritable): HDF5 crashed the process when the damaged file was written or reopened, so
+                # this run's file is left alone from now on; the scans say what did not reach it
+                self._broken[run] = f"the recording of run {run!r} stopped after: {exc}"
+                _close_failed(self._recorders.pop(run, None))
             return False
 
     def _recorder(self, run: str) -> RunRecorder:
+        if run in self._broken:
+            raise OSError(self._broken[run])
         if run not in self._recorders:
             path = self.path(run)
             if path.is_symlink() or (path.exists() and path.resolve().parent != self.out_dir.resolve()):
@@ -209,3 +218,23 @@ class RecordingWriter:
             if not quiet:
                 self.counters["recording_error"] += 1
                 log.exception("closing the recording of run %s failed", run)
+
+
+def _close_failed(rec: RunRecorder | None) -> None:
+    """Close a recorder whose file failed an I/O write (disk full, unwritable) without writing to it again.
+
+    HDF5 segfaulted the process when it flushed such a file at close (or at exit): its descriptor
+    is pointed at /dev/null first, so the close's writes go nowhere and the bytes already on disk
+    (every scan ended before the failure) stay as they were.
+    """
+    if rec is None or rec._f is None or not rec._f.id.valid:
+        return
+    try:
+        fd = rec._f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+        rec._f.close()
+    except Exception:  # noqa: BLE001 - the file is abandoned either way
+        log.exception("could not close the failed recording %s", rec.path)
+    rec._f = None

@@ -32,6 +32,7 @@ class WebConfig(Settings):
     enabled: bool = False
     host: str = "127.0.0.1"  # localhost only unless asked otherwise
     port: Port = 8765
+    decision_token_file: str = ""  # "": $BCDI_DECISION_TOKEN_FILE or ~/.config/bcdi-stream/decision.token (mode 0600)
 
 
 class ClusterConfig(Settings):

@@ -367,7 +367,8 @@ def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], Non
 
         try:
             web = WebServer(host=config.web.host, port=config.web.port, results_endpoint=pipeline.results_endpoint,
-                            decision_endpoint=config.decision_endpoint).start()
+                            decision_endpoint=config.decision_endpoint,
+                            decision_token_file=config.web.decision_token_file or None).start()
             log.info("operator page on %s", web.url)
         except OSError as exc:  # the page is a side path: the stream is recorded and analysed without it
             log.error("%s; running without the live page", exc)

@@ -74,6 +74,8 @@ class LiveState:
             self._push(topic, body)
 
     def add_decision(self, decision: dict) -> None:
+        """Take one decision sent from the page; a token it may carry is never kept (the browser sees this)."""
+        decision = {k: v for k, v in decision.items() if k != "token"}
         with self._cond:
             self.decisions.append(decision)
             self._push("decision", decision)

@@ -8,6 +8,7 @@ import logging
 import threading
 
 import event_model
+import msgpack
 import pytest
 import zmq
 from bluesky import RunEngine
@@ -17,8 +18,9 @@ from sim.devices import make_beamline
 from sim.scenario import load_scenario
 from streamer.beamline.verdict import OperatorDecision, PipelineVerdict
 from streamer.geometry import OrthogonalGeometry
-from streamer.messaging.decision import send_decision
+from streamer.messaging.decision import make_decision, send_decision
 from streamer.messaging.results import ResultsPublisher
+from streamer.settings import ConfigError
 
 GEOM = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=30.0)
 WIDTH = GEOM.rocking_step_deg * 16
@@ -107,16 +109,17 @@ def test_never_only_records_the_verdicts(loop):
     assert starts[1]["previous_verdict"]["decision"] == "continue"
 
 
-def test_ask_waits_for_the_operator_whose_decision_releases_it(loop):
+def test_ask_waits_for_the_operator_whose_decision_releases_it(loop, tmp_path):
     fake, verdict, (_, stage, detector, potentiostat) = loop({1: ["domain_boundary"]})
-    decision = OperatorDecision("tcp://127.0.0.1:0", timeout_s=30.0, default_action="continue")
+    token_file = tmp_path / "decision.token"
+    decision = OperatorDecision("tcp://127.0.0.1:0", timeout_s=30.0, default_action="continue", token_file=token_file)
     seen_waiting = []
 
     def operator():  # answers once the plan is waiting, as a person at the web page would
         while not decision.waiting.get():
             threading.Event().wait(0.01)
         seen_waiting.append(True)
-        send_decision(decision.endpoint, "q", 1, "remeasure", source="alice")
+        send_decision(decision.endpoint, "q", 1, "remeasure", source="alice", token_file=token_file)
 
     person = threading.Thread(target=operator, daemon=True)
     person.start()
@@ -132,9 +135,10 @@ def test_ask_waits_for_the_operator_whose_decision_releases_it(loop):
     assert record["decided_by"] == "operator:alice" and record["operator_action"] == "remeasure"
 
 
-def test_ask_falls_back_to_its_default_after_the_timeout(loop, caplog):
+def test_ask_falls_back_to_its_default_after_the_timeout(loop, caplog, tmp_path):
     fake, verdict, (_, stage, detector, potentiostat) = loop({0: ["new_vortex"]})
-    decision = OperatorDecision("tcp://127.0.0.1:0", timeout_s=0.3, default_action="continue")
+    decision = OperatorDecision("tcp://127.0.0.1:0", timeout_s=0.3, default_action="continue",
+                                token_file=tmp_path / "decision.token")
     try:
         with caplog.at_level(logging.WARNING, logger="streamer.beamline.verdict"):
             starts = _run(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=2,
@@ -144,6 +148,40 @@ def test_ask_falls_back_to_its_default_after_the_timeout(loop, caplog):
     assert [s.get("remeasure_of") for s in starts] == [None, None]
     assert starts[1]["previous_verdict"]["decided_by"] == "default"
     assert "no operator decision on run d scan 0" in caplog.text
+
+
+def test_ask_ignores_forged_decisions_and_counts_them(loop, caplog, tmp_path):
+    """Decisions without the token, or with another one, never release the plan: it waits for its default."""
+    fake, verdict, (_, stage, detector, potentiostat) = loop({0: ["new_vortex"]})
+    decision = OperatorDecision("tcp://127.0.0.1:0", timeout_s=1.5, default_action="continue",
+                                token_file=tmp_path / "decision.token")
+    forged = []
+
+    def mallory():
+        while not decision.waiting.get():
+            threading.Event().wait(0.01)
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(decision.endpoint)
+        push.send(msgpack.packb(make_decision("g", 0, "remeasure", source="mallory")))  # no token
+        push.close()
+        send_decision(decision.endpoint, "g", 0, "remeasure", source="mallory", token_file=tmp_path / "own.token")
+        forged.append(True)
+
+    person = threading.Thread(target=mallory, daemon=True)
+    person.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            starts = _run(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=2,
+                                          series="g", verdict=verdict, decision=decision, policy="ask"), fake)
+    finally:
+        person.join(timeout=5)
+        decision.close()
+    assert forged == [True]
+    assert [s.get("remeasure_of") for s in starts] == [None, None]  # not re-measured
+    assert starts[1]["previous_verdict"]["decided_by"] == "default"
+    assert decision.listener.rejected == {"no_token": 1, "wrong_token": 1}
+    assert "rejected decision message (wrong_token" in caplog.text
 
 
 def test_a_stopped_pipeline_costs_a_timeout_and_a_warning_then_the_plan_goes_on(caplog):
@@ -166,11 +204,16 @@ def test_a_stopped_pipeline_costs_a_timeout_and_a_warning_then_the_plan_goes_on(
     assert caplog.text.count("no verdict from the pipeline") == 3
 
 
-def test_verdict_and_decision_devices_refuse_bad_settings():
+def test_verdict_and_decision_devices_refuse_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="timeout_s"):
         PipelineVerdict("tcp://127.0.0.1:1", timeout_s=0)
     with pytest.raises(ValueError, match="default_action"):
         OperatorDecision("tcp://127.0.0.1:0", default_action="shrug")
+    token_file = tmp_path / "decision.token"
+    token_file.write_text("0123456789abcdef" * 4)
+    token_file.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"decision token file {token_file} has mode 0644"):
+        OperatorDecision("tcp://127.0.0.1:0", token_file=token_file)
 
 
 def test_a_pipeline_that_takes_no_frames_pauses_forwarding_but_not_the_plan(caplog):

@@ -2,6 +2,7 @@
 
 import threading
 import time
+import zlib
 
 import msgpack
 import numpy as np
@@ -44,9 +45,17 @@ def test_a_sender_written_from_the_protocol_document(tmp_path):
           "metadata": {"voltage_v": 3.6, "capacity_mah_g": 30.0, "geometry": geometry}})
     for i in range(16):
         frame = np.ascontiguousarray(volume[:, :, i])
-        send({"type": "frame", "run": "doc-run", "scan": 0, "frame": i, "theta_deg": 7.0 + 0.02 * i,
-              "timestamp": time.time(), "shape": list(frame.shape), "dtype": "uint32", "encoding": "raw"},
-             memoryview(frame))
+        buffer = memoryview(frame).cast("B")
+        header = {"type": "frame", "run": "doc-run", "scan": 0, "frame": i, "theta_deg": 7.0 + 0.02 * i,
+                  "timestamp": time.time(), "shape": list(frame.shape), "dtype": "uint32", "encoding": "raw"}
+        if i == 5:  # corrupted in transit: its crc32 no longer matches, so it is rejected; then sent again
+            damaged = bytearray(buffer)
+            damaged[100] ^= 0xFF
+            send({**header, "crc32": zlib.crc32(buffer)}, bytes(damaged))
+        if i == 0:  # crc32 is optional: a frame without it is accepted unchecked
+            send(header, buffer)
+        else:
+            send({**header, "crc32": zlib.crc32(buffer)}, buffer)
     send({"type": "heartbeat"})
     send({"type": "scan_end", "run": "doc-run", "scan": 0, "num_frames": 16})
     send({"type": "run_stop", "run": "doc-run"})
@@ -58,5 +67,6 @@ def test_a_sender_written_from_the_protocol_document(tmp_path):
     assert not thread.is_alive()
     (event,) = read_events(tmp_path / "events.jsonl")
     assert event["run"] == "doc-run" and event["voltage_v"] == 3.6
-    assert event["ingest"]["complete"] and event["ingest"]["rejected"] == {}
+    # the damaged frame: rejected, and its seq, unreadable, is a gap
+    assert event["ingest"]["complete"] and event["ingest"]["rejected"] == {"malformed": 1, "sequence_gap": 1}
     assert event["reconstruction"]["status"] == "done" and "error" not in event

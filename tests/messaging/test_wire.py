@@ -65,6 +65,18 @@ def _header(**kw):
     ([_header(theta_deg=float("nan")), b"\x00" * 16], "theta_deg"),
     ([_header(run=5), b"\x00" * 16], "run"),
     ([_header(seq=-3), b"\x00" * 16], "seq"),
+    ([_header(seq=2**63), b"\x00" * 16], "seq"),
+    ([_header(seq=1.0), b"\x00" * 16], "seq"),
+    ([_header(scan=2**63), b"\x00" * 16], "scan"),
+    ([_header(frame=wire.MAX_FRAMES_PER_SCAN), b"\x00" * 16], "frame"),
+    ([_header(frame=5, num_frames=5), b"\x00" * 16], "not below the frame's num_frames 5"),
+    ([_header(num_frames=10**6), b"\x00" * 16], "num_frames"),
+    ([_header(crc32=2**32), b"\x00" * 16], "crc32"),
+    ([_header(crc32="0"), b"\x00" * 16], "crc32"),
+    ([_header(crc32=1), b"\x00" * 16], "crc32 mismatch"),
+    ([_header(shape=[1024, 1024]), b"\x00" * 16], "over this receiver's limit"),
+    ([msgpack.packb({"type": "scan_end", "version": 1, "run": "r", "scan": 2**64 - 1, "num_frames": 1})], "scan"),
+    ([msgpack.packb({"type": "heartbeat", "version": 1, "seq": 2**63})], "seq"),
     ([_header(encoding="jpeg"), b"\x00" * 16], "encoding"),
     ([_header(shape=[100000, 100000]), b"\x00" * 16], "shape"),
     ([_header(dtype="float32"), np.array([[1, np.nan], [0, 0]], np.float32).tobytes()], "NaN"),
@@ -78,7 +90,12 @@ def _header(**kw):
 ])
 def test_malformed_messages_raise_specific_errors(parts, match):
     with pytest.raises(wire.WireError, match=match):
-        wire.decode(parts)
+        wire.decode(parts, max_frame_bytes=512 * 512 * 4)
+
+
+def test_largest_indices_are_accepted():
+    msg = wire.decode([_header(seq=2**63 - 1, scan=2**63 - 1, frame=wire.MAX_FRAMES_PER_SCAN - 1), b"\x00" * 16])
+    assert msg.header["seq"] == msg.header["scan"] == 2**63 - 1
 
 
 def test_encoder_refuses_bad_frames():
@@ -101,7 +118,7 @@ def test_arbitrary_bytes_only_ever_raise_wire_error(parts):
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(["type", "version", "run", "scan", "frame", "theta_deg", "timestamp",
                                         "shape", "dtype", "num_frames", "metadata", "seq",
-                                        "encoding", "name", "doc"]),
+                                        "encoding", "name", "doc", "crc32"]),
                        st.one_of(st.integers(-5, 5), st.text(max_size=8), st.floats(), st.none(),
                                  st.lists(st.integers(-3, 70), max_size=3), st.sampled_from(["frame", "uint32", "raw", "float32", "document"]),
                                  st.dictionaries(st.text(max_size=3), st.integers(-2**63, 2**63 - 1), max_size=2))),
@@ -131,7 +148,7 @@ def test_bslz4_frames_round_trip(shape, dtype):
 def _bslz4_parts(**kw):
     frame = np.arange(64, dtype=np.uint32).reshape(8, 8)
     header, chunk = wire.encode_frame(run="r", scan=0, frame=0, seq=0, theta_deg=0, timestamp=0, array=frame,
-                                      encoding="bslz4")
+                                      encoding="bslz4", checksum=False)  # the chunk's own checks, unshielded
     return header, bytearray(chunk)
 
 
@@ -164,3 +181,16 @@ def test_corrupted_bslz4_never_crashes_only_raises(data):
         assert encoded.decode().shape == (32, 32)
     except wire.WireError:
         pass
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (5, 7), (100, 37)])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_bslz4_float_frames_with_a_non_finite_pixel_are_rejected_anywhere(shape, value):
+    frame = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    for where in [(0, 0), (shape[0] - 1, shape[1] - 1), (shape[0] // 2, shape[1] // 3)]:  # last: in the tail
+        bad = frame.copy()
+        bad[where] = value
+        parts = wire.encode_frame(run="r", scan=0, frame=0, seq=0, theta_deg=0, timestamp=0, array=bad,
+                                  encoding="bslz4")
+        with pytest.raises(wire.WireError, match="NaN or infinite"):
+            wire.decode([bytes(p) for p in parts])

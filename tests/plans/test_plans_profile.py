@@ -3,6 +3,7 @@ bluesky-queueserver lists its plans and devices."""
 
 import os
 import runpy
+import stat
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from streamer.messaging.decision import send_decision
 from streamer.phasing import PhasingConfig
 from streamer.service.config import ServiceConfig
 from streamer.service.pipeline import Pipeline
@@ -27,7 +29,8 @@ def quick_phasing(recipe: str) -> PhasingConfig:
 def _config(tmp_path, frames: str, results: str) -> Path:
     path = tmp_path / "beamline.toml"
     path.write_text(f'[pipeline]\nframes_endpoint = "{frames}"\nresults_endpoint = "{results}"\n'
-                    f'decision_endpoint = "tcp://127.0.0.1:0"\nverdict_timeout_s = 60.0\n')
+                    f'decision_endpoint = "tcp://127.0.0.1:0"\nverdict_timeout_s = 60.0\n'
+                    f'decision_token_file = "{tmp_path / "decision.token"}"\n')  # never the user's own
     return path
 
 
@@ -57,6 +60,10 @@ def test_profile_loads_and_forwards_an_operando_series_to_the_pipeline(tmp_path,
         assert received.count("start") == 2 and received.count("stop") == 2
         assert link.forwarder.failures == 0
         assert p.documents[0][1]["energy_kev"] == 9.0  # the experiment metadata travelled with the run
+        token_file = tmp_path / "decision.token"  # made private by the session, and what its listener wants
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        send_decision(ns["decision"].endpoint, "prof", 9, "acknowledge", token_file=token_file)
+        assert ns["decision"].listener.wait(5, scan=9)["action"] == "acknowledge"
     finally:
         link.close()
         p.stop()

@@ -175,3 +175,39 @@ def test_the_event_log_is_never_written_through_a_link(tmp_path):
     with pytest.raises(OSError, match="link is never followed"):
         EventLog(tmp_path / "out" / "events.jsonl")
     assert not target.exists()
+
+
+CHILD = """
+import json, resource, signal, sys
+import numpy as np
+from streamer.recording.thread import RecordingWriter
+limit = int(sys.argv[2])  # a disk that fills: writes beyond the limit fail (EFBIG) inside HDF5
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+writer = RecordingWriter(sys.argv[1], flush_every_s=0.2)
+rng = np.random.default_rng(0)
+writer.start_scan("r", 0, 60, {})
+for k in range(60):
+    writer.add_frame("r", 0, k, 7.0, 1.0, rng.integers(0, 2**32, (64, 64), dtype=np.uint32))
+first = writer.end_scan("r", 0, [], "complete", num_frames=60).result(60)
+writer.start_scan("r", 1, 1, {})
+writer.add_frame("r", 1, 0, 7.0, 1.0, np.zeros((64, 64), np.uint32))
+second = writer.end_scan("r", 1, [], "complete", num_frames=1).result(60)
+writer.close()
+print(json.dumps({"first": first, "second": second, "alarms": list(writer.alarms), "counters": dict(writer.counters)}))
+"""
+
+
+@pytest.mark.parametrize("limit_bytes", [300_000, 0], ids=["fills-mid-scan", "no-space-at-all"])
+def test_a_full_disk_is_an_alarm_not_a_crash(tmp_path, limit_bytes):
+    """HDF5's own writes fail (a file-size limit in a child process: the disk fills mid-scan, or has no
+    space at all): the process lives and exits cleanly, no scan is called complete, one alarm is raised."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), str(limit_bytes)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]  # alive to the end, and a clean exit (no segfault)
+    report = json.loads(done.stdout)
+    assert report["first"]["complete"] is False and report["second"]["complete"] is False
+    assert report["first"]["error"] and report["counters"]["recording_error"] == 1
+    assert len(report["alarms"]) == 1

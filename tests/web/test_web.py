@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamer.geometry import OrthogonalGeometry
-from streamer.messaging.decision import DecisionListener
+from streamer.messaging.decision import DecisionListener, load_token
 from streamer.messaging.results import ResultsSubscriber, decode, encode
 from streamer.messaging.transport import FrameSender
 from streamer.phasing import PhasingConfig
@@ -76,8 +76,8 @@ def test_state_follows_the_newest_run_and_reports_what_changed():
 
 # -- HTTP -------------------------------------------------------------------------------------
 @pytest.fixture
-def server():
-    web = WebServer(port=0, decision_timeout_s=0.3).start()
+def server(tmp_path):
+    web = WebServer(port=0, decision_timeout_s=0.3, decision_token_file=tmp_path / "decision.token").start()
     yield web
     web.stop()
 
@@ -94,8 +94,21 @@ def _get_error(url) -> int:
     return exc.value.code
 
 
-def _post(url, body, content_type="application/json"):
-    req = urllib.request.Request(url + "api/decision", data=body, headers={"Content-Type": content_type})
+def _page_token(url) -> str:
+    """The per-page token, as the page's script finds it in the served page."""
+    (token,) = re.findall(r'<meta name="bcdi-page-token" content="([^"]+)">', _get(url)[2].decode())
+    return token
+
+
+def _post(url, body, content_type="application/json", token: str | None = "page", origin: str | None = "own",
+          **headers):
+    """POST a decision as the page does: its own Origin and the page token (``None``: leave it out)."""
+    headers = {"Content-Type": content_type, **headers}
+    if token is not None:
+        headers["X-BCDI-Token"] = _page_token(url) if token == "page" else token
+    if origin is not None:
+        headers["Origin"] = url.rstrip("/") if origin == "own" else origin
+    req = urllib.request.Request(url + "api/decision", data=body, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.loads(r.read())
@@ -147,8 +160,8 @@ def test_per_scan_routes(server):
 
 
 def test_decision_reaches_the_listener_and_bad_ones_are_refused(tmp_path):
-    listener = DecisionListener("tcp://127.0.0.1:*")
-    web = WebServer(port=0, decision_endpoint=listener.endpoint).start()
+    listener = DecisionListener("tcp://127.0.0.1:*", token_file=tmp_path / "decision.token")
+    web = WebServer(port=0, decision_endpoint=listener.endpoint, decision_token_file=tmp_path / "decision.token").start()
     try:
         status, reply = _post(web.url, json.dumps({"run": "r", "scan": 3, "action": "remeasure"}).encode())
         assert status == 200 and reply["sent"]["action"] == "remeasure"
@@ -170,6 +183,81 @@ def test_decision_without_a_listener_is_a_timeout_error(server, tmp_path):
     server._http.decision_endpoint = f"ipc://{tmp_path}/nobody-listens"
     status, reply = _post(server.url, b'{"run": "r", "scan": 1, "action": "continue"}')
     assert status == 504 and "no decision listener" in reply["error"]
+
+
+@pytest.fixture
+def deciding(tmp_path):
+    """A page and the plan's listener sharing a token file in tmp_path."""
+    token_file = tmp_path / "decision.token"
+    listener = DecisionListener("tcp://127.0.0.1:*", token_file=token_file)
+    web = WebServer(port=0, decision_endpoint=listener.endpoint, decision_token_file=token_file).start()
+    yield web, listener, load_token(token_file)
+    web.stop()
+    listener.close()
+
+
+DECISION = json.dumps({"run": "r", "scan": 3, "action": "remeasure"}).encode()
+
+
+@pytest.mark.parametrize("refused, match", [
+    ({"origin": "http://evil.example"}, "origin 'http://evil.example' are refused"),
+    ({"origin": "null"}, "origin 'null' are refused"),
+    ({"origin": "http://127.0.0.1:1"}, "origin 'http://127.0.0.1:1' are refused"),  # another local server
+    ({"origin": "https://127.0.0.1"}, "are refused"),
+    ({"token": None}, "a decision needs the page's token in the X-BCDI-Token header"),
+    ({"token": None, "origin": None}, "needs the page's token"),  # curl without the token
+    ({"token": "guessed"}, "wrong page token"),
+    ({"Sec-Fetch-Site": "cross-site"}, "'cross-site' requests are refused"),
+])
+def test_a_decision_not_from_the_page_is_403_and_not_forwarded(deciding, refused, match):
+    web, listener, _ = deciding
+    status, reply = _post(web.url, DECISION, **refused)
+    assert status == 403 and re.search(match, reply["error"]), reply
+    assert listener.wait(0.3) is None and not listener.rejected  # nothing reached the channel
+    assert json.loads(web.state.snapshot()[1])["decisions"] == []
+
+
+def test_a_decision_from_the_page_is_forwarded_with_the_channels_token_the_browser_never_sees(deciding):
+    web, listener, decision_token = deciding
+    port = web.url.rstrip("/").rsplit(":", 1)[1]
+    for scan, extra in ((3, {}), (4, {"origin": f"http://localhost:{port}"}), (5, {"origin": None})):  # curl-style
+        status, reply = _post(web.url, json.dumps({"run": "r", "scan": scan, "action": "continue"}).encode(), **extra)
+        assert status == 200 and reply["sent"]["scan"] == scan, reply
+        got = listener.wait(5, scan=scan)
+        assert got is not None and got["source"] == "web" and "token" not in got
+    assert not listener.rejected
+    page = _get(web.url)[2].decode() + _get(web.url + "api/state")[2].decode()
+    assert decision_token not in page and decision_token not in json.dumps(reply)
+    assert decision_token not in web.state.snapshot()[1] and _page_token(web.url) != decision_token
+
+
+def test_the_page_token_is_new_at_every_start_and_the_page_may_not_be_framed(server, tmp_path):
+    other = WebServer(port=0, decision_token_file=tmp_path / "decision.token").start()
+    try:
+        assert _page_token(server.url) != _page_token(other.url)
+        status, reply = _post(server.url, DECISION, token=_page_token(other.url))
+        assert status == 403 and "reload the page" in reply["error"]
+    finally:
+        other.stop()
+    with urllib.request.urlopen(server.url, timeout=5) as r:
+        assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        assert b"__BCDI_PAGE_TOKEN__" not in r.read()
+
+
+def test_an_unsafe_decision_token_file_sends_nothing_and_names_the_file(tmp_path):
+    token_file = tmp_path / "decision.token"
+    listener = DecisionListener("tcp://127.0.0.1:*", token_file=token_file)
+    token_file.chmod(0o644)
+    web = WebServer(port=0, decision_endpoint=listener.endpoint, decision_token_file=token_file).start()
+    try:
+        status, reply = _post(web.url, DECISION)
+        assert status == 500 and f"decision token file {token_file} has mode 0644" in reply["error"]
+        assert listener.wait(0.3) is None
+        token_file.chmod(0o600)  # mended: the next click goes through, no restart needed
+        assert _post(web.url, DECISION)[0] == 200 and listener.wait(5, scan=3)["action"] == "remeasure"
+    finally:
+        web.stop()
+        listener.close()
 
 
 def test_stream_sends_the_state_then_each_update(server):
@@ -207,6 +295,7 @@ def test_review_of_a_recorded_run(tmp_path):
 def test_web_config_defaults_to_off_on_localhost_and_validates():
     cfg = ServiceConfig()
     assert not cfg.web.enabled and cfg.web.host == "127.0.0.1" and cfg.decision_endpoint.startswith("tcp://127.0.0.1")
+    assert cfg.web.decision_token_file == ""  # the default path, the plan's default too
     assert from_mapping(ServiceConfig, {"web": {"enabled": True, "port": 0}}).web.enabled
     with pytest.raises(ConfigError, match="web.port must be less than or equal to 65535"):
         ServiceConfig(web={"port": 80000})
@@ -266,7 +355,8 @@ def test_pipeline_publishes_progress_health_peak_image_and_slices(tmp_path, rng)
 def test_serve_starts_the_page_when_configured(tmp_path):
     from streamer.cli.pipeline import EmbeddedPipeline
 
-    cfg = ServiceConfig(out_dir=str(tmp_path), web=WebConfig(enabled=True, port=0))
+    cfg = ServiceConfig(out_dir=str(tmp_path),
+                        web=WebConfig(enabled=True, port=0, decision_token_file=str(tmp_path / "decision.token")))
     pipeline = EmbeddedPipeline(cfg, out=io.StringIO())
     try:
         url = pipeline.endpoints["web"]

@@ -83,8 +83,10 @@ def live(tmp_path):
     pipeline = Pipeline(cfg)
     thread = threading.Thread(target=pipeline.run, daemon=True)
     thread.start()
-    listener = DecisionListener("tcp://127.0.0.1:*")
-    web = WebServer(port=0, results_endpoint=pipeline.results_endpoint, decision_endpoint=listener.endpoint).start()
+    token_file = tmp_path / "decision.token"  # the channel's token: never the user's own
+    listener = DecisionListener("tcp://127.0.0.1:*", token_file=token_file)
+    web = WebServer(port=0, results_endpoint=pipeline.results_endpoint, decision_endpoint=listener.endpoint,
+                    decision_token_file=token_file).start()
     yield pipeline, web, listener
     web.stop()
     listener.close()
@@ -136,6 +138,16 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     assert decision is not None and decision["action"] == "remeasure" and decision["source"] == "web"
     assert decision["run"] == f"{recording.stem}-replay"
     _wait(browser, "return document.getElementById('status-3').textContent.includes('sent: remeasure')", 10)
+    assert not listener.rejected
+
+    # a request from the page's own origin but without the page token is refused all the same
+    refused = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/decision', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+        " body: JSON.stringify({run: 'x', scan: 3, action: 'continue'})})"
+        ".then(async (r) => done([r.status, (await r.json()).error]), (e) => done([0, String(e)]));")
+    assert refused[0] == 403 and "page's token" in refused[1], refused
+    assert listener.wait(0.3) is None
 
     # no request left localhost: every resource the page loaded came from the page's own server
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

@@ -40,7 +40,9 @@ else:
 _link = link_pipeline(_config, image_field=timepix.image.name)
 atexit.register(_link.close)
 verdict = _link.verdict  # the pipeline's verdict on a scan (operando_series(..., verdict=verdict))
-decision = _link.decision  # the operator's decision (policy="ask")
+decision = _link.decision  # the operator's decision (policy="ask"): only decisions carrying the channel's token
+# ([pipeline] decision_token_file, mode 0600) are taken; from a terminal:
+# send_decision(endpoint, run, scan, action, token_file=<that file>) (streamer.messaging.decision)
 
 RE = RunEngine({})
 RE.md.update(_config.experiment.as_md())  # energy, distance, pixel size, hkl in every start document

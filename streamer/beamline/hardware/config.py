@@ -47,6 +47,9 @@ class PipelineLinkConfig(Settings):
     verdict_timeout_s: Positive = 120.0
     decision_timeout_s: Positive = 120.0
     default_action: Literal[ACTIONS] = "continue"
+    # the decision channel's shared token, mode 0600, made when missing;
+    # "": $BCDI_DECISION_TOKEN_FILE or ~/.config/bcdi-stream/decision.token (the page's default too)
+    decision_token_file: str = ""
 
 
 class ExperimentConfig(Settings):

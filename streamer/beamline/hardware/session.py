@@ -33,7 +33,7 @@ def link_pipeline(config: BeamlineConfig, *, image_field: str) -> PipelineLink:
     return PipelineLink(
         verdict=PipelineVerdict(p.results_endpoint, timeout_s=p.verdict_timeout_s),
         decision=OperatorDecision(p.decision_endpoint, timeout_s=p.decision_timeout_s,
-                                  default_action=p.default_action),
+                                  default_action=p.default_action, token_file=p.decision_token_file),
         sender=sender,
         forwarder=SafeForwarder(FrameStreamer(sender, image_field=image_field)),
     )

@@ -233,11 +233,14 @@ function renderFlags() {
   }).join("");
 }
 
+// the server's per-page token, in the page it served: every decision carries it back (X-BCDI-Token)
+const PAGE_TOKEN = (document.querySelector('meta[name="bcdi-page-token"]') || {}).content || "";
 async function decide(button) {
   const { run, scan, action } = button.dataset, status = $(`status-${scan}`);
   status.innerHTML = `<span class="small">sending ${esc(action)}...</span>`;
   try {
-    const r = await fetch("/api/decision", { method: "POST", headers: { "Content-Type": "application/json" },
+    const r = await fetch("/api/decision", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-BCDI-Token": PAGE_TOKEN },
       body: JSON.stringify({ run, scan: Number(scan), action }) });
     const reply = await r.json();
     if (!r.ok) throw new Error(reply.error || r.statusText);
