@@ -36,14 +36,22 @@ def neighbour_steps(rho, axis: int, xp=np):
 def particle_support(amplitude: np.ndarray, *, threshold: float = 0.2, sigma: float = 1.0) -> np.ndarray:
     """The particle: amplitude smoothed by ``sigma`` voxels (fills vortex cores) above ``threshold`` of its
     maximum, holes filled."""
+    return _cut(_smoothed(amplitude, sigma), threshold)
+
+
+def _smoothed(amplitude: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     amplitude = np.abs(np.asarray(amplitude)).astype(float)
     if amplitude.ndim != 3:
         raise ValueError(f"amplitude must be 3D (z, y, x), got shape {amplitude.shape}")
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     smooth = ndimage.gaussian_filter(amplitude, sigma) if sigma > 0 else amplitude
     if not smooth.max() > 0:
         raise ValueError("amplitude is zero everywhere: no particle to threshold")
+    return smooth
+
+
+def _cut(smooth: np.ndarray, threshold: float) -> np.ndarray:
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     return ndimage.binary_fill_holes(smooth > threshold * smooth.max())
 
 
@@ -133,8 +141,9 @@ def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresh
     amplitude = np.abs(rho)
     if not amplitude.max() > 0:
         raise ValueError("the object has no amplitude: no particle to analyse")
-    support = particle_support(amplitude, threshold=threshold)
-    cuts = {t: eroded(particle_support(amplitude, threshold=t), erosion) for t in sorted({*ENERGY_THRESHOLDS})}
+    smooth = _smoothed(amplitude)  # once: every cut below thresholds the same smoothed amplitude
+    support = _cut(smooth, threshold)
+    cuts = {t: eroded(_cut(smooth, t), erosion) for t in sorted({*ENERGY_THRESHOLDS})}
     widest = cuts[min(cuts)] | eroded(support, erosion)
     flat, ramp, offset = remove_ramp(rho, widest if widest.any() else support)
     error = None
