@@ -6,10 +6,16 @@ timeout) and, by ``policy``, re-measures a flagged scan: ``never``; ``auto`` (re
 ``Remeasure``'s longer exposure / finer steps); ``ask`` (trigger the ``decision`` device: the
 operator's action, or its default after a timeout). Every decision is recorded in the start document
 of the run that follows it (``decision`` on a re-measure, ``previous_verdict`` otherwise).
+
+A scan whose verdict carries an alarm (its recording failed, its analysis failed) is handled by
+``on_alarm``: ``pause`` (default: the RunEngine pauses between runs until someone resumes it, so an
+unattended series does not go on measuring what nobody records or analyses), ``ask`` (the
+``decision`` device: the operator re-measures or continues) or ``continue`` (recorded only).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from dataclasses import asdict, dataclass
@@ -20,6 +26,8 @@ from plans.metadata import check_experiment_md
 from plans.rocking import rocking_scan
 
 POLICIES = ("never", "auto", "ask")
+ALARM_ACTIONS = ("pause", "ask", "continue")
+log = logging.getLogger(__name__)
 #: flags that ask for a re-measure by default (peak drift is handled by tracking instead)
 REMEASURE_FLAGS = ("new_vortex", "vortex_lost", "vortex_moved", "domain_boundary", "peak_broadening")
 
@@ -62,7 +70,27 @@ def _verdict(verdict, run: str, scan: int):
     outcome = yield from bps.rd(verdict.outcome)
     kinds = yield from bps.rd(verdict.flag_kinds)
     com_x = yield from bps.rd(verdict.peak_com_x_px)
-    return {"scan": scan, "outcome": outcome, "flags": [k for k in kinds.split(",") if k]}, float(com_x)
+    alarm = yield from bps.rd(verdict.alarm)
+    record = {"scan": scan, "outcome": outcome, "flags": [k for k in kinds.split(",") if k]}
+    if alarm:
+        record["alarm"] = str(alarm)
+    return record, float(com_x)
+
+
+def _on_alarm(record: dict, on_alarm: str, decision, run: str):
+    """Pause, ask or go on after a scan whose recording or analysis failed; the record says which."""
+    log.warning("scan %d of run %s: %s (on_alarm=%s)", record["scan"], run, record["alarm"], on_alarm)
+    if on_alarm == "pause":
+        yield from bps.pause()  # between runs: resuming goes on with the next scan
+        return {**record, "alarm_action": "paused"}
+    if on_alarm == "ask":
+        yield from bps.mv(decision.run_id, run, decision.scan_index, record["scan"])
+        yield from bps.trigger(decision, wait=True)
+        action = yield from bps.rd(decision.action)
+        source = yield from bps.rd(decision.source)
+        return {**record, "alarm_action": f"asked:{action}", "operator_action": action,
+                "decided_by": "default" if source == "default" else f"operator:{source}"}
+    return {**record, "alarm_action": "continued"}
 
 
 def _decide(record: dict, policy: str, remeasure: Remeasure, decision, run: str):
@@ -85,7 +113,7 @@ def operando_series(detector, stage, potentiostat, center_deg: float, width_deg:
                     exposure_s: float = 1.0, *, num_scans: int, stop_voltage_v: float | None = None,
                     stop_capacity_mah_g: float | None = None, series: str | None = None, md: dict | None = None,
                     particles=None, positioners=(), verdict=None, decision=None, policy: str = "never",
-                    track_peak: bool = False, remeasure: Remeasure | None = None):
+                    track_peak: bool = False, remeasure: Remeasure | None = None, on_alarm: str = "pause"):
     """Rocking scans through a charge: each round reads the cell, then scans every particle in turn.
 
     Stops after ``num_scans`` rounds, or once the voltage read before a round reaches ``stop_voltage_v``
@@ -93,6 +121,7 @@ def operando_series(detector, stage, potentiostat, center_deg: float, width_deg:
     whose start document carries the series id (``{series}-{particle}`` with several particles), the
     scan index within it, the charge round, voltage and capacity. ``track_peak`` moves the next scan's
     centre to the measured centre of mass of the last one (``verdict`` needed, as for ``auto``/``ask``).
+    ``on_alarm`` (with a ``verdict``): what a scan whose recording or analysis failed does to the series.
     Returns the series id.
     """
     if num_scans < 1:
@@ -103,6 +132,10 @@ def operando_series(detector, stage, potentiostat, center_deg: float, width_deg:
         raise ValueError(f"policy {policy!r} / track_peak={track_peak} needs the pipeline's verdict device")
     if policy == "ask" and decision is None:
         raise ValueError("policy 'ask' needs the operator decision device")
+    if on_alarm not in ALARM_ACTIONS:
+        raise ValueError(f"on_alarm must be one of {ALARM_ACTIONS}, got {on_alarm!r}")
+    if on_alarm == "ask" and verdict is not None and decision is None:
+        raise ValueError("on_alarm 'ask' needs the operator decision device")
     remeasure = remeasure or Remeasure()
     md = check_experiment_md(md)
     targets = [ParticleTarget(**p) if isinstance(p, dict) else p
@@ -149,12 +182,19 @@ def operando_series(detector, stage, potentiostat, center_deg: float, width_deg:
             record = yield from scan(target, round_k, voltage, capacity, extra, exposure_s, num)
             if record is None:
                 continue
-            record = yield from _decide(record, policy, remeasure, decision, runs[pid])
+            if record.get("alarm"):
+                record = yield from _on_alarm(record, on_alarm, decision, runs[pid])
+                if record.get("operator_action") == "remeasure":
+                    record = {**record, "decision": "remeasure", "because": ["alarm"]}
+            if "decision" not in record:
+                record = yield from _decide(record, policy, remeasure, decision, runs[pid])
             if record["decision"] == "remeasure":
                 again = {"remeasure_of": record["scan"], "decision": record, "remeasure": asdict(remeasure)}
                 record = yield from scan(target, round_k, voltage, capacity, again,
                                          exposure_s * remeasure.exposure_factor, num * remeasure.step_factor)
                 record = {**record, "decision": "continue", "decided_by": "re-measure"}
+                if record.get("alarm"):  # the re-measure failed too: pause or ask, never re-measure again
+                    record = yield from _on_alarm(record, on_alarm, decision, runs[pid])
             last_record[pid] = record
         if stop_voltage_v is not None and voltage >= stop_voltage_v:
             break

@@ -3,7 +3,9 @@
 ``PipelineVerdict`` subscribes to the pipeline's results (PUB, topic ``event``) and keeps every event
 it sees; triggering it waits for the event of one scan (set ``run_id`` and ``scan_index`` first) and
 completes when it arrives or after ``timeout_s`` (then ``outcome`` is ``"timeout"`` and a warning is
-logged), so a dead pipeline never stalls the beamline. ``OperatorDecision`` waits on the decision
+logged), so a dead pipeline never stalls the beamline. ``alarm`` says, in a line, what went wrong with
+the scan (its recording failed or was cut short, its analysis failed or was not possible), so that
+an unattended series can pause or ask (``operando_series(on_alarm=...)``). ``OperatorDecision`` waits on the decision
 channel (``streamer.messaging.decision``) for the operator's action on one scan, falling back to
 ``default_action`` after ``timeout_s``; it takes only decisions that carry the channel's token (read
 from ``token_file``, made there when missing) and counts the others in ``listener.rejected``. Plans
@@ -39,6 +41,7 @@ class PipelineVerdict(Device):
     peak_com_y_px = Cpt(Signal, value=math.nan, kind="normal")
     peak_com_x_px = Cpt(Signal, value=math.nan, kind="normal")  # rocking axis: frame index of the centre
     latency_s = Cpt(Signal, value=math.nan, kind="normal")
+    alarm = Cpt(Signal, value="", kind="normal")  # what went wrong with the scan ("" when nothing did)
 
     def __init__(self, endpoint: str, *, name: str = "verdict", timeout_s: float = 30.0, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -95,11 +98,13 @@ class PipelineVerdict(Device):
             self.flag_kinds.put("")
             com = [math.nan] * 3
             self.latency_s.put(math.nan)
+            self.alarm.put("")
         else:
             self.outcome.put("received")
             self.flag_kinds.put(",".join(str(f.get("kind")) for f in event.get("flags") or []))
             com = list((event.get("peak") or {}).get("center_of_mass_px") or [math.nan] * 3)
             self.latency_s.put(float(event.get("latency_s", math.nan)))
+            self.alarm.put(event_alarm(event))
         self.peak_com_z_px.put(float(com[0]))
         self.peak_com_y_px.put(float(com[1]))
         self.peak_com_x_px.put(float(com[2]))
@@ -108,6 +113,21 @@ class PipelineVerdict(Device):
         """Stop listening (the receiver closes its socket)."""
         self._closing.set()
         self._receiver.join(timeout=2)
+
+
+def event_alarm(event: dict) -> str:
+    """What went wrong with a scan, from its event, in one line ("" when nothing did): a recording that
+    failed or did not confirm the scan, or an analysis that failed or was not possible."""
+    problems = []
+    ingest = event.get("ingest") if isinstance(event.get("ingest"), dict) else {}
+    if ingest.get("recording_error"):
+        problems.append(f"recording: {ingest['recording_error']}")
+    status = (event.get("reconstruction") or {}).get("status") if isinstance(event.get("reconstruction"), dict) else None
+    if status in ("failed", "not_possible"):
+        problems.append(f"analysis {status.replace('_', ' ')}" + (f": {event['error']}" if event.get("error") else ""))
+    elif event.get("error"):
+        problems.append(f"analysis: {event['error']}")
+    return "; ".join(str(p) for p in problems)[:500]
 
 
 class OperatorDecision(Device):

@@ -12,6 +12,7 @@ import msgpack
 import pytest
 import zmq
 from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
 
 from plans import operando_series
 from sim.devices import make_beamline
@@ -251,3 +252,79 @@ def test_auto_remeasure_with_finer_steps_tells_the_pipeline_its_longer_grid(loop
     assert starts[1]["geometry"]["shape_zyx"] == [16, 16, 16] and starts[0]["geometry"]["shape_zyx"] == [16, 16, 16]
     with pytest.raises(ValueError, match="step_factor"):
         Remeasure(step_factor=0)
+
+
+class AlarmingPipeline(FlaggingPipeline):
+    """As FlaggingPipeline, but the events of the scans in ``failed`` say their recording failed."""
+
+    def __init__(self, failed: set[int]):
+        super().__init__({})
+        self.failed = failed
+
+    def __call__(self, name, doc):
+        if name == "stop" and self._start["scan_index"] in self.failed:
+            k = self._start["scan_index"]
+            event = {"run": self._start["series"], "scan": k, "flags": [], "latency_s": 0.1,
+                     "peak": {"center_of_mass_px": [8.0, 8.0, 8.0]},
+                     "ingest": {"recording_error": "disk full: 0 of 8 frames on disk"},
+                     "reconstruction": {"status": "failed"}, "error": "analysis of scan 1 failed: no frames"}
+            self.results.publish("event", {"event": event})
+            return
+        super().__call__(name, doc)
+
+
+def test_a_failed_recording_pauses_an_unattended_series_until_someone_resumes(tmp_path):
+    fake = AlarmingPipeline({1})
+    verdict = PipelineVerdict(fake.endpoint, timeout_s=10.0)
+    try:
+        fake.wait_for_subscriber()
+        _, stage, detector, potentiostat = make_beamline(load_scenario("quick"), GEOM, seed=0)
+        docs = []
+        RE = RunEngine({})
+        RE.subscribe(fake)
+        RE.subscribe(lambda name, doc: docs.append((name, doc)))
+        with pytest.raises(RunEngineInterrupted):  # what RE() raises when a plan pauses
+            RE(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=4, series="p",
+                               verdict=verdict, policy="never"))
+        assert RE.state == "paused"  # after scan 1, before scan 2
+        assert [d["scan_index"] for n, d in docs if n == "start"] == [0, 1]
+        assert "recording: disk full" in verdict.alarm.get()
+        RE.resume()
+        starts = [d for n, d in docs if n == "start"]
+        assert [s["scan_index"] for s in starts] == [0, 1, 2, 3]
+        assert starts[2]["previous_verdict"]["alarm_action"] == "paused"
+        assert "disk full" in starts[2]["previous_verdict"]["alarm"]
+        assert "previous_verdict" not in starts[1] or "alarm" not in starts[1]["previous_verdict"]
+    finally:
+        verdict.close()
+        fake.close()
+
+
+def test_an_alarm_can_ask_the_operator_or_only_be_recorded(tmp_path):
+    fake = AlarmingPipeline({0})
+    verdict = PipelineVerdict(fake.endpoint, timeout_s=10.0)
+    decision = OperatorDecision("tcp://127.0.0.1:0", timeout_s=0.5, default_action="remeasure",
+                                token_file=tmp_path / "token")
+    try:
+        fake.wait_for_subscriber()
+        _, stage, detector, potentiostat = make_beamline(load_scenario("quick"), GEOM, seed=0)
+        starts = _run(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=2, series="a",
+                                      verdict=verdict, decision=decision, on_alarm="ask"), fake)
+        # scan 0 failed; nobody answered, the default re-measures it (scan 1), then scan 2
+        assert [s.get("remeasure_of") for s in starts] == [None, 0, None]
+        assert starts[1]["decision"]["alarm_action"] == "asked:remeasure"
+        fake.failed = {0, 1, 2}
+        starts = _run(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=2, series="c",
+                                      verdict=verdict, on_alarm="continue"), fake)
+        assert [s["scan_index"] for s in starts] == [0, 1]
+        assert starts[1]["previous_verdict"]["alarm_action"] == "continued"
+    finally:
+        decision.listener.close()
+        verdict.close()
+        fake.close()
+
+
+def test_on_alarm_is_checked():
+    _, stage, detector, potentiostat = make_beamline(load_scenario("quick"), GEOM, seed=0)
+    with pytest.raises(ValueError, match="on_alarm must be one of"):
+        list(operando_series(detector, stage, potentiostat, 7.0, WIDTH, 8, 0.01, num_scans=1, on_alarm="panic"))

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from streamer.beamline.verdict import event_alarm
 from streamer.messaging import wire
 from streamer.messaging.transport import FrameSender
 from streamer.recording.event_log import read_events
@@ -51,6 +52,7 @@ def test_the_event_says_incomplete_when_the_recording_lost_a_frame(tmp_path):
     (event,) = read_events(tmp_path / "events.jsonl")
     assert event["ingest"]["complete"] is False and event["ingest"]["status"] == "incomplete"
     assert "float32" in event["ingest"]["recording_error"]
+    assert event_alarm(event).startswith("recording: ")  # what the plan's verdict device raises on
 
 
 def test_a_paused_scans_frames_reach_a_reader_within_one_and_a_half_seconds(tmp_path):
