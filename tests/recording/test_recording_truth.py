@@ -213,3 +213,65 @@ def test_a_full_disk_is_an_alarm_not_a_crash(tmp_path, limit_bytes):
     assert report["first"]["complete"] is False and report["second"]["complete"] is False
     assert report["first"]["error"] and report["counters"]["recording_error"] == 1
     assert len(report["alarms"]) == 1
+
+
+UNWRITABLE_CHILD = """
+import json, os, sys, time
+import numpy as np
+from streamer.messaging import wire
+from streamer.service.config import ServiceConfig
+from streamer.service.pipeline import Pipeline
+
+def scan(p, run, k):
+    p.ingest(wire.encode("scan_start", run=run, scan=k, num_frames=2, metadata={}))
+    for f in range(2):
+        p.ingest(wire.encode_frame(run=run, scan=k, frame=f, seq=f, theta_deg=7.0, timestamp=1.0,
+                                   array=np.full((8, 8), f + 1, np.uint32)))
+    p.ingest(wire.encode("scan_end", run=run, scan=k, num_frames=2))
+
+# a first run while still allowed to read everything: every module the service loads lazily is loaded
+warm = Pipeline(ServiceConfig(out_dir=sys.argv[1] + "/warm", realtime_policy="all"))
+warm._worker.start()
+scan(warm, "w", 0)
+warm.shutdown()
+os.chdir(sys.argv[1] + "/out")  # relative paths: the unprivileged user need not reach the folders above
+if os.geteuid() == 0:  # root writes anywhere: become nobody, who owns ./ and may make it read-only
+    os.setgid(65534)
+    os.setuid(65534)
+p = Pipeline(ServiceConfig(out_dir=".", realtime_policy="all"))
+p._worker.start()
+scan(p, "a", 0)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and not os.path.exists("events.jsonl") or not open("events.jsonl").read():
+    time.sleep(0.05)  # scan 0's event: its recording confirmed
+os.chmod(".", 0o500)  # the folder becomes unwritable mid-run
+scan(p, "a", 1)  # its file is open already
+scan(p, "b", 0)  # a new run needs a new file
+p.shutdown()
+print(json.dumps({"alarms": list(p.recording.alarms), "counters": dict(p.counters),
+                  "recording": dict(p.recording.counters), "euid": os.geteuid()}))
+"""
+
+
+def test_a_folder_made_unwritable_mid_run_is_an_alarm_not_a_crash(tmp_path):
+    """As a non-root process (root drops to nobody): the run whose file is open goes on; the new run that
+    cannot get a file is an alarm and its scan is not complete; the process exits cleanly."""
+    import json
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if os.geteuid() == 0:
+        os.chown(out, 65534, 65534)
+    done = subprocess.run([sys.executable, "-c", UNWRITABLE_CHILD, str(tmp_path)], capture_output=True, text=True,
+                          timeout=180)
+    os.chmod(out, 0o700)
+    assert done.returncode == 0, done.stderr[-3000:]  # alive to the end, no segfault
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["euid"] != 0
+    events = {(e["run"], e["scan"]): e for e in read_events(out / "events.jsonl")}
+    assert events[("a", 0)]["ingest"]["complete"] is True and events[("a", 1)]["ingest"]["complete"] is True
+    assert events[("b", 0)]["ingest"]["complete"] is False
+    assert event_alarm(events[("b", 0)]).startswith("recording: ")
+    assert report["alarms"] and any("b" in a or "ermission" in a for a in report["alarms"])
+    recorded = [s for f in out.glob("*.h5") for s in list_scans(f)]
+    assert sorted((s["scan"], s["frames_recorded"]) for s in recorded) == [(0, 2), (1, 2)]
