@@ -2,13 +2,15 @@
 
 A pipeline runs in a thread on loopback; a small valid scan (8^3, one member, "10ER") is sent and
 timed from its scan_end to its event on the results channel: alone, after 5,000 scan_starts at full
-rate, after a flood of bluesky documents, and after bslz4 frames that declare huge sizes. Peak RSS
-growth is read from /proc/self/status. Run: python benchmarks/flood_latency.py
+rate, after two floods of bluesky documents, and after bslz4 frames that declare huge sizes. RSS and
+peak RSS (VmHWM) growth are read from /proc/self/status after each flood. Run:
+python benchmarks/flood_latency.py [--json] (tests/service/test_floods.py runs a short version).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import threading
 import time
@@ -27,10 +29,11 @@ from streamer.service.pipeline import Pipeline
 GEO = OrthogonalGeometry(shape_zyx=(8, 8, 8), voxel_nm=12.0)
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (``VmRSS``) or its peak so far (``VmHWM``), MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -59,7 +62,9 @@ def main() -> None:
     ap.add_argument("--scan-starts", type=int, default=5000)
     ap.add_argument("--documents", type=int, default=20000, help="documents of 16 kB each")
     ap.add_argument("--bombs", type=int, default=200, help="bslz4 frames declaring 16384^2 float32")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
     args = ap.parse_args()
+    figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = ServiceConfig(out_dir=tmp, exit_on_run_stop=False, realtime_policy="all",
                                phasing=PhasingConfig(population=1, average=1, recipe="10ER", warm_recipe="10ER"))
@@ -75,39 +80,56 @@ def main() -> None:
             _valid_scan(sender, 1)
             alone = _latency(sender, sub, 1)
             print(f"valid scan alone: event {alone:.2f} s after its scan_end")
+            bomb = wire.encode_frame(run="flood", scan=0, frame=0, seq=0, theta_deg=7.0, timestamp=1.0,
+                                     array=np.zeros((64, 64), np.float32), encoding="bslz4")
+            header = wire.msgpack.unpackb(bomb[0])
+            header["shape"] = [16384, 16384]
+            bomb = [wire.msgpack.packb(header)] + bomb[1:]
+            hwm0 = _rss_mb("VmHWM")
+            for _ in range(args.bombs):
+                sender._sock.send_multipart(bomb)
+            _valid_scan(sender, 4)
+            bombs = _latency(sender, sub, 4)
+            figures["bombs"] = {"latency_s": bombs, "peak_rss_growth_mb": _rss_mb("VmHWM") - hwm0,
+                                "malformed": pipeline.counters["malformed"]}
+            print(f"after {args.bombs} bslz4 frames declaring 16384^2 float32 (1 GB each): event {bombs:.2f} s "
+                  f"after its scan_end; malformed {pipeline.counters['malformed']}; peak RSS "
+                  f"{figures['bombs']['peak_rss_growth_mb']:+.0f} MB")
+            rss1 = _rss_mb()
             t0 = time.perf_counter()
             for s in range(args.scan_starts):
                 sender.scan_start("flood", s, 8, {"voltage_v": 3.5})
             _valid_scan(sender, 2)
             flooded = _latency(sender, sub, 2)
+            figures["scan_starts"] = {"latency_s": flooded, "added_s": flooded - alone, "rss_growth_mb": _rss_mb() - rss1,
+                                      "open_scans": len(pipeline.assembler.open_scans),
+                                      "evicted": pipeline.counters["evicted_scan"]}
             print(f"after {args.scan_starts} scan_starts (sent in {time.perf_counter() - t0:.2f} s): event "
                   f"{flooded:.2f} s after its scan_end ({flooded - alone:+.2f} s); open scans held "
-                  f"{len(pipeline.assembler.open_scans)}, evicted {pipeline.counters['evicted_scan']}")
+                  f"{len(pipeline.assembler.open_scans)}, evicted {pipeline.counters['evicted_scan']}; RSS "
+                  f"{figures['scan_starts']['rss_growth_mb']:+.0f} MB")
             doc = {"blob": "x" * 16000}
-            for _ in range(args.documents):
-                sender._sock.send_multipart(wire.encode("document", run="flood", name="event", doc=doc))
-            _valid_scan(sender, 3)
-            docs = _latency(sender, sub, 3)
-            print(f"after {args.documents} documents of 16 kB ({args.documents * 16 / 1024:.0f} MB): event "
-                  f"{docs:.2f} s after its scan_end; documents kept {len(pipeline.documents)}, "
-                  f"dropped {pipeline.counters['documents_dropped']}")
-            bomb = wire.encode_frame(run="flood", scan=0, frame=0, seq=0, theta_deg=7.0, timestamp=1.0,
-                                     array=np.zeros((64, 64), np.float32), encoding="bslz4")
-            header = wire.msgpack.unpackb(bomb[0]) if hasattr(wire, "msgpack") else None
-            if header is not None:
-                header["shape"] = [16384, 16384]
-                bomb = [wire.msgpack.packb(header)] + bomb[1:]
-            t0 = time.perf_counter()
-            for _ in range(args.bombs):
-                sender._sock.send_multipart(bomb)
-            _valid_scan(sender, 4)
-            bombs = _latency(sender, sub, 4)
-            print(f"after {args.bombs} bslz4 frames declaring 16384^2 float32: event {bombs:.2f} s after its "
-                  f"scan_end; malformed {pipeline.counters['malformed']}")
-            print(f"peak RSS growth over the floods: {_rss_mb() - rss0:.0f} MB")
+            for flood in (1, 2):  # the second flood shows whether memory grows with what is sent
+                rss = _rss_mb()
+                for _ in range(args.documents):
+                    sender._sock.send_multipart(wire.encode("document", run="flood", name="event", doc=doc))
+                _valid_scan(sender, 4 + flood)
+                docs = _latency(sender, sub, 4 + flood)
+                figures[f"documents_{flood}"] = {"latency_s": docs, "rss_growth_mb": _rss_mb() - rss,
+                                                 "sent_mb": args.documents * 16000 / 2**20,
+                                                 "kept": len(pipeline.documents),
+                                                 "dropped": pipeline.counters["documents_dropped"]}
+                print(f"documents flood {flood}: {args.documents} of 16 kB ({args.documents * 16000 / 2**20:.0f} MB): "
+                      f"event {docs:.2f} s after its scan_end; documents kept {len(pipeline.documents)}, dropped "
+                      f"{pipeline.counters['documents_dropped']}; RSS {figures[f'documents_{flood}']['rss_growth_mb']:+.0f} MB")
+            figures["alone_s"] = alone
+            figures["rss_growth_mb"] = _rss_mb() - rss0
+            print(f"RSS growth over all the floods: {figures['rss_growth_mb']:.0f} MB")
         sender.close()
         pipeline.stop()
         thread.join(30)
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":
