@@ -58,6 +58,9 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
     t_wall, t_rec = time.monotonic(), None
     for info in chosen:
         s = read_scan(recording, info["scan"])
+        if s.get("metadata_error"):
+            print(f"  scan {info['scan']}: {s['metadata_error']}; its frames are replayed without it", file=out,
+                  flush=True)
         sender.scan_start(run, info["scan"], info["num_frames"], s["metadata"])
         for frame, index, theta, stamp in zip(s["frames"], s["frame_index"], s["theta_deg"], s["timestamp"]):
             if speed != float("inf") and np.isfinite(stamp):

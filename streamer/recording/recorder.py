@@ -12,6 +12,7 @@ import math
 import os
 import struct
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -201,19 +202,39 @@ def single_threaded_compression():
 
 
 # -- reading ---------------------------------------------------------------------------------------
+class DamagedRecording(ValueError):
+    """A recording HDF5 cannot read (a damaged block, a checksum that fails): named, never a hang."""
+
+
+@contextmanager
+def _reading(path: Path):
+    """Open ``path`` for reading; HDF5's errors on a damaged file become one ``DamagedRecording``."""
+    try:
+        with _open_for_reading(path) as f:
+            yield f
+    except (FileNotFoundError, ValueError):
+        raise
+    except (OSError, RuntimeError, KeyError) as exc:  # h5py's words for a block it cannot read
+        raise DamagedRecording(f"cannot read the recording {path}: it is damaged ({exc})") from None
+
+
 def read_scan(path: Path, scan: int) -> dict:
-    """The latest attempt of one scan: frames sorted by frame index, with their metadata and status."""
-    with _open_for_reading(path) as f:
+    """The latest attempt of one scan: frames sorted by frame index, with their metadata and status.
+
+    ``metadata_error`` says when the scan's metadata cannot be decoded (its frames are still given)."""
+    with _reading(path) as f:
         attempts = _columns(f[SCANS], list(SCAN_COLUMNS))
         row = _latest_attempts(attempts["scan"]).get(int(scan))
-        if row is None:
-            raise KeyError(f"scan {scan} is not recorded in {path}")
-        cols = _frame_columns(f)
-        rows = np.flatnonzero(cols["attempt"] == row)
-        order = np.argsort(cols["frame_index"][rows], kind="stable")
-        frames = _read_rows(f, rows)[order]
-        start, length = int(attempts["metadata_offset"][row]), int(attempts["metadata_length"][row])
-        metadata = _decode_json(f[SCANS]["metadata_json"][start:start + length])
+        if row is not None:
+            cols = _frame_columns(f)
+            rows = np.flatnonzero(cols["attempt"] == row)
+            order = np.argsort(cols["frame_index"][rows], kind="stable")
+            frames = _read_rows(f, rows)[order]
+            start, length = int(attempts["metadata_offset"][row]), int(attempts["metadata_length"][row])
+            raw = f[SCANS]["metadata_json"][start:start + length]
+    if row is None:
+        raise KeyError(f"scan {scan} is not recorded in {path}")
+    metadata = _decode_json(raw)
     status = STATUS_NAMES.get(int(attempts["status"][row]), "partial")
     num_frames = int(attempts["num_frames"][row])
     frame_index = cols["frame_index"][rows][order]
@@ -227,12 +248,14 @@ def read_scan(path: Path, scan: int) -> dict:
         "missing": sorted(set(range(num_frames)) - set(frame_index.tolist())),
         "complete": status == "complete",
         "status": status,
+        **({} if metadata or not length else
+           {"metadata_error": f"the metadata of scan {scan} ({length} bytes) is not readable JSON"}),
     }
 
 
 def list_scans(path: Path) -> list[dict]:
     """One summary per recorded scan (its latest attempt), in scan order."""
-    with _open_for_reading(path) as f:
+    with _reading(path) as f:
         attempts = _columns(f[SCANS], list(SCAN_COLUMNS))
         frame_attempts = _frame_columns(f)["attempt"]
     counts = np.bincount(frame_attempts[frame_attempts >= 0], minlength=len(attempts["scan"]))
@@ -248,7 +271,7 @@ def list_scans(path: Path) -> list[dict]:
 
 def run_of(path: Path) -> str:
     """The run a recording belongs to."""
-    with _open_for_reading(path) as f:
+    with _reading(path) as f:
         return str(f["entry"].attrs["run"])
 
 
@@ -343,10 +366,19 @@ def _read_rows(f: h5py.File, rows: np.ndarray) -> np.ndarray:
 
 
 def _open_for_reading(path: Path, tries: int = 20, wait_s: float = 0.05) -> h5py.File:
-    """Open as a SWMR reader; retry for a moment while a writer is opening the file (not yet in SWMR mode)."""
+    """Open for reading: as a plain reader when no writer holds the file (a damaged file then fails at
+    once; HDF5's SWMR reader retries each damaged read for minutes), as a SWMR reader while a writer
+    does; retry for a moment while a writer is opening the file (not yet in SWMR mode)."""
     for attempt in range(tries):
         try:
-            f = h5py.File(path, "r", swmr=True, locking=False)
+            try:
+                f = h5py.File(path, "r", locking=False)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                if "already open for write" not in str(exc):
+                    raise
+                f = h5py.File(path, "r", swmr=True, locking=False)  # a writer has it: read what it flushed
             break
         except FileNotFoundError:
             raise

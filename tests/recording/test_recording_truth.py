@@ -275,3 +275,45 @@ def test_a_folder_made_unwritable_mid_run_is_an_alarm_not_a_crash(tmp_path):
     assert report["alarms"] and any("b" in a or "ermission" in a for a in report["alarms"])
     recorded = [s for f in out.glob("*.h5") for s in list_scans(f)]
     assert sorted((s["scan"], s["frames_recorded"]) for s in recorded) == [(0, 2), (1, 2)]
+
+
+def _small_recording(path):
+    from streamer.recording.recorder import RunRecorder
+
+    r = RunRecorder(path, "r")
+    for s in range(3):
+        r.start_scan(s, 4, {"voltage_v": 3.5, "note": "x" * 3000})
+        for k in range(4):
+            r.add_frame(s, k, 7.0, 1.0, np.full((8, 8), k, np.uint32))
+        r.end_scan(s, [])
+    r.close()
+    return bytearray(path.read_bytes())
+
+
+def test_a_damaged_recording_fails_at_once_naming_it_instead_of_hanging(tmp_path):
+    """HDF5's SWMR reader retries a block whose checksum fails for minutes: a file no writer holds is read
+    as a plain file, so damage is an error within seconds (the test runs in a child with a timeout)."""
+    data = _small_recording(tmp_path / "good.h5")
+    rng = np.random.default_rng(1)
+    for p in rng.integers(2048, len(data), 50):
+        data[p] ^= 0xFF
+    (tmp_path / "bad.h5").write_bytes(bytes(data))
+    code = ("from streamer.recording.recorder import list_scans, read_scan\n"
+            "import sys\n"
+            "try:\n    [read_scan(sys.argv[1], s['scan']) for s in list_scans(sys.argv[1])]\n"
+            "except ValueError as exc:\n    print(type(exc).__name__, exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bad.h5")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("DamagedRecording cannot read the recording") and "bad.h5" in done.stdout
+
+
+def test_damaged_metadata_is_named_and_the_frames_still_read(tmp_path):
+    data = _small_recording(tmp_path / "r.h5")
+    at = bytes(data).find(b'"voltage_v"')
+    data[at:at + 20] = b"\xff" * 20
+    (tmp_path / "r.h5").write_bytes(bytes(data))
+    s = read_scan(tmp_path / "r.h5", 0)
+    assert "not readable JSON" in s["metadata_error"] and s["metadata"] == {}
+    assert s["frames"].shape == (4, 8, 8) and s["complete"]
+    assert "metadata_error" not in read_scan(tmp_path / "r.h5", 1)
