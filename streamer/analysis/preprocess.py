@@ -1,4 +1,5 @@
-"""From detector counts to an intensity ready for phasing: checks, dark, bad pixels, binning, centring, sizing.
+"""From detector counts to an intensity ready for phasing: checks, saturation, dark, flat, bad and hot pixels,
+binning, centring (a roll) and sizing (masked padding).
 
 Pure array code. Every refusal names the problem, so an operator knows what to fix.
 """
@@ -12,16 +13,21 @@ from streamer.settings import Settings
 
 
 class PreprocessConfig(Settings):
-    """Detector binning (rows, cols; the rocking axis is never binned), thresholds and sizing."""
+    """Detector binning (rows, cols; the rocking axis is never binned), thresholds and sizing.
+
+    Sizing never throws measured data away: ``centre`` rolls the peak to the centre (for phasing a
+    roll is only a phase ramp of the object, which the analysis removes), ``fft_friendly`` pads with
+    masked (unmeasured) planes up to the next size whose factors are 2, 3 and 5.
+    """
 
     bin_rows: int = Field(2, ge=1)
     bin_cols: int = Field(2, ge=1)
     count_threshold: float = Field(0.0, ge=0)  # counts at or below are set to zero (after dark subtraction)
     saturation_counts: float = Field(0.0, ge=0)  # > 0: pixels at or above are masked (count ceiling); 0: none
-    hot_pixel_factor: float = Field(0.0, ge=0)  # > 0: a pixel above factor x the median of its 3x3
-    #                                             neighbourhood, in most frames, is hot and masked
-    centre: bool = True  # move the peak's maximum to the centre of the array
-    fft_friendly: bool = True  # crop to the nearest smaller size whose factors are 2, 3, 5
+    hot_pixel_factor: float = Field(0.0, ge=0)  # > 0: a pixel whose median over the frames exceeds factor x
+    #                                             the median of its 3x3 neighbourhood (at least 1) is hot
+    centre: bool = True  # roll the peak's centre of mass to the centre of the array
+    fft_friendly: bool = True  # pad (masked) to the next even size whose factors are 2, 3, 5
 
 
 def check_counts(data: np.ndarray, *, what: str = "scan", ndim: int = 3) -> np.ndarray:
@@ -45,9 +51,10 @@ def check_counts(data: np.ndarray, *, what: str = "scan", ndim: int = 3) -> np.n
     return data
 
 
-def fft_friendly_size(n: int, *, even: bool = False) -> int:
-    """Largest m <= n (even if asked) whose only prime factors are 2, 3 and 5."""
-    for m in range(n, 0, -1):
+def fft_friendly_size(n: int, *, even: bool = False, up: bool = False) -> int:
+    """Largest m <= n (smallest m >= n with ``up``), even if asked, whose only prime factors are 2, 3 and 5."""
+    candidates = range(n, 4 * n + 8) if up else range(n, 0, -1)
+    for m in candidates:
         if even and m % 2:
             continue
         k = m
@@ -67,93 +74,180 @@ def bin_frames(stack: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def hot_pixels(stack: np.ndarray, factor: float) -> np.ndarray:
-    """(row, col) True where a pixel exceeds ``factor`` x its 3x3 neighbourhood median in most frames."""
+    """(row, col) True where a pixel's median over the frames exceeds ``factor`` x the median of its 3x3
+    neighbourhood (at least 1 count): a hot pixel counts in most frames, the Bragg peak crosses a pixel
+    in a few. At most 32 frames, evenly spaced, are looked at."""
     from scipy import ndimage
 
-    hot = np.zeros(stack.shape[1:], np.int32)
-    for frame in stack:
-        med = ndimage.median_filter(frame, size=3, mode="nearest")
-        hot += frame > factor * np.maximum(med, 1.0)
-    return hot > stack.shape[0] // 2
+    stack = np.asarray(stack)
+    typical = np.median(stack[:: max(1, stack.shape[0] // 32)], axis=0)
+    med = ndimage.median_filter(typical, size=3, mode="nearest")
+    return typical > factor * np.maximum(med, 1.0)
+
+
+def peak_roll(volume: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, ...]:
+    """Integer roll per axis that brings the centre of mass of the peak's bright core (>= 10% of the
+    maximum, masked pixels left out) to index n // 2: steadier than the single brightest pixel."""
+    v = np.asarray(volume, float) if mask is None else np.where(mask, 0, volume).astype(float)
+    if not v.max() > 0:
+        return (0,) * v.ndim
+    core = np.where(v >= 0.1 * v.max(), v, 0)
+    grids = np.indices(v.shape, sparse=True)
+    return tuple(int(n // 2 - round(float((core * g).sum() / core.sum()))) for g, n in zip(grids, v.shape))
 
 
 def _centre_and_size(volume: np.ndarray, mask: np.ndarray, config: PreprocessConfig):
-    shape = volume.shape
-    if config.centre:  # the centre of mass of the bright core: steadier than the single brightest pixel
-        v = np.where(mask, 0, volume)
-        core = np.where(v >= 0.1 * v.max(), v, 0)
-        grids = np.indices(shape, sparse=True)
-        peak = [int(round(float((core * g).sum() / core.sum()))) for g in grids]
-        shift = tuple(n // 2 - p for p, n in zip(peak, shape))
-    else:
-        shift = (0, 0, 0)
-    # crop symmetrically around the (shifted) peak, never wrap data around
-    slices = []
-    for ax, n in enumerate(shape):
-        centre = n // 2 - shift[ax]
-        half = min(centre, n - centre)
-        size = 2 * half
-        if config.fft_friendly:
-            size = fft_friendly_size(size, even=True)
-        lo = centre - size // 2
-        slices.append(slice(lo, lo + size))
-    sl = tuple(slices)
-    return volume[sl], mask[sl], [(s.start, s.stop) for s in slices]
+    """Roll the peak to the centre and pad (masked) to FFT-friendly sizes; no measured pixel is dropped."""
+    shift = peak_roll(volume, mask) if config.centre else (0,) * volume.ndim
+    volume, mask = np.roll(volume, shift, axis=(0, 1, 2)), np.roll(mask, shift, axis=(0, 1, 2))
+    pads = []
+    for n in volume.shape:
+        m = fft_friendly_size(n, even=True, up=True) if config.fft_friendly else n
+        before = m // 2 - n // 2  # the centre (index n // 2) stays at the centre
+        pads.append((before, m - n - before))
+    if any(p != (0, 0) for p in pads):
+        volume = np.pad(volume, pads)
+        mask = np.pad(mask, pads, constant_values=True)
+    return volume, mask, {"shift_zyx": list(shift), "pad_zyx": [list(p) for p in pads]}
 
 
-def prepare_scan(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConfig(), dark: np.ndarray | None = None,
-                 bad_pixels: np.ndarray | None = None, unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:
-    """A rocking scan (theta, row, col) in detector counts -> (intensity, mask, info) in lab order (z, y, x).
+def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConfig(), dark: np.ndarray | None = None,
+                   flat: np.ndarray | None = None, bad_pixels: np.ndarray | None = None,
+                   unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A rocking scan (theta, row, col) in detector counts -> (binned counts, mask, info), still (theta, row, col).
 
-    ``dark`` (row, col) is subtracted and clipped at zero; ``bad_pixels`` (row, col) True = dead or
-    hot, masked with any hot pixels found; ``unmeasured_frames`` are masked whole. ``mask`` is True
-    where unmeasured: phasing leaves those pixels free.
+    Saturated pixels (at the count ceiling) are masked in the raw counts; ``dark`` (row, col) is then
+    subtracted and clipped at zero; ``flat`` (row, col, relative efficiency) divides, where it is not
+    positive the pixel is masked; ``bad_pixels`` (row, col) True = dead, hot or gap, masked with any
+    hot pixels found; ``unmeasured_frames`` are masked whole. A bin with any masked pixel is masked.
+    ``mask`` is True where unmeasured: phasing leaves those pixels free.
     """
     stack = check_counts(stack, what="rocking scan (theta, row, col)")
     t, r, c = stack.shape
     info: dict = {"input_shape": [t, r, c]}
     pix_mask = np.zeros((r, c), bool)
+    for name, arr in (("bad-pixel mask", bad_pixels), ("dark frame", dark), ("flat field", flat)):
+        if arr is not None and np.shape(arr) != (r, c):
+            raise ValueError(f"{name} has shape {np.shape(arr)}, the frames {(r, c)}")
     if bad_pixels is not None:
-        if np.shape(bad_pixels) != (r, c):
-            raise ValueError(f"bad-pixel mask has shape {np.shape(bad_pixels)}, the frames {(r, c)}")
         pix_mask |= np.asarray(bad_pixels, bool)
-    if dark is not None:
-        if np.shape(dark) != (r, c):
-            raise ValueError(f"dark frame has shape {np.shape(dark)}, the frames {(r, c)}")
-        stack = np.clip(stack - np.asarray(dark, np.float32), 0, None)
-    if config.hot_pixel_factor > 0:
-        hot = hot_pixels(stack, config.hot_pixel_factor)
-        info["hot_pixels"] = int(hot.sum())
-        pix_mask |= hot
-    mask3 = np.broadcast_to(pix_mask, stack.shape).copy()
+        info["bad_pixels"] = int(np.count_nonzero(bad_pixels))
+    mask3 = None
     if config.saturation_counts > 0:
         saturated = stack >= config.saturation_counts
         if saturated.mean() > 0.01:
             raise ValueError(f"scan is saturated: {100 * saturated.mean():.1f}% of the pixels reach the count "
                              f"ceiling {config.saturation_counts:g}; reduce the exposure or attenuate")
-        mask3 |= saturated
-        info["saturated_pixels"] = int(saturated.sum())
+        mask3 = saturated & ~pix_mask
+        info["saturated_pixels"] = int(mask3.sum())
+    if dark is not None:
+        dark = np.asarray(dark, np.float32)
+        if not np.isfinite(dark).all():
+            raise ValueError("dark frame has NaN or infinite values")
+        stack = np.clip(stack - dark, 0, None)
+    if flat is not None:
+        flat = np.asarray(flat, np.float32)
+        dead = ~(np.isfinite(flat) & (flat > 0))
+        norm = float(flat[~dead].mean()) if (~dead).any() else 0.0
+        if not norm > 0:
+            raise ValueError("flat field has no positive pixel")
+        pix_mask |= dead
+        stack = stack / np.where(dead, 1.0, flat / norm).astype(np.float32)
+        info["flat_field"] = True
+    if config.hot_pixel_factor > 0:
+        hot = hot_pixels(np.where(pix_mask, 0, stack), config.hot_pixel_factor) & ~pix_mask
+        info["hot_pixels"] = int(hot.sum())
+        pix_mask |= hot
+    mask3 = pix_mask[None] if mask3 is None else (mask3 | pix_mask[None])
+    mask3 = np.broadcast_to(mask3, stack.shape).copy()
     for f in unmeasured_frames:
         mask3[int(f)] = True
     stack = np.where(mask3, 0, stack)
     if config.count_threshold > 0:
         stack = np.where(stack <= config.count_threshold, 0, stack)
-    # a bin with any unmeasured pixel is unmeasured
     binned = bin_frames(stack, config.bin_rows, config.bin_cols)
     binned_mask = bin_frames(mask3.astype(np.float32), config.bin_rows, config.bin_cols) > 0
+    binned = np.where(binned_mask, 0, binned)  # a partly measured bin is unmeasured: no partial sums
+    if not binned.any():
+        raise ValueError("nothing left of the scan after masking and thresholding")
+    info.update({"binning": [config.bin_rows, config.bin_cols], "binned_shape": list(binned.shape),
+                 "masked_fraction": round(float(binned_mask.mean()), 5)})
+    return binned.astype(np.float32), binned_mask, info
+
+
+def frames_on_roi(frames: np.ndarray, geometry) -> tuple[np.ndarray, int]:
+    """A detector-geometry scan's frames (step, row, col) cut to the geometry's ROI: (stack, pixel size in
+    raw pixels). Frames may arrive whole (``detector_shape_px``), cut to the ROI, or cut and binned as
+    the geometry says (``frame_shape``); any other size is a ValueError that names the geometry's fields."""
+    frames = np.asarray(frames)
+    r0, r1, c0, c1 = geometry.roi_px
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be a (step, row, col) stack, got shape {frames.shape}")
+    if frames.shape[0] != geometry.num_rocking_steps:
+        raise ValueError(f"{frames.shape[0]} frames; the geometry's num_rocking_steps is {geometry.num_rocking_steps}")
+    shape = tuple(frames.shape[1:])
+    if shape == tuple(geometry.detector_shape_px):
+        return frames[:, r0:r1, c0:c1], 1
+    if shape == (r1 - r0, c1 - c0):
+        return frames, 1
+    if shape == tuple(geometry.frame_shape):
+        return frames, geometry.binning
+    raise ValueError(
+        f"frames of {shape[0]}x{shape[1]} pixels do not fit the geometry: detector_shape_px "
+        f"{list(geometry.detector_shape_px)}, roi_px {list(geometry.roi_px)} ({r1 - r0}x{c1 - c0}), binning "
+        f"{geometry.binning} (frames {geometry.frame_shape[0]}x{geometry.frame_shape[1]})")
+
+
+def map_on_roi(pixel_map: np.ndarray, geometry, level: int, *, what: str, reduce: str = "any") -> np.ndarray:
+    """A per-pixel map of the whole detector (or of the raw ROI) cut to the ROI and binned to ``level``
+    raw pixels (``frames_on_roi``'s): ``reduce`` "any" (masks), "sum" (dark counts) or "mean" (flat field)."""
+    m = np.asarray(pixel_map)
+    r0, r1, c0, c1 = geometry.roi_px
+    if m.shape == tuple(geometry.detector_shape_px):
+        m = m[r0:r1, c0:c1]
+    elif m.shape != (r1 - r0, c1 - c0):
+        raise ValueError(f"{what} has shape {m.shape}; the detector is {tuple(geometry.detector_shape_px)} "
+                         f"(detector_shape_px), its ROI {(r1 - r0, c1 - c0)} (roi_px)")
+    if level > 1:
+        b = bin_frames(m[None].astype(np.float64), level, level)[0]
+        m = b > 0 if reduce == "any" else (b / level**2 if reduce == "mean" else b)
+    return m
+
+
+def fill_masked(stack: np.ndarray, mask: np.ndarray, sigma_px: float = 1.5) -> np.ndarray:
+    """Masked pixels of a (step, row, col) stack filled from their measured neighbours in the same frame
+    (normalised Gaussian convolution): for peak widths, never for phasing, which leaves them free."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return np.asarray(stack, np.float32)
+    w = (~mask).astype(np.float32)
+    sig = (0, sigma_px, sigma_px)
+    num = ndimage.gaussian_filter(np.where(mask, 0, stack).astype(np.float32), sig, mode="constant")
+    den = ndimage.gaussian_filter(w, sig, mode="constant")
+    filled = np.divide(num, den, out=np.zeros_like(num), where=den > 1e-3)
+    return np.where(mask, filled, stack).astype(np.float32)
+
+
+def prepare_scan(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConfig(), dark: np.ndarray | None = None,
+                 flat: np.ndarray | None = None, bad_pixels: np.ndarray | None = None,
+                 unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A rocking scan (theta, row, col) in detector counts -> (intensity, mask, info) in lab order (z, y, x)
+    of an orthogonal geometry: ``prepare_frames``, then the peak rolled to the centre and padded to
+    FFT-friendly sizes (``info``: ``shift_zyx``, ``pad_zyx``)."""
+    binned, binned_mask, info = prepare_frames(stack, config=config, dark=dark, flat=flat, bad_pixels=bad_pixels,
+                                               unmeasured_frames=unmeasured_frames)
     volume = np.transpose(binned, (1, 2, 0))  # (theta, row, col) -> lab (z, y, x), as the geometry
     mask = np.transpose(binned_mask, (1, 2, 0))
-    if not volume.any():
-        raise ValueError("nothing left of the scan after masking and thresholding")
-    volume, mask, crop = _centre_and_size(volume, mask, config)
-    info.update({"binning": [config.bin_rows, config.bin_cols], "crop_zyx": crop, "output_shape": list(volume.shape),
-                 "masked_fraction": round(float(mask.mean()), 5)})
+    volume, mask, sizing = _centre_and_size(volume, mask, config)
+    info.update({**sizing, "output_shape": list(volume.shape), "masked_fraction": round(float(mask.mean()), 5)})
     return np.ascontiguousarray(volume, np.float32), np.ascontiguousarray(mask), info
 
 
 def prepare_volume(volume: np.ndarray, *, mask: np.ndarray | None = None, q_axis: int = 0,
                    config: PreprocessConfig = PreprocessConfig()) -> tuple[np.ndarray, np.ndarray, dict]:
-    """A 3D intensity already on an orthogonal grid (as other tools write) -> lab order with z along q."""
+    """A 3D intensity already on an orthogonal grid (as other tools write) -> lab order with z along q,
+    the peak rolled to the centre and padded (masked) to FFT-friendly sizes."""
     volume = check_counts(volume, what="intensity")
     if q_axis not in (0, 1, 2):
         raise ValueError(f"q axis must be 0, 1 or 2, got {q_axis}")
@@ -165,7 +259,6 @@ def prepare_volume(volume: np.ndarray, *, mask: np.ndarray | None = None, q_axis
     volume = np.where(m, 0, volume)
     if config.count_threshold > 0:
         volume = np.where(volume <= config.count_threshold, 0, volume)
-    volume, m, crop = _centre_and_size(volume, m, config)
-    info = {"q_axis": q_axis, "crop_zyx": crop, "output_shape": list(volume.shape),
-            "masked_fraction": round(float(m.mean()), 5)}
+    volume, m, sizing = _centre_and_size(volume, m, config)
+    info = {"q_axis": q_axis, **sizing, "output_shape": list(volume.shape), "masked_fraction": round(float(m.mean()), 5)}
     return np.ascontiguousarray(volume, np.float32), np.ascontiguousarray(m), info

@@ -16,7 +16,7 @@ Two geometries share one interface (``frame_shape``, ``num_rocking_steps``, ``ro
 
 from __future__ import annotations
 
-from streamer.geometry.detector import HC_KEV_NM, DetectorGeometry
+from streamer.geometry.detector import HC_KEV_NM, MEASURED_KEYS, DetectorGeometry
 from streamer.geometry.orthogonal import STACK_TO_LAB_AXES, OrthogonalGeometry
 from streamer.settings import ConfigError
 
@@ -33,4 +33,4 @@ def from_dict(d: dict) -> OrthogonalGeometry | DetectorGeometry:
     return GEOMETRY_KINDS[kind].from_dict(d)
 
 
-__all__ = ["GEOMETRY_KINDS", "HC_KEV_NM", "STACK_TO_LAB_AXES", "DetectorGeometry", "OrthogonalGeometry", "from_dict"]
+__all__ = ["GEOMETRY_KINDS", "HC_KEV_NM", "MEASURED_KEYS", "STACK_TO_LAB_AXES", "DetectorGeometry", "OrthogonalGeometry", "from_dict"]

@@ -10,9 +10,21 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from streamer.geometry.orthogonal import OrthogonalGeometry
 from streamer.settings import ConfigError, dataclass_from_dict, dataclass_model
 
 HC_KEV_NM = 1.2398419843320026  # h c in keV nm: wavelength_nm = HC_KEV_NM / energy_kev
+
+#: what a geometry file must state (the rest has beamline defaults: docs/geometry.md), with its meaning
+MEASURED_KEYS = {
+    "energy_kev": "photon energy (keV)",
+    "distance_m": "sample-detector distance (m)",
+    "pixel_um": "raw pixel pitch (um)",
+    "detector_shape_px": "raw detector size [rows, cols]",
+    "d_spacing_nm": "d spacing of the reflection (nm)",
+    "rocking_step_deg": "rocking step (deg)",
+    "num_rocking_steps": "frames per rocking scan",
+}
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,22 @@ class DetectorGeometry:
     def binned(self, binning: int) -> DetectorGeometry:
         """The same measurement with frames binned ``binning`` x ``binning`` (the crop is kept)."""
         return replace(self, binning=binning)
+
+    def rebinned(self, factor: int) -> tuple[DetectorGeometry, tuple[int, int]]:
+        """Frames of this geometry binned ``factor`` x more: (geometry, (rows, cols) of frame pixels left over).
+
+        A crop that is not a whole number of the new bins loses its last rows / columns (fewer than
+        ``factor``), as ``bin_frames`` drops them; the crop's start and the beam centre stay.
+        """
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f"binning factor must be an integer >= 1, got {factor!r}")
+        b = self.binning * int(factor)
+        r0, r1, c0, c1 = self.roi_px
+        rows, cols = (r1 - r0) // b * b, (c1 - c0) // b * b
+        if not (rows and cols):
+            raise ValueError(f"roi_px {self.roi_px} is smaller than one {b}x{b} bin")
+        left = ((r1 - r0 - rows) // self.binning, (c1 - c0 - cols) // self.binning)
+        return replace(self, binning=b, roi_px=(r0, r0 + rows, c0, c0 + cols)), left
 
     def rocking_index(self, theta_deg: float) -> float:
         """Fractional rocking step (0 .. steps - 1) at sample angle ``theta_deg``."""
@@ -216,6 +244,36 @@ class DetectorGeometry:
         dq = min(np.linalg.norm(self.q_basis_inv_nm, axis=0)) if dq_inv_nm is None else float(dq_inv_nm)
         return self._resample(stack, np.linalg.inv(self.q_basis_inv_nm), dq, shape_zyx, order)
 
+    def q_grid_shape(self, dq_inv_nm: float) -> tuple[int, int, int]:
+        """(q_z, q_y, q_x) sizes of the orthogonal q grid of spacing ``dq_inv_nm``, centred on
+        ``q_center_inv_nm``, that holds every measured q (the bounding box of the sheared grid)."""
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in self.stack_shape], indexing="ij")).reshape(3, -1)
+        offsets = self.q_basis_inv_nm @ (corners - np.array(self.center_index, float)[:, None])
+        half = np.abs(offsets).max(axis=1) / dq_inv_nm
+        return tuple(int(2 * math.ceil(h) + 2) for h in half)
+
+    def support_half_extent_nm(self, support: np.ndarray) -> np.ndarray:
+        """Largest |z|, |y|, |x| (lab, nm) of the voxels of ``support``, a (step, row, col) mask on the
+        conjugate real-space grid (origin at index n // 2)."""
+        support = np.asarray(support, bool)
+        if support.shape != self.stack_shape:
+            raise ValueError(f"support shape {support.shape} does not match the geometry's {self.stack_shape}")
+        if not support.any():
+            return np.zeros(3)
+        idx = np.argwhere(support).T - np.array(self.center_index, float)[:, None]
+        return np.abs(self.real_basis_nm @ idx).max(axis=1)
+
+    def lab_geometry(self, shape_zyx: tuple[int, int, int], voxel_nm: float,
+                     q_inv_nm: float | None = None) -> OrthogonalGeometry:
+        """The orthogonal description of a lab grid (cubic ``voxel_nm``, z along ``q_center_inv_nm``) that
+        objects of this geometry are resampled onto (``to_orthogonal``): what the analysis sees.
+
+        ``q_inv_nm``: |q| of the reflection (default |q| at the grid origin), which sets d.
+        """
+        q = self.q_bragg_inv_nm if q_inv_nm is None else float(q_inv_nm)
+        return OrthogonalGeometry(shape_zyx=tuple(int(n) for n in shape_zyx), voxel_nm=float(voxel_nm),
+                                  d_spacing_nm=2 * math.pi / q, theta_bragg_deg=self.theta_bragg_deg)
+
     def _resample(self, stack, lab_to_index, spacing, shape_zyx, order):
         from scipy.ndimage import map_coordinates
 
@@ -266,6 +324,20 @@ class DetectorGeometry:
         if d.get("kind", "detector") != "detector":
             raise ConfigError(f"not a detector geometry: kind {d.get('kind')!r}")
         return dataclass_from_dict(cls, _TABLE, d, "detector geometry")
+
+    @classmethod
+    def from_measured(cls, d: dict, source: str = "geometry") -> DetectorGeometry:
+        """The geometry of a file or start document: ``MEASURED_KEYS`` must be there (a missing one
+        is a ConfigError naming it and ``source``), the rest may take its default."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source} must be a table of detector geometry fields, got {type(d).__name__}")
+        missing = [f"{k} ({what})" for k, what in MEASURED_KEYS.items() if k not in d]
+        if missing:
+            raise ConfigError(f"{source}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        try:
+            return cls.from_dict(d)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
 _TABLE = dataclass_model(DetectorGeometry)  # the keys of to_dict, type by type

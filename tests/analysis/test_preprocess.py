@@ -1,4 +1,5 @@
-"""Preprocessing: binning, masks, centring, FFT-friendly sizes, and a clear refusal of bad data."""
+"""Preprocessing: binning, masks, centring (a roll), FFT-friendly sizes (masked padding), detector frames on a
+geometry's ROI, and a clear refusal of bad data. Measured data are never cropped."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,15 @@ from streamer.analysis.preprocess import (
     PreprocessConfig,
     bin_frames,
     fft_friendly_size,
+    fill_masked,
+    frames_on_roi,
+    map_on_roi,
+    peak_roll,
+    prepare_frames,
     prepare_scan,
     prepare_volume,
 )
+from streamer.geometry import DetectorGeometry
 
 
 def _peak_stack(shape=(40, 64, 64), centre=(18, 30, 36), seed=0):
@@ -30,20 +37,99 @@ def test_fft_friendly_size(n, m):
     assert fft_friendly_size(n) == m
 
 
-def test_scan_is_binned_centred_cropped_and_masked():
-    stack = _peak_stack()
+@pytest.mark.parametrize("n, m", [(128, 128), (127, 128), (97, 100), (49, 50), (11, 12), (62, 64)])
+def test_fft_friendly_size_up_and_even(n, m):
+    assert fft_friendly_size(n, even=True, up=True) == m
+
+
+def test_scan_is_binned_centred_padded_and_masked():
+    stack = _peak_stack((40, 66, 64), centre=(18, 30, 36))  # 66 rows -> 33 binned: padded to 36
     bad = np.zeros(stack.shape[1:], bool)
     bad[10, 11] = True  # a dead pixel
     intensity, mask, info = prepare_scan(stack, bad_pixels=bad, unmeasured_frames=[3])
     z, y, x = intensity.shape  # lab order: rows (q_z), cols, theta
+    assert (z, y, x) == (36, 32, 40)  # nothing cropped: 33 rows padded up to 36, the others kept
     assert all(n % 2 == 0 and fft_friendly_size(n) == n for n in (z, y, x))
     peak = np.unravel_index(np.argmax(intensity), intensity.shape)
     assert all(abs(p - n // 2) <= 1 for p, n in zip(peak, intensity.shape))
     assert info["binning"] == [2, 2] and info["output_shape"] == [z, y, x]
     assert mask.any() and intensity[mask].sum() == 0
-    frame3 = 3 - info["crop_zyx"][2][0]  # the unmeasured frame, after cropping the rocking axis
-    assert 0 <= frame3 < x and mask[:, :, frame3].all()
-    assert np.isclose(intensity.sum(), stack.sum(), rtol=0.2)  # cropping keeps the peak
+    assert info["pad_zyx"][0] == [2, 1] and mask[:2].all() and mask[-1:].all()  # the padding is unmeasured
+    frame3 = (3 + info["shift_zyx"][2]) % 40  # the unmeasured frame, after rolling the rocking axis
+    assert mask[:, :, frame3].all() and mask[:, :, frame3].sum() == z * y
+    assert intensity.sum() == pytest.approx(np.delete(stack, 3, axis=0).sum(), rel=1e-6)  # every count kept
+
+
+def test_a_peak_one_plane_off_centre_keeps_all_128_planes():
+    """Issue 16: centring used to crop such an axis to 120 planes (6% of the data) for a phase ramp."""
+    stack = _peak_stack((128, 32, 32), centre=(65, 16, 16)).astype(np.float32)
+    for data in (stack, np.transpose(stack, (1, 2, 0))):
+        out, mask, info = (prepare_scan(data, config=PreprocessConfig(bin_rows=1, bin_cols=1)) if data is stack
+                           else prepare_volume(data, q_axis=2))
+        assert 128 in out.shape and info["output_shape"].count(128) == 1
+        assert not mask.any() and out.sum() == pytest.approx(stack.sum(), rel=1e-6)
+        axis = out.shape.index(128)
+        profile = out.sum(axis=tuple(a for a in range(3) if a != axis))
+        assert abs(int(np.argmax(profile)) - 64) <= 1  # rolled to the centre, not cut
+        assert sorted(profile) == pytest.approx(sorted(stack.sum(axis=(1, 2))))  # the same 128 planes
+
+
+def test_the_roll_goes_to_the_bright_core_and_ignores_masked_pixels():
+    v = np.zeros((16, 16, 16), np.float32)
+    v[3, 9, 12] = 10.0
+    mask = np.zeros(v.shape, bool)
+    assert peak_roll(v, mask) == (5, -1, -4)
+    v[0, 0, 0] = 100.0  # a hot pixel, masked
+    mask[0, 0, 0] = True
+    assert peak_roll(v, mask) == (5, -1, -4)
+
+
+def test_frames_saturation_dark_flat_and_hot_pixels_in_stack_order():
+    stack = _peak_stack((24, 32, 32), centre=(12, 16, 16)).astype(np.float32) + 2
+    stack[:, 4, 5] = 500.0  # hot in every frame
+    stack[12, 16, 16] = 6e4  # at the count ceiling
+    flat = np.ones((32, 32), np.float32)
+    flat[20, 21] = 0.0  # a dead pixel in the flat
+    flat[:, :16] = 0.5  # half the detector half as efficient
+    dark = np.full((32, 32), 2.0, np.float32)
+    cfg = PreprocessConfig(bin_rows=2, bin_cols=2, saturation_counts=6e4, hot_pixel_factor=10)
+    out, mask, info = prepare_frames(stack, config=cfg, dark=dark, flat=flat)
+    assert out.shape == mask.shape == (24, 16, 16)  # still (step, row, col)
+    assert info["hot_pixels"] == 1 and info["saturated_pixels"] == 1
+    assert mask[:, 2, 2].all() and mask[:, 10, 10].all() and mask[12, 8, 8] and not mask[11, 8, 8]
+    clean = bin_frames(stack - 2, 2, 2)
+    norm = flat[flat > 0].mean()  # the flat is relative: normalised to a mean efficiency of 1
+    expected = clean * norm / np.where(np.arange(16) < 8, 0.5, 1.0)[None, None, :]
+    np.testing.assert_allclose(out[~mask], expected[~mask], rtol=1e-5)
+    assert (out[mask] == 0).all()
+
+
+def test_frames_on_the_roi_of_a_detector_geometry():
+    g = DetectorGeometry(detector_shape_px=(64, 64), roi_px=(8, 40, 16, 48), binning=2, num_rocking_steps=8)
+    whole = np.arange(8 * 64 * 64, dtype=np.float32).reshape(8, 64, 64)
+    cut, level = frames_on_roi(whole, g)
+    assert level == 1 and cut.shape == (8, 32, 32) and cut[0, 0, 0] == whole[0, 8, 16]
+    assert frames_on_roi(whole[:, 8:40, 16:48], g)[1] == 1
+    assert frames_on_roi(bin_frames(whole[:, 8:40, 16:48], 2, 2), g)[1] == 2  # already binned as the geometry says
+    with pytest.raises(ValueError, match=r"frames of 30x32 pixels do not fit the geometry: detector_shape_px \[64, 64\], "
+                                         r"roi_px \[8, 40, 16, 48\]"):
+        frames_on_roi(whole[:, :30, :32], g)
+    with pytest.raises(ValueError, match="num_rocking_steps is 8"):
+        frames_on_roi(whole[:5], g)
+    bad = np.zeros((64, 64), bool)
+    bad[9, 17] = True
+    assert map_on_roi(bad, g, 1, what="map")[1, 1] and map_on_roi(bad, g, 2, what="map")[0, 0]
+    with pytest.raises(ValueError, match="detector_shape_px"):
+        map_on_roi(np.zeros((10, 10)), g, 1, what="the bad-pixel map")
+
+
+def test_masked_pixels_are_filled_from_their_neighbours_for_the_widths():
+    stack = np.ones((2, 16, 16), np.float32) * np.linspace(1, 2, 16)[None, None, :]
+    mask = np.zeros(stack.shape, bool)
+    mask[:, :, 7:9] = True  # a two-pixel gap
+    filled = fill_masked(np.where(mask, 0, stack), mask)
+    np.testing.assert_allclose(filled[:, 4:12, 7:9], stack[:, 4:12, 7:9], rtol=0.03)
+    np.testing.assert_allclose(filled[~mask], stack[~mask], rtol=1e-6)  # measured pixels untouched
 
 
 def test_hot_pixels_and_saturation():
@@ -72,7 +158,8 @@ def test_bad_data_is_refused_by_name(data, match):
 def test_volume_from_elsewhere_puts_q_first_and_checks_the_mask():
     vol = _peak_stack((40, 44, 48), centre=(20, 22, 24)).astype(np.float32)
     out, mask, info = prepare_volume(vol, q_axis=2)
-    assert out.shape[0] == 48 and info["q_axis"] == 2 and not mask.any()
+    assert out.shape == (48, 40, 48) and info["q_axis"] == 2  # q first; 44 padded up to 48, not cut to 40
+    assert info["pad_zyx"] == [[0, 0], [0, 0], [2, 2]] and mask[:, :, :2].all() and not mask[:, :, 2:-2].any()
     with pytest.raises(ValueError, match="mask has shape"):
         prepare_volume(vol, mask=np.zeros((2, 2, 2), bool))
     with pytest.raises(ValueError, match="q axis"):

@@ -54,7 +54,7 @@ def test_from_dict_dispatches_on_kind_and_round_trips():
     assert from_dict(det.to_dict()) == det and isinstance(from_dict(det.to_dict()), DetectorGeometry)
     assert OrthogonalGeometry.from_dict(orth.to_dict()) == orth
     with pytest.raises(ValueError, match="unsupported geometry kind 'detector'"):
-        OrthogonalGeometry.from_dict(det.to_dict())  # the live pipeline stays orthogonal
+        OrthogonalGeometry.from_dict(det.to_dict())  # a detector grid is resampled to the lab, never relabelled
     with pytest.raises(ValueError, match="unknown geometry kind 'conical'"):
         from_dict({"kind": "conical"})
     with pytest.raises(ValueError, match="detector geometry: unknown key pixel_size"):
@@ -95,3 +95,70 @@ def test_orthogonal_resampling_puts_a_known_point_where_it_belongs():
     np.testing.assert_allclose(centroid, target, atol=2.0)
     with pytest.raises(ValueError, match="stack shape"):
         g.to_orthogonal(np.zeros((2, 2, 2)))
+
+
+def _ellipsoid_on(g, semi_axes_nm, phase_per_nm=(0.0, 0.0, 0.0)):
+    """A uniform ellipsoid (semi-axes along lab z, y, x) with a linear phase, sampled on g's sheared grid."""
+    pts = g.real_space_points_nm()
+    inside = sum((p / a) ** 2 for p, a in zip(pts, semi_axes_nm)) <= 1
+    return inside * np.exp(1j * np.tensordot(np.asarray(phase_per_nm), pts, axes=1))
+
+
+def test_an_object_on_the_sheared_grid_keeps_its_lab_shape_and_phase_gradient_once_resampled():
+    """Issue 16: left on the sheared grid, lengths along the rocking direction came out ~2.5x wrong and a
+    strain read with the wrong sign; resampled onto the lab grid they are what they are in the lab."""
+    g = DetectorGeometry(roi_px=(64, 192, 64, 192), rocking_step_deg=0.03, num_rocking_steps=32).binned(2)
+    semi = (50.0, 130.0, 150.0)  # a plate: thin along z (q)
+    ramp = (0.02, 0.0, 0.0)  # rad/nm along z: a uniform strain of 0.02 / |q| (sign kept: a lab-frame check)
+    rho = _ellipsoid_on(g, semi, ramp)
+    voxel = min(g.voxel_sizes_nm)
+    lab_geo = g.lab_geometry((24, 24, 24), voxel)
+    lab = g.to_orthogonal(rho, voxel_nm=voxel, shape_zyx=lab_geo.shape_zyx)
+    amp = np.abs(lab)
+    axes = np.meshgrid(*[(np.arange(n) - n // 2) * voxel for n in lab.shape], indexing="ij")
+    w = amp / amp.sum()
+    for a, s in zip(axes, semi):  # second moment of a uniform ellipsoid along an axis: a^2 / 5
+        assert np.sqrt((w * a**2).sum() * 5) == pytest.approx(s, rel=0.12)
+    inside = amp > 0.9
+    dphi = np.angle(lab[1:] * np.conj(lab[:-1]))[inside[1:] & inside[:-1]]  # phase step along lab z
+    assert np.median(dphi) / voxel == pytest.approx(ramp[0], rel=0.05)
+    dphi_x = np.angle(lab[:, :, 1:] * np.conj(lab[:, :, :-1]))[inside[:, :, 1:] & inside[:, :, :-1]]
+    assert abs(np.median(dphi_x)) < 0.05 * ramp[0] * voxel  # none along x
+    assert lab_geo.q_bragg_inv_nm == pytest.approx(g.q_bragg_inv_nm) and lab_geo.voxel_nm == voxel
+
+
+def test_support_extent_and_q_grid_cover_what_the_grid_holds():
+    g = DetectorGeometry(roi_px=(64, 192, 64, 192), rocking_step_deg=0.03, num_rocking_steps=32).binned(2)
+    support = np.abs(_ellipsoid_on(g, (50.0, 130.0, 150.0))) > 0
+    np.testing.assert_allclose(g.support_half_extent_nm(support), (50.0, 130.0, 150.0), atol=max(g.voxel_sizes_nm))
+    dq = float(min(np.linalg.norm(g.q_basis_inv_nm, axis=0)))
+    shape = g.q_grid_shape(dq)
+    ones = g.intensity_to_orthogonal(np.ones(g.stack_shape), dq_inv_nm=dq, shape_zyx=shape)
+    assert ones[0].max() == 0 and ones[-1].max() == 0 and ones[:, :, 0].max() == 0  # the box holds every q
+    assert ones[tuple(n // 2 for n in shape)] == pytest.approx(1.0)
+
+
+def test_rebinned_trims_the_crop_to_whole_bins_and_says_what_it_left():
+    g = DetectorGeometry(roi_px=(10, 75, 20, 84), num_rocking_steps=8)  # 65 x 64 raw pixels
+    b, left = g.rebinned(2)
+    assert b.binning == 2 and b.roi_px == (10, 74, 20, 84) and left == (1, 0) and b.frame_shape == (32, 32)
+    assert b.center_px == g.center_px  # the beam stays where it is
+    b4, left4 = b.rebinned(2)
+    assert b4.binning == 4 and b4.frame_shape == (16, 16) and left4 == (0, 0)
+    with pytest.raises(ValueError, match="smaller than one"):
+        DetectorGeometry(roi_px=(0, 8, 0, 8), detector_shape_px=(64, 64)).rebinned(16)
+
+
+def test_a_geometry_file_must_state_what_the_beamline_measured():
+    full = {"energy_kev": 9.0, "distance_m": 0.5, "pixel_um": 55.0, "detector_shape_px": [256, 256],
+            "d_spacing_nm": 0.55, "rocking_step_deg": 0.005, "num_rocking_steps": 200}
+    g = DetectorGeometry.from_measured(full, "geometry file g.toml")
+    assert g.distance_m == 0.5 and g.num_rocking_steps == 200 and g.binning == 1
+    for key in full:
+        partial = {k: v for k, v in full.items() if k != key}
+        with pytest.raises(ValueError, match=rf"geometry file g.toml: missing key {key} \("):
+            DetectorGeometry.from_measured(partial, "geometry file g.toml")
+    with pytest.raises(ValueError, match="geometry file g.toml: detector geometry: unknown key pixel_size"):
+        DetectorGeometry.from_measured({**full, "pixel_size": 55}, "geometry file g.toml")
+    with pytest.raises(ValueError, match="roi_px"):
+        DetectorGeometry.from_measured({**full, "roi_px": [0, 300, 0, 256]}, "geometry file g.toml")
