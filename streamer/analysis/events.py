@@ -55,6 +55,9 @@ def mechanics_record(m: PairMechanics) -> dict:
         "drift_stress_mpa": round(m.drift_stress_pa / 1e6, 2),
         "drift_stress_with_surface_mpa": None if m.drift_stress_with_surface_pa is None
         else round(m.drift_stress_with_surface_pa / 1e6, 2),
+        "image_stress_mpa": None if m.image_stress_pa is None else round(m.image_stress_pa / 1e6, 2),
+        "image_force_dominates": m.image_force_dominates,
+        "assumption": m.assumption,
     }
 
 

@@ -20,5 +20,8 @@ def flag_label(flag: dict) -> str:
 
 def pair_label(pair: dict) -> str:
     """A dislocation pair with its mechanics estimates, e.g. ``[pair 108 nm apart: nucleation 74 MPa, ...]``."""
-    return (f"[pair {pair['separation_nm']:.0f} nm apart: nucleation {pair['critical_stress_mpa']:.0f} MPa, "
+    drift = ("the image force dominates" if pair.get("image_force_dominates") else
+             f"drift {pair['drift_stress_with_surface_mpa']:.0f} MPa"
+             if pair.get("drift_stress_with_surface_mpa") is not None else f"drift {pair['drift_stress_mpa']:.0f} MPa")
+    return (f"[pair {pair['separation_nm']:.0f} nm apart: nucleation {pair['critical_stress_mpa']:.0f} MPa, {drift}, "
             f"{pair['surface_distance_nm']:.0f} nm from the surface]")
