@@ -29,6 +29,20 @@ AXES = (-3, -2, -1)
 _PLANS: dict[tuple, object] = {}
 
 
+def fft_friendly_size(n: int, *, even: bool = False) -> int:
+    """Largest m <= n (even if asked) whose only prime factors are 2, 3 and 5."""
+    for m in range(n, 0, -1):
+        if even and m % 2:
+            continue
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+    return 1
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))

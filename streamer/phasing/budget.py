@@ -1,0 +1,119 @@
+"""What to reconstruct within a time budget: resolution, population and iterations, from measured costs.
+
+Pure: the caller measures (a planned FFT pair per shape, on this host) and passes the costs in. A
+scan's intensity can be cropped in q about its centre: the field of view stays, the voxel grows by
+the crop factor. The engine's iteration costs about ``overhead`` FFT pairs per member
+(BENCHMARKS.md: 1.1-1.2 at 128^3). The choice keeps, in this order: full resolution, at least half the
+recipe's iterations, the population; then fewer iterations; then a coarser grid.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from streamer.phasing.fft import fft_friendly_size
+from streamer.phasing.recipe import parse_recipe
+
+CROPS = (1.0, 0.875, 0.75, 0.625, 0.5)  # fraction of the q range kept along each axis
+ITERATION_SCALES = (1.0, 0.5, 0.34)
+ENGINE_OVERHEAD = 1.25  # one iteration of one member, in planned FFT pairs of its shape
+
+
+@dataclass(frozen=True)
+class BudgetChoice:
+    """What fits: the grid to phase, the population and recipe, the predicted seconds, and why."""
+
+    shape: tuple[int, int, int]  # the phasing grid (q cropped about the centre)
+    crop: float  # fraction of the q range kept (1: full resolution)
+    population: int
+    recipe: str
+    iterations: int
+    predicted_s: float
+    budget_s: float
+    reason: str
+
+    def record(self) -> dict:
+        """What an event or result file says of the choice."""
+        return {"shape": list(self.shape), "crop": self.crop, "population": self.population, "recipe": self.recipe,
+                "iterations": self.iterations, "predicted_s": round(self.predicted_s, 2),
+                "budget_s": round(self.budget_s, 2), "reason": self.reason}
+
+
+def scaled_recipe(recipe: str, scale: float) -> str:
+    """``recipe`` with every operator count multiplied by ``scale`` (at least 1), repeats kept:
+    ``"(180HIO, 20ER)*3, 10ER"`` at 0.5 is ``"(90HIO, 10ER)*3, 5ER"``."""
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    out = re.sub(r"(?<![*\d])(\d+)(?=\s*[A-Za-z])", lambda m: str(max(1, round(int(m.group(1)) * scale))), recipe)
+    parse_recipe(out)
+    return out
+
+
+def recipe_iterations(recipe: str) -> int:
+    return parse_recipe(recipe).iterations
+
+
+def cropped_shape(shape: tuple[int, ...], crop: float) -> tuple[int, ...]:
+    """Each axis kept to ``crop`` of its length, rounded down to an even size the FFT likes (>= 8)."""
+    return tuple(n if crop >= 1 else max(8, fft_friendly_size(int(n * crop), even=True)) for n in shape)
+
+
+def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, population: int,
+           fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
+           min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS) -> BudgetChoice:
+    """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
+
+    ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
+    ``fixed_s`` what the scan costs besides phasing (analysis, writing). When nothing fits, the
+    cheapest candidate is chosen and the reason says it will be late.
+    """
+    if not budget_s > 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s}")
+    if population < 1 or min_population < 1:
+        raise ValueError("population and min_population must be >= 1")
+    pops = sorted({p for p in (population, population // 2, population // 4, min_population)
+                   if min_population <= p <= population} or {population}, reverse=True)
+    full_iterations = recipe_iterations(recipe)
+    candidates = []
+    for crop in crops:
+        grid = cropped_shape(shape, crop)
+        for scale in ITERATION_SCALES:
+            steps = scaled_recipe(recipe, scale) if scale < 1 else recipe
+            n = recipe_iterations(steps)
+            for p in pops:
+                seconds = fixed_s + n * overhead * fft_pair_s(grid, p)
+                candidates.append((crop, scale, p, grid, steps, n, seconds))
+    order = {c: k for k, c in enumerate(crops)}
+
+    def rank(c):  # resolution first, then at least half the iterations, then members, then iterations
+        crop, scale, p = c[:3]
+        return (order[crop], scale < 0.5, -p, -scale)
+
+    fitting = sorted((c for c in candidates if c[6] <= budget_s), key=rank)
+    if fitting:
+        crop, scale, p, grid, steps, n, seconds = fitting[0]
+        full = crop == 1 and scale == 1 and p == population
+        reason = ("the full reconstruction fits" if full else
+                  f"the full reconstruction ({population} members x {full_iterations} iterations at "
+                  f"{'x'.join(map(str, shape))}) would take "
+                  f"{fixed_s + full_iterations * overhead * fft_pair_s(tuple(shape), population):.0f} s")
+    else:
+        crop, scale, p, grid, steps, n, seconds = min(candidates, key=lambda c: c[6])
+        reason = f"nothing fits {budget_s:.0f} s: the cheapest choice, {seconds:.0f} s, will be late"
+    return BudgetChoice(tuple(grid), crop, p, steps, n, seconds, budget_s, reason)
+
+
+def crop_about_centre(volume, shape: tuple[int, ...]):
+    """The central ``shape`` block of ``volume`` (index n // 2 stays the centre); any array namespace."""
+    if len(shape) != volume.ndim or any(k > n for k, n in zip(shape, volume.shape)):
+        raise ValueError(f"cannot crop {volume.shape} to {shape}")
+    sl = tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for k, n in zip(shape, volume.shape))
+    return volume[sl]
+
+
+def voxel_after_crop_nm(voxel_nm: float, full: int, kept: int) -> float:
+    """A q crop from ``full`` to ``kept`` samples keeps the field of view: the voxel grows by full / kept."""
+    return voxel_nm * full / kept if kept else math.inf

@@ -1,0 +1,79 @@
+"""The time budget's choice (issue 17): what fits, in which order things are given up, and why."""
+
+import pytest
+
+from streamer.phasing.budget import (
+    choose,
+    crop_about_centre,
+    cropped_shape,
+    recipe_iterations,
+    scaled_recipe,
+    voxel_after_crop_nm,
+)
+from streamer.phasing.recipe import DEFAULT_RECIPE
+
+
+def fft_cost(per_voxel_s=4e-9):
+    """An FFT pair costing n log n per member (the shape of FFTW's timings)."""
+    import math
+
+    def cost(shape, batch):
+        n = shape[0] * shape[1] * shape[2]
+        return per_voxel_s * n * math.log2(n) / 20 * batch
+    return cost
+
+
+def test_a_recipe_scales_its_counts_and_keeps_its_repeats():
+    assert scaled_recipe(DEFAULT_RECIPE, 0.5) == "(90HIO, 10ER)*3, 5ER"
+    assert recipe_iterations(scaled_recipe(DEFAULT_RECIPE, 0.5)) == 305
+    assert scaled_recipe("HIO, 2ER", 0.1) == "HIO, 1ER"  # never below one
+    with pytest.raises(ValueError):
+        scaled_recipe("10ER", 0)
+
+
+def test_the_full_reconstruction_is_kept_when_it_fits():
+    c = choose((64, 64, 64), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost())
+    assert (c.shape, c.population, c.iterations, c.crop) == ((64, 64, 64), 8, 610, 1.0)
+    assert c.reason == "the full reconstruction fits" and c.predicted_s <= c.budget_s
+
+
+def test_resolution_is_kept_first_then_half_the_iterations_then_members():
+    cost = fft_cost()
+    full = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost).predicted_s
+    c = choose((128, 128, 128), full / 2, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    assert (c.crop, c.iterations, c.population) == (1.0, 305, 8)  # every member, half the iterations
+    c = choose((128, 128, 128), full / 3, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    assert (c.crop, c.iterations, c.population) == (1.0, 305, 4)  # then members
+    c = choose((128, 128, 128), full / 7, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    assert (c.crop, c.iterations, c.population) == (1.0, 305, 2)
+    c = choose((128, 128, 128), full / 40, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    assert c.crop < 1.0 and all(k < 128 for k in c.shape)  # then the resolution
+    assert c.predicted_s <= c.budget_s and "would take" in c.reason
+
+
+def test_nothing_fits_gives_the_cheapest_and_says_it_will_be_late():
+    c = choose((256, 256, 200), 1e-3, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost(), fixed_s=2.0)
+    assert c.predicted_s > c.budget_s and "will be late" in c.reason
+    assert c.population == 2 and c.crop == 0.5
+
+
+def test_fixed_costs_count_against_the_budget():
+    cost = fft_cost()
+    free = choose((64, 64, 64), 5.0, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    loaded = choose((64, 64, 64), 5.0, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, fixed_s=4.5)
+    assert loaded.predicted_s <= 5.0 and (loaded.population, loaded.iterations) < (free.population, free.iterations) \
+        or loaded.crop < free.crop
+
+
+def test_crops_keep_the_centre_and_the_field_of_view():
+    import numpy as np
+
+    v = np.zeros((100, 64, 50))
+    v[50, 32, 25] = 1
+    kept = cropped_shape(v.shape, 0.75)
+    assert kept == (72, 48, 36)
+    c = crop_about_centre(v, kept)
+    assert c.shape == kept and c[36, 24, 18] == 1  # index n // 2 stays the centre
+    assert voxel_after_crop_nm(10.0, 100, 72) == pytest.approx(13.889, rel=1e-3)
+    with pytest.raises(ValueError):
+        crop_about_centre(v, (101, 64, 50))
