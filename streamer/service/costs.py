@@ -1,0 +1,85 @@
+"""What phasing costs on this host: planned FFT pairs timed per shape, and plans made ahead of need.
+
+The time budget (streamer/phasing/budget.py) asks ``FftCosts(shape, batch)`` for the seconds of one
+forward + inverse transform. One member of a shape is timed once (its plan made, or read from
+remembered wisdom, the first time); other shapes and batches are scaled from the nearest timed one
+by N log N and the batch size, which FFTW follows within about 20% over these sizes. ``plan_ahead``
+makes a shape's plans in a background thread when a scan starts, so no scan's latency includes
+planning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from streamer.phasing.fft import get_plan
+
+log = logging.getLogger(__name__)
+
+
+def _n_log_n(shape) -> float:
+    n = math.prod(shape)
+    return n * math.log2(max(n, 2))
+
+
+class FftCosts:
+    """Measured seconds of planned FFT pairs (``costs(shape, batch)``), and plans made in the background."""
+
+    def __init__(self, xp, *, threads: int | None = None, repeats: int = 3):
+        self.xp = xp
+        self.threads = threads
+        self.repeats = max(1, int(repeats))
+        self._timed: dict[tuple[int, ...], float] = {}  # one member of a shape: seconds per pair
+        self._lock = threading.Lock()
+        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fft-plan-ahead")
+        self._planned: dict[tuple[int, ...], Future] = {}
+
+    def time_pair(self, shape: tuple[int, ...]) -> float:
+        """Median seconds of one member's forward + inverse transform of ``shape`` (plans made once)."""
+        shape = tuple(int(n) for n in shape)
+        with self._lock:
+            if shape in self._timed:
+                return self._timed[shape]
+        plan = get_plan(self.xp, (1, *shape), threads=self.threads)
+        times = []
+        for _ in range(self.repeats):
+            t0 = time.perf_counter()
+            plan.inverse(plan.forward(plan.input))
+            times.append(time.perf_counter() - t0)
+        seconds = float(np.median(times))
+        with self._lock:
+            self._timed[shape] = seconds
+        log.info("FFT pair %s: %.1f ms on this host", "x".join(map(str, shape)), 1e3 * seconds)
+        return seconds
+
+    def __call__(self, shape: tuple[int, ...], batch: int = 1) -> float:
+        """Seconds of a pair of ``batch`` members of ``shape``: timed if it was, else scaled from the
+        nearest timed shape (timing ``shape`` itself when none was)."""
+        shape = tuple(int(n) for n in shape)
+        with self._lock:
+            timed = dict(self._timed)
+        if shape in timed:
+            return timed[shape] * batch
+        if not timed:
+            return self.time_pair(shape) * batch
+        ref = min(timed, key=lambda s: abs(math.log(_n_log_n(s) / _n_log_n(shape))))
+        return timed[ref] * _n_log_n(shape) / _n_log_n(ref) * batch
+
+    def plan_ahead(self, shape: tuple[int, ...], batch: int) -> Future:
+        """Make the plans of ``batch`` members of ``shape`` in the background (once per shape)."""
+        key = (int(batch), *(int(n) for n in shape))
+        with self._lock:
+            future = self._planned.get(key)
+            if future is None:
+                future = self._planner.submit(get_plan, self.xp, key, threads=self.threads)
+                self._planned[key] = future
+        return future
+
+    def close(self) -> None:
+        self._planner.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,29 @@
+"""Measured FFT costs and plans made ahead (issue 17): no timing is asserted, only what was measured and kept."""
+
+import numpy as np
+
+from streamer.phasing import fft
+from streamer.service.costs import FftCosts
+
+
+def test_a_shape_is_timed_once_and_other_shapes_and_batches_scale_from_it():
+    costs = FftCosts(np, threads=1, repeats=2)
+    try:
+        t = costs.time_pair((16, 16, 16))
+        assert t > 0 and costs.time_pair((16, 16, 16)) == t  # remembered, not timed again
+        assert costs((16, 16, 16), 4) == 4 * t
+        bigger = costs((32, 32, 32), 1)  # not timed: scaled by N log N from 16^3
+        assert bigger == t * (32**3 * 15) / (16**3 * 12)
+        assert (32, 32, 32) not in costs._timed
+    finally:
+        costs.close()
+
+
+def test_plans_made_ahead_are_the_ones_the_engine_then_finds():
+    costs = FftCosts(np, threads=1)
+    try:
+        plan = costs.plan_ahead((8, 12, 10), 3).result(60)
+        assert costs.plan_ahead((8, 12, 10), 3).result(1) is plan  # one plan per shape
+        assert fft.get_plan(np, (3, 8, 12, 10), threads=1) is plan
+    finally:
+        costs.close()
