@@ -36,7 +36,7 @@ def test_a_perfect_reconstruction_is_limited_by_the_grid_and_a_sheared_basis_is_
     intensity = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(truth)))) ** 2
     basis = np.eye(3) * 2 * math.pi / (n * voxel_nm)
     res = prtf_resolution(truth, intensity, basis)
-    assert res.limited_by_grid and res.resolution_nm == pytest.approx(math.pi / (n // 2 * basis[0, 0]), rel=0.05)
+    assert res.limited_by_grid and res.resolution_nm == pytest.approx(math.pi / ((n // 2 - 1) * basis[0, 0]))  # the last whole sphere: n/2 - 1 steps
     sheared = basis.copy()
     sheared[0, 1] = 0.5 * basis[0, 0]  # a detector grid: one axis leans on another
     assert q_norms((n, n, n), sheared)[n // 2 + 1, n // 2 + 1, n // 2] == pytest.approx(
