@@ -118,14 +118,18 @@ def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, flo
     total = i3.sum()
     if total <= 0:
         raise ValueError("intensity has no counts")
-    widths_px, errors_px, com, visibility = [], [], [], []
+    widths_px, errors_px, com, com_errors, visibility = [], [], [], [], []
     for ax in range(3):
         prof = i3.sum(axis=tuple(a for a in range(3) if a != ax))
         w, e = fwhm_with_error(prof)
         widths_px.append(w)
         errors_px.append(e)
         visibility.append(fringe_visibility(prof))
-        com.append(float((prof * np.arange(prof.size)).sum() / prof.sum()))
+        x = np.arange(prof.size)
+        c = float((prof * x).sum() / prof.sum())
+        com.append(c)
+        # counting error of a centre of mass: the profile's spread over the square root of the counts
+        com_errors.append(float(np.sqrt((prof * (x - c) ** 2).sum() / prof.sum() / total)))
     widths = [w * d for w, d in zip(widths_px, pixel_inv_nm)]
     errors = [e * d for e, d in zip(errors_px, pixel_inv_nm)]
     return {
@@ -135,6 +139,7 @@ def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, flo
         "width_perpendicular_x": widths[2],
         "width_px": widths_px,
         "center_of_mass_px": com,
+        "center_of_mass_error_px": com_errors,
         "integrated_counts": float(total),
         "max_count": float(i3.max()),
         "width_parallel_error": errors[0],
@@ -143,3 +148,28 @@ def peak_metrics(intensity: np.ndarray, *, pixel_inv_nm: tuple[float, float, flo
         "fringe_visibility": visibility[0],
         "fringe_visibility_zyx": visibility,
     }
+
+
+def peak_q_inv_nm(peak: dict, shape: tuple[int, int, int], *, q_center_inv_nm, dq_inv_nm) -> tuple[float, float]:
+    """|q| (nm^-1) at the peak's centre of mass on a lab (q_z, q_y, q_x) grid whose index n // 2 sits at the
+    vector ``q_center_inv_nm``, ``dq_inv_nm`` per axis; and its counting error."""
+    com = np.asarray(peak["center_of_mass_px"], float)
+    err = np.asarray(peak.get("center_of_mass_error_px") or (0.0, 0.0, 0.0), float)
+    dq = np.asarray(dq_inv_nm, float)
+    q = np.asarray(q_center_inv_nm, float) + (com - np.array([n // 2 for n in shape])) * dq
+    norm = float(np.linalg.norm(q))
+    if not norm > 0:
+        raise ValueError("the peak sits at q = 0")
+    # d|q|/d(index_a) = q_a dq_a / |q|
+    return norm, float(np.sqrt((((q * dq) / norm * err) ** 2).sum()))
+
+
+def lattice_change(q_inv_nm: float, q_error: float, q_ref_inv_nm: float, q_ref_error: float) -> dict:
+    """The change of the lattice spacing along q from a reference scan: d = 2 pi / |q|, so
+    delta c / c = q_ref / q - 1 (positive: expanded), with its counting error."""
+    if not (q_inv_nm > 0 and q_ref_inv_nm > 0):
+        raise ValueError("|q| must be > 0")
+    rel = q_ref_inv_nm / q_inv_nm - 1
+    error = (q_ref_inv_nm / q_inv_nm) * float(np.hypot(q_error / q_inv_nm, q_ref_error / q_ref_inv_nm))
+    return {"c_change_rel": float(rel), "c_change_rel_error": error, "q_inv_nm": float(q_inv_nm),
+            "q_ref_inv_nm": float(q_ref_inv_nm)}

@@ -78,3 +78,31 @@ def test_peak_metrics_carry_errors_visibility_and_projections():
     images = projected_images(intensity)
     assert images["detector_zy"].shape == (32, 32)
     np.testing.assert_allclose(images["detector_zy"], intensity.mean(axis=2))
+
+
+def test_a_uniform_change_of_c_is_read_back_from_the_peak_position_within_1e_4():
+    """A simulated crystal whose c grows by 3e-3 (its Bragg peak moves to 2 pi / d with d = c / 2): the
+    change read from the two peaks' centres of mass, through |q| at each, is 3e-3 within 1e-4."""
+    import math
+
+    from streamer.analysis.peak import lattice_change, peak_metrics, peak_q_inv_nm
+
+    n, dq, c_nm = 64, 0.004, 1.10
+    q_centre = 4 * math.pi / c_nm  # the grid is set for the reference (002)
+    rng = np.random.default_rng(3)
+
+    def scan(c):
+        qz = (np.arange(n) - n // 2) * dq + q_centre
+        q_peak = 4 * math.pi / c
+        z = np.exp(-((qz - q_peak) ** 2) / (2 * (3 * dq) ** 2))[:, None, None]
+        yx = np.exp(-((np.arange(n) - n // 2) ** 2) / (2 * 2.0**2))
+        mean = 2e4 * z * yx[None, :, None] * yx[None, None, :]
+        return rng.poisson(mean).astype(float)
+
+    peaks = [peak_metrics(scan(c), pixel_inv_nm=(dq, dq, dq)) for c in (c_nm, c_nm * (1 + 3e-3))]
+    (q0, e0), (q1, e1) = (peak_q_inv_nm(p, (n, n, n), q_center_inv_nm=(q_centre, 0, 0), dq_inv_nm=(dq, dq, dq))
+                          for p in peaks)
+    change = lattice_change(q1, e1, q0, e0)
+    assert change["c_change_rel"] == pytest.approx(3e-3, abs=1e-4)
+    assert 0 < change["c_change_rel_error"] < 1e-4
+    assert abs(change["c_change_rel"] - 3e-3) < 5 * change["c_change_rel_error"] + 2e-5
