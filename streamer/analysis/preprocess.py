@@ -229,6 +229,55 @@ def fill_masked(stack: np.ndarray, mask: np.ndarray, sigma_px: float = 1.5) -> n
     return np.where(mask, filled, stack).astype(np.float32)
 
 
+def fill_peak_top(stack: np.ndarray, mask: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Voxels ``top`` (masked at the peak's top: saturated) filled with a Gaussian (a quadratic in log
+    intensity) fitted to the measured voxels around each connected patch of them, for peak widths:
+    filling them from their neighbours would flatten the top and widen the peak. A patch whose fit is
+    not a peak keeps what it had."""
+    from scipy import ndimage
+
+    top = np.asarray(top, bool)
+    if not top.any():
+        return stack
+    out = np.array(stack, np.float32)
+    labels, n = ndimage.label(top)
+    for patch in ndimage.find_objects(labels):
+        lo = [max(s.start - 3, 0) for s in patch]
+        hi = [min(s.stop + 3, n) for s, n in zip(patch, stack.shape)]
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        _fill_patch(out, box, np.asarray(mask[box], bool), top[box])
+    return out
+
+
+def _fill_patch(out: np.ndarray, box: tuple, masked: np.ndarray, top: np.ndarray) -> None:
+    values = out[box].astype(np.float64)
+    ok = ~masked & (values > 0)
+    if ok.sum() < 20:
+        return
+    ok &= values > 0.2 * values[ok].max()
+    centre = np.argwhere(top).mean(0)
+    d = np.argwhere(ok) - centre
+    if len(d) < 20:
+        return
+
+    def terms(x):
+        return np.stack([np.ones(len(x)), *x.T, *(x[:, i] * x[:, j] for i in range(3) for j in range(i, 3))], axis=1)
+
+    weight = np.sqrt(values[ok])  # var(log I) ~ 1 / I for counts
+    coef = np.linalg.lstsq(terms(d) * weight[:, None], np.log(values[ok]) * weight, rcond=None)[0]
+    hess = np.zeros((3, 3))
+    k = 4
+    for i in range(3):
+        for j in range(i, 3):
+            hess[i, j] = hess[j, i] = coef[k] * (2 if i == j else 1)
+            k += 1
+    if not np.all(np.linalg.eigvalsh(hess) < 0):
+        return
+    inside = np.argwhere(top)
+    region = out[box]
+    region[tuple(inside.T)] = np.minimum(np.exp(terms(inside - centre) @ coef), 10 * values[ok].max())
+
+
 def prepare_scan(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConfig(), dark: np.ndarray | None = None,
                  flat: np.ndarray | None = None, bad_pixels: np.ndarray | None = None,
                  unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -80,6 +80,54 @@ class RecordingConfig(Settings):
     max_open_runs: int = Field(16, ge=1)  # more runs than this: the least recently written is closed
 
 
+PixelRange = Annotated[tuple[int, int], Field(strict=False)]  # [start, stop) raw pixels; a TOML list
+Pixel = Annotated[tuple[int, int], Field(strict=False)]  # [row, col] raw pixel
+
+
+class DetectorConfig(Settings):
+    """How detector-geometry scans are prepared before phasing (docs/lab-frame.md): the detector's own
+    defects, the count ceiling, dark and flat field, binning, and the lab grid the object is resampled onto.
+
+    Pixel positions are raw detector pixels (the geometry's ``detector_shape_px``); the files are .npy
+    arrays of that shape (or of the frames' shape, when frames arrive cropped to the ROI).
+    """
+
+    binning: int = Field(2, ge=1)  # frames as they arrive are binned this many x this many before phasing
+    gap_rows_px: list[PixelRange] = Field(default_factory=list)  # rows that never count (chip gaps), e.g. [[256, 260]]
+    gap_cols_px: list[PixelRange] = Field(default_factory=list)  # columns that never count
+    bad_pixels_px: list[Pixel] = Field(default_factory=list)  # known dead or hot pixels [row, col]
+    bad_pixel_map_file: str = ""  # .npy, True (or non-zero) = bad; "": none
+    dark_file: str = ""  # .npy, counts per frame subtracted before anything else; "": none
+    flat_file: str = ""  # .npy, relative efficiency per pixel (frames are divided by it); "": none
+    count_ceiling: float = Field(11810.0, ge=0)  # pixels at or above are saturated and masked (Timepix); 0: none
+    hot_pixel_factor: float = Field(10.0, ge=0)  # hot: median over frames > factor x its neighbours'; 0: off
+    lab_voxel_nm: float = Field(0.0, ge=0)  # cubic voxel of the lab grid; 0: the finest resolution of the scan
+    lab_shape_zyx: Annotated[tuple[int, int, int], Field(strict=False)] | None = None  # None: sized to the particle
+
+    @field_validator("gap_rows_px", "gap_cols_px")
+    @classmethod
+    def _ranges(cls, value: list) -> list:
+        for start, stop in value:
+            if not 0 <= start < stop:
+                raise ValueError(f"each range must be [start, stop) with 0 <= start < stop, got [{start}, {stop}]")
+        return value
+
+    @field_validator("bad_pixels_px")
+    @classmethod
+    def _pixels(cls, value: list) -> list:
+        for row, col in value:
+            if row < 0 or col < 0:
+                raise ValueError(f"pixels must be [row, col] >= 0, got [{row}, {col}]")
+        return value
+
+    @field_validator("lab_shape_zyx")
+    @classmethod
+    def _shape(cls, value):
+        if value is not None and min(value) < 8:
+            raise ValueError(f"every size must be >= 8, got {list(value)}")
+        return value
+
+
 class ServiceConfig(Settings):
     """The pipeline service: where it listens, where it writes, how it computes."""
 
@@ -105,6 +153,7 @@ class ServiceConfig(Settings):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     fft: FftConfig = Field(default_factory=FftConfig)
     phasing: PhasingConfig = Field(default_factory=PhasingConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     flags: FlagConfig = Field(default_factory=FlagConfig)
 

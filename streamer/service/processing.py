@@ -1,7 +1,9 @@
 """Scan processing: quick peak metrics for every finished scan, then reconstruction, defects and flags.
 
 ``ScanProcessor`` remembers what the previous scans of each run showed, so scan k is compared with
-the last reconstructed scan.
+the last reconstructed scan. Orthogonal scans are phased and analysed on their own grid; detector-geometry
+scans are prepared from the detector's counts ([detector] table), phased on their sheared grid and
+analysed in the lab frame (docs/lab-frame.md).
 """
 
 from __future__ import annotations
@@ -14,15 +16,26 @@ import numpy as np
 
 from streamer.analysis.events import analysis_fields, build_event
 from streamer.analysis.peak import peak_metrics
-from streamer.analysis.scan import analyze_scan
+from streamer.analysis.preprocess import (
+    PreprocessConfig,
+    bin_frames,
+    fill_masked,
+    fill_peak_top,
+    frames_on_roi,
+    map_on_roi,
+    peak_roll,
+    prepare_frames,
+)
+from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
 from streamer.analysis.views import central_slices, projected_peak
 from streamer.backend import get_namespace
-from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
+from streamer.geometry import STACK_TO_LAB_AXES, DetectorGeometry, OrthogonalGeometry, from_dict
 from streamer.phasing import reconstruct
 from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
-from streamer.service.config import ServiceConfig
+from streamer.service.config import DetectorConfig, ServiceConfig
+from streamer.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +46,147 @@ class ScanJob:
 
     scan: AssembledScan
     ingest: dict
-    geometry: OrthogonalGeometry | None
-    volume: np.ndarray | None  # lab order (q_z, q_y, q_x), float32
+    geometry: OrthogonalGeometry | DetectorGeometry | None  # a detector scan's: binned as ``stack``
+    volume: np.ndarray | None  # lab order (q_z, q_y, q_x), float32 (a detector scan: resampled onto lab q)
     mask: np.ndarray | None  # True where unmeasured (missing frames)
     peak: dict
     flags: list
     error: str | None
     display: dict | None = None  # central slices of the reconstruction, for the live page
     recorded: Future | None = None  # the recording's word on what reached the disk
+    stack: np.ndarray | None = None  # a detector scan: binned counts (step, row, col), peak rolled to the centre
+    stack_mask: np.ndarray | None = None  # ... True where unmeasured (gaps, bad, hot, saturated, lost frames)
+    preprocess: dict | None = None  # a detector scan: what preprocessing did (masked pixels, binning, roll)
+    q_inv_nm: float | None = None  # a detector scan: |q| at the peak's centre of mass
+    lab: OrthogonalGeometry | None = None  # a detector scan: the lab grid its object was analysed on
+
+
+class DetectorMaps:
+    """The [detector] table's pixel maps, read once: gaps, listed and mapped bad pixels, dark, flat field.
+
+    A file that is missing or not an array is a ConfigError naming its key; a map that does not fit
+    a scan's detector is that scan's error."""
+
+    def __init__(self, config: DetectorConfig):
+        self.config = config
+        self.bad_map = self._load("bad_pixel_map_file")
+        self.dark = self._load("dark_file")
+        self.flat = self._load("flat_file")
+        for key in ("bad_pixel_map_file", "dark_file", "flat_file"):
+            arr = getattr(self, {"bad_pixel_map_file": "bad_map", "dark_file": "dark", "flat_file": "flat"}[key])
+            if arr is not None and arr.ndim != 2:
+                raise ConfigError(f"detector.{key}: {getattr(config, key)} must hold a 2D (row, col) array, "
+                                  f"got shape {arr.shape}")
+
+    def _load(self, key: str) -> np.ndarray | None:
+        path = getattr(self.config, key)
+        if not path:
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"detector.{key}: cannot read {path!r} as a .npy array ({exc})") from None
+
+    def bad_pixels(self, geometry: DetectorGeometry, level: int) -> np.ndarray | None:
+        """True on pixels that never count, on the ROI at ``level`` raw pixels per pixel (None: none known)."""
+        cfg = self.config
+        if not (cfg.gap_rows_px or cfg.gap_cols_px or cfg.bad_pixels_px or self.bad_map is not None):
+            return None
+        bad = np.zeros(geometry.detector_shape_px, bool)
+        for a, b in cfg.gap_rows_px:
+            bad[a:b, :] = True
+        for a, b in cfg.gap_cols_px:
+            bad[:, a:b] = True
+        for row, col in cfg.bad_pixels_px:
+            if row >= bad.shape[0] or col >= bad.shape[1]:
+                raise ValueError(f"detector.bad_pixels_px [{row}, {col}] is outside the detector "
+                                 f"{list(geometry.detector_shape_px)} (detector_shape_px)")
+            bad[row, col] = True
+        if self.bad_map is not None:
+            if self.bad_map.shape != bad.shape:
+                raise ValueError(f"detector.bad_pixel_map_file has shape {self.bad_map.shape}; the detector is "
+                                 f"{tuple(bad.shape)} (detector_shape_px)")
+            bad |= self.bad_map.astype(bool)
+        return map_on_roi(bad, geometry, level, what="the bad-pixel map", reduce="any")
+
+    def dark_and_flat(self, geometry: DetectorGeometry, level: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        dark = None if self.dark is None else map_on_roi(self.dark.astype(np.float32), geometry, level,
+                                                        what="detector.dark_file", reduce="sum")
+        flat = None if self.flat is None else map_on_roi(self.flat.astype(np.float32), geometry, level,
+                                                        what="detector.flat_file", reduce="mean")
+        return dark, flat
+
+
+@dataclass
+class DetectorScan:
+    """A detector-geometry scan ready for phasing (stack order: step, row, col)."""
+
+    stack: np.ndarray  # binned counts, masked voxels 0
+    mask: np.ndarray  # True where unmeasured
+    geometry: DetectorGeometry  # of the binned frames
+    info: dict  # what preprocessing did (JSON-able, for the event and the result file)
+    saturated: np.ndarray  # True on bins with a pixel at the count ceiling (the peak's top)
+
+
+def prepare_detector_scan(frames: np.ndarray, geometry: DetectorGeometry, config: DetectorConfig, maps: DetectorMaps,
+                          *, unmeasured_frames=(), extra_bad: np.ndarray | None = None) -> DetectorScan:
+    """A detector-geometry scan's frames -> binned counts, mask and geometry, stack order (``DetectorScan``).
+
+    Frames are cut to the ROI; the ceiling (raw frames only), dark, flat, gaps, bad and hot pixels and
+    binning are applied (``prepare_frames``); nothing is cropped to centre the peak. ``extra_bad``: a
+    (row, col) mask of the frames as given, True = unmeasured. ValueError naming the field when the
+    frames do not fit the geometry or the maps the detector.
+    """
+    stack, level = frames_on_roi(frames, geometry)
+    target, left = geometry.rebinned(config.binning)
+    factor = target.binning // level
+    bad = maps.bad_pixels(geometry, level)
+    if extra_bad is not None:
+        if np.shape(extra_bad) != np.shape(frames)[1:]:
+            raise ValueError(f"mask has shape {np.shape(extra_bad)}, the frames {np.shape(frames)[1:]}")
+        extra = frames_on_roi(np.broadcast_to(np.asarray(extra_bad, bool), np.shape(frames)), geometry)[0][0]
+        bad = extra if bad is None else (bad | extra)
+    dark, flat = maps.dark_and_flat(geometry, level)
+    ceiling = config.count_ceiling if level == 1 else 0.0  # a binned pixel's ceiling is not known
+    pre = PreprocessConfig(bin_rows=factor, bin_cols=factor, centre=False, fft_friendly=False,
+                           saturation_counts=ceiling, hot_pixel_factor=config.hot_pixel_factor)
+    binned, mask, info = prepare_frames(stack, config=pre, dark=dark, flat=flat, bad_pixels=bad,
+                                        unmeasured_frames=unmeasured_frames)
+    if binned.shape != target.stack_shape:  # bin_frames and rebinned drop the same edge pixels
+        raise ValueError(f"binned frames {binned.shape} do not match the binned geometry {target.stack_shape}")
+    info.update({"frames_binning_px": level, "binning_px": target.binning, "roi_px": list(target.roi_px)})
+    if any(left):
+        info["edge_px_not_binned"] = list(left)
+    saturated = np.zeros(binned.shape, bool)
+    if ceiling > 0 and info.get("saturated_pixels"):
+        saturated = bin_frames((np.asarray(stack) >= ceiling).astype(np.float32), factor, factor) > 0
+    return DetectorScan(binned, mask, target, info, saturated)
+
+
+def detector_peak(scan: DetectorScan) -> tuple[dict, np.ndarray, float]:
+    """Peak metrics of a detector scan in the lab frame: (peak, lab-q volume, |q| at the peak's centre).
+
+    Widths are FWHM (nm^-1) along lab q_z, q_y, q_x of the intensity resampled onto an orthogonal q grid
+    (finest q step of the geometry); masked pixels are filled first, from their neighbours, and a
+    saturated top from a Gaussian fitted around it. ``center_of_mass_px`` is (row, col, step) on the
+    binned frames, what re-centring the detector needs.
+    """
+    stack, mask, geometry = scan.stack, scan.mask, scan.geometry
+    dq = float(min(np.linalg.norm(geometry.q_basis_inv_nm, axis=0)))
+    filled = fill_peak_top(fill_masked(stack, mask), mask, scan.saturated)
+    volume = np.clip(geometry.intensity_to_orthogonal(filled, dq_inv_nm=dq, shape_zyx=geometry.q_grid_shape(dq)),
+                     0, None).astype(np.float32)
+    peak = peak_metrics(volume, pixel_inv_nm=(dq, dq, dq))
+    measured = np.where(mask, 0, stack)
+    total = float(measured.sum())
+    if not total > 0:
+        raise ValueError("no counts left after masking")
+    com_stack = [float((measured.sum(axis=tuple(a for a in range(3) if a != ax)) * np.arange(n)).sum() / total)
+                 for ax, n in enumerate(stack.shape)]
+    q = float(np.linalg.norm(geometry.q_lab(*com_stack)))
+    peak.update({"center_of_mass_px": [com_stack[1], com_stack[2], com_stack[0]], "integrated_counts": total,
+                 "max_count": float(measured.max()), "frame": "lab", "dq_inv_nm": dq, "q_inv_nm": q})
+    return peak, volume, q
 
 
 class ScanProcessor:
@@ -55,6 +201,9 @@ class ScanProcessor:
         self._wisdom_saved = False  # saved once, after the first scan has made its plans
         self._series: dict[str, SeriesTracker] = {}  # run -> what its scans showed so far
         self._projections: dict[str, list[np.ndarray]] = {}  # run -> projected peaks of its baseline scans
+        self.maps = DetectorMaps(config.detector)  # a missing map file stops the service at start
+        self._labs: dict[str, OrthogonalGeometry] = {}  # run -> the lab grid its detector scans share
+        self._stack_starts: dict[str, np.ndarray] = {}  # run -> last detector-grid object (warm start)
 
     def tracker(self, run: str) -> SeriesTracker:
         """The series tracker of ``run`` (made at its first scan)."""
@@ -75,9 +224,11 @@ class ScanProcessor:
     def _prepare(self, scan: AssembledScan, ingest: dict) -> ScanJob:
         geometry, volume, mask, peak, flags, error = None, None, None, {}, [], None
         try:
-            geometry = OrthogonalGeometry.from_dict(scan.metadata.get("geometry") or {})
+            geometry = from_dict(scan.metadata.get("geometry") or {})
         except (ValueError, TypeError) as exc:
             error = f"cannot analyse scan {scan.scan}: no usable geometry in its metadata ({exc})"
+        if isinstance(geometry, DetectorGeometry):
+            return self._prepare_detector(scan, ingest, geometry)
         if geometry is not None and scan.shape != (geometry.num_rocking_steps,) + geometry.frame_shape:
             error = (f"scan {scan.scan} has frames {scan.shape}; the geometry expects "
                      f"{(geometry.num_rocking_steps,) + geometry.frame_shape}")
@@ -97,13 +248,35 @@ class ScanProcessor:
                                                     rocking_step_deg=geometry.rocking_step_deg)
         return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
 
+    def _prepare_detector(self, scan: AssembledScan, ingest: dict, geometry: DetectorGeometry) -> ScanJob:
+        """Detector counts -> masked, binned stack and lab-frame peak metrics; an unfit scan is its error."""
+        unmeasured = sorted(set(scan.missing) | set(scan.corrupt))
+        try:
+            prepared = prepare_detector_scan(scan.frames, geometry, self.config.detector, self.maps,
+                                             unmeasured_frames=unmeasured)
+            peak, volume, q = detector_peak(prepared)
+        except ValueError as exc:
+            return ScanJob(scan, ingest, None, None, None, {}, [], f"cannot analyse scan {scan.scan}: {exc}")
+        stack, mask, binned, info = prepared.stack, prepared.mask, prepared.geometry, prepared.info
+        shift = peak_roll(stack, mask)  # for phasing the peak goes to the centre: a roll, nothing cropped
+        info["shift_step_row_col"] = list(shift)
+        stack, mask = np.roll(stack, shift, axis=(0, 1, 2)), np.roll(mask, shift, axis=(0, 1, 2))
+        flags = self.tracker(scan.run).peak(peak, shape=binned.stack_shape[1:] + binned.stack_shape[:1],
+                                            rocking_step_deg=binned.rocking_step_deg)
+        return ScanJob(scan, ingest, binned, volume, None, peak, flags, None, stack=stack, stack_mask=mask,
+                       preprocess=info, q_inv_nm=q)
+
     def event(self, job: ScanJob, *, flags: list | None = None, analysis=None, **fields) -> dict:
         """The event of a scan: its quick metrics plus what the analysis adds (typed ``analysis`` and
-        ``flags``, plain ``fields``)."""
+        ``flags``, plain ``fields``). A detector scan's event also says its frame and preprocessing."""
         s = job.scan
         extra = {"ingest": job.ingest}
         if job.error:
             extra["error"] = job.error
+        if isinstance(job.geometry, DetectorGeometry):
+            if job.lab is not None:
+                extra["frame"] = frame_info(job.lab, job.geometry)
+            extra["preprocess"] = job.preprocess
         return build_event(run=s.run, scan=s.scan, metadata=s.metadata, peak=job.peak, latency_s=0.0,
                            flags=list(job.flags) if flags is None else flags, analysis=analysis, **fields, **extra)
 
@@ -115,7 +288,8 @@ class ScanProcessor:
             log.exception("no slices for scan %s", job.scan.scan)
             return None
         found = analysis_fields(tracked.analysis)
-        return {"run": job.scan.run, "scan": job.scan.scan, "voxel_nm": job.geometry.voxel_nm, **view,
+        voxel = (job.lab or job.geometry).voxel_nm
+        return {"run": job.scan.run, "scan": job.scan.scan, "voxel_nm": voxel, **view,
                 "vortices": found["vortices"], "domain_boundaries": found["domain_boundaries"]}
 
     def peak_image(self, job: ScanJob) -> dict | None:
@@ -149,12 +323,26 @@ class ScanProcessor:
         if job.geometry is None:
             return self.event(job, reconstruction={"status": "not_possible"})
         scan = job.scan
+        rng = np.random.default_rng([self.config.seed, scan.scan])
         try:
-            result = analyze_scan(
-                job.volume, scan=scan.scan, geometry=job.geometry, xp=self.xp, tracker=self.tracker(scan.run),
-                phasing=self.config.phasing, mask=job.mask, rng=np.random.default_rng([self.config.seed, scan.scan]),
-                reconstructor=self.reconstructor,
-            )
+            if isinstance(job.geometry, DetectorGeometry):
+                det = self.config.detector
+                lab = self._labs.get(scan.run)
+                if det.lab_shape_zyx is not None:
+                    lab = job.geometry.lab_geometry(det.lab_shape_zyx, det.lab_voxel_nm or min(job.geometry.voxel_sizes_nm),
+                                                    job.q_inv_nm)
+                result = analyze_scan(
+                    job.stack, scan=scan.scan, geometry=job.geometry, xp=self.xp, tracker=self.tracker(scan.run),
+                    phasing=self.config.phasing, mask=job.stack_mask, rng=rng, reconstructor=self.reconstructor,
+                    lab=lab, lab_voxel_nm=det.lab_voxel_nm or None, q_inv_nm=job.q_inv_nm,
+                    start=self._stack_starts.get(scan.run))
+                job.lab = self._labs[scan.run] = result.lab
+                self._stack_starts[scan.run] = result.stack_rho
+            else:
+                result = analyze_scan(
+                    job.volume, scan=scan.scan, geometry=job.geometry, xp=self.xp, tracker=self.tracker(scan.run),
+                    phasing=self.config.phasing, mask=job.mask, rng=rng, reconstructor=self.reconstructor,
+                )
         except ValueError as exc:
             job.error = f"analysis of scan {scan.scan} failed: {exc}"
             return self.event(job, reconstruction={"status": "failed"})
