@@ -111,7 +111,7 @@ def _centre_and_size(volume: np.ndarray, mask: np.ndarray, config: PreprocessCon
     return volume, mask, {"shift_zyx": list(shift), "pad_zyx": [list(p) for p in pads]}
 
 
-def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConfig(), dark: np.ndarray | None = None,
+def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig | None = None, dark: np.ndarray | None = None,
                    flat: np.ndarray | None = None, bad_pixels: np.ndarray | None = None,
                    unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:
     """A rocking scan (theta, row, col) in detector counts -> (binned counts, mask, info), still (theta, row, col).
@@ -122,6 +122,7 @@ def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig = PreprocessCo
     hot pixels found; ``unmeasured_frames`` are masked whole. A bin with any masked pixel is masked.
     ``mask`` is True where unmeasured: phasing leaves those pixels free.
     """
+    config = config or PreprocessConfig()
     stack = check_counts(stack, what="rocking scan (theta, row, col)")
     t, r, c = stack.shape
     info: dict = {"input_shape": [t, r, c]}
@@ -240,7 +241,7 @@ def fill_peak_top(stack: np.ndarray, mask: np.ndarray, top: np.ndarray) -> np.nd
     if not top.any():
         return stack
     out = np.array(stack, np.float32)
-    labels, n = ndimage.label(top)
+    labels, _ = ndimage.label(top)
     for patch in ndimage.find_objects(labels):
         lo = [max(s.start - 3, 0) for s in patch]
         hi = [min(s.stop + 3, n) for s, n in zip(patch, stack.shape)]
@@ -278,12 +279,13 @@ def _fill_patch(out: np.ndarray, box: tuple, masked: np.ndarray, top: np.ndarray
     region[tuple(inside.T)] = np.minimum(np.exp(terms(inside - centre) @ coef), 10 * values[ok].max())
 
 
-def prepare_scan(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConfig(), dark: np.ndarray | None = None,
+def prepare_scan(stack: np.ndarray, *, config: PreprocessConfig | None = None, dark: np.ndarray | None = None,
                  flat: np.ndarray | None = None, bad_pixels: np.ndarray | None = None,
                  unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:
     """A rocking scan (theta, row, col) in detector counts -> (intensity, mask, info) in lab order (z, y, x)
     of an orthogonal geometry: ``prepare_frames``, then the peak rolled to the centre and padded to
     FFT-friendly sizes (``info``: ``shift_zyx``, ``pad_zyx``)."""
+    config = config or PreprocessConfig()
     binned, binned_mask, info = prepare_frames(stack, config=config, dark=dark, flat=flat, bad_pixels=bad_pixels,
                                                unmeasured_frames=unmeasured_frames)
     volume = np.transpose(binned, (1, 2, 0))  # (theta, row, col) -> lab (z, y, x), as the geometry
@@ -294,9 +296,10 @@ def prepare_scan(stack: np.ndarray, *, config: PreprocessConfig = PreprocessConf
 
 
 def prepare_volume(volume: np.ndarray, *, mask: np.ndarray | None = None, q_axis: int = 0,
-                   config: PreprocessConfig = PreprocessConfig()) -> tuple[np.ndarray, np.ndarray, dict]:
+                   config: PreprocessConfig | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """A 3D intensity already on an orthogonal grid (as other tools write) -> lab order with z along q,
     the peak rolled to the centre and padded (masked) to FFT-friendly sizes."""
+    config = config or PreprocessConfig()
     volume = check_counts(volume, what="intensity")
     if q_axis not in (0, 1, 2):
         raise ValueError(f"q axis must be 0, 1 or 2, got {q_axis}")

@@ -62,9 +62,11 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Analyses results of `bcdi-stream reconstruct`. One file: a JSON object with "
                                    "the vortices, domain_boundaries and peak fields of an events.jsonl line "
-                                   "(positions as (z, y, x) voxel indices of the file's object). Several files of "
-                                   "one run: one events.jsonl line per scan, in scan order, with the flags of "
-                                   "live operation. See docs/analysis.md.",
+                                   "(positions as (z, y, x) voxel indices of the file's object, and in nm). Several "
+                                   "files of one run: one events.jsonl line per scan, in scan order, with the flags "
+                                   "of live operation. Results of detector-geometry scans are in the lab frame (z "
+                                   "along q; their `frame` field says so, with the voxel size); an object still on "
+                                   "the detector grid is resampled first. See docs/analysis.md, docs/lab-frame.md.",
                        epilog="examples:\n  bcdi-stream analyze scan-0003.h5\n"
                               "  bcdi-stream analyze results/scan-*.h5 --json reanalysed/events.jsonl")
     a.add_argument("results", type=Path, nargs="+", help="result files (HDF5) of bcdi-stream reconstruct")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +16,52 @@ from streamer.service.config import ServiceConfig
 from streamer.settings import load_config
 
 
-def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: Path | None, q_axis: int,
-               binning: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(intensity, mask, metadata) from a recording scan or an .npy/.npz/.h5 intensity; ValueError otherwise.
+@dataclass
+class Prepared:
+    """What phasing gets: the intensity and mask, the metadata for the result, and for a detector
+    scan its binned geometry (the intensity is then in stack order, step, row, col), peak and |q|."""
 
-    ``binning`` None: 2 x 2 for frames of 256 pixels or more (a Timepix), none for smaller ones.
+    intensity: np.ndarray
+    mask: np.ndarray
+    meta: dict
+    detector: object | None = None  # DetectorGeometry of the binned frames
+    peak: dict | None = None
+    q_inv_nm: float | None = None
+
+
+def read_geometry_file(path: Path) -> dict:
+    """A geometry file (TOML or JSON): its table of DetectorGeometry fields (top level or a [geometry] table)."""
+    from streamer.settings import ConfigError, read_toml
+
+    if not path.is_file():
+        raise ConfigError(f"geometry file {path} does not exist")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"geometry file {path} is not valid JSON: {exc}") from None
+    else:
+        data = read_toml(path)
+    if isinstance(data, dict) and isinstance(data.get("geometry"), dict):
+        data = data["geometry"]
+    return data
+
+
+def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: Path | None, q_axis: int,
+               binning: int | None, geometry_path: Path | None = None, detector=None) -> Prepared:
+    """The phasing input from a recording scan or an .npy/.npz/.h5 array; ValueError otherwise.
+
+    A recording scan or an array with ``geometry_path`` on a detector geometry is prepared as the live
+    pipeline prepares it (``detector``: the service's [detector] table; ``binning`` overrides its
+    binning). Other recordings: ``binning`` None is 2 x 2 for frames of 256 pixels or more, none for
+    smaller ones.
     """
+    from streamer.geometry import DetectorGeometry, from_dict
+    from streamer.service.config import DetectorConfig
+
+    detector = detector or DetectorConfig()
+    if binning is not None:
+        detector = detector.replace(binning=binning)
     pre = PreprocessConfig()
     if not path.is_file():
         raise ValueError(f"input {path} does not exist")
@@ -39,19 +79,54 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         if not len(s["frames"]):
             raise ValueError(f"scan {scan} of {path} has no frames")
         stack = _full_stack(s)
+        meta = dict(s["metadata"])
+        meta.update({"source": str(path), "scan": scan, "scan_status": s["status"]})
+        if geometry_path is not None:
+            meta["geometry"] = DetectorGeometry.from_measured(read_geometry_file(geometry_path),
+                                                              f"geometry file {geometry_path}").to_dict()
+        geo = meta.get("geometry") or {}
+        if geo.get("kind") == "detector":
+            geometry = from_dict(geo)
+            return _prepare_detector(stack, geometry, detector, meta, unmeasured=s["missing"])
         b = binning or (2 if min(stack.shape[1:]) >= 256 else 1)
         # an orthogonal geometry already centres the grid on the Bragg peak, as the live pipeline sees it
-        orthogonal = (s["metadata"].get("geometry") or {}).get("kind") == "orthogonal"
-        pre = pre.replace(bin_rows=b, bin_cols=b, centre=not orthogonal)
+        pre = pre.replace(bin_rows=b, bin_cols=b, centre=geo.get("kind") != "orthogonal")
         intensity, mask, info = prepare_scan(stack, config=pre, unmeasured_frames=s["missing"])
-        meta = dict(s["metadata"])
-        meta.update({"source": str(path), "scan": scan, "scan_status": s["status"], "preprocess": info})
-        return intensity, mask, meta
+        meta["preprocess"] = info
+        return Prepared(intensity, mask, meta)
     data, mask = _read_array(path, dataset)
     if mask_path is not None:
         mask = _read_array(mask_path, None)[0].astype(bool)
+    if geometry_path is not None:  # a frame stack (step, row, col) measured on that geometry
+        geometry = DetectorGeometry.from_measured(read_geometry_file(geometry_path), f"geometry file {geometry_path}")
+        meta = {"source": str(path), "geometry": geometry.to_dict()}
+        if mask is not None and np.ndim(mask) == 3:
+            raise ValueError("with --geometry the mask is a (row, col) bad-pixel mask of the frames, got 3D "
+                             f"shape {np.shape(mask)}")
+        return _prepare_detector(data, geometry, detector, meta, extra_bad=mask)
     intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=pre.replace(bin_rows=1, bin_cols=1))
-    return intensity, mask, {"source": str(path), "preprocess": info}
+    return Prepared(intensity, mask, {"source": str(path), "preprocess": info})
+
+
+def _prepare_detector(frames, geometry, detector, meta: dict, *, unmeasured=(), extra_bad=None) -> Prepared:
+    """Frames on a detector geometry, as the live pipeline prepares them: masked, binned, peak rolled to the centre."""
+    from streamer.analysis.preprocess import check_counts, peak_roll
+    from streamer.service.processing import (
+        DetectorMaps,
+        detector_peak,
+        prepare_detector_scan,
+    )
+
+    frames = check_counts(frames, what="frame stack (step, row, col)")
+    prepared = prepare_detector_scan(frames, geometry, detector, DetectorMaps(detector), unmeasured_frames=unmeasured,
+                                     extra_bad=extra_bad)
+    peak, _, q = detector_peak(prepared)
+    stack, mask, binned, info = prepared.stack, prepared.mask, prepared.geometry, prepared.info
+    shift = peak_roll(stack, mask)
+    info["shift_step_row_col"] = list(shift)
+    info["masked_fraction"] = round(float(mask.mean()), 5)
+    meta["preprocess"] = info
+    return Prepared(np.roll(stack, shift, axis=(0, 1, 2)), np.roll(mask, shift, axis=(0, 1, 2)), meta, binned, peak, q)
 
 
 def _is_recording(path: Path) -> bool:
@@ -117,16 +192,23 @@ def run_reconstruct(args, out=None) -> int:
     changes = {k: v for k, v in {"population": args.population, "generations": args.generations,
                                    "recipe": args.recipe, "average": args.average}.items() if v is not None}
     phasing = phasing.replace(**changes)
-    intensity, mask, meta = load_input(args.input, scan=args.scan, dataset=args.dataset, mask_path=args.mask,
-                                       q_axis=args.q_axis, binning=args.bin)
-    voxel = _voxel_nm(meta, intensity.shape, args.voxel_nm)
-    meta["voxel_nm_zyx"] = voxel
+    prepared = load_input(args.input, scan=args.scan, dataset=args.dataset, mask_path=args.mask, q_axis=args.q_axis,
+                          binning=args.bin, geometry_path=args.geometry, detector=service.detector)
+    intensity, mask, meta = prepared.intensity, prepared.mask, prepared.meta
+    det = prepared.detector
+    if det is None:
+        voxel = _voxel_nm(meta, intensity.shape, args.voxel_nm)
+        peak = peak_metrics(intensity, pixel_inv_nm=tuple(2 * np.pi / (n * v) for n, v in zip(intensity.shape, voxel)))
+        grid = f"voxel {voxel} nm"
+    else:
+        peak = prepared.peak
+        grid = (f"detector grid (step, row, col) {det.stack_shape}, resolution "
+                f"{[round(v, 2) for v in det.voxel_sizes_nm]} nm, resampled onto the lab frame")
     xp = get_namespace(service.backend)
     service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
-    peak = peak_metrics(intensity, pixel_inv_nm=tuple(2 * np.pi / (n * v) for n, v in zip(intensity.shape, voxel)))
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
-          f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, voxel {voxel} nm; recipe "
+          f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
           f"average of {min(phasing.average, phasing.population)}, backend {service.backend}", file=out, flush=True)
     t0 = time.monotonic()
@@ -139,10 +221,31 @@ def run_reconstruct(args, out=None) -> int:
             "population": phasing.population, "averaged": result.metric.get("averaged"), "seed": args.seed,
             "chi_square_best": float(result.chi_square[result.best]), "seconds": round(seconds, 2),
             "backend": service.backend, "metric": result.metric}
-    meta["geometry"] = _result_geometry(meta.get("geometry"), intensity.shape, voxel, out)
-    path = write_result(args.out, obj=result.rho, support=result.support, recipe=result.recipe, metadata=meta,
-                        peak=peak, phasing=info, amplitude_error=result.amplitude_error,
-                        phase_error=result.phase_error, error_curve=result.error_curve, members=result.members)
+    obj, support, members = result.rho, result.support, result.members
+    errors = {"amplitude_error": result.amplitude_error, "phase_error": result.phase_error}
+    if det is None:
+        meta["voxel_nm_zyx"] = voxel
+        meta["geometry"] = _result_geometry(meta.get("geometry"), intensity.shape, voxel, out)
+    else:
+        from streamer.analysis.scan import frame_info, lab_grid, to_lab
+
+        cfg = service.detector
+        voxel_nm = args.voxel_nm or cfg.lab_voxel_nm or None
+        previous = None
+        if cfg.lab_shape_zyx is not None:
+            previous = det.lab_geometry(cfg.lab_shape_zyx, voxel_nm or min(det.voxel_sizes_nm), prepared.q_inv_nm)
+        lab = lab_grid(det, support, voxel_nm=voxel_nm, q_inv_nm=prepared.q_inv_nm, previous=previous)
+        lab_obj = to_lab(det, lab, obj, support=support, errors=errors, members=members)
+        obj, support, members, errors = lab_obj.rho, lab_obj.support, lab_obj.members, lab_obj.errors
+        meta["detector_geometry"] = det.to_dict()
+        meta["geometry"] = lab.to_dict()
+        meta["frame"] = frame_info(lab, det)
+        meta["voxel_nm_zyx"] = [lab.voxel_nm] * 3
+        print(f"lab frame: {lab.shape_zyx} voxels of {lab.voxel_nm:.2f} nm (z along q, y along the rocking axis)",
+              file=out, flush=True)
+    path = write_result(args.out, obj=obj, support=support, recipe=result.recipe, metadata=meta,
+                        peak=peak, phasing=info, amplitude_error=errors.get("amplitude_error"),
+                        phase_error=errors.get("phase_error"), error_curve=result.error_curve, members=members)
     print(f"wrote {path}: chi-square {info['chi_square_best']:.4g} after {result.iterations} iterations x "
           f"{result.generations} generation(s) in {seconds:.1f} s", file=out, flush=True)
     print(json.dumps({"out": str(path), **info}), flush=True)
@@ -156,30 +259,20 @@ def _result_geometry(source: dict | None, shape, voxel: list[float], out) -> dic
     base = OrthogonalGeometry()
     if source and source.get("kind") == "orthogonal":
         base = OrthogonalGeometry.from_dict(source)
-    elif source and source.get("kind") == "detector":
-        base = replace(base, d_spacing_nm=float(source["d_spacing_nm"]), theta_bragg_deg=float(source["theta_bragg_deg"]))
-        print("warning: a detector (sheared) grid: the object is in the frame conjugate to the rocking scan, not "
-              "yet resampled onto the orthogonal lab frame; positions in nm are approximate", file=out)
     if max(voxel) > 1.01 * min(voxel):
-        print(f"warning: the voxels are not cubic ({voxel} nm, from binning or cropping); analysis in nm uses the "
+        print(f"warning: the voxels are not cubic ({voxel} nm, from binning); analysis in nm uses the "
               f"voxel along q, {voxel[0]} nm", file=out)
     return replace(base, shape_zyx=tuple(int(n) for n in shape), voxel_nm=float(voxel[0])).to_dict()
 
 
 def _voxel_nm(meta: dict, shape, given: float | None) -> list[float]:
-    """Voxel size per lab axis: given, or from the recording's geometry (scaled by binning), else 10 nm."""
+    """Voxel size per lab axis of an orthogonal input: given, or from the recording's geometry (scaled by
+    binning and padding), else 10 nm."""
     if given:
         return [float(given)] * 3
     geometry = meta.get("geometry") or {}
     pre = meta.get("preprocess") or {}
     b = pre.get("binning", [1, 1])
-    if geometry.get("kind") == "detector":  # resolution 2 pi / (n |dq|) along each stack axis
-        from streamer.geometry import DetectorGeometry
-
-        det = DetectorGeometry.from_dict(geometry)
-        (steps, rows, cols), (v_step, v_row, v_col) = det.stack_shape, det.voxel_sizes_nm
-        return [round(v_row * rows / (shape[0] * b[0]), 4), round(v_col * cols / (shape[1] * b[1]), 4),
-                round(v_step * steps / shape[2], 4)]
     base = geometry.get("voxel_nm")
     if base is None:
         return [10.0, 10.0, 10.0]
@@ -229,27 +322,40 @@ def register(sub) -> None:
     r = sub.add_parser(
         "reconstruct", help="phase retrieval of one scan or 3D intensity into a result file",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Reconstructs one scan of a bcdi-stream recording (binned, masked, centred, cropped to an "
-                    "FFT-friendly size), or a 3D intensity prepared elsewhere (.npy, .npz, .h5, on an orthogonal "
-                    "grid), with a guided population. The result file (docs/results.md) holds the averaged "
-                    "object, support, error bars, error curve, peak metrics, recipe and metadata.",
+        description="Reconstructs one scan of a bcdi-stream recording, or a 3D intensity prepared elsewhere (.npy, "
+                    ".npz, .h5, on an orthogonal grid), or a frame stack (step, row, col) with its detector geometry "
+                    "(--geometry), with a guided population. Scans on a detector geometry are prepared as the live "
+                    "pipeline prepares them ([detector] table: gaps, bad, hot and saturated pixels masked, dark, "
+                    "flat, binning), phased on the detector grid and resampled onto the lab frame (docs/lab-frame.md). "
+                    "Measured data are never cropped: the peak is rolled to the centre, sizes are padded (masked). "
+                    "The result file (docs/results.md) holds the averaged object, support, error bars, error curve, "
+                    "peak metrics, recipe and metadata (its frame and voxel size).",
         epilog="examples:\n  bcdi-stream reconstruct demo-out/demo-20261125-150137.h5 --scan 3 --out scan3.h5\n"
+               "  bcdi-stream reconstruct sim-out/sim-reference-seed0.h5 --scan 3 --out s3.h5\n"
+               "  bcdi-stream reconstruct frames.npy --geometry beamline.toml --out r.h5\n"
                "  bcdi-stream reconstruct intensity.npz --q-axis 0 --population 40 --generations 8 --average 20 "
                "--out r.h5")
-    r.add_argument("input", type=Path, help="recording .h5 (with --scan) or intensity .npy/.npz/.h5")
+    r.add_argument("input", type=Path, help="recording .h5 (with --scan), intensity .npy/.npz/.h5, or frames with --geometry")
     r.add_argument("--out", type=Path, required=True, help="result file to write (.h5)")
     r.add_argument("--scan", type=int, default=None, help="scan number, for a recording")
     r.add_argument("--dataset", default=None, help="array name in an .npz or dataset path in an .h5")
-    r.add_argument("--mask", type=Path, default=None, help="bad-pixel mask (.npy/.npz/.h5, True = unmeasured)")
+    r.add_argument("--mask", type=Path, default=None,
+                   help="mask, True = unmeasured: of the intensity (.npy/.npz/.h5), or (row, col) of the frames with --geometry")
+    r.add_argument("--geometry", type=Path, default=None,
+                   help="detector geometry file (TOML or JSON, DetectorGeometry fields; docs/geometry.md): the input "
+                        "is a frame stack (step, row, col) measured on it, or a recording scan to read with it")
     r.add_argument("--q-axis", type=int, default=0, help="axis of the input array along q (default 0)")
     r.add_argument("--bin", type=int, default=None,
-                   help="detector binning of a recording scan (default: 2 -> 2x2 for frames >= 256 pixels, else 1)")
-    r.add_argument("--voxel-nm", type=float, default=None, help="real-space voxel (default: from the recording)")
+                   help="binning of the frames: a detector-geometry scan's (default: [detector] binning, 2), else "
+                        "2 -> 2x2 for frames >= 256 pixels, else 1")
+    r.add_argument("--voxel-nm", type=float, default=None,
+                   help="real-space voxel: of an orthogonal input (default: from the recording), or the cubic lab "
+                        "voxel of a detector-geometry scan (default: its finest resolution)")
     r.add_argument("--population", type=int, default=None, help="members reconstructed in one batch")
     r.add_argument("--generations", type=int, default=None, help="generations of the guided algorithm")
     r.add_argument("--average", type=int, default=None, help="best members of the last generation averaged")
     r.add_argument("--recipe", default=None, help='operator sequence, e.g. "(180HIO, 20ER)*3, 10ER"')
     r.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     r.add_argument("--backend", choices=["numpy", "cupy", "auto", "strict"], default=None)
-    r.add_argument("--config", type=Path, default=None, help="service config TOML (its [phasing] table)")
+    r.add_argument("--config", type=Path, default=None, help="service config TOML (its [phasing] and [detector] tables)")
     r.set_defaults(func=_cmd_reconstruct)

@@ -8,8 +8,11 @@ Layout (HDF5)::
     /result/phase_error       float32   (z, y, x)  radians
     /result/error_curve       float32   (n_iterations,) error of the best member per iteration
     /result/members           complex64 (K, z, y, x)  optional: aligned members that were averaged
-    /result attrs             recipe (str), schema (int), and the JSON strings peak, metadata, phasing
-                               metadata holds geometry (dict), run, scan, voltage_v, capacity_mah_g, ...
+    /result attrs             recipe (str), schema (int), and the JSON strings peak, metadata, phasing;
+                               frame (str) and voxel_nm (float) when the metadata says them
+                               metadata holds geometry (dict: the object's grid), run, scan, voltage_v,
+                               capacity_mah_g, ...; a detector-geometry scan's also frame (dict, "lab"),
+                               detector_geometry (the binned frames' DetectorGeometry) and voxel_nm_zyx
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ def write_result(path: str | Path, *, obj: np.ndarray, support: np.ndarray, reci
         g.attrs["metadata"] = json.dumps(metadata, default=_jsonable)
         g.attrs["peak"] = json.dumps(peak or {}, default=_jsonable)
         g.attrs["phasing"] = json.dumps(phasing or {}, default=_jsonable)
+        frame = metadata.get("frame")
+        if isinstance(frame, dict) and "name" in frame:  # readable without parsing JSON (h5ls, h5py)
+            g.attrs["frame"] = str(frame["name"])
+            g.attrs["voxel_nm"] = float(frame.get("voxel_nm", np.nan))
     tmp.replace(path)  # a reader never sees half a result
     return path
 
@@ -75,6 +82,8 @@ def read_result(path: str | Path) -> dict:
             for key in ("metadata", "peak", "phasing"):
                 out[key] = json.loads(g.attrs.get(key, "{}"))
             out["schema"] = int(g.attrs.get("schema", 0))
+            if "frame" in g.attrs:
+                out["frame"] = str(g.attrs["frame"])
     except OSError as exc:
         raise ValueError(f"cannot read result file {path}: {exc}") from None
     out.setdefault("members", None)

@@ -30,7 +30,12 @@ from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
 from streamer.analysis.views import central_slices, projected_peak
 from streamer.backend import get_namespace
-from streamer.geometry import STACK_TO_LAB_AXES, DetectorGeometry, OrthogonalGeometry, from_dict
+from streamer.geometry import (
+    STACK_TO_LAB_AXES,
+    DetectorGeometry,
+    OrthogonalGeometry,
+    from_dict,
+)
 from streamer.phasing import reconstruct
 from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
@@ -139,6 +144,10 @@ def prepare_detector_scan(frames: np.ndarray, geometry: DetectorGeometry, config
     """
     stack, level = frames_on_roi(frames, geometry)
     target, left = geometry.rebinned(config.binning)
+    if min(target.frame_shape) < 8:
+        r0, r1, c0, c1 = geometry.roi_px
+        raise ValueError(f"binning {config.binning} (detector.binning) leaves frames of {target.frame_shape[0]}x"
+                         f"{target.frame_shape[1]} pixels of the {r1 - r0}x{c1 - c0} roi_px; phasing needs >= 8")
     factor = target.binning // level
     bad = maps.bad_pixels(geometry, level)
     if extra_bad is not None:

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from streamer.cli import build_parser, main
-from streamer.geometry import OrthogonalGeometry
+from streamer.geometry import DetectorGeometry, OrthogonalGeometry
 from streamer.recording.event_log import read_events
 from streamer.recording.result_file import write_result
 
@@ -106,8 +106,10 @@ def test_one_result_gives_the_event_fields(series, tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     assert {"vortices", "domain_boundaries", "peak", "strain", "dislocation_pairs"} <= set(record)
     assert record["scan"] == 3 and record["flags"] == []
-    windings = sorted((v["position"][2], v["winding"], v["type"]) for v in record["vortices"])
-    assert windings == [(11.5, 1, "screw"), (20.5, -1, "screw")]
+    lines = sorted((v["position"][2], v["type"]) for v in record["vortices"])
+    assert lines == [(11.5, "screw"), (20.5, "screw")]
+    # opposite handedness; which is + is the phase-sign convention's business (docs/conventions.md)
+    assert sorted(v["winding"] for v in record["vortices"]) == [-1, 1]
     assert all(v["ends_on_surface"] and not v["closed"] for v in record["vortices"])
 
 
@@ -135,6 +137,28 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     c = write_result(tmp_path / "c.h5", obj=obj, support=obj != 0, recipe="x", metadata={"run": "c"})
     assert main(["analyze", str(c)]) == 2
     assert "no geometry" in capsys.readouterr().err
+
+
+def test_an_object_on_a_detector_grid_is_analysed_in_the_lab_frame(tmp_path, capsys):
+    """A result whose object is still on the sheared (step, row, col) grid: resampled onto the lab grid first,
+    so a screw line sits at its lab position, along lab z; the event says which frame."""
+    det = DetectorGeometry(roi_px=(64, 192, 64, 192), binning=2, rocking_step_deg=0.03, num_rocking_steps=32)
+    z, y, x = det.real_space_points_nm()
+    plate = (np.abs(z) < 60) & ((y / 130) ** 2 + (x / 150) ** 2 <= 1)
+    obj = plate * np.exp(1j * np.arctan2(y - 10.0, x - 50.0))  # a screw line along z at y = 10, x = 50 nm
+    path = write_result(tmp_path / "det.h5", obj=obj, support=plate, recipe="x",
+                        metadata={"geometry": det.to_dict(), "run": "d", "scan": 0})
+    assert main(["analyze", str(path)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    voxel = min(det.voxel_sizes_nm)
+    assert record["frame"]["name"] == "lab" and record["frame"]["voxel_nm"] == pytest.approx(voxel, rel=1e-4)
+    (v,) = record["vortices"]
+    assert v["type"] == "screw" and abs(v["direction"][0]) > 0.95
+    assert np.hypot(v["position_nm"][1] - 10.0, v["position_nm"][2] - 50.0) < voxel
+    bad = write_result(tmp_path / "bad.h5", obj=obj[:, :32], support=plate[:, :32], recipe="x",
+                       metadata={"geometry": det.to_dict(), "run": "d", "scan": 0})
+    assert main(["analyze", str(bad)]) == 2
+    assert "does not match its detector geometry's stack (32, 64, 64)" in capsys.readouterr().err
 
 
 def test_report_is_one_self_contained_html_with_plots(series, tmp_path):

@@ -9,12 +9,13 @@ import pytest
 from sim.diffraction import DiffractionModel
 from sim.particle import Particle, ScrewDislocation, complex_image
 from streamer.cli import main
-from streamer.geometry import STACK_TO_LAB_AXES, OrthogonalGeometry
+from streamer.geometry import STACK_TO_LAB_AXES, DetectorGeometry, OrthogonalGeometry
 from streamer.recording.recorder import RunRecorder
 from streamer.recording.result_file import read_result
 
 GEOMETRY = OrthogonalGeometry(shape_zyx=(32, 32, 32), voxel_nm=16.0)
 FAST = ["--recipe", "30HIO, 10ER", "--population", "2", "--average", "2"]
+CONVERGED = ["--recipe", "(80HIO, 20ER)*2, 10ER", "--population", "4", "--average", "2"]  # a real object
 
 
 def _record(path, run, scan, stack, metadata, lost=()):
@@ -45,11 +46,11 @@ def test_npz_with_mask_and_q_on_the_last_axis(tmp_path, intensity, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["recipe"] == "30HIO, 10ER" and summary["population"] == 2
     r = read_result(tmp_path / "r.h5")
-    # the pair splits the peak: centring on it crops a few pixels, to an even FFT-friendly size
-    assert r["members"].shape == (2,) + r["object"].shape and all(28 <= n <= 32 for n in r["object"].shape)
+    # the pair splits the peak: centring on it rolls the data, nothing is cropped (issue 16)
+    assert r["members"].shape == (2,) + r["object"].shape and r["object"].shape == (32, 32, 32)
     assert r["recipe"] == "30HIO, 10ER" and r["error_curve"].shape == (40,)
     assert r["metadata"]["preprocess"]["masked_fraction"] > 0 and r["metadata"]["voxel_nm_zyx"] == [16.0] * 3
-    assert r["peak"]["integrated_counts"] == pytest.approx(float(intensity[~mask].sum()), rel=0.01)  # crop: < 1%
+    assert r["peak"]["integrated_counts"] == pytest.approx(float(intensity[~mask].sum()), rel=1e-6)  # every count
     assert r["amplitude_error"].any()  # two members averaged: a spread
 
 
@@ -72,7 +73,7 @@ def test_a_recorded_scan_is_binned_and_keeps_its_metadata(tmp_path, intensity):
     meta = r["metadata"]
     assert meta["scan"] == 4 and meta["voltage_v"] == 3.9 and meta["preprocess"]["binning"] == [2, 2]
     z, y, x = r["object"].shape
-    assert z <= 16 and y <= 16 and x <= 32  # rows and columns binned by 2, theta not
+    assert (z, y, x) == (16, 16, 32)  # rows and columns binned by 2, theta not; nothing cropped
     assert meta["voxel_nm_zyx"][0] == pytest.approx(16.0 * 32 / (z * 2))
     assert meta["preprocess"]["masked_fraction"] > 0  # the lost frame is unmeasured, not zeros
     assert meta["geometry"]["shape_zyx"] == [z, y, x]  # the result's own grid, which analyze checks
@@ -91,23 +92,99 @@ def test_a_demo_recording_reconstructs_and_analyzes(tmp_path, intensity, capsys)
     assert {"vortices", "domain_boundaries", "peak"} <= set(found)
 
 
-def test_a_simulated_detector_scan_gets_its_resolution_from_the_detector_geometry(tmp_path, intensity, capsys):
-    """A `simulate` recording (Timepix frames on the sheared detector grid): voxel sizes from that geometry."""
-    from streamer.geometry import DetectorGeometry
+# a 128 x 128 crop of the Timepix at 1 m, 32 steps of 0.03 deg; binned 2 x 2: a 32 x 64 x 64 grid of ~20 nm
+DETECTOR = DetectorGeometry(roi_px=(64, 192, 64, 192), rocking_step_deg=0.03, num_rocking_steps=32)
+PAIR_NM = ((6.0, 54.0), (6.0, -54.0))  # (y, x) of the screw lines (along z)
 
-    det = DetectorGeometry(detector_shape_px=(32, 32), roi_px=(0, 32, 0, 32), center_px=(16.0, 16.0),
-                           num_rocking_steps=32)
-    stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)
-    assert stack.shape == det.stack_shape
-    path = _record(tmp_path / "sim.h5", "sim-1", 0, stack, {"geometry": det.to_dict()})
+
+@pytest.fixture(scope="module")
+def detector_frames():
+    """Whole Timepix frames (256 x 256) of a screw pair, signal in the ROI, as `bcdi-stream simulate` records."""
+    particle = Particle().with_defects([ScrewDislocation(y, x, w) for (y, x), w in zip(PAIR_NM, (1, -1))])
+    expected = DiffractionModel(complex_image(particle, DETECTOR), DETECTOR, peak_counts=1e4).expected_stack(1.0)
+    r0, r1, c0, c1 = DETECTOR.roi_px
+    frames = np.zeros((32, 256, 256), np.uint32)
+    frames[:, r0:r1, c0:c1] = np.random.default_rng(0).poisson(expected)
+    return frames
+
+
+def _geometry_table(geometry, drop=()) -> dict:
+    return {k: v for k, v in geometry.to_dict().items() if k not in ("kind", *drop)}
+
+
+def test_a_detector_scan_is_phased_on_its_grid_and_written_in_the_lab_frame(tmp_path, detector_frames, capsys):
+    path = _record(tmp_path / "sim.h5", "sim-1", 0, detector_frames, {"geometry": DETECTOR.to_dict()})
     out = tmp_path / "rs.h5"
-    assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *FAST]) == 0
-    assert "detector (sheared) grid" in capsys.readouterr().err
+    assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *CONVERGED]) == 0
+    assert "lab frame:" in capsys.readouterr().err
     r = read_result(out)
-    z, y, x = r["object"].shape
-    v_step, v_row, v_col = det.voxel_sizes_nm
-    assert r["metadata"]["voxel_nm_zyx"] == pytest.approx([v_row * 32 / z, v_col * 32 / y, v_step * 32 / x], rel=1e-3)
-    assert r["metadata"]["geometry"]["shape_zyx"] == [z, y, x]
+    meta = r["metadata"]
+    binned = DETECTOR.rebinned(2)[0]
+    voxel = min(binned.voxel_sizes_nm)
+    assert r["frame"] == "lab" and meta["frame"]["name"] == "lab" and meta["frame"]["voxel_nm"] == pytest.approx(voxel)
+    assert meta["voxel_nm_zyx"] == [pytest.approx(voxel)] * 3 and meta["geometry"]["kind"] == "orthogonal"
+    assert meta["geometry"]["shape_zyx"] == list(r["object"].shape) == list(r["support"].shape)
+    assert meta["detector_geometry"]["binning"] == 2 and meta["preprocess"]["binned_shape"] == [32, 64, 64]
+    assert r["members"].shape[1:] == r["object"].shape and r["peak"]["frame"] == "lab"
+    assert r["peak"]["width_parallel"] > 2 * r["peak"]["width_perpendicular"]  # the plate is thin along q
+    inside = np.argwhere(np.abs(r["object"]) > 0.5 * np.abs(r["object"]).max())
+    extent = (inside.max(0) - inside.min(0) + 1) * voxel  # the plate: 96 thick (z), 264 (y) x 288 (x) nm
+    np.testing.assert_allclose(extent, (96, 264, 288), atol=1.5 * voxel)  # along the rocking direction too
+    capsys.readouterr()
+    assert main(["analyze", str(out)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["frame"]["name"] == "lab" and len(found["vortices"]) == 2
+    for v in found["vortices"]:
+        assert v["type"] == "screw" and abs(v["direction"][0]) > 0.9
+    errors = [max(min(np.hypot(*(np.asarray(v["position_nm"][1:]) - sign * np.asarray(t))) for v in found["vortices"])
+                  for t in PAIR_NM) for sign in (1, -1)]  # the twin (r -> -r) is as good a solution
+    assert min(errors) <= voxel
+
+
+def test_frames_with_a_geometry_file_toml_or_json(tmp_path, detector_frames):
+    np.save(tmp_path / "frames.npy", detector_frames)
+    (tmp_path / "g.json").write_text(json.dumps(_geometry_table(DETECTOR)))
+    toml = "[geometry]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in _geometry_table(DETECTOR).items())
+    (tmp_path / "g.toml").write_text(toml)
+    objects = []
+    for name in ("g.json", "g.toml"):
+        out = tmp_path / f"{name}.h5"
+        assert main(["reconstruct", str(tmp_path / "frames.npy"), "--geometry", str(tmp_path / name),
+                     "--out", str(out), *FAST]) == 0
+        r = read_result(out)
+        assert r["frame"] == "lab" and r["metadata"]["detector_geometry"]["roi_px"] == [64, 192, 64, 192]
+        objects.append(r["object"])
+    np.testing.assert_allclose(objects[0], objects[1], atol=1e-5)  # one geometry, however written
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "missing key distance_m (sample-detector distance (m))"),
+    ("roi", "roi_px"),
+    ("frames", "frames of 100x100 pixels do not fit the geometry: detector_shape_px [256, 256], roi_px [64, 192"),
+    ("steps", "31 frames; the geometry's num_rocking_steps is 32"),
+    ("binning", "binning 32 (detector.binning) leaves frames of 4x4 pixels of the 128x128 roi_px"),
+    ("not_toml", "is not valid TOML"),
+])
+def test_bad_geometry_input_is_refused_naming_the_field(tmp_path, detector_frames, capsys, case, match):
+    table, frames, extra = _geometry_table(DETECTOR), detector_frames, []
+    if case == "missing":
+        table.pop("distance_m")
+    elif case == "roi":
+        table["roi_px"] = [64, 300, 64, 192]
+    elif case == "frames":
+        frames = detector_frames[:, :100, :100]
+    elif case == "steps":
+        frames = detector_frames[:31]
+    elif case == "binning":
+        extra = ["--bin", "32"]
+    np.save(tmp_path / "frames.npy", frames)
+    geometry = tmp_path / "g.toml"
+    geometry.write_text("energy_kev = [" if case == "not_toml" else
+                        "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items()))
+    assert main(["reconstruct", str(tmp_path / "frames.npy"), "--geometry", str(geometry), "--out",
+                 str(tmp_path / "r.h5"), *extra, *FAST]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "r.h5").exists()
 
 
 @pytest.mark.parametrize("args, match", [
