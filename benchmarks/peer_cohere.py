@@ -4,7 +4,8 @@ Recipe of issue 5: 20 ER, 180 HIO (beta 0.9), 20 ER, shrink-wrap every iteration
 voxel, threshold 0.1: cohere's documented defaults), one reconstruction, no genetic algorithm. The data
 is a simulated Poisson scan of a plate holding a screw-dislocation pair (fixed seed). Each result is
 registered to the truth (translation, twin, phase) and scored: amplitude correlation, complex
-correlation, misfit to the measured amplitudes, and whether the two vortex lines are found.
+correlation, misfit to the measured amplitudes, and whether the two vortex lines are found. Both objects
+are compared in our phase convention (docs/conventions.md): cohere's image is conjugated first.
 
 cohere is never a dependency of this project: it lives in its own ignored venv with ours beside it.
 From the repository root:
@@ -105,8 +106,9 @@ def cohere_params() -> dict:
 def run_cohere(intensity: np.ndarray, workdir: Path) -> tuple[np.ndarray, Timing, str]:
     """cohere's whole reconstruction on numpy: (image in our convention, timing, what cohere printed).
 
-    cohere goes to reciprocal space with the inverse FFT (|ifft(rho)| = sqrt(I)); with the forward FFT,
-    as ours and the simulator, the same object is conj(rho): that conjugate is what is returned.
+    cohere goes to reciprocal space with the inverse FFT (``to_reciprocal_space``: |ifft(image)| = sqrt(I),
+    kernel exp(+i q.r)); with the forward FFT, as ours and the simulator (docs/conventions.md), the same
+    crystal is the conjugate: cohere's image is exp(+i G.u), ours exp(-i G.u). That conjugate is returned.
     """
     import cohere_core.controller.phasing as cohere_phasing
 
@@ -158,13 +160,14 @@ def run_ours(intensity: np.ndarray, *, seed: int, box: bool) -> tuple[np.ndarray
 def score(rho: np.ndarray, timing: Timing, truth: np.ndarray, intensity: np.ndarray) -> Score:
     """Register ``rho`` to the truth and measure it against the truth and the data."""
     from streamer.analysis.defects import find_vortex_lines
-    from streamer.analysis.displacement import particle_support
+    from streamer.analysis.displacement import displacement_object, particle_support
     from streamer.backend import get_namespace
     from streamer.phasing.alignment import amplitude_correlation, register
 
     rho = np.asarray(rho, np.complex64)
     reg = register(rho, truth.astype(np.complex64))
-    lines = find_vortex_lines(reg.aligned, xp=get_namespace("numpy"), mask=particle_support(np.abs(reg.aligned)))
+    lines = find_vortex_lines(displacement_object(reg.aligned), xp=get_namespace("numpy"),
+                              mask=particle_support(np.abs(reg.aligned)))
     model = np.fft.fftshift(np.abs(np.fft.fftn(rho)))
     measured = np.sqrt(intensity)
     s = np.sum(model * measured) / np.sum(model**2)
@@ -174,11 +177,12 @@ def score(rho: np.ndarray, timing: Timing, truth: np.ndarray, intensity: np.ndar
 
 
 def truth_windings(truth: np.ndarray) -> list[int]:
+    """Windings of the displacement phase -arg(truth) (docs/conventions.md), as the analysis reads them."""
     from streamer.analysis.defects import find_vortex_lines
-    from streamer.analysis.displacement import particle_support
+    from streamer.analysis.displacement import displacement_object, particle_support
     from streamer.backend import get_namespace
 
-    return [line.winding for line in find_vortex_lines(truth, xp=get_namespace("numpy"),
+    return [line.winding for line in find_vortex_lines(displacement_object(truth), xp=get_namespace("numpy"),
                                                        mask=particle_support(np.abs(truth)))]
 
 

@@ -1,10 +1,12 @@
 """The defects of the analytic particle: dislocation lines and loops, domain boundaries, strain walls,
-strain regions (a Na-rich core) and mosaic blocks, each giving its Bragg phase at points.
+strain regions (a Na-rich core) and mosaic blocks, each giving its displacement phase at points.
 
 Everything is evaluated at arbitrary points ``r`` (nm, shape (3, ...), lab order z, y, x; the
 origin is the particle centre). The layers are normal to z, which is along the Bragg vector
-q = (4 pi / c) z of the (002) reflection, so the phase is phi(r) = q . u(r) = 4 pi u_z / c.
-Burgers vectors are given in units of the lattice constant c (default c/2 along z: b . q = 2 pi).
+G = (4 pi / c) z of the (002) reflection, so each ``phase`` is the displacement phase
+G . u(r) = 4 pi u_z / c; the complex image carries exp(-i G.u) (docs/conventions.md).
+Burgers vectors are given in units of the lattice constant c (default c/2 along z: b . G = 2 pi),
+b being the displacement gained once around the line, counter-clockwise about its direction.
 Dislocation fields are those of straight lines in an isotropic medium (Hirth and Lothe).
 """
 
@@ -41,8 +43,9 @@ def dot_zyx(vec, r) -> np.ndarray:
 class DislocationLine:
     """A straight dislocation line through ``point_nm`` along ``direction`` (any orientation).
 
-    ``burgers_c``: Burgers vector in units of c (z, y, x); its part along q sets the phase winding,
-    ``winding = 2 b_z`` turns of 2 pi counter-clockwise around ``direction`` (right-hand rule).
+    ``burgers_c``: Burgers vector in units of c (z, y, x): the displacement gained once around the line,
+    counter-clockwise about ``direction`` (right-hand rule). Its part along G sets the winding of the
+    displacement phase G.u, ``winding = 2 b_z`` turns of 2 pi in that sense (docs/conventions.md).
     Screw when the line is along b, edge when normal to it, mixed otherwise.
     """
 
@@ -59,7 +62,7 @@ class DislocationLine:
 
     @property
     def winding(self) -> int:
-        """Phase turns around the line for the (002) reflection: q . b / 2 pi."""
+        """Turns of the displacement phase G.u around the line for the (002) reflection: G . b / 2 pi."""
         return round(2 * self.burgers_c[0])
 
     @property
@@ -89,7 +92,7 @@ class DislocationLine:
         u_e = b_edge / (2 * math.pi) * (theta + x * y / (2 * (1 - nu) * r2))
         u_f = -b_edge / (2 * math.pi) * ((1 - 2 * nu) / (4 * (1 - nu)) * np.log(r2) + (x * x - y * y) / (4 * (1 - nu) * r2))
         u_z = b_screw / (2 * math.pi) * theta * t[0] + u_e * e[0] + u_f * f[0]
-        return 4 * math.pi * u_z  # q . u with q = 4 pi / c along z and u in units of c
+        return 4 * math.pi * u_z  # G . u with G = 4 pi / c along z and u in units of c
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class DislocationLoop:
     """A closed polygonal dislocation loop (glissile when b lies in its plane), vertices in order.
 
     Its field is Burgers' solid-angle term, u = -b Omega / 4 pi, the part that carries the winding:
-    the phase turns by q . b around each segment, counter-clockwise about the segment's direction
+    the displacement phase turns by G . b around each segment, counter-clockwise about the segment's direction
     (vertex i to i + 1), as for a ``DislocationLine``. A loop that threads the plate and closes
     outside it shows as two antiparallel lines (a screw pair when b is along them).
     """
@@ -138,7 +141,7 @@ class DislocationLoop:
             num = dot_zyx(a, cross_zyx(b, c))
             den = la * lb * lc + dot_zyx(a, b) * lc + dot_zyx(a, c) * lb + dot_zyx(b, c) * la
             omega += 2 * np.arctan2(num, den)
-        # q . u = 4 pi u_z / c with |u| = b Omega / 4 pi; the sign makes the winding about each side's
+        # G . u = 4 pi u_z / c with |u| = b Omega / 4 pi; the sign makes the winding about each side's
         # direction 2 b_z, the DislocationLine convention
         return self.burgers_c[0] * omega
 
@@ -161,8 +164,8 @@ def screw_pair(*, center_nm: tuple[float, float] = (0.0, 0.0), separation_nm: fl
 class DomainBoundary:
     """A plane containing z at signed distance ``offset_nm`` along its in-plane normal.
 
-    Points on the positive side carry an extra phase ``step_rad`` (pi: antiphase boundary; other
-    values: out-of-phase), i.e. a displacement step of step_rad / |q| along q.
+    Points on the positive side carry an extra displacement phase ``step_rad`` (pi: antiphase boundary;
+    other values: out-of-phase), i.e. a displacement step of step_rad / |G| along G.
     """
 
     normal_angle_deg: float = 0.0  # angle of the normal from +x towards +y
@@ -182,7 +185,7 @@ class DomainBoundary:
 class StrainWall:
     """A stacking-fault-like planar strain: a displacement step along q smeared over ``width_nm``.
 
-    Across the plane (``point_nm``, ``normal``) the phase rises by ``step_rad`` as an error function
+    Across the plane (``point_nm``, ``normal``) the displacement phase rises by ``step_rad`` as an error function
     of width ``width_nm``; where the normal has a z part this is a slab of strain along q.
     """
 
@@ -205,7 +208,8 @@ class StrainWall:
 class StrainRegion:
     """A Gaussian region of strain along q (a Na-rich core: about -1e-4) centred at ``center_nm``.
 
-    eps_zz = strain * exp(-rho^2 / 2 sigma^2 - (z - z0)^2 / 2 sigma_z^2), rho the in-plane distance.
+    eps_zz = strain * exp(-rho^2 / 2 sigma^2 - (z - z0)^2 / 2 sigma_z^2), rho the in-plane distance;
+    positive ``strain`` is an expanded lattice (larger c locally), which scatters to lower |q|.
     """
 
     center_nm: tuple[float, float, float] = (0.0, 0.0, 0.0)

@@ -1,8 +1,10 @@
 """An analytic plate-like cathode particle: its shape, the defects it holds (sim/defects.py), and
-its amplitude, phase and complex image at points or on a geometry's grid.
+its amplitude, displacement phase and complex image at points or on a geometry's grid.
 
 Points ``r`` are in nm, shape (3, ...), lab order z, y, x, with the origin at the particle centre;
-the plate is normal to z, along the Bragg vector of the (002) reflection.
+the plate is normal to z, along the Bragg vector of the (002) reflection. The complex image follows
+docs/conventions.md: rho = A exp(-i G.u) exp(i (G_p - q0).r), so that numpy's forward FFT puts the
+scattering where the displaced lattice scatters.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ def amplitude_at(particle: Particle, r: np.ndarray, *, edge_nm: float = 0.0) -> 
 
 
 def phase_at(particle: Particle, r: np.ndarray) -> np.ndarray:
-    """q . u(r) (rad) of the particle's defects (the homogeneous lattice constant excluded)."""
+    """The displacement phase G . u(r) (rad) of the particle's defects (the homogeneous lattice constant
+    excluded); the complex image carries its negative (docs/conventions.md)."""
     phase = np.zeros(r.shape[1:])
     for d in particle.dislocations:
         phase += d.phase(r)
@@ -154,15 +157,17 @@ def phase_at(particle: Particle, r: np.ndarray) -> np.ndarray:
 
 def complex_image_at(particle: Particle, r: np.ndarray, *, q_offset_inv_nm=(0.0, 0.0, 0.0),
                      edge_nm: float = 0.0) -> np.ndarray:
-    """rho(r) = A(r) exp(i (phi(r) + q_offset . r)) as complex128 (``edge_nm``: see ``amplitude_at``).
+    """rho(r) = A(r) exp(i (q_offset . r - G.u(r))) as complex128 (``edge_nm``: see ``amplitude_at``).
 
-    ``q_offset_inv_nm`` is the particle's Bragg vector minus the q at the grid origin: the ramp that
-    puts the peak where the lattice constant and tilt put it. Phases are evaluated inside only.
+    With the forward transform sum rho exp(-i q.r) (numpy's), a lattice displaced by u scatters as
+    exp(-i G.u) (docs/conventions.md), so the defects' displacement phase ``phase_at`` enters with a
+    minus sign. ``q_offset_inv_nm`` is the particle's Bragg vector minus the q at the grid origin: the
+    ramp that puts the peak where the lattice constant and tilt put it. Phases are evaluated inside only.
     """
     amp = amplitude_at(particle, r, edge_nm=edge_nm)
     inside = amp > 0
     pts = r[:, inside]
-    phi = phase_at(particle, pts) + dot_zyx(np.asarray(q_offset_inv_nm, float), pts)
+    phi = dot_zyx(np.asarray(q_offset_inv_nm, float), pts) - phase_at(particle, pts)
     out = np.zeros(amp.shape, complex)
     out[inside] = amp[inside] * np.exp(1j * phi)
     return out
@@ -186,7 +191,8 @@ def shape_mask(particle: Particle, geometry: OrthogonalGeometry) -> np.ndarray:
 
 
 def phase_field(particle: Particle, geometry: OrthogonalGeometry) -> np.ndarray:
-    """The phase q.u(r) (rad) of the particle's defects on an orthogonal geometry's grid."""
+    """The displacement phase G.u(r) (rad) of the particle's defects on an orthogonal geometry's grid
+    (-arg of ``complex_image`` without the ramp)."""
     return phase_at(particle, _lab_points(geometry))
 
 

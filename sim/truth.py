@@ -4,7 +4,9 @@ Per scan: the declared defects (lines with point, direction, Burgers vector, win
 boundaries with plane and phase step; strain walls, strain regions, mosaic), the lattice constant,
 the Bragg peak's widths along and across q (FWHM of projections of the noise-free 3D intensity,
 resampled onto an orthogonal q grid), the partial strain energy along q, and the complex object
-itself on an orthogonal lab grid.
+itself on an orthogonal lab grid, rho = A exp(-i G.u) as docs/conventions.md defines it. Windings and
+Burgers vectors are those of the displacement (b gained once around the line, counter-clockwise about
+its direction), so they mean the same defect as the analysis' windings of -arg(rho).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from sim.particle import Particle, amplitude_at, complex_image_at, phase_at
 from streamer.analysis.peak import peak_metrics
 from streamer.geometry import OrthogonalGeometry
 
-TRUTH_LAYOUT_VERSION = 1
+TRUTH_LAYOUT_VERSION = 2  # 2: rho = A exp(-i G.u) (docs/conventions.md); 1 held A exp(+i G.u)
+PHASE_CONVENTION = "rho = |rho| exp(-i G.u), forward FFT exp(-i q.r) (docs/conventions.md)"
 YOUNG_MODULUS_Z_PA = 150e9  # Y_z of the layered oxide along [002] (SCIENCE.md)
 TRUTH_VOXEL_NM = 4.0
 STRAIN_STEP_NM = 0.5  # half-step of the central difference that gives eps_zz
@@ -45,12 +48,14 @@ def _points(axes) -> np.ndarray:
 
 
 def truth_object(particle: Particle, voxel_nm: float = TRUTH_VOXEL_NM) -> np.ndarray:
-    """rho = A exp(i q.u) (complex64, lab z, y, x) on the truth grid; its phase is the defects' alone."""
+    """rho = A exp(-i G.u) (complex64, lab z, y, x) on the truth grid; its phase is the defects' alone
+    (no lattice-constant ramp), -arg(rho) their displacement phase."""
     return complex_image_at(particle, _points(truth_axes_nm(particle, voxel_nm))).astype(np.complex64)
 
 
 def strain_along_q(particle: Particle, points: np.ndarray) -> np.ndarray:
-    """eps_zz = du_z/dz at ``points`` (3, n): wrapped central difference of the phase, over |q|."""
+    """eps_zz = du_z/dz at ``points`` (3, n): wrapped central difference of the displacement phase G.u,
+    over |G| (positive where the lattice is expanded along q)."""
     dz = np.zeros_like(points)
     dz[0] = STRAIN_STEP_NM
     dphi = np.angle(np.exp(1j * (phase_at(particle, points + dz) - phase_at(particle, points - dz))))
@@ -122,7 +127,8 @@ class TruthWriter:
         self.path = Path(path)
         self._f = h5py.File(self.path, "w")
         self._f.attrs.update(layout_version=TRUTH_LAYOUT_VERSION, run=run, scenario=scenario, seed=seed,
-                             geometry_json=json.dumps(geometry), frame="lab: z along q, origin at the particle centre")
+                             geometry_json=json.dumps(geometry), frame="lab: z along q, origin at the particle centre",
+                             phase_convention=PHASE_CONVENTION)
         self._f.create_group("scans")
 
     def add(self, truth: dict, particle: Particle, voxel_nm: float = TRUTH_VOXEL_NM) -> None:
@@ -148,7 +154,8 @@ def read_truth(path: Path) -> list[dict]:
     out = []
     with h5py.File(path, "r") as f:
         if f.attrs.get("layout_version") != TRUTH_LAYOUT_VERSION:
-            raise ValueError(f"{path} is not a truth file of layout {TRUTH_LAYOUT_VERSION}")
+            raise ValueError(f"{path} is not a truth file of layout {TRUTH_LAYOUT_VERSION} (layout 1 held the "
+                             "conjugate object, exp(+i G.u): simulate the run again)")
         for name in sorted(f["scans"]):
             g = f["scans"][name]
             truth = json.loads(g.attrs["truth_json"])

@@ -1,6 +1,9 @@
 """Defects in a reconstructed crystal: phase vortices (dislocation lines) and domain boundaries.
 
-A dislocation with b.q = 2 pi is a line around which the phase winds by 2 pi; it pierces
+Every function here reads the phase of the complex array it is given as the displacement phase G.u:
+hand it ``displacement_object(rho)`` of a reconstruction rho = |rho| exp(-i G.u) (docs/conventions.md),
+as ``streamer.analysis.objects`` does. A dislocation with b.G = 2 pi is a line around which that phase
+winds by 2 pi (the winding counter-clockwise about the line's direction is G.b / 2 pi); it pierces
 plaquettes (unit squares of the grid) whose wrapped phase differences sum to +-2 pi. A domain
 boundary is a surface across which the phase jumps by a constant.
 """
@@ -110,8 +113,8 @@ def find_vortex_lines(
     erosion: int = 1,
     inner: np.ndarray | None = None,
 ) -> list[VortexLine]:
-    """Phase-vortex lines of ``rho`` inside ``mask`` (eroded by ``erosion`` voxels; ``inner``: that eroded
-    mask, when the caller has it already).
+    """Phase-vortex lines of ``rho`` (a displacement object: its phase is G.u) inside ``mask`` (eroded by
+    ``erosion`` voxels; ``inner``: that eroded mask, when the caller has it already).
 
     Pierced plaquettes of all three orientations are joined through shared cells into lines;
     lines shorter than ``min_length`` plaquettes are rejected as noise.

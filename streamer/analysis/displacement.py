@@ -1,10 +1,13 @@
-"""The one definition of the particle, the wrapped phase step, and the displacement and strain along q.
+"""The one definition of the particle, the displacement phase, the wrapped phase step, and the
+displacement and strain along q.
 
-Convention (docs/analysis.md): phi = q.u, so u = phi / |q| once the global phase offset and the phase
-ramp (a shift of the reconstruction and the reference lattice constant) are removed. The strain
-eps = du/dz is the mean of the wrapped forward and backward phase steps along z (axis 0, along q), so a
-dislocation's 2 pi branch cut never enters it. ``particle_fields`` computes all of it once per object;
-the defect analysis, the live page's slices and the report use that one result.
+Convention (docs/conventions.md): a reconstruction is rho = |rho| exp(-i G.u) (forward FFT exp(-i q.r)),
+so the displacement phase is phi = G.u = -arg(rho), read from ``displacement_object(rho)`` = conj(rho)
+and nowhere else; u = phi / |G| once the global phase offset and the phase ramp (a shift of the
+reconstruction and the reference lattice constant) are removed. The strain eps = du/dz is the mean of the
+wrapped forward and backward phase steps along z (axis 0, along q), so a dislocation's 2 pi branch cut
+never enters it; an expanded region reads positive. ``particle_fields`` computes all of it once per
+object; the defect analysis, the live page's slices and the report use that one result.
 """
 
 from __future__ import annotations
@@ -19,10 +22,21 @@ YOUNGS_MODULUS_Z_PA = 150e9
 ENERGY_THRESHOLDS = (0.10, 0.15, 0.20)
 
 
+def displacement_object(rho, xp=np):
+    """conj(rho): the object whose phase is the displacement phase G.u = -arg(rho) (docs/conventions.md).
+
+    Every phase the analysis reads (strain, displacement, windings, boundary steps, domains, the page's
+    slices, the report) is read from it; the functions below that take a complex array expect it.
+    """
+    return xp.conj(rho)
+
+
 def wrapped_step(a, b, xp=np):
-    """Wrapped phase change arg(b) - arg(a), in (-pi, pi], of two complex arrays."""
+    """Wrapped phase change arg(b) - arg(a), in (-pi, pi], of two complex arrays; 0 where either is 0 (its
+    phase is undefined: atan2 of signed zeros would give +-pi, and conjugating the object flips which)."""
     p = b * xp.conj(a)
-    return xp.atan2(xp.imag(p), xp.real(p))
+    re = xp.real(p)
+    return xp.atan2(xp.imag(p), xp.where(p == 0, xp.ones_like(re), re))
 
 
 def neighbour_steps(rho, axis: int, xp=np):
@@ -61,7 +75,8 @@ def eroded(support: np.ndarray, voxels: int) -> np.ndarray:
 
 
 def phase_ramp(rho: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """Mean phase gradient (rad per voxel, per axis z, y, x) inside ``support``, from wrapped differences."""
+    """Mean phase gradient (rad per voxel, per axis z, y, x) of ``rho`` inside ``support``, from wrapped
+    differences (of the displacement phase when handed ``displacement_object``)."""
     ramp = np.zeros(3)
     for ax in range(3):
         a = [slice(None)] * 3
@@ -84,8 +99,9 @@ def remove_ramp(rho: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def strain_along_q(flat: np.ndarray, support: np.ndarray, *, voxel_nm: float, q_inv_nm: float) -> np.ndarray:
-    """eps_zz = (1/|q|) d(phi)/dz at every voxel of ``support`` (NaN elsewhere): the mean of the wrapped
-    forward and backward steps along z whose both ends lie in ``support``. ``flat``: ramp removed."""
+    """eps_zz = (1/|G|) d(phi)/dz at every voxel of ``support`` (NaN elsewhere): the mean of the wrapped
+    forward and backward steps along z whose both ends lie in ``support``. ``flat``: the displacement object
+    (phase phi = G.u), ramp removed."""
     flat = np.asarray(flat)
     support = np.asarray(support, bool)
     if flat.ndim != 3 or support.shape != flat.shape:
@@ -124,17 +140,19 @@ class ParticleFields:
     amplitude: np.ndarray  # |rho|
     support: np.ndarray  # the particle at the analysis threshold
     inner: np.ndarray  # ``support`` less its outer ``erosion`` voxels
-    flat: np.ndarray  # rho with the phase ramp and offset (over the widest inner cut) removed
+    flat: np.ndarray  # displacement_object(rho) with the phase ramp and offset (over the widest inner cut)
+    # removed: its phase is the displacement phase G.u
     strain: np.ndarray  # eps_zz over the widest inner cut, NaN elsewhere (all NaN when too thin)
     cuts: dict  # threshold -> inner particle cut of ENERGY_THRESHOLDS, for the energy's error range
-    ramp_rad_per_voxel: tuple[float, float, float]
-    offset_rad: float
+    ramp_rad_per_voxel: tuple[float, float, float]  # of the displacement phase (-arg(rho)'s ramp)
+    offset_rad: float  # of the displacement phase
     strain_error: str | None = None  # why there is no strain (a particle too thin to differentiate)
 
 
 def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
                     erosion: int = 1) -> ParticleFields:
-    """The particle at ``threshold`` and its eroded inside, the flattened object and the strain along q."""
+    """The particle at ``threshold`` and its eroded inside, the flattened displacement object and the strain
+    along q of a reconstruction ``rho`` = |rho| exp(-i G.u) (docs/conventions.md)."""
     rho = np.asarray(rho)
     if rho.ndim != 3 or not np.iscomplexobj(rho):
         raise ValueError(f"rho must be a complex 3D array, got {rho.dtype} of shape {rho.shape}")
@@ -145,7 +163,7 @@ def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresh
     support = _cut(smooth, threshold)
     cuts = {t: eroded(_cut(smooth, t), erosion) for t in sorted({*ENERGY_THRESHOLDS})}
     widest = cuts[min(cuts)] | eroded(support, erosion)
-    flat, ramp, offset = remove_ramp(rho, widest if widest.any() else support)
+    flat, ramp, offset = remove_ramp(displacement_object(rho), widest if widest.any() else support)
     error = None
     try:
         strain = strain_along_q(flat, widest, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
@@ -160,13 +178,14 @@ class Displacement:
     """Unwrapped phase and displacement along q on the object grid; NaN outside ``support``."""
 
     support: np.ndarray
-    phase_rad: np.ndarray  # unwrapped, offset and ramp removed
-    displacement_nm: np.ndarray  # u = phi / |q|
+    phase_rad: np.ndarray  # the displacement phase G.u, unwrapped, offset and ramp removed
+    displacement_nm: np.ndarray  # u = phi / |G|
     strain: np.ndarray  # eps_zz = du/dz, as ParticleFields.strain
 
 
 def displacement_field(fields: ParticleFields, *, q_inv_nm: float) -> Displacement:
-    """Unwrap the flattened phase inside the particle (scikit-image's reliability-guided unwrapping)."""
+    """Unwrap the flattened displacement phase inside the particle (scikit-image's reliability-guided
+    unwrapping)."""
     from skimage.restoration import unwrap_phase
 
     support = fields.support

@@ -1,7 +1,8 @@
 """One reconstructed object's analysis: vortex lines, domain boundaries and domains, pairs, strain.
 
 Pure array-in, array-out. The particle and its fields (``ParticleFields``) are computed once and
-handed to every step.
+handed to every step. Objects are reconstructions, rho = |rho| exp(-i G.u) (docs/conventions.md): every
+phase below is read from ``displacement_object(rho)``, whose phase is the displacement phase G.u.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from streamer.analysis.detections import (
 from streamer.analysis.displacement import (
     ENERGY_THRESHOLDS,
     ParticleFields,
+    displacement_object,
     particle_fields,
     strain_energy,
 )
@@ -51,7 +53,8 @@ def fields_of(rho: np.ndarray, geometry, config: AnalysisConfig | None = None) -
 
 def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | None = None,
                    members: np.ndarray | None = None, particle: ParticleFields | None = None) -> ObjectAnalysis:
-    """Defects, pairs and strain of a reconstructed object (z, y, x).
+    """Defects, pairs and strain of a reconstructed object (z, y, x), rho = |rho| exp(-i G.u): windings,
+    boundary steps and domain offsets are those of the displacement phase G.u = -arg(rho).
 
     ``members`` (K, z, y, x), aligned members of the reconstruction population: a vortex line is kept
     only when at least ``config.member_min_fraction`` of them show it too. ``particle``: the object's
@@ -68,12 +71,13 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
         return find_vortex_lines(xp.asarray(obj), xp=xp, mask=support, min_length=config.vortex_min_length,
                                  erosion=config.surface_erosion_voxels, inner=inner)
 
-    lines = lines_of(rho)
+    obj = displacement_object(rho)  # the one place the analysis of an object turns to the displacement phase
+    lines = lines_of(obj)
     if members is not None and len(members):
         members = np.asarray(members)
         if members.ndim != 4 or members.shape[1:] != rho.shape:
             raise ValueError(f"members must be (K, z, y, x) with the object's shape, got {members.shape}")
-        lines = reproduced_lines(lines, [lines_of(m) for m in members],
+        lines = reproduced_lines(lines, [lines_of(displacement_object(m)) for m in members],
                                  radius_voxels=config.member_match_radius_voxels,
                                  min_fraction=config.member_min_fraction)
     vortices = [Vortex(
@@ -85,14 +89,14 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
         reproduced_fraction=None if line.reproduced_fraction is None else round(line.reproduced_fraction, 3),
     ) for line in lines]
     vortices = [_with_surface_distance(v, support, geometry.voxel_nm) for v in vortices]
-    cuts = phase_cuts(rho, inner, config.boundary_jump_rad)
-    labels, found = segment_domains(rho, mask=support, jump_rad=config.boundary_jump_rad, inner=inner, cuts=cuts)
+    cuts = phase_cuts(obj, inner, config.boundary_jump_rad)
+    labels, found = segment_domains(obj, mask=support, jump_rad=config.boundary_jump_rad, inner=inner, cuts=cuts)
     total = max(1, sum(d.volume_voxels for d in found))
     domains = [Domain(_rounded(d.centroid), _nm(d.centroid, geometry), round(d.volume_voxels / total, 3),
                       round(d.phase_offset_rad, 3), round(d.phase_offset_rad / geometry.q_bragg_inv_nm, 4))
                for d in found]
     boundaries = []
-    for b in find_domain_boundaries(rho, mask=support, jump_rad=config.boundary_jump_rad,
+    for b in find_domain_boundaries(obj, mask=support, jump_rad=config.boundary_jump_rad,
                                     min_area_fraction=config.boundary_min_area_fraction, inner=inner, cuts=cuts):
         position = _rounded(b.position)
         normal = _rounded(b.normal, 3)

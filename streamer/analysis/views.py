@@ -20,7 +20,8 @@ def _planes(volume: np.ndarray, centre: tuple[int, int, int]) -> dict[str, np.nd
 
 
 def central_slices(particle: ParticleFields, *, margin: int = 3, errors: dict | None = None) -> dict:
-    """Amplitude, phase (rad, ramp removed, zero at the centre) and strain along q through the particle's centre.
+    """Amplitude, displacement phase G.u (rad, = -arg(rho), ramp removed, zero at the centre; docs/conventions.md)
+    and strain along q through the particle's centre.
 
     ``particle`` is the object's one set of fields (``particle_fields``), the same the analysis and the
     report use. Returns ``{"centre": [z, y, x], "origin": [z, y, x], "shape": [nz, ny, nx], "amplitude" |
@@ -33,7 +34,7 @@ def central_slices(particle: ParticleFields, *, margin: int = 3, errors: dict | 
     """
     amplitude, support, flat = particle.amplitude, particle.support, particle.flat
     centre = tuple(round(float(c.mean())) for c in np.nonzero(support))
-    phase = np.angle(flat * np.conj(flat[centre]) / max(amplitude[centre], 1e-30))
+    phase = np.angle(flat * np.conj(flat[centre]) / max(amplitude[centre], 1e-30))  # flat: the displacement object
     phase = np.where(support, phase, np.nan)
     strain = np.where(particle.inner, particle.strain, np.nan)
     lo, hi = _bounding_box(support, margin)

@@ -72,13 +72,14 @@ def timelines_png(events: list[dict]) -> bytes:
 
 def slices_png(amplitude: np.ndarray, phase: np.ndarray, strain: np.ndarray, vortices: list[dict],
                *, voxel_nm: float, title: str) -> bytes:
-    """Central slices (z = mid: the layer plane; y = mid: across the layers) of amplitude, phase and
-    strain, with the vortex lines' points near each slice marked (+: winding +1, x: -1)."""
+    """Central slices (z = mid: the layer plane; y = mid: across the layers) of amplitude, displacement
+    phase G.u (= -arg(rho), docs/conventions.md) and strain, with the vortex lines' points near each slice
+    marked (+: winding +1, x: -1)."""
     fig = _figure(figsize=(11, 6.4), layout="constrained")
     axes = fig.subplots(2, 3)
     mid = [n // 2 for n in amplitude.shape]
     views = [(0, mid[0], "z", ("x (nm)", "y (nm)")), (1, mid[1], "y", ("x (nm)", "z (nm)"))]
-    fields = [(amplitude, "amplitude", "gray", None), (phase, "phase (rad)", "twilight", None),
+    fields = [(amplitude, "amplitude", "gray", None), (phase, "phase G.u (rad)", "twilight", None),
               (strain, "strain along q", "coolwarm", "sym")]
     for row, (axis, index, name, labels) in enumerate(views):
         for col, (arr, label, cmap, sym) in enumerate(fields):

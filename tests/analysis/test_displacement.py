@@ -18,11 +18,13 @@ def _plate():
 
 
 def _fields(phase):
-    """A reconstruction's amplitude is smooth at the surface (the support is cut from the smoothed amplitude)."""
+    """The fields of a reconstruction whose displacement phase G.u is ``phase``: rho = |rho| exp(-i phase)
+    (docs/conventions.md). Its amplitude is smooth at the surface (the support is cut from the smoothed
+    amplitude)."""
     from scipy import ndimage
 
     amplitude = ndimage.gaussian_filter(_plate().astype(float), 1.0)
-    return particle_fields(amplitude * np.exp(1j * phase), voxel_nm=GEO.voxel_nm, q_inv_nm=Q, threshold=0.2,
+    return particle_fields(amplitude * np.exp(-1j * phase), voxel_nm=GEO.voxel_nm, q_inv_nm=Q, threshold=0.2,
                            erosion=0)
 
 

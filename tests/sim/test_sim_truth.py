@@ -1,4 +1,7 @@
-"""The exported truth object reproduces the declared defects: plaquette windings, phase steps, energies."""
+"""The exported truth object reproduces the declared defects: plaquette windings, phase steps, energies.
+
+The truth object is rho = A exp(-i G.u) (docs/conventions.md): windings and steps are those of the
+displacement phase G.u = -arg(rho), the definition under which truth.h5 states them."""
 
 import math
 
@@ -15,13 +18,14 @@ PLATE = Particle(shape="hexagon", radius_x_nm=150.0, radius_y_nm=130.0, thicknes
 
 
 def _windings(rho: np.ndarray, axis: int) -> np.ndarray:
-    """Plaquette winding numbers of the phase in the planes normal to lab ``axis`` (0 z, 1 y, 2 x).
+    """Plaquette winding numbers of the displacement phase -arg(rho) in the planes normal to lab ``axis``
+    (0 z, 1 y, 2 x).
 
     Loops run counter-clockwise seen from +axis (right-hand rule); plaquettes with a corner outside
     the support are 0. Result indexed like ``rho`` without the last sample of the two plane axes.
     """
     first, second = {0: (2, 1), 1: (0, 2), 2: (1, 0)}[axis]  # around z: x then y; x: y then z; y: z then x
-    a = np.moveaxis(rho, (axis, first, second), (0, 1, 2))
+    a = np.moveaxis(np.conj(rho), (axis, first, second), (0, 1, 2))  # phase G.u
     c = [a[:, :-1, :-1], a[:, 1:, :-1], a[:, 1:, 1:], a[:, :-1, 1:]]
     total = sum(np.angle(c[(i + 1) % 4] * np.conj(c[i])) for i in range(4))
     inside = np.all([np.abs(x) > 0.5 for x in c], axis=0)
@@ -92,7 +96,8 @@ def test_the_phase_step_across_a_boundary_equals_the_declared_value():
             t = np.array([0.0, -n[2], n[1]]) * along
             plus = _index(axes, n * (wall.offset_nm + 12.0) + t)
             minus = _index(axes, n * (wall.offset_nm - 12.0) + t)
-            assert np.angle(rho[plus] * np.conj(rho[minus])) == pytest.approx(np.angle(np.exp(1j * step)), abs=1e-6)
+            # the displacement phase -arg(rho) is ahead by the step on the side along the normal
+            assert np.angle(np.conj(rho[plus]) * rho[minus]) == pytest.approx(np.angle(np.exp(1j * step)), abs=1e-6)
 
 
 def test_strain_wall_steps_and_strain_region_strain_are_what_was_declared():
