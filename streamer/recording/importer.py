@@ -312,10 +312,10 @@ def check_fit(geometry: dict, frame_shape: tuple[int, int], num_frames: int, wha
             r0, r1, c0, c1 = geometry["roi_px"]
             b = geometry["binning"]
             hint = ""
-            if (rows, cols) == tuple(geometry["detector_shape_px"]):
-                hint = " (they are the whole detector: set roi_px to the whole detector and binning to 1)"
-            elif (rows, cols) == (r1 - r0, c1 - c0):
+            if (rows, cols) == (r1 - r0, c1 - c0):
                 hint = " (they are the ROI unbinned: binning 1, or bin them before import)"
+            elif (rows, cols) == tuple(geometry["detector_shape_px"]):
+                hint = " (they are the whole detector: roi_px the whole detector and binning 1, or crop them)"
             elif (rows, cols) == (want[1], want[0]):
                 hint = " (rows and columns swapped: --transpose)"
             raise ImportInputError(
