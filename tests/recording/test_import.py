@@ -2,6 +2,7 @@
 
 import json
 import tracemalloc
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -320,3 +321,20 @@ def test_folders_of_scans_expand_in_natural_order(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImportInputError, match="holds no TIFF frames"):
         expand_inputs([tmp_path / "empty"])
+
+
+def test_the_documented_34idc_geometry_gives_cohere_s_q(tmp_path):
+    """docs/import.md's geometry of cohere's scan 54 against q from xrayutilities 1.8.0, set up as cohere's
+    aps_34idc/disp.py does (beam frame: x downstream, y up, z = x cross y; nm^-1; forward differences)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "import.md").read_text()
+    block = doc.split("```toml\n# APS 34-ID-C", 1)[1].split("```", 1)[0]
+    (tmp_path / "g.toml").write_text("# APS 34-ID-C" + block)
+    geometry = DetectorGeometry.from_dict(load_geometry_file(tmp_path / "g.toml"))
+    beam = geometry.lab_from_beam.T  # lab (z, y, x) components -> beam frame
+    steps = beam @ geometry.q_basis_inv_nm  # columns: one rocking step, one row, one column
+    assert np.allclose(beam @ geometry.q_center_inv_nm, [-7.93887843, 9.9762986, -23.69863796], atol=1e-6)
+    xu = {0: [2.06812653e-03, 0.0, -6.92707599e-04], 1: [0.00092864, -0.00489563, -0.00058421]}
+    for axis, expected in xu.items():
+        assert np.allclose(steps[:, axis], expected, atol=5e-7)  # 1e-4 of a step
+    # a TIFF column of 34-ID-C runs the other way: the frames are imported with --flip-cols
+    assert np.allclose(steps[:, 2], -np.array([-2.67176985e-03, -6.03566064e-08, -4.24646565e-03]), atol=5e-7)
