@@ -157,6 +157,18 @@ class HDF5Frames(FrameSource):
             self._block = rows
             self.monitor, self.monitor_source = _find_monitor(f, self.path, monitor_dataset, self.num_frames)
 
+    def check(self) -> None:
+        """The first and the last frame decode (a missing compression filter, data cut short)."""
+        with _open_hdf5(self.path) as f:
+            for k in sorted({0, self.num_frames - 1}):
+                self._frame(f[self.dataset], k)
+
+    def _frame(self, ds: h5py.Dataset, k: int) -> np.ndarray:
+        try:
+            return ds[k]
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ImportInputError(f"cannot read frame {k} of {self.dataset} in {self.path}: {exc}") from None
+
     def frames(self) -> Iterator[np.ndarray]:
         with _open_hdf5(self.path) as f:
             ds = f[self.dataset]
@@ -166,9 +178,8 @@ class HDF5Frames(FrameSource):
                 stop = min(start + self._block, self.num_frames)
                 try:
                     block = ds[start:stop]
-                except (OSError, ValueError, RuntimeError) as exc:
-                    raise ImportInputError(f"cannot read frames {start}..{stop - 1} of {self.dataset} in "
-                                           f"{self.path}: {exc}") from None
+                except (OSError, ValueError, RuntimeError):
+                    block = [self._frame(ds, k) for k in range(start, stop)]  # names the frame that fails
                 for frame in block:
                     yield _check_frame(frame, self, f"{self.dataset} of {self.path}")
 

@@ -208,6 +208,15 @@ def test_truncated_and_unreadable_files_are_named(tmp_path):
     (tmp_path / "cut.h5").write_bytes(data[:len(data) // 2])
     with pytest.raises(ImportInputError, match=r"cannot read .*cut\.h5 as HDF5"):
         _import(tmp_path / "run.h5", tmp_path / "cut.h5", ORTHO)
+    for bad in (9, 4):  # the last frame is decoded before anything is written, a middle one when its turn comes
+        with h5py.File(tmp_path / f"gz{bad}.h5", "w") as f:
+            f.create_dataset("entry/data/data", data=stack, chunks=(1, 16, 12), compression="gzip")
+            chunk = f["entry/data/data"].id.get_chunk_info(bad)
+        data = bytearray((tmp_path / f"gz{bad}.h5").read_bytes())
+        data[chunk.byte_offset + 2:chunk.byte_offset + chunk.size] = b"U" * (chunk.size - 2)
+        (tmp_path / f"gz{bad}.h5").write_bytes(bytes(data))
+        with pytest.raises(ImportInputError, match=rf"cannot read frame {bad} of /entry/data/data in .*gz{bad}\.h5: .*filter"):
+            _import(tmp_path / "run.h5", tmp_path / f"gz{bad}.h5", ORTHO)
     assert not (tmp_path / "run.h5").exists() and not list(tmp_path.glob(".*importing"))
 
 
