@@ -377,8 +377,9 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
                  progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Write ``scans`` into a new recording ``out`` (run ``run``, default the file's stem); a summary back.
 
-    Everything is checked before the first frame is written. The recording is written to a hidden
-    file beside ``out`` and renamed onto it when complete, so a failed import leaves nothing, and an
+    Everything that can be checked without decoding every frame is checked before the first frame
+    is written (a frame that does not decode is named when its turn comes). The recording goes to a
+    hidden file beside ``out``, renamed onto it when complete, so a failed import leaves nothing, and an
     existing ``out`` (replaced only with ``force``) survives a failed one.
     """
     out = Path(out)
@@ -387,6 +388,7 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
     total = sum(s.source.num_frames for s in scans)
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(f".{out.name}.{os.getpid()}.importing")
+    part.unlink(missing_ok=True)  # a stale one (or a link put there) is never appended to or followed
     t0, done, nbytes = time.monotonic(), 0, 0
     try:
         with RunRecorder(part, run) as recorder:
