@@ -157,7 +157,8 @@ def operando_series(detector, stage, potentiostat, center_deg: float, width_deg:
         scan_md = {**md, "series": runs[pid], "scan_index": k, "charge_round": round_k, "particle_id": pid,
                    "voltage_v": voltage, "capacity_mah_g": capacity, "policy": policy, "track_peak": track_peak,
                    **extra_md}
-        if steps != num and isinstance(md.get("geometry"), dict):  # finer steps sample a longer q_x grid
+        orthogonal = isinstance(md.get("geometry"), dict) and md["geometry"].get("kind", "orthogonal") == "orthogonal"
+        if steps != num and orthogonal:  # finer steps sample a longer q_x grid (a detector geometry: rocking_scan)
             geometry = dict(md["geometry"])
             geometry["shape_zyx"] = list(geometry["shape_zyx"][:2]) + [steps]
             scan_md["geometry"] = geometry

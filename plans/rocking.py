@@ -21,12 +21,27 @@ def rocking_angles(center_deg: float, width_deg: float, num: int) -> list[float]
     return [center_deg + (k - num // 2) * step for k in range(num)]
 
 
+def scan_geometry(geometry, center_deg: float, step_deg: float, num: int):
+    """A detector geometry (``kind: detector`` dict) with this scan's frame count, step and centre, which
+    are the frames' truth; any other geometry as it is."""
+    if not (isinstance(geometry, dict) and geometry.get("kind") == "detector"):
+        return geometry
+    return {**geometry, "num_rocking_steps": num, "rocking_step_deg": step_deg, "theta_bragg_deg": center_deg}
+
+
 def rocking_scan(detector, stage, center_deg: float, width_deg: float = 1.0, num: int = 60,
                  exposure_s: float = 1.0, *, md: dict | None = None):
-    """Rock ``stage`` through the Bragg condition, one detector frame per step (one run)."""
+    """Rock ``stage`` through the Bragg condition, one detector frame per step (one run).
+
+    The start document says the step (``rocking_step_deg``); a detector geometry given in ``md`` takes
+    the scan's frame count, step and centre (``num_rocking_steps``, ``rocking_step_deg``, ``theta_bragg_deg``).
+    """
     if exposure_s <= 0:
         raise ValueError(f"exposure_s must be > 0, got {exposure_s}")
     angles = rocking_angles(center_deg, width_deg, num)
+    md = check_experiment_md(md)
+    if "geometry" in md:
+        md["geometry"] = scan_geometry(md["geometry"], center_deg, width_deg / num, num)
     _md = {
         "plan_name": "rocking_scan",
         "detectors": [detector.name],
@@ -35,10 +50,11 @@ def rocking_scan(detector, stage, center_deg: float, width_deg: float = 1.0, num
         "num_intervals": num - 1,
         "center_deg": center_deg,
         "width_deg": width_deg,
+        "rocking_step_deg": width_deg / num,
         "exposure_s": exposure_s,
         "plan_args": {"center_deg": center_deg, "width_deg": width_deg, "num": num, "exposure_s": exposure_s},
         "hints": {"dimensions": [([stage.name], "primary")]},
-        **check_experiment_md(md),
+        **md,
     }
 
     @bpp.stage_decorator([detector, stage])

@@ -3,7 +3,8 @@
 Run as ``python tests/beamline/epics_ioc.py PREFIX``; the port comes from EPICS_CA_SERVER_PORT. It serves a
 motor record ``{PREFIX}m1`` (readback, done-moving, velocity), an areaDetector-like Timepix
 ``{PREFIX}TPX1:`` (cam1:Acquire completes its put after AcquireTime; image1:ArrayData and Stats1:
-follow a Bragg peak at theta = 7 deg) and a potentiostat ``{PREFIX}PSTAT:`` (Voltage, Capacity, Current).
+follow a Bragg peak at theta = 7 deg; the sensor size, region and binning PVs say which raw pixels a
+frame is) and a potentiostat ``{PREFIX}PSTAT:`` (Voltage, Capacity, Current).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from caproto import ChannelType
 from caproto.ioc_examples.fake_motor_record import FakeMotor
 from caproto.server import PVGroup, SubGroup, pvproperty, run
 
-ROWS, COLS = 12, 16
+ROWS, COLS = 12, 16  # a frame: rows 2..26, columns 4..36 of a 28 x 40 sensor, binned 2 x 2
+SENSOR_ROWS, SENSOR_COLS, ROW0, COL0, BINNING = 28, 40, 2, 4, 2
 PEAK_THETA_DEG, PEAK_WIDTH_DEG = 7.0, 0.05
 
 
@@ -33,6 +35,14 @@ class Timepix(PVGroup):
     array_counter, array_counter_rbv = _with_rbv("cam1:ArrayCounter", 0)
     size_x = pvproperty(name="cam1:ArraySizeX_RBV", value=COLS, read_only=True)
     size_y = pvproperty(name="cam1:ArraySizeY_RBV", value=ROWS, read_only=True)
+    max_size_x = pvproperty(name="cam1:MaxSizeX_RBV", value=SENSOR_COLS, read_only=True)
+    max_size_y = pvproperty(name="cam1:MaxSizeY_RBV", value=SENSOR_ROWS, read_only=True)
+    min_x = pvproperty(name="cam1:MinX_RBV", value=COL0, read_only=True)
+    min_y = pvproperty(name="cam1:MinY_RBV", value=ROW0, read_only=True)
+    roi_size_x = pvproperty(name="cam1:SizeX_RBV", value=COLS * BINNING, read_only=True)
+    roi_size_y = pvproperty(name="cam1:SizeY_RBV", value=ROWS * BINNING, read_only=True)
+    bin_x = pvproperty(name="cam1:BinX_RBV", value=BINNING, read_only=True)
+    bin_y = pvproperty(name="cam1:BinY_RBV", value=BINNING, read_only=True)
     array_data = pvproperty(name="image1:ArrayData", value=[0] * (ROWS * COLS), dtype=ChannelType.LONG,
                             max_length=ROWS * COLS, read_only=True)
     total = pvproperty(name="Stats1:Total_RBV", value=0.0, read_only=True)

@@ -1,10 +1,13 @@
 import event_model
 import pytest
 from bluesky import RunEngine
-from ophyd import SoftPositioner
+from ophyd import Component as Cpt
+from ophyd import Device, Signal, SoftPositioner
+from ophyd.status import StatusBase
 
 from plans import (
     ParticleTarget,
+    Remeasure,
     align_peak,
     experiment_md,
     operando_series,
@@ -15,7 +18,7 @@ from plans.operando import tracked_centre
 from plans.rocking import rocking_angles
 from sim.devices import make_beamline
 from sim.scenario import load_scenario
-from streamer.geometry import OrthogonalGeometry
+from streamer.geometry import DetectorGeometry, OrthogonalGeometry
 
 GEOM = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=30.0)
 
@@ -236,3 +239,45 @@ def test_sim_stage_takes_time_unless_fast_and_detector_staging_counts_frames(bea
     _, stage, detector, _ = beamline
     RunEngine({})(rocking_scan(detector, stage, 7.0, WIDTH, 5, 0.01))
     assert detector.frames_acquired.get() == 5 and detector.armed.get() == 0
+
+
+# -- the detector geometry in the start document --------------------------------------------------------------
+
+class _StubVerdict(Device):
+    """A verdict device that flags every scan (no pipeline): enough for the plan's re-measure path."""
+
+    run_id = Cpt(Signal, value="")
+    scan_index = Cpt(Signal, value=0)
+    outcome = Cpt(Signal, value="received")
+    flag_kinds = Cpt(Signal, value="new_vortex")
+    peak_com_x_px = Cpt(Signal, value=float("nan"))
+    alarm = Cpt(Signal, value="")
+
+    def trigger(self):
+        status = StatusBase()
+        status.set_finished()
+        return status
+
+
+def test_a_detector_geometry_takes_each_scans_frames_step_and_centre(beamline):
+    _, stage, detector, potentiostat = beamline
+    given = DetectorGeometry(num_rocking_steps=64, rocking_step_deg=0.02).to_dict()
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(validated(docs))
+    # a flagged scan re-measured with twice the steps over the same 0.4 deg: 8 frames, then 16
+    RE(operando_series(detector, stage, potentiostat, 7.1, 0.4, 8, 0.01, num_scans=1, series="det",
+                       verdict=_StubVerdict(name="verdict"), policy="auto", remeasure=Remeasure(step_factor=2),
+                       md={"geometry": given}))
+    starts = [d for n, d in docs if n == "start"]
+    assert [s["num_points"] for s in starts] == [8, 16] and "remeasure_of" in starts[1]
+    for s, frames in zip(starts, (8, 16)):
+        g = s["geometry"]
+        assert (g["num_rocking_steps"], g["rocking_step_deg"], g["theta_bragg_deg"]) == (frames, 0.4 / frames, 7.1)
+        assert s["rocking_step_deg"] == 0.4 / frames
+        assert {k: v for k, v in g.items() if k not in ("num_rocking_steps", "rocking_step_deg", "theta_bragg_deg")} \
+            == {k: v for k, v in given.items() if k not in ("num_rocking_steps", "rocking_step_deg", "theta_bragg_deg")}
+        assert DetectorGeometry.from_dict(g).rocking_angles_deg() == pytest.approx(rocking_angles(7.1, 0.4, frames))
+    # an orthogonal geometry is left to operando_series (its q_x grid follows the steps), not rewritten here
+    msgs = list(rocking_scan(detector, stage, 7.0, 0.5, 5, 0.1, md={"geometry": GEOM.to_dict()}))
+    assert next(m for m in msgs if m.command == "open_run").kwargs["geometry"] == GEOM.to_dict()

@@ -4,6 +4,9 @@ ops/beamline/startup``).
 
 Environment: BCDI_BEAMLINE_CONFIG (default ops/configs/beamline.toml); BCDI_BEAMLINE=epics (default:
 the real hardware named in that file) or sim (the simulated twins, for training and tests).
+With the EPICS hardware every rocking scan's start document carries its detector geometry, made from
+the file's [experiment], [detector] and [rocking] tables, the scan and the detector's region and
+binning (docs/beamline.md); in sim mode plans pass the simulator's geometry in ``md``.
 """
 
 import atexit
@@ -21,7 +24,7 @@ from plans import (  # noqa: F401
     rocking_scan,
 )
 from streamer.beamline.hardware import load_beamline_config, make_epics_beamline
-from streamer.beamline.hardware.session import link_pipeline
+from streamer.beamline.hardware.session import GeometryInStart, link_pipeline
 
 _config = load_beamline_config(os.environ.get("BCDI_BEAMLINE_CONFIG")
                                or Path(__file__).resolve().parents[2] / "configs" / "beamline.toml")
@@ -34,6 +37,7 @@ if _mode == "sim":
     _sample, theta, timepix, potentiostat = _make_sim(_load_scenario("reference"), _Geometry(), fast=False)
 elif _mode == "epics":
     theta, timepix, potentiostat = make_epics_beamline(_config.epics)
+    _geometry = GeometryInStart(_config, timepix)  # checks [experiment], [detector], [rocking] now
 else:
     raise ValueError(f"BCDI_BEAMLINE must be 'epics' or 'sim', got {_mode!r}")
 
@@ -47,3 +51,5 @@ decision = _link.decision  # the operator's decision (policy="ask"): only decisi
 RE = RunEngine({})
 RE.md.update(_config.experiment.as_md())  # energy, distance, pixel size, hkl in every start document
 RE.subscribe(_link.forwarder)  # every rocking scan's frames and documents to the pipeline
+if _mode == "epics":  # each rocking scan's start document gets its detector geometry (docs/beamline.md)
+    RE.preprocessors.append(_geometry)

@@ -1,4 +1,5 @@
-"""The beamline configuration (ops/configs/beamline.toml): PV prefixes, pipeline endpoints, experiment.
+"""The beamline configuration (ops/configs/beamline.toml): PV prefixes, pipeline endpoints, experiment,
+detector placement and rocking motor (what the start documents' detector geometry is made from).
 
 Typed and validated like the service configuration: unknown keys and wrong types name the key.
 """
@@ -9,8 +10,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
+from streamer.geometry.beamline import (
+    BeamlineGeometry,
+    DetectorPlacement,
+    Lattice,
+    Reflection,
+    Rocking,
+)
 from streamer.messaging.decision import ACTIONS
 from streamer.settings import Settings, load_config
 
@@ -53,12 +61,25 @@ class PipelineLinkConfig(Settings):
 
 
 class ExperimentConfig(Settings):
-    """What every start document says about the beam, the detector and the reflection."""
+    """What every start document says about the beam, the detector and the reflection.
+
+    The reflection's d spacing for the geometry: ``d_spacing_nm``, or ``lattice`` with ``hkl``.
+    """
 
     energy_kev: Positive = 9.0
     distance_m: Positive = 1.2
     pixel_size_um: Positive = 55.0
     hkl: tuple[int, int, int] = Field((0, 0, 2), strict=False)  # a TOML list; its items stay strict integers
+    d_spacing_nm: Positive | None = None
+    lattice: Lattice | None = None
+
+    @model_validator(mode="after")
+    def _one_reflection(self):
+        self.reflection()  # d_spacing_nm and lattice not both, hkl not (0, 0, 0)
+        return self
+
+    def reflection(self) -> Reflection:
+        return Reflection(hkl=self.hkl, d_spacing_nm=self.d_spacing_nm, lattice=self.lattice)
 
     def as_md(self) -> dict:
         return {"energy_kev": self.energy_kev, "distance_m": self.distance_m, "pixel_size_um": self.pixel_size_um,
@@ -71,6 +92,16 @@ class BeamlineConfig(Settings):
     epics: EpicsConfig = Field(default_factory=EpicsConfig)
     pipeline: PipelineLinkConfig = Field(default_factory=PipelineLinkConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    detector: DetectorPlacement = Field(default_factory=DetectorPlacement)  # raw size, arm, direct beam, ROI, binning
+    rocking: Rocking = Field(default_factory=Rocking)  # the rocking motor and its axis
+
+    def beamline_geometry(self, **scan) -> BeamlineGeometry:
+        """What the configuration knows of the geometry, with a scan's ``rocking_step_deg``, ``num_frames``,
+        ``rocking_center_deg`` (and a ``detector`` placement read from the detector) added."""
+        e = self.experiment
+        return BeamlineGeometry(**{"energy_kev": e.energy_kev, "distance_m": e.distance_m, "pixel_um": e.pixel_size_um,
+                                   "detector": self.detector, "reflection": e.reflection(), "rocking": self.rocking,
+                                   **scan})
 
 
 def load_beamline_config(path: Path | str | None) -> BeamlineConfig:

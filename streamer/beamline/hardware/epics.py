@@ -31,8 +31,15 @@ class TimepixCam(Device):
     image_mode = Cpt(EpicsSignalWithRBV, "ImageMode", kind="config")  # 0: Single
     num_images = Cpt(EpicsSignalWithRBV, "NumImages", kind="config")
     array_counter = Cpt(EpicsSignalWithRBV, "ArrayCounter", kind="omitted")
-    size_x = Cpt(EpicsSignalRO, "ArraySizeX_RBV", kind="config")
-    size_y = Cpt(EpicsSignalRO, "ArraySizeY_RBV", kind="config")
+    size_x = Cpt(EpicsSignalRO, "ArraySizeX_RBV", kind="config")  # frame columns (binned)
+    size_y = Cpt(EpicsSignalRO, "ArraySizeY_RBV", kind="config")  # frame rows (binned)
+    # the sensor and the region read out, in raw pixels (ADBase), and the binning: the geometry's ROI
+    max_size_x = Cpt(EpicsSignalRO, "MaxSizeX_RBV", kind="config")
+    max_size_y = Cpt(EpicsSignalRO, "MaxSizeY_RBV", kind="config")
+    min_x = Cpt(EpicsSignalRO, "MinX_RBV", kind="config")
+    min_y = Cpt(EpicsSignalRO, "MinY_RBV", kind="config")
+    bin_x = Cpt(EpicsSignalRO, "BinX_RBV", kind="config")
+    bin_y = Cpt(EpicsSignalRO, "BinY_RBV", kind="config")
 
 
 class EpicsTimepix(Device):
@@ -54,6 +61,14 @@ class EpicsTimepix(Device):
     def acquire_time(self):
         """The exposure per frame (s): the driver's AcquireTime, as on the sim detector."""
         return self.cam.acquire_time
+
+    @property
+    def layout_signals(self) -> dict:
+        """The signals that say which raw pixels a frame is (``frame_layout`` turns their values into
+        the geometry's ``shape_px``, ``roi_px`` and ``binning``)."""
+        c = self.cam
+        return {"max_rows": c.max_size_y, "max_cols": c.max_size_x, "row0": c.min_y, "col0": c.min_x,
+                "bin_rows": c.bin_y, "bin_cols": c.bin_x, "rows": c.size_y, "cols": c.size_x}
 
     def trigger(self) -> DeviceStatus:
         status = DeviceStatus(self)
@@ -92,6 +107,18 @@ class EpicsPotentiostat(Device):
         status = StatusBase()
         status.set_finished()  # the potentiostat reads all the time: a trigger only marks the moment
         return status
+
+
+def frame_layout(values: dict) -> dict:
+    """Detector placement fields from the ``layout_signals`` values: the sensor's ``shape_px``, the
+    ``roi_px`` the frames cover (ArraySize x Bin raw pixels from MinY / MinX) and the ``binning``."""
+    v = {k: int(values[k]) for k in ("max_rows", "max_cols", "row0", "col0", "bin_rows", "bin_cols", "rows", "cols")}
+    if v["bin_rows"] != v["bin_cols"]:
+        raise ValueError(f"the detector bins {v['bin_rows']} x {v['bin_cols']} (BinY x BinX): the geometry needs "
+                         f"square bins")
+    b = v["bin_rows"]
+    return {"shape_px": (v["max_rows"], v["max_cols"]), "binning": b,
+            "roi_px": (v["row0"], v["row0"] + v["rows"] * b, v["col0"], v["col0"] + v["cols"] * b)}
 
 
 def make_epics_beamline(epics, *, connect: bool = True):
