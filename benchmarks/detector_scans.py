@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import tempfile
@@ -194,8 +195,10 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         events, truths, seconds, compared = simulate_and_process(scen, seed, service, perfect_scan=args.perfect_scan)
         wall = time.perf_counter() - t0
+        events_file = out_root / f"{name}-{seed}.jsonl"
+        events_file.write_text("".join(json.dumps(e, default=str) + "\n" for e in events))
         result = compare(events, truths, service.flags, name)
-        print(f"\n== {name} seed {seed}: {len(events)} scans, {wall:.0f} s (per scan: first {seconds[0]:.1f} s, "
+        print(f"\n== {name} seed {seed} (events: {events_file}): {len(events)} scans, {wall:.0f} s (per scan: first {seconds[0]:.1f} s, "
               f"then median {np.median(seconds[1:]) if len(seconds) > 1 else float('nan'):.1f} s)")
         print("scan status  lines found  worst_nm  types  voxel_nm  expected -> flagged")
         for k, status, n_true, n_found, worst, types_ok, voxel, want, got in result["rows"]:

@@ -4,10 +4,12 @@ Two geometries share one interface (``frame_shape``, ``num_rocking_steps``, ``ro
 ``theta_bragg_deg``, ``rocking_index``, ``rocking_range_deg``, ``real_space_points_nm``, ``to_dict``):
 
 - ``OrthogonalGeometry``: the rocking angle samples q_x, detector rows q_z (along q) and columns q_y
-  on one cubic grid (identity transform); the live pipeline and the unit tests use it.
+  on one cubic grid (identity transform); the demo and the unit tests use it, and it describes the
+  lab grid every analysis works on.
 - ``DetectorGeometry``: a real diffractometer (energy, distance, pixels, binning, detector-arm
   angles, rocking axis and step). Its (step, row, col) grid is sheared in q and in real space;
-  ``to_orthogonal`` resamples arrays on it onto an orthogonal lab grid. Conventions: docs/geometry.md.
+  ``to_orthogonal`` resamples arrays on it onto an orthogonal lab grid, ``lab_geometry`` describes
+  that grid (docs/geometry.md, docs/lab-frame.md); ``from_measured`` reads a geometry file.
 
 ``from_dict`` rebuilds either from its ``to_dict`` (dispatch on ``"kind"``), the dict checked key by key
 (a Settings model of the dataclass' fields): errors are ``ConfigError`` naming the key.
