@@ -65,6 +65,11 @@ def test_the_worked_example_of_docs_geometry_by_hand():
     oversampling = fov / 200.0  # a 200 nm particle
     assert oversampling == pytest.approx([31.51, 6.26, 6.26], abs=0.01)
     assert min(oversampling) > 2  # phase retrieval needs > 2 along every axis
+    # binned 2 x 2 (110 um pixels, 128 x 128): the resolution stays, the field of view and oversampling halve
+    binned = example(detector={"shape_px": [256, 256], "binning": 2}).geometry()
+    assert binned.frame_shape == (128, 128)
+    assert binned.voxel_sizes_nm[1:] == pytest.approx([voxel_det] * 2, rel=1e-4)
+    assert 128 * binned.voxel_sizes_nm[1] / 200 == pytest.approx(3.13, abs=0.01)
 
 
 def test_binning_and_roi_give_the_frames_and_a_coarser_reciprocal_pixel():
