@@ -113,14 +113,16 @@ def _centre_and_size(volume: np.ndarray, mask: np.ndarray, config: PreprocessCon
 
 def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig | None = None, dark: np.ndarray | None = None,
                    flat: np.ndarray | None = None, bad_pixels: np.ndarray | None = None,
-                   unmeasured_frames=()) -> tuple[np.ndarray, np.ndarray, dict]:
+                   unmeasured_frames=(), monitor=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """A rocking scan (theta, row, col) in detector counts -> (binned counts, mask, info), still (theta, row, col).
 
     Saturated pixels (at the count ceiling) are masked in the raw counts; ``dark`` (row, col) is then
     subtracted and clipped at zero; ``flat`` (row, col, relative efficiency) divides, where it is not
     positive the pixel is masked; ``bad_pixels`` (row, col) True = dead, hot or gap, masked with any
     hot pixels found; ``unmeasured_frames`` are masked whole. A bin with any masked pixel is masked.
-    ``mask`` is True where unmeasured: phasing leaves those pixels free.
+    ``monitor`` (one incident-intensity reading per frame, I0) scales each frame to the scan's mean
+    monitor, after the dark; a frame whose reading is not positive is masked. ``mask`` is True where
+    unmeasured: phasing leaves those pixels free.
     """
     config = config or PreprocessConfig()
     stack = check_counts(stack, what="rocking scan (theta, row, col)")
@@ -155,13 +157,26 @@ def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig | None = None,
         pix_mask |= dead
         stack = stack / np.where(dead, 1.0, flat / norm).astype(np.float32)
         info["flat_field"] = True
+    no_beam = []
+    if monitor is not None:
+        m = np.asarray(monitor, float)
+        if m.shape != (t,):
+            raise ValueError(f"monitor has {m.size} readings, the scan {t} frames")
+        good = np.isfinite(m) & (m > 0)
+        if not good.any():
+            raise ValueError("monitor has no positive reading")
+        no_beam = np.flatnonzero(~good).tolist()
+        scale = np.where(good, m[good].mean() / np.where(good, m, 1.0), 0.0).astype(np.float32)
+        stack = stack * scale[:, None, None]
+        info["monitor"] = {"mean": float(m[good].mean()), "min_relative": float(m[good].min() / m[good].mean()),
+                           "max_relative": float(m[good].max() / m[good].mean()), "frames_without_beam": no_beam}
     if config.hot_pixel_factor > 0:
         hot = hot_pixels(np.where(pix_mask, 0, stack), config.hot_pixel_factor) & ~pix_mask
         info["hot_pixels"] = int(hot.sum())
         pix_mask |= hot
     mask3 = pix_mask[None] if mask3 is None else (mask3 | pix_mask[None])
     mask3 = np.broadcast_to(mask3, stack.shape).copy()
-    for f in unmeasured_frames:
+    for f in [*unmeasured_frames, *no_beam]:
         mask3[int(f)] = True
     stack = np.where(mask3, 0, stack)
     if config.count_threshold > 0:

@@ -111,7 +111,7 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
 def _prepare_detector(frames, geometry, detector, meta: dict, *, unmeasured=(), extra_bad=None) -> Prepared:
     """Frames on a detector geometry, as the live pipeline prepares them: masked, binned, peak rolled to the centre."""
     from streamer.analysis.preprocess import check_counts, peak_roll
-    from streamer.service.processing import (
+    from streamer.service.detector_scan import (
         DetectorMaps,
         detector_peak,
         prepare_detector_scan,

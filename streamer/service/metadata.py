@@ -23,6 +23,16 @@ class Metadata(Settings):
     voltage_v: float | None = Field(None, ge=-VOLTAGE_LIMIT_V, le=VOLTAGE_LIMIT_V, allow_inf_nan=False)
     capacity_mah_g: float | None = Field(None, allow_inf_nan=False)
     geometry: dict | None = None
+    # one incident-intensity (I0) reading per frame, in frame order: frames are scaled to its mean
+    monitor: list[float] | None = Field(None, max_length=1_000_000)
+    exposure_s: float | None = Field(None, gt=0, le=86400.0, allow_inf_nan=False)
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor(cls, value):
+        if value is not None and not all(v == v and abs(v) != float("inf") for v in value):
+            raise ValueError("monitor readings must be finite numbers")
+        return value
 
     @field_validator("geometry")
     @classmethod

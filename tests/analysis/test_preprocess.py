@@ -164,3 +164,18 @@ def test_volume_from_elsewhere_puts_q_first_and_checks_the_mask():
         prepare_volume(vol, mask=np.zeros((2, 2, 2), bool))
     with pytest.raises(ValueError, match="q axis"):
         prepare_volume(vol, q_axis=3)
+
+
+def test_an_i0_monitor_scales_each_frame_to_the_mean_and_a_frame_without_beam_is_masked():
+    from streamer.analysis.preprocess import PreprocessConfig, prepare_frames
+
+    base = np.full((8, 8, 8), 100.0, np.float32)
+    monitor = np.array([1.0, 2.0, 0.5, 1.0, 0.0, 1.5, 1.0, 1.0])
+    counts = base * np.where(monitor > 0, monitor, 1.0)[:, None, None]  # the beam's intensity varied
+    cfg = PreprocessConfig(bin_rows=1, bin_cols=1, centre=False, fft_friendly=False)
+    out, mask, info = prepare_frames(counts, config=cfg, monitor=monitor)
+    good = monitor > 0
+    assert np.allclose(out[good], 100.0 * monitor[good].mean())  # every frame as if at the mean I0
+    assert mask[4].all() and not mask[good].any() and info["monitor"]["frames_without_beam"] == [4]
+    with pytest.raises(ValueError, match="monitor has 5 readings, the scan 8 frames"):
+        prepare_frames(counts, config=cfg, monitor=monitor[:5])
