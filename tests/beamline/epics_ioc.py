@@ -16,8 +16,8 @@ from caproto import ChannelType
 from caproto.ioc_examples.fake_motor_record import FakeMotor
 from caproto.server import PVGroup, SubGroup, pvproperty, run
 
-ROWS, COLS = 12, 16  # a frame: rows 2..26, columns 4..36 of a 28 x 40 sensor, binned 2 x 2
-SENSOR_ROWS, SENSOR_COLS, ROW0, COL0, BINNING = 28, 40, 2, 4, 2
+ROWS, COLS = 32, 32  # a frame: rows 4..68, columns 8..72 of a 72 x 80 sensor, binned 2 x 2
+SENSOR_ROWS, SENSOR_COLS, ROW0, COL0, BINNING = 72, 80, 4, 8, 2
 PEAK_THETA_DEG, PEAK_WIDTH_DEG = 7.0, 0.05
 
 
@@ -80,9 +80,9 @@ class Timepix(PVGroup):
         await self.async_lib.library.sleep(exposure)
         theta = self.theta.field_inst.user_readback_value.value
         rows, cols = np.mgrid[:ROWS, :COLS]
-        spot = np.exp(-((rows - 6.0) ** 2 + (cols - 9.0) ** 2) / 8.0)
+        spot = np.exp(-((rows - 15.0) ** 2 + (cols - 17.0) ** 2) / 8.0)
         rocking = np.exp(-0.5 * ((theta - PEAK_THETA_DEG) / PEAK_WIDTH_DEG) ** 2)
-        frame = np.round(1000 * exposure * rocking * spot).astype(int)
+        frame = np.round(1e5 * exposure * rocking * spot).astype(int)
         await self.array_data.write(frame.ravel().tolist())
         await self.total.write(float(frame.sum()))
         if frame.sum():

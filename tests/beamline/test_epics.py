@@ -114,7 +114,7 @@ def test_timepix_acquires_a_frame_through_the_areadetector_pvs(ioc):
         detector.trigger().wait(10)
         assert time.monotonic() - t0 >= 0.05  # the exposure is honoured
         frame = detector.image.get()
-        assert frame.shape == (12, 16) and frame.dtype == np.uint32
+        assert frame.shape == (32, 32) and frame.dtype == np.uint32
         assert detector.total_counts.get() == pytest.approx(frame.sum()) and frame.sum() > 0
         assert detector.cam.array_counter.get() == before + 1
     finally:
@@ -138,7 +138,7 @@ def test_plans_drive_the_epics_devices(ioc):
     assert len(scan_events) == 5 + 8
     counts = [e["data"]["timepix_total_counts"] for e in scan_events[:5]]
     assert int(np.argmax(counts)) == 2  # the middle frame is the Bragg peak
-    assert scan_events[0]["data"]["timepix_image"].shape == (12, 16)
+    assert scan_events[0]["data"]["timepix_image"].shape == (32, 32)
 
 
 def test_beamline_config_file_loads_and_bad_values_name_the_key(tmp_path):
@@ -190,8 +190,8 @@ def _scan_runs(docs):
 
 def test_rocking_scans_carry_the_geometry_their_frames_were_taken_with(ioc):
     stage, detector, _ = ioc
-    # the configuration's [detector] says a 256 x 256 sensor unbinned; the detector's own PVs say a 28 x 40
-    # sensor read from rows 2..26, columns 4..36, binned 2 x 2 (tests/beamline/epics_ioc.py): they win
+    # the configuration's [detector] says a 256 x 256 sensor unbinned; the detector's own PVs say a 72 x 80
+    # sensor read from rows 4..68, columns 8..72, binned 2 x 2 (tests/beamline/epics_ioc.py): they win
     config = BeamlineConfig(experiment={"d_spacing_nm": 0.55}, detector={"shape_px": [256, 256]})
     docs = []
     RE = RunEngine({})
@@ -205,9 +205,9 @@ def test_rocking_scans_carry_the_geometry_their_frames_were_taken_with(ioc):
     for (start, frames, thetas), num in zip(scans, (5, 8)):
         g = from_dict(start["geometry"])
         assert isinstance(g, DetectorGeometry)
-        assert g.detector_shape_px == (28, 40) and g.roi_px == (2, 26, 4, 36) and g.binning == 2
+        assert g.detector_shape_px == (72, 80) and g.roi_px == (4, 68, 8, 72) and g.binning == 2
         assert len(frames) == num == g.num_rocking_steps
-        assert {f.shape for f in frames} == {g.frame_shape} == {(12, 16)}
+        assert {f.shape for f in frames} == {g.frame_shape} == {(32, 32)}
         assert g.rocking_step_deg == pytest.approx(0.2 / num, rel=1e-12)
         # the motor's readbacks: frame k sits at rocking index k, one step apart
         assert np.diff(thetas) == pytest.approx([0.2 / num] * (num - 1), abs=2e-4)
@@ -254,11 +254,13 @@ def test_geometry_in_start_keeps_a_given_geometry_and_says_why_a_scan_has_none()
     assert from_dict(run(start)["geometry"]) == g
 
 
-def test_the_epics_profile_starts_every_rocking_scan_with_a_geometry_the_pipeline_takes(ioc, tmp_path, monkeypatch):
+def test_the_epics_profile_starts_every_rocking_scan_with_a_geometry_the_pipeline_analyses(ioc, tmp_path,
+                                                                                          monkeypatch):
     stage, _, _ = ioc
     stage.move(7.0, wait=True, timeout=10)
-    p = Pipeline(ServiceConfig(out_dir=str(tmp_path / "out"), realtime_policy="all",
-                               phasing=PhasingConfig(recipe="5HIO", population=1, warm_start=False, average=1)))
+    # frames arrive binned by the detector (32 x 32 of a 64 x 64 region): the service bins no further
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path / "out"), realtime_policy="all", detector={"binning": 1},
+                               phasing=PhasingConfig(recipe="20HIO, 10ER", population=1, warm_start=False, average=1)))
     thread = threading.Thread(target=p.run, daemon=True)
     thread.start()
     config = tmp_path / "beamline.toml"
@@ -266,11 +268,11 @@ def test_the_epics_profile_starts_every_rocking_scan_with_a_geometry_the_pipelin
         f'[epics]\ntheta_motor_pv = "{PREFIX}m1"\ndetector_prefix = "{PREFIX}TPX1:"\n'
         f'potentiostat_prefix = "{PREFIX}PSTAT:"\nconnection_timeout_s = 15.0\n'
         f'[pipeline]\nframes_endpoint = "{p.frames_endpoint}"\nresults_endpoint = "{p.results_endpoint}"\n'
-        f'decision_endpoint = "tcp://127.0.0.1:0"\nverdict_timeout_s = 60.0\n'
+        f'decision_endpoint = "tcp://127.0.0.1:0"\nverdict_timeout_s = 120.0\n'
         f'decision_token_file = "{tmp_path / "decision.token"}"\n'
         '[experiment]\nenergy_kev = 9.0\ndistance_m = 1.2\npixel_size_um = 55.0\nhkl = [0, 0, 2]\n'
         '[experiment.lattice]\na_nm = 0.2889\nc_nm = 1.1\ngamma_deg = 120.0\n'
-        '[rocking]\nmotor = "theta"\n')
+        '[rocking]\nmotor = "theta"\n')  # no [detector]: the areaDetector says its size, region and binning
     monkeypatch.setenv("BCDI_BEAMLINE", "epics")
     monkeypatch.setenv("BCDI_BEAMLINE_CONFIG", str(config))
     ns = runpy.run_path(str(STARTUP))
@@ -279,7 +281,7 @@ def test_the_epics_profile_starts_every_rocking_scan_with_a_geometry_the_pipelin
     try:
         RE = ns["RE"]
         RE.subscribe(lambda name, doc: docs.append((name, doc)))
-        RE(ns["operando_series"](ns["timepix"], ns["theta"], ns["potentiostat"], 7.0, 0.2, 8, 0.02, num_scans=1,
+        RE(ns["operando_series"](ns["timepix"], ns["theta"], ns["potentiostat"], 7.0, 0.4, 16, 0.02, num_scans=1,
                                  series="epics-geometry", verdict=ns["verdict"], on_alarm="continue"))
         assert ("epics-geometry", 0) in ns["verdict"].events  # the pipeline answered the scan
         assert link.forwarder.failures == 0
@@ -291,11 +293,20 @@ def test_the_epics_profile_starts_every_rocking_scan_with_a_geometry_the_pipelin
     received = next(d for n, d in p.documents if n == "start")
     assert received["geometry"] == start["geometry"]  # it reached the pipeline as the profile made it
     g = from_dict(received["geometry"])
-    assert g.stack_shape == (len(frames), *frames[0].shape) == (8, 12, 16)
-    assert g.rocking_step_deg == pytest.approx(0.025) and np.diff(thetas) == pytest.approx([0.025] * 7, abs=2e-4)
+    assert g.stack_shape == (len(frames), *frames[0].shape) == (16, 32, 32)
+    assert g.rocking_step_deg == pytest.approx(0.025) and np.diff(thetas) == pytest.approx([0.025] * 15, abs=2e-4)
     assert g.d_spacing_nm == pytest.approx(0.55) and g.pixel_um == 55.0 and g.energy_kev == 9.0
+    assert (g.detector_shape_px, g.roi_px, g.binning) == ((72, 80), (4, 68, 8, 72), 2)
     (recording,) = (tmp_path / "out").glob("*.h5")
     (scan,) = list_scans(recording)
     assert scan["complete"] and scan["frames_recorded"] == g.num_rocking_steps
     (event,) = read_events(tmp_path / "out" / "events.jsonl")
-    assert "no usable geometry" not in str(event.get("error"))  # the pipeline took the geometry
+    assert not event.get("error"), event.get("error")
+    # analysed as a detector scan: phased on the (step, row, col) grid, then in the lab frame
+    assert event["frame"]["name"] == "lab" and event["frame"]["detector_stack_shape"] == [16, 32, 32]
+    # lambda D / (N p) along rows and columns: 0.13776 nm x 1.2 m / (32 x 110 um) = 46.96 nm; along the rocking
+    # direction lambda / (2 N sin(theta) dtheta) = 0.13776 / (2 x 16 x 0.125237 x 0.025 pi / 180) = 78.79 nm
+    assert event["frame"]["detector_voxel_nm"] == pytest.approx([78.789, 46.964, 46.964], abs=1e-3)
+    assert event["reconstruction"]["status"] == "done", event["reconstruction"]
+    # the IOC's peak: row 15, column 17 of the frames, at theta 7.0 = frame 8 of 16 (centre 7.0, 0.025 deg steps)
+    assert event["peak"]["center_of_mass_px"] == pytest.approx([15.0, 17.0, 8.0], abs=0.1)
