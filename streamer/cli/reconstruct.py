@@ -118,8 +118,9 @@ def _prepare_detector(frames, geometry, detector, meta: dict, *, unmeasured=(), 
     )
 
     frames = check_counts(frames, what="frame stack (step, row, col)")
+    monitor = meta.get("monitor")  # a length that does not fit the frames is refused by name
     prepared = prepare_detector_scan(frames, geometry, detector, DetectorMaps(detector), unmeasured_frames=unmeasured,
-                                     extra_bad=extra_bad)
+                                     extra_bad=extra_bad, monitor=monitor)
     peak, _, q = detector_peak(prepared)
     stack, mask, binned, info = prepared.stack, prepared.mask, prepared.geometry, prepared.info
     shift = peak_roll(stack, mask)
