@@ -103,6 +103,9 @@ class DetectorConfig(Settings):
     hot_pixel_factor: float = Field(10.0, ge=0)  # hot: median over frames > factor x its neighbours'; 0: off
     lab_voxel_nm: float = Field(0.0, ge=0)  # cubic voxel of the lab grid; 0: the finest resolution of the scan
     lab_shape_zyx: Annotated[tuple[int, int, int], Field(strict=False)] | None = None  # None: sized to the particle
+    # a frame whose header declares more bytes than this is refused before it is decoded (a 516 x 516
+    # uint32 quad is 1.07 MB); the default allows any frame up to 128 MiB
+    max_frame_bytes: int = Field(2**27, ge=1024, le=2**31)
 
     @field_validator("gap_rows_px", "gap_cols_px")
     @classmethod

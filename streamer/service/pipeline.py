@@ -234,7 +234,7 @@ class Pipeline:
     def ingest(self, parts: list) -> bool:
         """Decode and handle one received message; bad input is counted and logged, never raised."""
         try:
-            msg = wire.decode(parts)
+            msg = wire.decode(parts, max_frame_bytes=self.config.detector.max_frame_bytes)
         except wire.WireError as exc:
             self.counters["malformed"] += 1
             log.warning("rejected malformed message: %s", exc)

@@ -317,3 +317,19 @@ def test_damaged_metadata_is_named_and_the_frames_still_read(tmp_path):
     assert "not readable JSON" in s["metadata_error"] and s["metadata"] == {}
     assert s["frames"].shape == (4, 8, 8) and s["complete"]
     assert "metadata_error" not in read_scan(tmp_path / "r.h5", 1)
+
+
+def test_a_frame_larger_than_the_configured_detector_is_refused_and_counted(tmp_path):
+    from streamer.service.config import DetectorConfig
+
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), detector=DetectorConfig(max_frame_bytes=64 * 64 * 4)))
+    p.ingest(wire.encode("scan_start", run="r", scan=0, num_frames=2, metadata={}))
+    p.ingest(wire.encode_frame(run="r", scan=0, frame=0, seq=0, theta_deg=7.0, timestamp=1.0,
+                               array=np.zeros((64, 64), np.uint32)))  # exactly the detector: taken
+    p.ingest(wire.encode_frame(run="r", scan=0, frame=1, seq=1, theta_deg=7.0, timestamp=1.0,
+                               array=np.zeros((64, 65), np.uint32)))  # one column more: refused
+    assert p.counters["malformed"] == 1
+    p.ingest(wire.encode("scan_end", run="r", scan=0, num_frames=2))
+    p.shutdown()
+    (scan,) = list_scans(next(tmp_path.glob("*.h5")))
+    assert scan["frames_recorded"] == 1 and not scan["complete"]
