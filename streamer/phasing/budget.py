@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from streamer.phasing.fft import fft_friendly_size
 from streamer.phasing.recipe import parse_recipe
@@ -117,3 +119,54 @@ def crop_about_centre(volume, shape: tuple[int, ...]):
 def voxel_after_crop_nm(voxel_nm: float, full: int, kept: int) -> float:
     """A q crop from ``full`` to ``kept`` samples keeps the field of view: the voxel grows by full / kept."""
     return voxel_nm * full / kept if kept else math.inf
+
+
+def _centred_block(shape_big, shape_small):
+    return tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for n, k in zip(shape_big, shape_small))
+
+
+def fourier_crop(rho: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``rho`` on the coarser grid of ``shape`` (same field of view): its spectrum's central block."""
+    spectrum = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(rho)))[_centred_block(rho.shape, shape)]
+    scale = math.prod(shape) / math.prod(rho.shape)
+    return (np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spectrum))) * scale).astype(rho.dtype, copy=False)
+
+
+def fourier_pad(rho: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``rho`` interpolated onto the finer grid of ``shape`` (same field of view) by zero-padding its spectrum."""
+    full = np.zeros(shape, np.complex128)
+    full[_centred_block(shape, rho.shape)] = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(rho)))
+    scale = math.prod(shape) / math.prod(rho.shape)
+    return (np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(full))) * scale).astype(np.complex64)
+
+
+def _zoom(a: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
+    from scipy.ndimage import zoom
+
+    out = zoom(np.asarray(a, np.float32), [n / k for n, k in zip(shape, a.shape)], order=order, grid_mode=True,
+               mode="grid-constant")
+    return out[tuple(slice(0, n) for n in shape)]
+
+
+def on_coarser_grid(reconstructor, shape: tuple[int, int, int]):
+    """``reconstructor`` (the signature of ``streamer.phasing.reconstruct``) run on the central ``shape`` block of
+    the intensity (a q crop: same field of view, coarser voxels); its object, members, support and error
+    bars come back on the full grid (spectra zero-padded), so everything after phasing is unchanged."""
+    shape = tuple(int(n) for n in shape)
+
+    def run(intensity, *, xp, config, rng=None, mask=None, start=None, **kwargs):
+        full = tuple(np.shape(intensity))
+        if shape == full:
+            return reconstructor(intensity, xp=xp, config=config, rng=rng, mask=mask, start=start, **kwargs)
+        block = _centred_block(full, shape)
+        small_start = None if start is None or np.shape(start) != full else fourier_crop(np.asarray(start), shape)
+        result = reconstructor(np.ascontiguousarray(np.asarray(intensity)[block]), xp=xp, config=config, rng=rng,
+                               mask=None if mask is None else np.ascontiguousarray(np.asarray(mask)[block]),
+                               start=small_start, **kwargs)
+        members = None if result.members is None else np.stack([fourier_pad(m, full) for m in result.members])
+        return replace(
+            result, rho=fourier_pad(result.rho, full), support=_zoom(result.support, full, 0) > 0.5, members=members,
+            amplitude_error=None if result.amplitude_error is None else _zoom(result.amplitude_error, full, 1),
+            phase_error=None if result.phase_error is None else _zoom(result.phase_error, full, 1))
+
+    return run
