@@ -59,9 +59,11 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
 
 
 def _cmd_demo(args) -> int:
-    # without real exposure times every scan arrives at once: reconstruct them all, not the newest
+    # without real exposure times every scan arrives at once: reconstruct them all, not the newest, and
+    # fully (no time budget: nothing has to keep up with an acquisition)
     service = load_config(args.config, ServiceConfig, {"backend": args.backend,
                                                        "realtime_policy": "all" if args.fast else None,
+                                                       "budget.mode": "off" if args.fast else None,
                                                        "phasing.population": args.population or None})
     return run_demo(out_dir=args.out, scenario=args.scenario, exposure_s=args.exposure_s,
                     realtime=not args.fast, seed=args.seed, service=service)

@@ -179,11 +179,40 @@ def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"unsupported input {path}: use a recording .h5 with --scan, or .npy, .npz, .h5")
 
 
+DEFAULT_BUDGET_S = 60.0  # the CLI default for a large input finishes in about a minute on a laptop-class CPU
+
+
+def _budget(args, phasing, xp, shape, out):
+    """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget."""
+    from streamer.phasing import reconstruct
+    from streamer.phasing.budget import choose, on_coarser_grid
+    from streamer.service.costs import FftCosts
+
+    explicit = any(v is not None for v in (args.population, args.recipe, args.generations))
+    budget = args.budget_s if args.budget_s is not None else (None if explicit else DEFAULT_BUDGET_S)
+    if not budget:
+        return reconstruct, phasing, None
+    costs = FftCosts(xp, threads=phasing.threads or None)
+    try:
+        choice = choose(tuple(shape), budget, recipe=phasing.recipe, population=phasing.population,
+                        fft_pair_s=lambda s, b: costs(s, b) * phasing.generations,
+                        min_population=min(2, phasing.population))
+    finally:
+        costs.close()
+    phasing = phasing.replace(population=choice.population, recipe=choice.recipe,
+                              average=min(phasing.average, choice.population))
+    print(f"time budget {budget:g} s: {choice.population} members x {choice.iterations} iterations on "
+          f"{'x'.join(map(str, choice.shape))} (q kept {100 * choice.crop:.0f}%), predicted {choice.predicted_s:.0f} s; "
+          f"{choice.reason}" + ("" if choice.reason == "the full reconstruction fits" else
+                                "; for the full treatment: --budget-s 0"), file=out, flush=True)
+    run = reconstruct if choice.shape == tuple(shape) else on_coarser_grid(reconstruct, choice.shape)
+    return run, phasing, choice
+
+
 def run_reconstruct(args, out=None) -> int:
     out = out or sys.stderr  # looked up at call time, so a redirected stderr is honoured
     from streamer.analysis.peak import peak_metrics
     from streamer.backend import get_namespace
-    from streamer.phasing import reconstruct
     from streamer.phasing.wisdom import load_wisdom, save_wisdom
     from streamer.recording.result_file import write_result
 
@@ -208,20 +237,23 @@ def run_reconstruct(args, out=None) -> int:
     xp = get_namespace(service.backend)
     service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
+    run, phasing, choice = _budget(args, phasing, xp, intensity.shape, out)
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
           f"average of {min(phasing.average, phasing.population)}, backend {service.backend}", file=out, flush=True)
     t0 = time.monotonic()
     with _progress(out, phasing) as report:
-        result = reconstruct(intensity, xp=xp, config=phasing, rng=args.seed, mask=mask if mask.any() else None,
-                             progress=report)
+        result = run(intensity, xp=xp, config=phasing, rng=args.seed, mask=mask if mask.any() else None,
+                     progress=report)
     seconds = time.monotonic() - t0
     save_wisdom()
     info = {"recipe": result.recipe, "iterations": result.iterations, "generations": result.generations,
             "population": phasing.population, "averaged": result.metric.get("averaged"), "seed": args.seed,
             "chi_square_best": float(result.chi_square[result.best]), "seconds": round(seconds, 2),
             "backend": service.backend, "metric": result.metric}
+    if choice is not None:
+        info["budget"] = {**choice.record(), "actual_s": round(seconds, 2)}
     obj, support, members = result.rho, result.support, result.members
     errors = {"amplitude_error": result.amplitude_error, "phase_error": result.phase_error}
     if det is None:
@@ -356,6 +388,10 @@ def register(sub) -> None:
     r.add_argument("--generations", type=int, default=None, help="generations of the guided algorithm")
     r.add_argument("--average", type=int, default=None, help="best members of the last generation averaged")
     r.add_argument("--recipe", default=None, help='operator sequence, e.g. "(180HIO, 20ER)*3, 10ER"')
+    r.add_argument("--budget-s", type=float, default=None,
+                   help=f"seconds the phasing may take: members, iterations and resolution are chosen from FFT costs "
+                        f"timed here (default {DEFAULT_BUDGET_S:g} s unless --population/--recipe/--generations are "
+                        f"given; 0: the full treatment, however long)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     r.add_argument("--backend", choices=["numpy", "cupy", "auto", "strict"], default=None)
     r.add_argument("--config", type=Path, default=None, help="service config TOML (its [phasing] and [detector] tables)")

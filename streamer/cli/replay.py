@@ -48,7 +48,8 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
         raise ValueError(f"no recorded scans of {recording} in the range asked for")
     pipeline = None
     if to is None:
-        service = (service or ServiceConfig(realtime_policy="all")).replace(out_dir=str(out_dir))
+        service = (service or ServiceConfig(realtime_policy="all", budget={"mode": "off"} if speed == float("inf")
+                                            else {})).replace(out_dir=str(out_dir))
         pipeline = EmbeddedPipeline(service, out)
         to = pipeline.endpoints["frames"]
     print(f"bcdi-stream replay: {len(chosen)} scans of {recording} as run {run} to {to} "
@@ -80,8 +81,10 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
 
 
 def _cmd_replay(args) -> int:
+    # as fast as possible nothing keeps up with an acquisition: every scan is reconstructed fully
     service = load_config(args.config, ServiceConfig,
-                          {"backend": args.backend, "realtime_policy": args.policy})
+                          {"backend": args.backend, "realtime_policy": args.policy,
+                           "budget.mode": "off" if args.speed is None else None})
     speed = float("inf") if args.speed is None else args.speed
     return run_replay(args.recording, to=args.to, out_dir=args.out, speed=speed,
                       scans=parse_scan_range(args.scans), service=service)
@@ -99,7 +102,8 @@ def register(sub) -> None:
     r.add_argument("--to", default=None, help="frames endpoint of a running pipeline (default: embedded)")
     r.add_argument("--out", type=Path, default=Path("replay-out"), help="output folder of the embedded pipeline")
     r.add_argument("--speed", type=float, default=None,
-                   help="1 = original timing, N = N times faster (default: as fast as possible)")
+                   help="1 = original timing, N = N times faster (default: as fast as possible, every scan "
+                        "reconstructed in full: no time budget)")
     r.add_argument("--scans", default=None, help="scan range: 3, 2:5 or 4:")
     r.add_argument("--policy", choices=["all", "latest"], default="all",
                    help="reconstruct every scan (default) or only the newest waiting one")

@@ -84,6 +84,21 @@ PixelRange = Annotated[tuple[int, int], Field(strict=False)]  # [start, stop) ra
 Pixel = Annotated[tuple[int, int], Field(strict=False)]  # [row, col] raw pixel
 
 
+class BudgetConfig(Settings):
+    """How long a scan's reconstruction may take, and so what is reconstructed (streamer/phasing/budget.py).
+
+    ``acquisition``: the scan's own acquisition time (frames x ``exposure_s`` from its metadata; else
+    ``budget_s``), so its result lands before the next scan of the same length ends; ``fixed``:
+    ``budget_s``; ``off``: the configured phasing as it is, however long it takes.
+    """
+
+    mode: Literal["acquisition", "fixed", "off"] = "acquisition"
+    budget_s: float = Field(60.0, gt=0)
+    share: float = Field(0.8, gt=0, le=1)  # of the budget for phasing and analysis; the rest: ingest, writing
+    min_population: int = Field(2, ge=1)  # members kept however short the budget (they must agree on lines)
+    fixed_s: float = Field(2.0, ge=0)  # what a scan costs besides phasing, until measured on this run
+
+
 class DetectorConfig(Settings):
     """How detector-geometry scans are prepared before phasing (docs/lab-frame.md): the detector's own
     defects, the count ceiling, dark and flat field, binning, and the lab grid the object is resampled onto.
@@ -156,6 +171,7 @@ class ServiceConfig(Settings):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     fft: FftConfig = Field(default_factory=FftConfig)
     phasing: PhasingConfig = Field(default_factory=PhasingConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     flags: FlagConfig = Field(default_factory=FlagConfig)

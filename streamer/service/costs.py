@@ -81,5 +81,18 @@ class FftCosts:
                 self._planned[key] = future
         return future
 
+    def submit(self, key, fn) -> Future | None:
+        """Run ``fn`` in the planning thread once per ``key`` (a scan start's shape); its errors are logged."""
+        with self._lock:
+            if ("submitted", key) in self._planned:
+                return None
+            def guarded():
+                try:
+                    fn()
+                except Exception:  # planning ahead is an optimisation: the scan plans for itself if it fails
+                    log.exception("planning ahead for %s failed", key)
+            future = self._planned[("submitted", key)] = self._planner.submit(guarded)
+        return future
+
     def close(self) -> None:
         self._planner.shutdown(wait=True, cancel_futures=True)

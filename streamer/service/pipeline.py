@@ -191,6 +191,7 @@ class Pipeline:
             self.assembler.start(h["run"], h["scan"], h["num_frames"], metadata, now=now)
             self.recording.start_scan(h["run"], h["scan"], h["num_frames"], metadata)
             self.progress.start(h["run"], h["scan"], h["num_frames"], now)
+            self.processor.scan_started(h["run"], metadata, h["num_frames"])
         elif msg.type == "frame":
             run, scan = h["run"], h["scan"]
             known = self.assembler.is_open(run, scan)
@@ -325,6 +326,8 @@ class Pipeline:
             self._worker.join()
         if hasattr(self.processor.reconstructor, "close"):
             self.processor.reconstructor.close()
+        if self.processor.costs is not None:
+            self.processor.costs.close()
         self.recording.close()
         self.events.close()
         with self._lock:

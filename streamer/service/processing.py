@@ -9,6 +9,8 @@ analysed in the lab frame (docs/lab-frame.md).
 from __future__ import annotations
 
 import logging
+import math
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -27,10 +29,12 @@ from streamer.geometry import (
     OrthogonalGeometry,
     from_dict,
 )
-from streamer.phasing import reconstruct
+from streamer.phasing import PhasingConfig, reconstruct
+from streamer.phasing.budget import BudgetChoice, choose, on_coarser_grid
 from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
 from streamer.service.config import ServiceConfig
+from streamer.service.costs import FftCosts
 from streamer.service.detector_scan import (
     DetectorMaps,
     detector_peak,
@@ -76,6 +80,10 @@ class ScanProcessor:
         self.maps = DetectorMaps(config.detector)  # a missing map file stops the service at start
         self._labs: dict[str, OrthogonalGeometry] = {}  # run -> the lab grid its detector scans share
         self._stack_starts: dict[str, np.ndarray] = {}  # run -> last detector-grid object (warm start)
+        # the time budget: FFT costs measured here (a cluster's are its own: no budget there)
+        budgeted = config.budget.mode != "off" and not config.cluster.scheduler
+        self.costs = FftCosts(self.xp, threads=config.phasing.threads or None) if budgeted else None
+        self._fixed_s: dict[str, float] = {}  # run -> what its last scan cost besides phasing (s)
 
     def tracker(self, run: str) -> SeriesTracker:
         """The series tracker of ``run`` (made at its first scan)."""
@@ -138,6 +146,72 @@ class ScanProcessor:
         return ScanJob(scan, ingest, binned, volume, None, peak, flags, None, stack=stack, stack_mask=mask,
                        preprocess=info, q_inv_nm=q)
 
+    def budget_s(self, metadata: dict, num_frames: int) -> float:
+        """The seconds a scan's result may take: its acquisition time by default ([budget])."""
+        b = self.config.budget
+        exposure = metadata.get("exposure_s")
+        if b.mode == "acquisition" and isinstance(exposure, (int, float)) and exposure > 0 and num_frames > 0:
+            return float(exposure) * num_frames
+        return b.budget_s
+
+    def choose(self, run: str, shape: tuple[int, int, int], budget_s: float, warm: bool) -> BudgetChoice:
+        """What to reconstruct of a ``shape`` intensity within ``budget_s`` (``share`` of it for this work)."""
+        cfg, b = self.config.phasing, self.config.budget
+        return choose(shape, budget_s * b.share, recipe=cfg.warm_recipe if warm else cfg.recipe,
+                      population=cfg.population, fft_pair_s=self.costs, fixed_s=self._fixed_s.get(run, b.fixed_s),
+                      min_population=min(b.min_population, cfg.population))
+
+    def _phasing_shape(self, geometry) -> tuple[int, int, int]:
+        if isinstance(geometry, DetectorGeometry):
+            return geometry.rebinned(self.config.detector.binning)[0].stack_shape
+        return tuple(geometry.shape_zyx)
+
+    def _warm(self, run: str, shape) -> bool:
+        if not self.config.phasing.warm_start:
+            return False
+        start = self._stack_starts.get(run) if run in self._labs else self.tracker(run).previous_rho
+        return start is not None and tuple(np.shape(start)) == tuple(shape)
+
+    def scan_started(self, run: str, metadata: dict, num_frames: int) -> None:
+        """A scan's shape is known when it starts: time its FFT and make the plans its budget will choose,
+        in the background, so that no scan's latency includes planning. Never raises."""
+        if self.costs is None or not isinstance(metadata.get("geometry"), dict):
+            return
+        try:
+            shape = self._phasing_shape(from_dict(metadata["geometry"]))
+        except (ValueError, TypeError):  # ConfigError is a ValueError
+            return
+        budget = self.budget_s(metadata, num_frames)
+
+        def plan():
+            choice = self.choose(run, shape, budget, self._warm(run, shape))
+            self.costs.plan_ahead(choice.shape, choice.population)
+
+        self.costs.submit(shape, plan)
+
+    def _budgeted(self, job: ScanJob, shape) -> tuple[PhasingConfig, object, BudgetChoice | None]:
+        """The phasing configuration and reconstructor the scan's budget allows (the configured ones without)."""
+        cfg = self.config.phasing
+        if self.costs is None:
+            return cfg, self.reconstructor, None
+        warm = self._warm(job.scan.run, shape)
+        choice = self.choose(job.scan.run, tuple(shape), self.budget_s(job.scan.metadata, int(shape[0] if
+                             isinstance(job.geometry, DetectorGeometry) else shape[2])), warm)
+        phasing = cfg.replace(population=choice.population, average=min(cfg.average, choice.population),
+                              **({"warm_recipe": choice.recipe} if warm else {"recipe": choice.recipe}))
+        if choice.shape == tuple(shape):
+            return phasing, self.reconstructor, choice
+        return phasing, on_coarser_grid(self.reconstructor, choice.shape), choice
+
+    @staticmethod
+    def _phasing_voxels(job: ScanJob, full, kept) -> list[float]:
+        """Voxel sizes (nm) of the grid the scan was phased on: a q crop coarsens them by full / kept."""
+        if isinstance(job.geometry, DetectorGeometry):
+            sizes = job.geometry.voxel_sizes_nm
+        else:
+            sizes = [job.geometry.voxel_nm] * 3
+        return [round(v * n / k, 3) for v, n, k in zip(sizes, full, kept)]
+
     def event(self, job: ScanJob, *, flags: list | None = None, analysis=None, **fields) -> dict:
         """The event of a scan: its quick metrics plus what the analysis adds (typed ``analysis`` and
         ``flags``, plain ``fields``). A detector scan's event also says its frame and preprocessing."""
@@ -196,8 +270,21 @@ class ScanProcessor:
             return self.event(job, reconstruction={"status": "not_possible"})
         scan = job.scan
         rng = np.random.default_rng([self.config.seed, scan.scan])
+        detector = isinstance(job.geometry, DetectorGeometry)
+        shape = job.stack.shape if detector else job.volume.shape
+        phasing, reconstructor, choice = self._budgeted(job, shape)
+        spent = {}
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return reconstructor(*args, **kwargs)
+            finally:
+                spent["phasing_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         try:
-            if isinstance(job.geometry, DetectorGeometry):
+            if detector:
                 det = self.config.detector
                 lab = self._labs.get(scan.run)
                 if det.lab_shape_zyx is not None:
@@ -205,7 +292,7 @@ class ScanProcessor:
                                                     job.q_inv_nm)
                 result = analyze_scan(
                     job.stack, scan=scan.scan, geometry=job.geometry, xp=self.xp, tracker=self.tracker(scan.run),
-                    phasing=self.config.phasing, mask=job.stack_mask, rng=rng, reconstructor=self.reconstructor,
+                    phasing=phasing, mask=job.stack_mask, rng=rng, reconstructor=timed,
                     lab=lab, lab_voxel_nm=det.lab_voxel_nm or None, q_inv_nm=job.q_inv_nm,
                     start=self._stack_starts.get(scan.run))
                 job.lab = self._labs[scan.run] = result.lab
@@ -213,11 +300,17 @@ class ScanProcessor:
             else:
                 result = analyze_scan(
                     job.volume, scan=scan.scan, geometry=job.geometry, xp=self.xp, tracker=self.tracker(scan.run),
-                    phasing=self.config.phasing, mask=job.mask, rng=rng, reconstructor=self.reconstructor,
+                    phasing=phasing, mask=job.mask, rng=rng, reconstructor=timed,
                 )
         except ValueError as exc:
             job.error = f"analysis of scan {scan.scan} failed: {exc}"
             return self.event(job, reconstruction={"status": "failed"})
+        total = time.perf_counter() - t0
+        if choice is not None:
+            self._fixed_s[scan.run] = max(0.0, total - spent.get("phasing_s", 0.0))
+            result.phasing["budget"] = {**choice.record(), "actual_s": round(total, 2),
+                                        "phasing_s": round(spent.get("phasing_s", math.nan), 2),
+                                        "phasing_voxel_nm": self._phasing_voxels(job, shape, choice.shape)}
         tracked = result.tracked
         if not self._wisdom_saved:
             self._wisdom_saved = save_wisdom()

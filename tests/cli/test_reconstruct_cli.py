@@ -205,3 +205,25 @@ def test_bad_input_gets_a_clear_error(tmp_path, monkeypatch, capsys, args, match
     (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
     assert main(["reconstruct", *args, "--out", "r.h5"]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_a_time_budget_too_short_for_anything_takes_the_cheapest_choice_and_says_so(tmp_path, intensity, capsys):
+    """The choice depends on FFT costs timed on this machine; a budget below any cost always gets the
+    cheapest (half the q range, the fewest members and iterations), whatever the machine."""
+    np.save(tmp_path / "i.npy", intensity)
+    assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / "r.h5"), "--voxel-nm", "16",
+                 "--budget-s", "1e-6"]) == 0
+    captured = capsys.readouterr()
+    assert "will be late" in captured.err and "--budget-s 0" in captured.err
+    budget = json.loads(captured.out.strip().splitlines()[-1])["budget"]
+    assert budget["crop"] == 0.5 and budget["shape"] == [16, 16, 16] and budget["population"] == 2
+    assert budget["iterations"] < 610 and budget["actual_s"] > 0
+    r = read_result(tmp_path / "r.h5")
+    assert r["object"].shape == (32, 32, 32) and r["members"].shape == (2, 32, 32, 32)  # back on the full grid
+
+
+def test_explicit_phasing_options_are_kept_without_a_budget(tmp_path, intensity, capsys):
+    np.save(tmp_path / "i.npy", intensity)
+    assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / "r.h5"), *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "budget" not in summary and summary["population"] == 2

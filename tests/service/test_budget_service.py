@@ -1,0 +1,73 @@
+"""The service's time budget (issue 17): each scan's event says what was reconstructed, why, and how long it took.
+
+Which choice a budget gets depends on FFT costs timed on the machine; the assertions hold on any machine:
+a budget below any cost gets the cheapest choice, and the budget itself comes from the scan's metadata.
+"""
+
+import numpy as np
+
+from streamer.geometry import OrthogonalGeometry
+from streamer.messaging import wire
+from streamer.phasing import PhasingConfig
+from streamer.recording.event_log import read_events
+from streamer.service.config import ServiceConfig
+from streamer.service.pipeline import Pipeline
+
+GEO = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=20.0)
+PHASING = PhasingConfig(population=4, average=2, recipe="40HIO, 10ER", warm_recipe="20HIO, 10ER")
+
+
+def _scan(p, k, metadata):
+    rng = np.random.default_rng(k)
+    z, y, x = np.indices((16, 16, 16)) - 8
+    peak = 1e4 * np.exp(-(z**2 + y**2 + x**2) / 6.0)
+    p.ingest(wire.encode("scan_start", run="r", scan=k, num_frames=16, metadata={"geometry": GEO.to_dict(), **metadata}))
+    for f in range(16):
+        p.ingest(wire.encode_frame(run="r", scan=k, frame=f, seq=k * 16 + f, theta_deg=7.0, timestamp=1.0,
+                                   array=rng.poisson(peak[:, :, f]).astype(np.uint32)))
+    p.ingest(wire.encode("scan_end", run="r", scan=k, num_frames=16))
+
+
+def _events(tmp_path, budget, metadata):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), realtime_policy="all", phasing=PHASING, budget=budget))
+    p._worker.start()
+    for k in range(2):
+        _scan(p, k, metadata)
+    p.shutdown()
+    return read_events(tmp_path / "events.jsonl")
+
+
+def test_the_budget_is_the_scans_acquisition_time_and_the_event_says_what_it_bought(tmp_path):
+    events = _events(tmp_path, {"mode": "acquisition", "share": 0.5}, {"exposure_s": 2.0})
+    for ev in events:
+        budget = ev["phasing"]["budget"]
+        assert budget["budget_s"] == 16 * 2.0 * 0.5  # 16 frames of 2 s, half of it for this work
+        assert budget["actual_s"] > 0 and budget["predicted_s"] > 0 and budget["reason"]
+        assert budget["phasing_voxel_nm"] == [20.0 * 16 / n for n in budget["shape"]]
+        assert ev["reconstruction"]["status"] == "done"
+    assert events[1]["phasing"]["warm_started"] and events[1]["phasing"]["budget"]["recipe"].endswith("10ER")
+
+
+def test_a_budget_below_any_cost_reconstructs_the_cheapest_on_a_coarser_grid_and_says_it_is_late(tmp_path):
+    events = _events(tmp_path, {"mode": "fixed", "budget_s": 1e-6}, {})
+    for ev in events:
+        budget = ev["phasing"]["budget"]
+        assert budget["crop"] == 0.5 and budget["shape"] == [8, 8, 8] and budget["population"] == 2
+        assert "will be late" in budget["reason"] and budget["phasing_voxel_nm"] == [40.0] * 3
+        assert ev["reconstruction"]["status"] == "done" and ev["phasing"]["population"] == 2
+
+
+def test_no_budget_keeps_the_configured_phasing(tmp_path):
+    events = _events(tmp_path, {"mode": "off"}, {"exposure_s": 0.001})
+    assert all("budget" not in ev["phasing"] and ev["phasing"]["population"] == 4 for ev in events)
+
+
+def test_a_scan_start_plans_its_ffts_in_the_background_before_its_frames_arrive(tmp_path):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), phasing=PHASING, budget={"mode": "fixed", "budget_s": 1e6}))
+    try:
+        p.ingest(wire.encode("scan_start", run="r", scan=0, num_frames=16, metadata={"geometry": GEO.to_dict()}))
+        p.processor.costs._planned[("submitted", (16, 16, 16))].result(60)
+        assert p.processor.costs._planned[(4, 16, 16, 16)].result(60) is not None  # the full population's plans
+        assert (16, 16, 16) in p.processor.costs._timed  # and the shape's cost, timed once
+    finally:
+        p.shutdown()
