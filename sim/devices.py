@@ -20,10 +20,10 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal, SoftPositioner
 from ophyd.status import DeviceStatus, StatusBase
 
+from sim.detector import Timepix, TimepixSpec
 from sim.diffraction import DiffractionModel
 from sim.particle import Particle, complex_image
 from sim.scenario import Scenario
-from streamer.geometry import OrthogonalGeometry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class SimulatedSample:
     the geometry's Bragg angle.
     """
 
-    def __init__(self, scenario: Scenario, geometry: OrthogonalGeometry, *, particle: Particle | None = None,
+    def __init__(self, scenario: Scenario, geometry, *, particle: Particle | None = None,
                  peak_counts_per_s: float = 1e5, theta_drift_deg_per_step: float = 0.0):
         self.scenario = scenario
         self.geometry = geometry
@@ -141,12 +141,13 @@ class SimTimepix(Device):
     frames_acquired = Cpt(Signal, value=0, kind="omitted")
 
     def __init__(self, *args, stage: RotationStage, sample: SimulatedSample, seed: int = 0, fast: bool = True,
-                 **kwargs):
+                 readout: Timepix | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._stage = stage
         self._sample = sample
         self._rng = np.random.default_rng(seed)
         self.fast = fast
+        self._readout = readout  # a real chip's read-out (gaps, hot and dead pixels, ceiling); None: Poisson only
         self.image.put(np.zeros(sample.geometry.frame_shape, np.uint32))
 
     def stage(self):
@@ -159,6 +160,15 @@ class SimTimepix(Device):
         self.armed.put(0)
         return super().unstage()
 
+    def _read(self, expected: np.ndarray, exposure_s: float) -> np.ndarray:
+        """The frame the detector sends: its region of interest (the geometry's ``roi_px``) as read out."""
+        if self._readout is None:
+            return self._rng.poisson(expected).astype(np.uint32)
+        r0, r1, c0, c1 = self._sample.geometry.roi_px
+        signal = np.zeros(self._readout.spec.shape_px, np.float32)
+        signal[r0:r1, c0:c1] = expected
+        return self._readout.read(signal, exposure_s)[r0:r1, c0:c1]
+
     def trigger(self):
         status = DeviceStatus(self)
         exposure = float(self.acquire_time.get())
@@ -168,7 +178,7 @@ class SimTimepix(Device):
 
         def acquire():
             t0 = time.monotonic()
-            frame = self._rng.poisson(expected).astype(np.uint32)
+            frame = self._read(expected, exposure)
             if not self.fast:
                 time.sleep(max(0.0, exposure - (time.monotonic() - t0)))
             self.image.put(frame)
@@ -204,15 +214,24 @@ class SimPotentiostat(Device):
         return status
 
 
-def make_beamline(scenario: Scenario, geometry: OrthogonalGeometry, *, seed: int = 0, fast: bool = True,
+def make_beamline(scenario: Scenario, geometry, *, seed: int = 0, fast: bool = True,
                   realtime: bool | None = None, peak_counts_per_s: float = 1e5,
-                  theta_drift_deg_per_step: float = 0.0):
-    """Stage, detector and potentiostat sharing one simulated sample (``realtime=True`` means ``fast=False``)."""
+                  theta_drift_deg_per_step: float = 0.0, timepix: TimepixSpec | None = None):
+    """Stage, detector and potentiostat sharing one simulated sample (``realtime=True`` means ``fast=False``).
+
+    ``geometry``: orthogonal (plain Poisson frames) or a detector geometry, whose frames are its ``roi_px``
+    of a ``timepix`` (gaps, hot and dead pixels, count ceiling) when one is given."""
     if realtime is not None:
         fast = not realtime
     sample = SimulatedSample(scenario, geometry, peak_counts_per_s=peak_counts_per_s,
                              theta_drift_deg_per_step=theta_drift_deg_per_step)
     stage = RotationStage(init_pos=geometry.theta_bragg_deg, fast=fast)
-    detector = SimTimepix(name="timepix", stage=stage, sample=sample, seed=seed, fast=fast)
+    readout = None
+    if timepix is not None:
+        if tuple(geometry.detector_shape_px) != timepix.shape_px:
+            raise ValueError(f"geometry detector_shape_px {geometry.detector_shape_px} is not the Timepix's "
+                             f"{timepix.shape_px}")
+        readout = Timepix(timepix, seed=seed)
+    detector = SimTimepix(name="timepix", stage=stage, sample=sample, seed=seed, fast=fast, readout=readout)
     potentiostat = SimPotentiostat(name="potentiostat", sample=sample)
     return sample, stage, detector, potentiostat

@@ -84,6 +84,7 @@ class ScanProcessor:
         budgeted = config.budget.mode != "off" and not config.cluster.scheduler
         self.costs = FftCosts(self.xp, threads=config.phasing.threads or None) if budgeted else None
         self._fixed_s: dict[str, float] = {}  # run -> what its last scan cost besides phasing (s)
+        self._slowness: dict[str, float] = {}  # run -> phasing seconds taken / predicted (the model's error here)
 
     def tracker(self, run: str) -> SeriesTracker:
         """The series tracker of ``run`` (made at its first scan)."""
@@ -157,9 +158,10 @@ class ScanProcessor:
     def choose(self, run: str, shape: tuple[int, int, int], budget_s: float, warm: bool) -> BudgetChoice:
         """What to reconstruct of a ``shape`` intensity within ``budget_s`` (``share`` of it for this work)."""
         cfg, b = self.config.phasing, self.config.budget
+        slowness = self._slowness.get(run, 1.0)
         return choose(shape, budget_s * b.share, recipe=cfg.warm_recipe if warm else cfg.recipe,
-                      population=cfg.population, fft_pair_s=self.costs, fixed_s=self._fixed_s.get(run, b.fixed_s),
-                      min_population=min(b.min_population, cfg.population))
+                      population=cfg.population, fft_pair_s=lambda s, n: self.costs(s, n) * slowness,
+                      fixed_s=self._fixed_s.get(run, b.fixed_s), min_population=min(b.min_population, cfg.population))
 
     def _phasing_shape(self, geometry) -> tuple[int, int, int]:
         if isinstance(geometry, DetectorGeometry):
@@ -307,6 +309,11 @@ class ScanProcessor:
             return self.event(job, reconstruction={"status": "failed"})
         total = time.perf_counter() - t0
         if choice is not None:
+            fixed = self._fixed_s.get(scan.run, self.config.budget.fixed_s)
+            predicted = choice.predicted_s - fixed
+            if predicted > 0 and spent.get("phasing_s"):  # learn how far this host is from the FFT model
+                ratio = spent["phasing_s"] / predicted * self._slowness.get(scan.run, 1.0)
+                self._slowness[scan.run] = min(10.0, max(0.5, ratio))
             self._fixed_s[scan.run] = max(0.0, total - spent.get("phasing_s", 0.0))
             result.phasing["budget"] = {**choice.record(), "actual_s": round(total, 2),
                                         "phasing_s": round(spent.get("phasing_s", math.nan), 2),
