@@ -6,10 +6,10 @@ with its gap cross with --quad), prepared, phased on the detector grid and analy
 `bcdi-stream serve`'s worker does it (``ScanProcessor``, every scan reconstructed); the dead pixels and gaps are
 the detector's configuration (a bad-pixel map file), hot pixels are found. The events are
 compared with sim/truth.py: line positions across the beam (in-plane) and along the rocking direction, line
-types and |winding|, pair separations, boundary normals, peak widths, the scripted flags at their scans, and no
-flag on a pristine control. Winding and strain signs are not compared (the phase-sign convention is settled
-elsewhere); the twin image (r -> -r) is as good a solution, so positions are compared with the truth and with
-its inversion, whichever is closer. Then one scan with defects against the same scan from a perfect detector:
+types and windings, pair separations, boundary normals, peak widths, the scripted flags at their scans, and no
+flag on a pristine control. The twin image (conj(rho(-r))) fits the data exactly as well, so positions are
+compared with the truth and with its inversion, whichever is closer, and windings with the truth's (or, for the
+twin, their opposite: the twin flips every winding; docs/conventions.md). Then one scan with defects against the same scan from a perfect detector:
 amplitude correlation of the two lab-frame objects.
 
     .venv/bin/python benchmarks/detector_scans.py --runs reference:0 reference:1 reference:2 pristine:0
@@ -118,9 +118,9 @@ def _perfect_detector(state, geometry, service, shape, seed, exposure) -> np.nda
     return clean.tracker("perfect").last.rho
 
 
-def _matched_lines(found: list, lines: list) -> list:
+def _matched_lines(found: list, lines: list) -> tuple[list, int]:
     """For each true line (point, winding, kind): (dy, dx, found vortex or None), the found line nearest in
-    the plane across it; the object or its twin (r -> -r), whichever matches better."""
+    the plane across it; the object or its twin (r -> -r), whichever matches better, and which (+1, -1)."""
     best = None
     for sign in (1, -1):
         matched = []
@@ -133,8 +133,8 @@ def _matched_lines(found: list, lines: list) -> list:
                 matched.append((float("inf"), float("inf"), None))
         worst = max((np.hypot(dy, dx) for dy, dx, _ in matched), default=0.0)
         if best is None or worst < best[0]:
-            best = (worst, matched)
-    return best[1]
+            best = (worst, matched, sign)
+    return best[1], best[2]
 
 
 def compare(events, truths, flags: FlagConfig, scenario: str) -> dict:
@@ -145,10 +145,10 @@ def compare(events, truths, flags: FlagConfig, scenario: str) -> dict:
     for k, (event, truth) in enumerate(zip(events, truths)):
         found = event.get("vortices", [])
         voxel = (event.get("frame") or {}).get("voxel_nm", float("nan"))
-        matched = _matched_lines(found, truth["lines"])
+        matched, twin = _matched_lines(found, truth["lines"])
         dys += [dy for dy, _, _ in matched]
         dxs += [dx for _, dx, _ in matched]
-        types_ok = all(v is not None and v["type"] == kind and abs(v["winding"]) == abs(w)
+        types_ok = all(v is not None and v["type"] == kind and v["winding"] == twin * w
                        for (_, w, kind), (_, _, v) in zip(truth["lines"], matched))
         if len(truth["lines"]) == 2 and len(found) == 2:
             true_sep = math.dist(truth["lines"][0][0][1:], truth["lines"][1][0][1:])
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         seed = int(seed or 0)
         scen = scenario_for(name, crop=args.crop, quad=args.quad, scans=args.scans)
         rocking_voxel_nm = scenario_geometry(scen).voxel_sizes_nm[0]
-        service = ServiceConfig(realtime_policy="all", detector={"bad_pixel_map_file": _bad_map(scen.detector, out_root)})
+        service = ServiceConfig(realtime_policy="all", budget={"mode": "off"}, detector={"bad_pixel_map_file": _bad_map(scen.detector, out_root)})
         if args.fast:
             service = service.replace(phasing=service.phasing.replace(**FAST_PHASING))
         t0 = time.perf_counter()
