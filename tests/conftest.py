@@ -37,7 +37,7 @@ def rng():
 # `pytest -m "not system"` is the quick unit run.
 SYSTEM = {"cli", "plans/test_plans_profile.py", "plans/test_plans_pipeline.py", "web", "recording/test_recording_crash.py",
           "messaging/test_protocol_doc.py", "service/test_service.py", "service/test_cluster.py",
-          "service/test_ingest_fuzz.py", "service/test_floods.py", "beamline"}
+          "service/test_ingest_fuzz.py", "service/test_floods.py", "service/test_detector_strain.py", "beamline"}
 
 
 def pytest_collection_modifyitems(config, items):
