@@ -182,7 +182,7 @@ def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray
 DEFAULT_BUDGET_S = 60.0  # the CLI default for a large input finishes in about a minute on a laptop-class CPU
 
 
-def _budget(args, phasing, xp, shape, out):
+def _budget(args, phasing, xp, shape, out, limits):
     """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget."""
     from streamer.phasing import reconstruct
     from streamer.phasing.budget import choose, on_coarser_grid
@@ -194,9 +194,10 @@ def _budget(args, phasing, xp, shape, out):
         return reconstruct, phasing, None
     costs = FftCosts(xp, threads=phasing.threads or None)
     try:
-        choice = choose(tuple(shape), budget, recipe=phasing.recipe, population=phasing.population,
+        choice = choose(tuple(shape), budget * limits.share, recipe=phasing.recipe, population=phasing.population,
                         fft_pair_s=lambda s, b: costs(s, b) * phasing.generations,
-                        min_population=min(2, phasing.population))
+                        min_population=min(limits.min_population, phasing.population),
+                        max_memory_bytes=limits.max_memory_gb * 2**30 or None)
     finally:
         costs.close()
     phasing = phasing.replace(population=choice.population, recipe=choice.recipe,
@@ -237,7 +238,7 @@ def run_reconstruct(args, out=None) -> int:
     xp = get_namespace(service.backend)
     service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
-    run, phasing, choice = _budget(args, phasing, xp, intensity.shape, out)
+    run, phasing, choice = _budget(args, phasing, xp, intensity.shape, out, service.budget)
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "

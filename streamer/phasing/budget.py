@@ -22,6 +22,9 @@ from streamer.phasing.recipe import parse_recipe
 CROPS = (1.0, 0.875, 0.75, 0.625, 0.5)  # fraction of the q range kept along each axis
 ITERATION_SCALES = (1.0, 0.5, 0.34)
 ENGINE_OVERHEAD = 1.25  # one iteration of one member, in planned FFT pairs of its shape
+# memory of one member per voxel: object, spectrum, FFT buffers, support and the averaging's copies
+# (complex64 and float32 arrays; measured peak RSS per member-voxel at 128^3: BENCHMARKS.md)
+BYTES_PER_MEMBER_VOXEL = 48
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,14 @@ def cropped_shape(shape: tuple[int, ...], crop: float) -> tuple[int, ...]:
 
 def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, population: int,
            fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
-           min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS) -> BudgetChoice:
+           min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS,
+           max_memory_bytes: float | None = None) -> BudgetChoice:
     """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
 
     ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
-    ``fixed_s`` what the scan costs besides phasing (analysis, writing). When nothing fits, the
-    cheapest candidate is chosen and the reason says it will be late.
+    ``fixed_s`` what the scan costs besides phasing (analysis, writing). Candidates whose memory
+    (``BYTES_PER_MEMBER_VOXEL`` per member and voxel) exceeds ``max_memory_bytes`` are never chosen.
+    When nothing fits, the cheapest candidate is chosen and the reason says it will be late.
     """
     if not budget_s > 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s}")
@@ -86,8 +91,13 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
             steps = scaled_recipe(recipe, scale) if scale < 1 else recipe
             n = recipe_iterations(steps)
             for p in pops:
+                if max_memory_bytes and p * math.prod(grid) * BYTES_PER_MEMBER_VOXEL > max_memory_bytes:
+                    continue
                 seconds = fixed_s + n * overhead * fft_pair_s(grid, p)
                 candidates.append((crop, scale, p, grid, steps, n, seconds))
+    if not candidates:
+        raise ValueError(f"no reconstruction of {'x'.join(map(str, shape))} fits in {max_memory_bytes / 2**30:.2f} GiB "
+                         f"of memory, even {min(pops)} member(s) at half the resolution")
     order = {c: k for k, c in enumerate(crops)}
 
     def rank(c):  # resolution first, then at least half the iterations, then members, then iterations

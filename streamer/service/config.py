@@ -97,6 +97,7 @@ class BudgetConfig(Settings):
     share: float = Field(0.8, gt=0, le=1)  # of the budget for phasing and analysis; the rest: ingest, writing
     min_population: int = Field(2, ge=1)  # members kept however short the budget (they must agree on lines)
     fixed_s: float = Field(2.0, ge=0)  # what a scan costs besides phasing, until measured on this run
+    max_memory_gb: float = Field(0.0, ge=0)  # phasing memory the choice may use (estimated); 0: no limit
 
 
 class DetectorConfig(Settings):

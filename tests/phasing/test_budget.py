@@ -115,3 +115,14 @@ def test_a_reconstruction_on_a_coarser_grid_comes_back_on_the_full_grid():
     assert result.rho.shape == result.support.shape == (32, 32, 32) and result.members.shape == (2, 32, 32, 32)
     amp = np.abs(result.rho)
     assert abs(int((amp > 0.5 * amp.max()).sum()) - int(truth.real.sum())) < 0.35 * truth.real.sum()
+
+
+def test_the_memory_limit_is_respected_and_named_when_nothing_fits():
+    from streamer.phasing.budget import BYTES_PER_MEMBER_VOXEL
+
+    shape = (64, 64, 64)
+    one_member = 64**3 * BYTES_PER_MEMBER_VOXEL
+    c = choose(shape, 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost(), max_memory_bytes=4.5 * one_member)
+    assert c.population == 4 and c.crop == 1.0  # 8 members would not fit, 4 do
+    with pytest.raises(ValueError, match="fits in .* GiB of memory"):
+        choose(shape, 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost(), max_memory_bytes=0.1 * one_member)
