@@ -24,6 +24,15 @@ from streamer.recording.recorder import RunRecorder, single_threaded_compression
 log = logging.getLogger(__name__)
 
 
+def safe_stem(run: str) -> str:
+    """A run's name made safe for a file name, with a hash of the name when that changed it (so two runs
+    never share a file), at most 200 characters."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run).lstrip(".") or "_"
+    if safe != run:
+        safe += "-" + hashlib.sha256(run.encode()).hexdigest()[:8]
+    return safe[:200]
+
+
 class RecordingWriter:
     """One HDF5 recording per run under ``out_dir``, written by a background thread.
 
@@ -51,12 +60,8 @@ class RecordingWriter:
         self._thread.start()
 
     def path(self, run: str) -> Path:
-        """The run's file: its name made safe, with a hash of the name when that changed it (so two runs
-        never share a file)."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run).lstrip(".") or "_"
-        if safe != run:
-            safe += "-" + hashlib.sha256(run.encode()).hexdigest()[:8]
-        return self.out_dir / f"{safe[:200]}.h5"
+        """The run's file (``safe_stem``)."""
+        return self.out_dir / f"{safe_stem(run)}.h5"
 
     def start_scan(self, run: str, scan: int, num_frames: int, metadata: dict) -> None:
         self._queue.put(("start_scan", run, (scan, num_frames, metadata)))

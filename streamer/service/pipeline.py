@@ -24,6 +24,7 @@ from streamer.messaging import wire
 from streamer.messaging.results import ResultsPublisher
 from streamer.messaging.transport import bind
 from streamer.recording.event_log import EventLog
+from streamer.recording.result_writer import ResultWriter
 from streamer.recording.thread import RecordingWriter
 from streamer.service.assembly import AssembledScan, ScanAssembler
 from streamer.service.config import ServiceConfig
@@ -72,6 +73,8 @@ class Pipeline:
         self.documents: deque[tuple[str, dict]] = deque(maxlen=config.max_documents)  # the newest (name, doc)
         self.run_metadata: dict[str, dict] = {}  # run -> metadata of its run_start
         rec = config.recording
+        self.result_files = (ResultWriter(self.out_dir, self.counters, budget_bytes=rec.results_budget_gb * 2**30)
+                             if rec.keep_results else None)
         self.recording = RecordingWriter(self.out_dir, self.counters, flush_every_s=rec.flush_every_s,
                                          idle_close_s=rec.idle_close_s, max_open_runs=rec.max_open_runs)
         self.progress = ScanProgress()
@@ -100,7 +103,8 @@ class Pipeline:
         self._publish("health", {"queue_depth": len(self._pending), "skipped_reconstructions": self.skipped_reconstructions,
                                  "rejected": dict(self.counters), "open_scans": len(self.progress.open_scans),
                                  "open_recordings": self.recording.open_runs,
-                                 "recording_alarms": list(self.recording.alarms)[-5:]})
+                                 "recording_alarms": (list(self.recording.alarms)
+                                                      + list(self.result_files.alarms if self.result_files else []))[-5:]})
 
     def _publish_progress(self, now: float) -> None:
         with self._lock:
@@ -134,6 +138,18 @@ class Pipeline:
                 self.counters["event_not_written"] += 1
                 log.exception("the event of scan %s of run %s could not be written or published",
                               job.scan.scan, job.scan.run)
+            self._keep_result(job, event)
+
+    def _keep_result(self, job, event: dict) -> None:
+        """The scan's reconstruction to its result file, after its event (off the critical path)."""
+        if self.result_files is None or job.result is None:
+            return
+        try:
+            fields = self.processor.result_fields(job, event, recording=self.recording.path(job.scan.run))
+            self.result_files.submit(job.scan.run, job.scan.scan, **fields)
+        except Exception:
+            self.counters["result_not_written"] += 1
+            log.exception("no result file for scan %s of run %s", job.scan.scan, job.scan.run)
 
     def _submit(self, scan: AssembledScan) -> None:
         recorded = self.recording.end_scan(scan.run, scan.scan, scan.missing, scan.status, num_frames=scan.shape[0])
@@ -328,6 +344,8 @@ class Pipeline:
             self.processor.reconstructor.close()
         if self.processor.costs is not None:
             self.processor.costs.close()
+        if self.result_files is not None:
+            self.result_files.close()
         self.recording.close()
         self.events.close()
         with self._lock:

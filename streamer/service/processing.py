@@ -63,6 +63,7 @@ class ScanJob:
     preprocess: dict | None = None  # a detector scan: what preprocessing did (masked pixels, binning, roll)
     q_inv_nm: float | None = None  # a detector scan: |q| at the peak's centre of mass
     lab: OrthogonalGeometry | None = None  # a detector scan: the lab grid its object was analysed on
+    result: object = None  # the ScanAnalysis, once reconstructed (for its result file)
 
 
 class ScanProcessor:
@@ -253,6 +254,28 @@ class ScanProcessor:
         return {"run": job.scan.run, "scan": job.scan.scan, "image": image, "baseline": baseline,
                 "baseline_scans": len(first)}
 
+    def result_fields(self, job: ScanJob, event: dict, *, recording) -> dict:
+        """What the scan's result file holds (``write_result``'s arguments): the analysed object (lab frame
+        for a detector scan) with its support and error bars, the event's peak and phasing, and provenance:
+        code version, this service's configuration, the recording and scan it came from."""
+        import streamer
+
+        result, s = job.result, job.scan
+        geometry = job.lab if job.lab is not None else job.geometry
+        metadata = {**s.metadata, "run": s.run, "scan": s.scan, "geometry": geometry.to_dict(),
+                    "provenance": {"code_version": streamer.__version__, "written_by": "bcdi-stream serve",
+                                   "configuration": self.config.model_dump(mode="json"),
+                                   "input": {"recording": str(recording), "run": s.run, "scan": s.scan,
+                                             "frames": int(s.shape[0]), "status": s.status}}}
+        if job.lab is not None:
+            metadata["frame"] = event.get("frame")
+            metadata["detector_geometry"] = job.geometry.to_dict()
+            metadata["voxel_nm_zyx"] = [job.lab.voxel_nm] * 3
+        errors = result.errors
+        return {"obj": result.rho, "support": result.tracked.particle.support, "recipe": result.phasing.get("recipe", ""),
+                "metadata": metadata, "peak": job.peak, "phasing": result.phasing,
+                "amplitude_error": errors.get("amplitude_error"), "phase_error": errors.get("phase_error")}
+
     def failed(self, job: ScanJob) -> dict:
         """The event of a scan whose processing failed; a bare record if even that cannot be built."""
         try:
@@ -319,6 +342,7 @@ class ScanProcessor:
             result.phasing["budget"] = {**choice.record(), "actual_s": round(total, 2),
                                         "phasing_s": round(spent.get("phasing_s", math.nan), 2),
                                         "phasing_voxel_nm": self._phasing_voxels(job, shape, choice.shape)}
+        job.result = result
         tracked = result.tracked
         if not self._wisdom_saved:
             self._wisdom_saved = save_wisdom()
