@@ -84,3 +84,23 @@ def test_an_expanded_region_reads_as_plus_3e_3_in_the_lab_frame(lab_object):
     declared = float(np.mean(declared_field[core]) - np.mean(declared_field[far]))
     assert measured == pytest.approx(declared, abs=3e-4)
     assert measured == pytest.approx(EPS, abs=5e-4)  # positive: an expanded region reads as expansion
+
+
+def test_a_uniform_change_of_c_moves_the_peak_on_the_detector_as_braggs_law_says():
+    """c -> c (1 + 3e-3) on the real detector grid: |q| at the peak's centre of mass (the service's peak
+    metrics, through the detector's q of each pixel and step) falls by the same fraction."""
+    from streamer.service.config import DetectorConfig
+    from streamer.service.detector_scan import DetectorMaps, detector_peak, prepare_detector_scan
+
+    qs = []
+    for c_nm in (1.10, 1.10 * (1 + EPS)):
+        scen = parse_scenario(tomllib.loads(SCENARIO.replace("thickness_nm = 96.0", f"thickness_nm = 96.0\nlattice_c_nm = {c_nm}")
+                                            .replace("regions = [", "# regions = [")))
+        geometry = scenario_geometry(scen)
+        (state,) = list(scan_states(scen, geometry))
+        counts = np.random.default_rng(1).poisson(state.model.expected_stack(1.0)).astype(np.float32)
+        config = DetectorConfig(count_ceiling=0, hot_pixel_factor=0)
+        _, _, q = detector_peak(prepare_detector_scan(counts, geometry, config, DetectorMaps(config)))
+        qs.append(q)
+    assert qs[0] == pytest.approx(4 * np.pi / 1.10, rel=3e-4)  # the (002) of c = 1.10 nm
+    assert qs[1] / qs[0] - 1 == pytest.approx(-EPS / (1 + EPS), abs=1e-4)  # d = c / 2 = 2 pi / |q|
