@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamer.analysis.events import analysis_fields, build_event
-from streamer.analysis.peak import peak_metrics
+from streamer.analysis.peak import lattice_change, peak_metrics, peak_q_inv_nm
 from streamer.analysis.preprocess import peak_roll
 from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
@@ -64,6 +64,7 @@ class ScanJob:
     q_inv_nm: float | None = None  # a detector scan: |q| at the peak's centre of mass
     lab: OrthogonalGeometry | None = None  # a detector scan: the lab grid its object was analysed on
     result: object = None  # the ScanAnalysis, once reconstructed (for its result file)
+    lattice: dict | None = None  # |q| at the peak and the change of c since the run's first scan
 
 
 class ScanProcessor:
@@ -86,6 +87,7 @@ class ScanProcessor:
         self.costs = FftCosts(self.xp, threads=config.phasing.threads or None) if budgeted else None
         self._fixed_s: dict[str, float] = {}  # run -> what its last scan cost besides phasing (s)
         self._slowness: dict[str, float] = {}  # run -> phasing seconds taken / predicted (the model's error here)
+        self._q_ref: dict[str, tuple[float, float, int]] = {}  # run -> (|q|, its error, scan) of its first scan
 
     def tracker(self, run: str) -> SeriesTracker:
         """The series tracker of ``run`` (made at its first scan)."""
@@ -128,7 +130,13 @@ class ScanProcessor:
             else:
                 flags = self.tracker(scan.run).peak(peak, shape=volume.shape,
                                                     rocking_step_deg=geometry.rocking_step_deg)
-        return ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
+        job = ScanJob(scan, ingest, geometry, volume, mask, peak, flags, error)
+        if geometry is not None and peak:
+            dq = tuple(geometry.dq_inv_nm(a) for a in range(3))
+            q, q_err = peak_q_inv_nm(peak, volume.shape, q_center_inv_nm=(geometry.q_bragg_inv_nm, 0.0, 0.0),
+                                     dq_inv_nm=dq)
+            job.lattice = self._lattice(scan.run, scan.scan, q, q_err)
+        return job
 
     def _prepare_detector(self, scan: AssembledScan, ingest: dict, geometry: DetectorGeometry) -> ScanJob:
         """Detector counts -> masked, binned stack and lab-frame peak metrics; an unfit scan is its error."""
@@ -145,8 +153,20 @@ class ScanProcessor:
         stack, mask = np.roll(stack, shift, axis=(0, 1, 2)), np.roll(mask, shift, axis=(0, 1, 2))
         flags = self.tracker(scan.run).peak(peak, shape=binned.stack_shape[1:] + binned.stack_shape[:1],
                                             rocking_step_deg=binned.rocking_step_deg)
-        return ScanJob(scan, ingest, binned, volume, None, peak, flags, None, stack=stack, stack_mask=mask,
-                       preprocess=info, q_inv_nm=q)
+        job = ScanJob(scan, ingest, binned, volume, None, peak, flags, None, stack=stack, stack_mask=mask,
+                      preprocess=info, q_inv_nm=q)
+        # the centre of mass' counting error, on the lab q grid of the peak metrics (all of it along q: an upper bound)
+        q_err = peak["dq_inv_nm"] * float(np.linalg.norm(peak.get("center_of_mass_error_px") or [0.0]))
+        job.lattice = self._lattice(scan.run, scan.scan, q, q_err)
+        return job
+
+    def _lattice(self, run: str, scan: int, q: float, q_err: float) -> dict:
+        """|q| at the scan's peak and the change of the lattice spacing along q since the run's first scan."""
+        ref = self._q_ref.setdefault(run, (q, q_err, scan))
+        change = lattice_change(q, q_err, ref[0], ref[1])
+        return {**{k: (round(v, 7) if "q_" in k else float(f"{v:.4g}")) for k, v in change.items()},
+                "q_error_inv_nm": float(f"{q_err:.3g}"), "reference_scan": ref[2],
+                "d_spacing_nm": round(2 * np.pi / q, 6), "absolute": "only as calibrated as the geometry"}
 
     def budget_s(self, metadata: dict, num_frames: int) -> float:
         """The seconds a scan's result may take: its acquisition time by default ([budget])."""
@@ -223,6 +243,8 @@ class ScanProcessor:
         extra = {"ingest": job.ingest}
         if job.error:
             extra["error"] = job.error
+        if job.lattice is not None:
+            extra["lattice"] = job.lattice
         if isinstance(job.geometry, DetectorGeometry):
             if job.lab is not None:
                 extra["frame"] = frame_info(job.lab, job.geometry)

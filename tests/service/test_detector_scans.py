@@ -122,6 +122,11 @@ def test_every_scan_is_reconstructed_and_its_event_says_lab_frame_and_voxel(seri
         assert pre["hot_pixels"] >= series["scans"][k]["hot_in_roi"] >= 1
         assert 0.05 < pre["masked_fraction"] < 0.1
     assert events[0]["preprocess"]["saturated_pixels"] > 0
+    # the same lattice in every scan (the pair does not change c): the change since scan 0 is within noise
+    for event in events:
+        lattice = event["lattice"]
+        assert lattice["reference_scan"] == 0 and lattice["q_inv_nm"] == pytest.approx(2 * np.pi / 0.55, rel=2e-3)
+        assert abs(lattice["c_change_rel"]) < 5e-4 and lattice["c_change_rel_error"] > 0
 
 
 def test_peak_widths_are_in_inverse_nm_along_lab_axes_as_the_truth(series, processed):
