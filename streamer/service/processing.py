@@ -19,6 +19,7 @@ import numpy as np
 from streamer.analysis.events import analysis_fields, build_event
 from streamer.analysis.peak import lattice_change, peak_metrics, peak_q_inv_nm
 from streamer.analysis.preprocess import peak_roll
+from streamer.analysis.resolution import prtf_resolution
 from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
 from streamer.analysis.views import central_slices, projected_peak
@@ -228,6 +229,21 @@ class ScanProcessor:
         return phasing, on_coarser_grid(self.reconstructor, choice.shape), choice
 
     @staticmethod
+    def _resolution(job: ScanJob, result) -> dict | None:
+        """The reconstruction's half-period resolution (nm) from its PRTF against the measured intensity, on
+        the grid it was phased on; None (logged) when it cannot be estimated."""
+        try:
+            if isinstance(job.geometry, DetectorGeometry):
+                rho, intensity, mask, basis = result.stack_rho, job.stack, job.stack_mask, job.geometry.q_basis_inv_nm
+            else:
+                rho, intensity, mask = result.rho, job.volume, job.mask
+                basis = np.diag([job.geometry.dq_inv_nm(a) for a in range(3)])
+            return prtf_resolution(rho, intensity, basis, mask=mask).record()
+        except ValueError as exc:
+            log.warning("no resolution estimate for scan %s: %s", job.scan.scan, exc)
+            return None
+
+    @staticmethod
     def _phasing_voxels(job: ScanJob, full, kept) -> list[float]:
         """Voxel sizes (nm) of the grid the scan was phased on: a q crop coarsens them by full / kept."""
         if isinstance(job.geometry, DetectorGeometry):
@@ -365,6 +381,7 @@ class ScanProcessor:
                                         "phasing_s": round(spent.get("phasing_s", math.nan), 2),
                                         "phasing_voxel_nm": self._phasing_voxels(job, shape, choice.shape)}
         job.result = result
+        result.phasing["resolution"] = self._resolution(job, result)
         tracked = result.tracked
         if not self._wisdom_saved:
             self._wisdom_saved = save_wisdom()

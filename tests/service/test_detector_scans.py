@@ -127,6 +127,9 @@ def test_every_scan_is_reconstructed_and_its_event_says_lab_frame_and_voxel(seri
         lattice = event["lattice"]
         assert lattice["reference_scan"] == 0 and lattice["q_inv_nm"] == pytest.approx(2 * np.pi / 0.55, rel=2e-3)
         assert abs(lattice["c_change_rel"]) < 5e-4 and lattice["c_change_rel_error"] > 0
+        # the PRTF's half-period resolution: no finer than the grid's, no coarser than the particle
+        res = event["phasing"]["resolution"]
+        assert 0.5 * event["frame"]["voxel_nm"] < res["resolution_nm"] < 100.0
 
 
 def test_peak_widths_are_in_inverse_nm_along_lab_axes_as_the_truth(series, processed):
