@@ -4,10 +4,20 @@ displacement and strain along q.
 Convention (docs/conventions.md): a reconstruction is rho = |rho| exp(-i G.u) (forward FFT exp(-i q.r)),
 so the displacement phase is phi = G.u = -arg(rho), read from ``displacement_object(rho)`` = conj(rho)
 and nowhere else; u = phi / |G| once the global phase offset and the phase ramp (a shift of the
-reconstruction and the reference lattice constant) are removed. The strain eps = du/dz is the mean of the
-wrapped forward and backward phase steps along z (axis 0, along q), so a dislocation's 2 pi branch cut
-never enters it; an expanded region reads positive. ``particle_fields`` computes all of it once per
-object; the defect analysis, the live page's slices and the report use that one result.
+reconstruction and the reference lattice constant) are removed. ``particle_fields`` computes all of it once
+per object; the defect analysis, the live page's slices and the report use that one result.
+
+The strain eps = du/dz (z, axis 0, along q; an expanded region reads positive) is read where the phase
+can be trusted (issue 19): in the particle's *reliable interior*, its voxels at least ``RELIABLE_AMPLITUDE``
+of the bulk amplitude, less the outer ``erosion`` layer. The phase of the surface layers of a
+reconstruction is off by tenths of a radian (limited resolution, noisy high-q data), which the derivative
+turned into strains of 1e-3 to 2e-2 and a layered red/blue pattern on a strain-free plate, and into
+energies that jumped by a factor of 400 between scans of the unchanged particle. The step along z is the
+angle of the amplitude-weighted sum of the complex products rho(z + 1) conj(rho(z)) over a Gaussian window
+of ``STRAIN_SMOOTHING_VOXELS`` along z (a derivative of Gaussian: a dislocation's 2 pi branch cut never
+enters it; the ringing that a surface's phase error sends a few layers in is averaged out). The reference
+lattice constant (the phase ramp) is that of the reliable interior. ``strain_energy_estimate`` gives the
+partial strain energy with an error bar that holds the noise.
 """
 
 from __future__ import annotations
@@ -18,8 +28,12 @@ import numpy as np
 from scipy import ndimage
 
 YOUNGS_MODULUS_Z_PA = 150e9
-#: the particle cuts whose strain energies give the energy's error range (fractions of the maximum amplitude)
+#: the particle cuts whose volumes give the energy's volume range (fractions of the maximum amplitude)
 ENERGY_THRESHOLDS = (0.10, 0.15, 0.20)
+#: the phase is read where the amplitude is at least this fraction of the particle's bulk (median) amplitude
+RELIABLE_AMPLITUDE = 0.5
+#: standard deviation (voxels along q) of the Gaussian window of the strain's phase steps
+STRAIN_SMOOTHING_VOXELS = 2.0
 
 
 def displacement_object(rho, xp=np):
@@ -98,32 +112,59 @@ def remove_ramp(rho: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.nd
     return flat * np.exp(-1j * offset), ramp, offset
 
 
-def strain_along_q(flat: np.ndarray, support: np.ndarray, *, voxel_nm: float, q_inv_nm: float) -> np.ndarray:
-    """eps_zz = (1/|G|) d(phi)/dz at every voxel of ``support`` (NaN elsewhere): the mean of the wrapped
-    forward and backward steps along z whose both ends lie in ``support``. ``flat``: the displacement object
-    (phase phi = G.u), ramp removed."""
+def reliable_interior(amplitude: np.ndarray, support: np.ndarray, erosion: int = 1) -> np.ndarray:
+    """The voxels of ``support`` whose phase can be trusted: amplitude at least ``RELIABLE_AMPLITUDE`` of the
+    bulk (the median amplitude in ``support``), less the outer ``erosion`` layer of what remains."""
+    support = np.asarray(support, bool)
+    if not support.any():
+        return support
+    amplitude = np.abs(np.asarray(amplitude))
+    bulk = float(np.median(amplitude[support]))
+    return eroded(support & (amplitude >= RELIABLE_AMPLITUDE * bulk), erosion)
+
+
+def strain_along_q(flat: np.ndarray, support: np.ndarray, *, voxel_nm: float, q_inv_nm: float,
+                   smoothing_voxels: float | None = None) -> np.ndarray:
+    """eps_zz = (1/|G|) d(phi)/dz at every voxel of ``support`` with a neighbour along z in it (NaN elsewhere).
+    ``flat``: the displacement object (phase phi = G.u), ramp removed; ``support``: where its phase is
+    trusted (``reliable_interior``).
+
+    The step is the angle of the sum of the products flat(j + 1) conj(flat(j)) of the pairs j in ``support``
+    along z, weighted by a Gaussian of ``smoothing_voxels`` (default ``STRAIN_SMOOTHING_VOXELS``; 0: the
+    forward and backward steps only) about the voxel: amplitude-weighted, blind to 2 pi branch cuts, and it
+    averages out the phase noise that a difference amplifies. Where the window is whole a strain varying
+    linearly along z comes back exactly; nearer than about 2 ``smoothing_voxels`` to the end of ``support``
+    the window leans inwards (a strain gradient there reads closer to the inside's)."""
     flat = np.asarray(flat)
     support = np.asarray(support, bool)
     if flat.ndim != 3 or support.shape != flat.shape:
         raise ValueError(f"rho and support must be 3D of one shape, got {flat.shape} and {support.shape}")
     if not (voxel_nm > 0 and q_inv_nm > 0):
         raise ValueError("voxel_nm and q_inv_nm must be positive")
+    sigma = STRAIN_SMOOTHING_VOXELS if smoothing_voxels is None else float(smoothing_voxels)
+    if sigma < 0:
+        raise ValueError(f"smoothing_voxels must be >= 0, got {sigma}")
     ok = support[1:] & support[:-1]
     if not ok.any():
         raise ValueError("the support holds no pair of neighbouring voxels along z")
-    d = np.where(ok, neighbour_steps(flat, 0), np.nan)
-    both = np.full((2,) + flat.shape, np.nan)
-    both[0, :-1] = d  # forward step of voxel z
-    both[1, 1:] = d  # backward step of voxel z
-    count = np.isfinite(both).sum(axis=0)
+    step = np.where(ok, flat[1:] * np.conj(flat[:-1]), 0).astype(complex)
+    both = np.zeros(flat.shape, complex)
+    both[:-1] += step  # forward step of voxel z
+    both[1:] += step  # backward step of voxel z
+    if sigma > 0:  # the window is 0 outside the support: it only ever sums trusted steps
+        both = (ndimage.gaussian_filter1d(both.real, sigma, axis=0, mode="constant")
+                + 1j * ndimage.gaussian_filter1d(both.imag, sigma, axis=0, mode="constant"))
+    near = np.zeros(flat.shape, bool)
+    near[:-1] |= ok
+    near[1:] |= ok
+    has = near & support & (both != 0)
     out = np.full(flat.shape, np.nan)
-    has = (count > 0) & support
-    out[has] = np.nansum(both, axis=0)[has] / count[has]
+    out[has] = np.angle(both[has])
     return out / (q_inv_nm * voxel_nm)
 
 
 def strain_energy(strain: np.ndarray, *, voxel_nm: float, youngs_modulus_pa: float = YOUNGS_MODULUS_Z_PA) -> dict:
-    """E = 1/2 Y_z * integral of eps^2 over the particle (voxels where ``strain`` is not NaN)."""
+    """E = 1/2 Y_z * integral of eps^2 over the voxels where ``strain`` is not NaN."""
     inside = np.isfinite(strain)
     voxel_m3 = (voxel_nm * 1e-9) ** 3
     volume = inside.sum() * voxel_m3
@@ -131,6 +172,15 @@ def strain_energy(strain: np.ndarray, *, voxel_nm: float, youngs_modulus_pa: flo
     return {"energy_j": energy, "volume_m3": volume,
             "energy_density_j_per_m3": energy / volume if volume else float("nan"),
             "rms_strain": float(np.sqrt(np.mean(strain[inside] ** 2))) if inside.any() else float("nan")}
+
+
+def strain_noise(strain: np.ndarray) -> float:
+    """The strain's noise variance, from the differences of neighbours across the layers (along y and x):
+    half their mean square. A strain field smooth over a voxel (any real one, at this resolution) adds
+    little to it; the phase noise of a reconstruction is uncorrelated from voxel to voxel across the layers."""
+    diffs = [np.diff(strain, axis=ax) for ax in (1, 2)]
+    diffs = np.concatenate([d[np.isfinite(d)] for d in diffs])
+    return float(np.mean(diffs**2) / 2) if diffs.size else float("nan")
 
 
 @dataclass(frozen=True)
@@ -143,16 +193,19 @@ class ParticleFields:
     flat: np.ndarray  # displacement_object(rho) with the phase ramp and offset (over the widest inner cut)
     # removed: its phase is the displacement phase G.u
     strain: np.ndarray  # eps_zz over the widest inner cut, NaN elsewhere (all NaN when too thin)
-    cuts: dict  # threshold -> inner particle cut of ENERGY_THRESHOLDS, for the energy's error range
+    cuts: dict  # threshold -> inner particle cut of ENERGY_THRESHOLDS
     ramp_rad_per_voxel: tuple[float, float, float]  # of the displacement phase (-arg(rho)'s ramp)
     offset_rad: float  # of the displacement phase
     strain_error: str | None = None  # why there is no strain (a particle too thin to differentiate)
+    reliable: np.ndarray | None = None  # the reliable interior, where ``strain`` is read (``reliable_interior``)
+    volumes_voxels: dict | None = None  # threshold -> voxels of the particle cut of ENERGY_THRESHOLDS (not eroded)
 
 
 def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
                     erosion: int = 1) -> ParticleFields:
     """The particle at ``threshold`` and its eroded inside, the flattened displacement object and the strain
-    along q of a reconstruction ``rho`` = |rho| exp(-i G.u) (docs/conventions.md)."""
+    along q of a reconstruction ``rho`` = |rho| exp(-i G.u) (docs/conventions.md); the strain and the
+    reference lattice (the ramp) are read in the reliable interior (``reliable_interior``)."""
     rho = np.asarray(rho)
     if rho.ndim != 3 or not np.iscomplexobj(rho):
         raise ValueError(f"rho must be a complex 3D array, got {rho.dtype} of shape {rho.shape}")
@@ -161,16 +214,77 @@ def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresh
         raise ValueError("the object has no amplitude: no particle to analyse")
     smooth = _smoothed(amplitude)  # once: every cut below thresholds the same smoothed amplitude
     support = _cut(smooth, threshold)
-    cuts = {t: eroded(_cut(smooth, t), erosion) for t in sorted({*ENERGY_THRESHOLDS})}
-    widest = cuts[min(cuts)] | eroded(support, erosion)
-    flat, ramp, offset = remove_ramp(displacement_object(rho), widest if widest.any() else support)
+    whole = {t: _cut(smooth, t) for t in sorted({*ENERGY_THRESHOLDS})}
+    cuts = {t: eroded(c, erosion) for t, c in whole.items()}
+    reliable = reliable_interior(amplitude, support, erosion)
+    obj = displacement_object(rho)
+    flat, ramp, offset = remove_ramp(obj, reliable if reliable.any() else support)
     error = None
     try:
-        strain = strain_along_q(flat, widest, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        strain = strain_along_q(flat, reliable, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
     except ValueError as exc:
         strain, error = np.full(rho.shape, np.nan), str(exc)
     return ParticleFields(amplitude, support, eroded(support, erosion), flat, strain, cuts,
-                          tuple(float(r) for r in ramp), offset, error)
+                          tuple(float(r) for r in ramp), offset, error, reliable,
+                          {t: int(c.sum()) for t, c in whole.items()})
+
+
+def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float | None = None,
+                           members: np.ndarray | None = None,
+                           youngs_modulus_pa: float = YOUNGS_MODULUS_Z_PA) -> dict:
+    """The partial strain energy along q, E = 1/2 Y_z * integral of eps^2 over the particle, and its error bar.
+
+    The energy density is the mean of eps^2 over the reliable interior (where the strain is read); the
+    volume is the particle's, cut at the first of ``ENERGY_THRESHOLDS`` (10% of the maximum amplitude).
+    The error adds in quadrature: the energy the strain's noise alone gives (``strain_noise``: it is part of
+    the energy and differs from scan to scan); with ``members`` (K >= 2 aligned members whose mean is the
+    object, and ``q_inv_nm``), the jackknife error over them (the means of K - 1 members: it holds the slow
+    phase errors a reconstruction makes, such as a curvature through the thickness, which the noise misses);
+    and half the spread of the energies over the particle cuts of ``ENERGY_THRESHOLDS``. Returns
+    ``energy_j``, ``energy_error_j``, ``energy_j_range`` (energy -+ error, not below 0), ``noise_energy_j``,
+    ``members_error_j`` (NaN without members), ``energy_density_j_per_m3``, ``rms_strain``, ``volume_m3``,
+    ``strain_voxels``.
+    """
+    strain = particle.strain
+    inside = np.isfinite(strain)
+    voxel_m3 = (voxel_nm * 1e-9) ** 3
+    nan = float("nan")
+    if not inside.any():
+        return {"energy_j": nan, "energy_error_j": nan, "energy_j_range": (nan, nan), "noise_energy_j": nan,
+                "members_error_j": nan, "energy_density_j_per_m3": nan, "rms_strain": nan, "volume_m3": nan,
+                "strain_voxels": 0}
+    mean_square = float(np.mean(strain[inside] ** 2))
+    density = 0.5 * youngs_modulus_pa * mean_square
+    volumes = particle.volumes_voxels or {min(ENERGY_THRESHOLDS): int(particle.support.sum())}
+    volume = volumes[min(volumes)] * voxel_m3
+    energy = density * volume
+    noise = 0.5 * youngs_modulus_pa * min(strain_noise(np.where(inside, strain, np.nan)), mean_square) * volume
+    by_cut = [density * v * voxel_m3 for v in volumes.values()]
+    jackknife = nan
+    if members is not None and len(members) >= 2 and q_inv_nm is not None and particle.reliable is not None:
+        jackknife = _members_jackknife(np.asarray(members), particle.reliable, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm,
+                                       scale=0.5 * youngs_modulus_pa * volume)
+    terms = [t for t in (noise, jackknife, (max(by_cut) - min(by_cut)) / 2) if np.isfinite(t)]
+    error = float(np.sqrt(np.sum(np.square(terms))))
+    return {"energy_j": energy, "energy_error_j": error, "energy_j_range": (max(0.0, energy - error), energy + error),
+            "noise_energy_j": noise, "members_error_j": jackknife, "energy_density_j_per_m3": density,
+            "rms_strain": float(np.sqrt(mean_square)), "volume_m3": volume, "strain_voxels": int(inside.sum())}
+
+
+def _members_jackknife(members: np.ndarray, reliable: np.ndarray, *, voxel_nm: float, q_inv_nm: float,
+                       scale: float) -> float:
+    """Jackknife standard error of ``scale`` * mean eps^2 of the members' mean, from the K means of K - 1."""
+    k = len(members)
+    if members.ndim != 4 or members.shape[1:] != reliable.shape:
+        raise ValueError(f"members must be (K, z, y, x) like the object, got {members.shape}")
+    total = members.sum(axis=0)
+    values = []
+    for m in members:
+        flat, _, _ = remove_ramp(displacement_object((total - m) / (k - 1)), reliable)
+        eps = strain_along_q(flat, reliable, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        values.append(scale * float(np.nanmean(eps**2)))
+    values = np.asarray(values)
+    return float(np.sqrt((k - 1) / k * np.sum((values - values.mean()) ** 2)))
 
 
 @dataclass(frozen=True)

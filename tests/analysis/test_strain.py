@@ -6,6 +6,7 @@ from streamer.analysis.displacement import (
     remove_ramp,
     strain_along_q,
     strain_energy,
+    strain_energy_estimate,
 )
 from streamer.analysis.views import central_slices
 
@@ -24,7 +25,7 @@ def test_strain_of_two_opposite_domains_and_its_energy():
     rho = np.exp(1j * Q * eps * z * VOXEL) * _plate()
     flat, ramp, _ = remove_ramp(rho, _plate())
     assert ramp[0] == pytest.approx(0, abs=1e-9)
-    s = strain_along_q(flat, _plate(), voxel_nm=VOXEL, q_inv_nm=Q)
+    s = strain_along_q(flat, _plate(), voxel_nm=VOXEL, q_inv_nm=Q)  # uniform along z: the window changes nothing
     inside = np.isfinite(s)
     assert np.array_equal(inside, _plate())  # forward and backward steps reach every voxel of the particle
     np.testing.assert_allclose(np.abs(s[inside]), EPS, rtol=1e-6)
@@ -61,3 +62,71 @@ def test_the_live_page_shows_the_strain_the_analysis_measures():
     want = np.where(fields.inner, fields.strain, np.nan)[cz, oy:oy + view["shape"][1], ox:ox + view["shape"][2]]
     np.testing.assert_allclose(view["strain"]["yx"], want.astype(np.float32), equal_nan=True)
     assert np.isfinite(view["strain"]["yx"]).any()
+
+
+def _thin_plate(rng, surface_error_rad=0.0, noise_rad=0.0, eps=0.0):
+    """The demo's plate on its grid (7 layers of 12 nm, 24 x 22 voxels across), its outer layers at a third of
+    the amplitude with a phase error as a reconstruction leaves them, a little phase noise inside; ``eps``
+    (z, y, x -> strain) adds a strain field through the thickness."""
+    z, y, x = np.ogrid[0:16, 0:32, 0:32]
+    across = ((y - 16) / 11) ** 2 + ((x - 16) / 12) ** 2 <= 1
+    amp = np.where(np.abs(z - 8) <= 3, 1.0, np.where(np.abs(z - 8) == 4, 0.3, 0.0)) * across
+    phase = noise_rad * rng.standard_normal(amp.shape)
+    phase += np.where(np.abs(z - 8) == 4, surface_error_rad * rng.choice([-1.0, 1.0], amp.shape), 0.0)
+    if callable(eps):
+        phase += np.cumsum(eps(z, y, x) * np.ones(amp.shape), axis=0) * Q * VOXEL  # phi = |G| * integral of eps dz
+    return amp * np.exp(-1j * phase)  # rho = |rho| exp(-i G.u)
+
+
+def test_a_strain_free_plate_whose_surface_phase_is_off_reads_no_strain_or_energy(rng):
+    """Issue 19: surface layers off by up to 0.5 rad made a strain-free plate read strains of 1e-3 and energies
+    a thousand times the noise's. Only the reliable interior is read now, and its noise is averaged along q."""
+    rho = _thin_plate(rng, surface_error_rad=0.5, noise_rad=0.01)
+    fields = particle_fields(rho, voxel_nm=VOXEL, q_inv_nm=Q, threshold=0.2, erosion=1)
+    assert not (fields.reliable & (np.abs(rho) < 0.5)).any()  # the dim outer layers are left out
+    assert np.sqrt(np.nanmean(fields.strain**2)) < 5e-5 and np.isfinite(fields.strain).sum() > 1000
+    plain = strain_along_q(remove_ramp(np.conj(rho), fields.support)[0], fields.support, voxel_nm=VOXEL,
+                           q_inv_nm=Q, smoothing_voxels=0)  # the old reading: every layer, plain steps
+    assert np.nanmax(np.abs(plain)) > 3e-3
+    e = strain_energy_estimate(fields, voxel_nm=VOXEL)
+    clean = strain_energy_estimate(particle_fields(_thin_plate(rng), voxel_nm=VOXEL, q_inv_nm=Q), voxel_nm=VOXEL)
+    assert clean["energy_j"] == pytest.approx(0, abs=1e-25)
+    assert e["energy_j"] < 2 * e["noise_energy_j"] + 1e-21  # what is left is the noise, and the error says so
+    assert e["energy_j_range"][0] == 0.0 and e["energy_error_j"] >= e["noise_energy_j"] > 0
+
+
+def test_the_energy_is_the_interiors_density_over_the_whole_particle_and_a_real_strain_stands_out(rng):
+    """A strain that differs across the plate (+-2e-4 on its two halves in x) reads back exactly in the interior;
+    the energy is its density times the particle's volume, far above the noise of a strain-free one."""
+    halves = particle_fields(_thin_plate(rng, eps=lambda z, y, x: np.where(x >= 16, EPS, -EPS)), voxel_nm=VOXEL,
+                             q_inv_nm=Q, threshold=0.2, erosion=1)
+    x = np.arange(32)[None, None, :]
+    right, left = (np.isfinite(halves.strain) & (x >= 18)), (np.isfinite(halves.strain) & (x <= 13))
+    assert np.ptp(halves.strain[right]) < 1e-12 and np.ptp(halves.strain[left]) < 1e-12  # no smearing along z
+    # read against the interior's mean lattice (the ramp), the two halves differ by what was put in
+    assert halves.strain[right][0] - halves.strain[left][0] == pytest.approx(2 * EPS, rel=1e-6)
+    e = strain_energy_estimate(halves, voxel_nm=VOXEL)
+    volume = halves.volumes_voxels[0.1] * (VOXEL * 1e-9) ** 3
+    assert volume > np.isfinite(halves.strain).sum() * (VOXEL * 1e-9) ** 3  # the particle, not only where it is read
+    assert e["energy_j"] == pytest.approx(0.5 * 150e9 * np.nanmean(halves.strain**2) * volume, rel=1e-9)
+    assert e["energy_j"] == pytest.approx(0.5 * 150e9 * EPS**2 * volume, rel=0.1)
+    noisy = strain_energy_estimate(particle_fields(_thin_plate(rng, 0.5, 0.01), voxel_nm=VOXEL, q_inv_nm=Q),
+                                   voxel_nm=VOXEL)
+    assert e["energy_j"] - e["energy_error_j"] > 3 * (noisy["energy_j"] + noisy["energy_error_j"])
+
+
+def test_members_that_disagree_widen_the_error(rng):
+    """The jackknife over the averaged members: a slow phase error that differs from member to member (a
+    curvature through the thickness) is in the error bar, which the noise between neighbours misses."""
+    z = np.arange(16)[:, None, None] - 8.0
+    base = _thin_plate(rng, noise_rad=0.005)
+    agree = np.stack([base] * 4)
+    bent = np.stack([base * np.exp(1j * c * z**2) for c in (-0.03, 0.0, 0.02, 0.03)])
+    fields = particle_fields(bent.mean(axis=0), voxel_nm=VOXEL, q_inv_nm=Q)
+    calm = strain_energy_estimate(fields, voxel_nm=VOXEL, q_inv_nm=Q, members=agree)
+    spread = strain_energy_estimate(fields, voxel_nm=VOXEL, q_inv_nm=Q, members=bent)
+    assert calm["members_error_j"] == pytest.approx(0, abs=1e-30)
+    assert spread["members_error_j"] > 5 * spread["noise_energy_j"]
+    assert spread["energy_error_j"] >= spread["members_error_j"]
+    with pytest.raises(ValueError, match="members must be"):
+        strain_energy_estimate(fields, voxel_nm=VOXEL, q_inv_nm=Q, members=bent[:, :4])
