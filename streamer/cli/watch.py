@@ -1,4 +1,4 @@
-"""``bcdi-stream watch``: the operator's terminal view, per-scan lines and flags as they arrive."""
+"""``bcdi-stream watch``: the operator's terminal view, per-scan lines and flags in words as they arrive."""
 
 from __future__ import annotations
 
@@ -9,23 +9,26 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from streamer.analysis.labels import describe_event, is_severe
 from streamer.cli.pipeline import LINE_HEADER, format_event_line
 from streamer.messaging.results import ResultsSubscriber
 
-SEVERE = {"new_vortex", "vortex_lost", "domain_boundary"}
+STYLES = {"alert": "bold red", "warn": "yellow", "info": "cyan"}
 
 
-def render_event(ev: dict) -> Text:
-    """One scan's line, red when it is flagged, then one indented line of evidence per flag."""
+def render_event(ev: dict, *, evidence: bool = False) -> Text:
+    """One scan's line, red when it is flagged, then one indented sentence per thing worth saying
+    (``streamer.analysis.labels.describe_event``); with ``evidence`` each sentence's raw record under it."""
     flags = ev.get("flags") or []
-    style = "bold red" if any(f.get("kind") in SEVERE for f in flags) else "yellow" if flags else ""
+    style = "bold red" if any(is_severe(f) for f in flags) else "yellow" if flags else ""
     text = Text(format_event_line(ev), style=style)
     if ev.get("error"):
         text.stylize("magenta")
-    for f in flags:
-        evidence = ", ".join(f"{k}={v}" for k, v in f.items() if k != "kind")
-        text.append(f"\n       {f.get('kind')}: ", style="bold " + ("red" if f.get("kind") in SEVERE else "yellow"))
-        text.append(evidence, style="dim")
+    for sentence in describe_event(ev):
+        text.append("\n       " + sentence.text, style=STYLES[sentence.severity])
+        if evidence:
+            raw = ", ".join(f"{k}={v}" for k, v in sentence.evidence.items() if k != "kind")
+            text.append(f"\n         [{sentence.kind}] {raw}", style="dim")
     return text
 
 
@@ -43,7 +46,7 @@ def render_health(h: dict) -> Text:
 
 
 def watch(endpoint: str, console: Console, *, stop: threading.Event | None = None, progress: bool = False,
-          until_run_done: bool = True, poll_ms: int = 200) -> int:
+          until_run_done: bool = True, poll_ms: int = 200, evidence: bool = False) -> int:
     """Print the results published on ``endpoint`` until run_done (or ``stop``); the number of events shown."""
     stop = stop or threading.Event()
     topics = ("event", "run_done", "health") + (("progress",) if progress else ())
@@ -57,7 +60,7 @@ def watch(endpoint: str, console: Console, *, stop: threading.Event | None = Non
                 continue
             topic, msg = result.topic, result.body
             if topic == "event":
-                console.print(render_event(msg["event"]))
+                console.print(render_event(msg["event"], evidence=evidence))
                 shown += 1
             elif topic == "progress" and msg.get("status") != "running":
                 console.print(render_progress(msg))
@@ -74,14 +77,14 @@ def watch(endpoint: str, console: Console, *, stop: threading.Event | None = Non
     return shown
 
 
-def print_events(path: Path, console: Console) -> int:
+def print_events(path: Path, console: Console, *, evidence: bool = False) -> int:
     """A recorded run's events.jsonl, as watch would have shown it."""
     from streamer.recording.event_log import read_events
 
     events = read_events(path)
     console.print(Text(LINE_HEADER, style="bold"))
     for ev in events:
-        console.print(render_event(ev))
+        console.print(render_event(ev, evidence=evidence))
     return len(events)
 
 
@@ -90,12 +93,12 @@ def _cmd_watch(args) -> int:
     if args.events is not None:
         if not args.events.is_file():
             raise ValueError(f"events file {args.events} does not exist")
-        print_events(args.events, console)
+        print_events(args.events, console, evidence=args.evidence)
         return 0
     if not args.results.startswith(("tcp://", "ipc://")):
         raise ValueError(f"--results must be a ZeroMQ endpoint like tcp://127.0.0.1:5556, got {args.results!r}")
     try:
-        watch(args.results, console, progress=args.progress, until_run_done=not args.keep)
+        watch(args.results, console, progress=args.progress, until_run_done=not args.keep, evidence=args.evidence)
     except KeyboardInterrupt:
         pass
     return 0
@@ -106,11 +109,14 @@ def register(sub) -> None:
     w = sub.add_parser("watch", help="print per-scan lines and flags as they arrive (for a terminal)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Subscribes to a running pipeline's results and prints one line per scan, "
-                                   "flags in red with their evidence; or prints a recorded events.jsonl.",
+                                   "then its flags in words (what, where, how sure, what it means: red for a "
+                                   "defect, yellow for the beam or the data), skipped and failed reconstructions "
+                                   "too; or prints a recorded events.jsonl. --evidence adds each flag's raw record.",
                        epilog="examples:\n  bcdi-stream watch --results tcp://127.0.0.1:5556 --progress\n"
-                              "  bcdi-stream watch --events demo-out/events.jsonl")
+                              "  bcdi-stream watch --events demo-out/events.jsonl --evidence")
     w.add_argument("--results", default="tcp://127.0.0.1:5556", help="results endpoint of the pipeline (PUB)")
     w.add_argument("--events", type=Path, default=None, help="print this events.jsonl instead of subscribing")
     w.add_argument("--progress", action="store_true", help="also print each scan's frame count when it ends")
     w.add_argument("--keep", action="store_true", help="keep watching after the run is done")
+    w.add_argument("--evidence", action="store_true", help="print each flag's raw record under its sentence")
     w.set_defaults(func=_cmd_watch)

@@ -16,22 +16,33 @@ PAIR_EVENT = {
     "run": "r", "scan": 3, "voltage_v": 3.73, "capacity_mah_g": 40.0, "latency_s": 1.5,
     "peak": {"width_parallel": 0.067, "width_perpendicular": 0.025},
     "vortices": [{"winding": 1}, {"winding": -1}], "domain_boundaries": [],
-    "flags": [{"kind": "new_vortex", "position_nm": [-12.0, 6.0, 54.0], "winding": 1, "type": "screw"}],
+    "flags": [{"kind": "new_vortex", "position_nm": [-12.0, 6.0, 54.0], "winding": 1, "type": "screw",
+               "confidence": 0.9, "surface_distance_nm": 78.0}],
 }
 QUIET_EVENT = {**PAIR_EVENT, "scan": 1, "vortices": [], "flags": []}
+SKIPPED_EVENT = {**QUIET_EVENT, "scan": 2, "reconstruction": {"status": "skipped", "superseded_by": 3}}
 
 
 def _console():
     return Console(file=io.StringIO(), width=200, force_terminal=True, color_system="standard")
 
 
-def test_a_flagged_scan_is_red_with_its_evidence():
+def test_a_flagged_scan_is_red_with_its_flag_in_words_and_the_evidence_on_request():
     text = render_event(PAIR_EVENT)
-    assert text.plain.splitlines()[0].lstrip().startswith("3")
-    assert "new_vortex: position_nm=[-12.0, 6.0, 54.0], winding=1, type=screw" in text.plain
-    assert text.style == "bold red"
+    lines = text.plain.splitlines()
+    assert lines[0].lstrip().startswith("3") and text.style == "bold red"
+    assert lines[1].strip() == ("New screw dislocation (winding +1) at z -12, y 6, x 54 nm, 78 nm below the surface "
+                                "(confidence 0.9)")
+    assert "position_nm" not in text.plain  # the raw record only when asked for
+    raw = render_event(PAIR_EVENT, evidence=True).plain
+    assert "[new_vortex] position_nm=[-12.0, 6.0, 54.0], winding=1, type=screw" in raw
     quiet = render_event(QUIET_EVENT)
     assert quiet.style == "" and "\n" not in quiet.plain
+
+
+def test_a_skipped_scan_says_why_in_words():
+    text = render_event(SKIPPED_EVENT).plain
+    assert "Not reconstructed: scan 3 was newer and went first" in text
 
 
 def test_watch_prints_what_the_pipeline_publishes_until_run_done():
@@ -64,7 +75,7 @@ def test_watch_prints_what_the_pipeline_publishes_until_run_done():
     assert not t.is_alive() and shown == [2]
     out = console.file.getvalue()
     assert "scan 1: 48/48 frames" in out and "skipped 2, rejected 1" in out
-    assert "new_vortex" in out and "\x1b[1;31m" in out  # the flag in bold red
+    assert "New screw dislocation (winding +1)" in out and "\x1b[1;31m" in out  # the flag in bold red
     assert "run done; pipeline rejected: {'malformed': 1}" in out
 
 
@@ -73,9 +84,10 @@ def test_watch_a_recorded_run_and_its_cli(tmp_path, capsys):
     path.write_text(json.dumps(QUIET_EVENT) + "\n" + json.dumps(PAIR_EVENT) + "\n")
     console = _console()
     assert print_events(path, console) == 2
-    assert "new_vortex" in console.file.getvalue()
-    assert main(["watch", "--events", str(path)]) == 0
-    assert "new_vortex" in capsys.readouterr().out
+    assert "New screw dislocation" in console.file.getvalue()
+    assert main(["watch", "--events", str(path), "--evidence"]) == 0
+    out = capsys.readouterr().out
+    assert "New screw dislocation" in out and "[new_vortex] position_nm=" in out
     assert main(["watch", "--events", str(tmp_path / "none.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["watch", "--results", "localhost:5556"]) == 2
