@@ -72,14 +72,15 @@ class FFTWPlan:
 
     kind = "fftw"
 
-    def __init__(self, shape: tuple[int, ...], threads: int, effort: str = "FFTW_MEASURE"):
+    def __init__(self, shape: tuple[int, ...], threads: int, effort: str = "FFTW_MEASURE", *, wisdom_only: bool = False):
+        """``wisdom_only``: only from remembered wisdom, at once (RuntimeError when there is none)."""
         import pyfftw
 
         shape = tuple(shape)
         sweep = len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS
         self.input = pyfftw.empty_aligned(shape, "complex64")
         self.spectrum = pyfftw.empty_aligned((1,) + shape[1:] if sweep else shape, "complex64")
-        flags = (effort,)
+        flags = (effort, "FFTW_WISDOM_ONLY") if wisdom_only else (effort,)
         # planning with MEASURE overwrites the arrays: plan first, fill later. Every member's forward
         # plan is the same problem at the same alignment: FFTW plans the first and reuses it.
         sources = [self.input[k:k + 1] for k in range(shape[0])] if sweep else [self.input]
@@ -152,22 +153,30 @@ class NamespacePlan:
 
 
 Planner = Literal["estimate", "measure", "patient", "exhaustive"]  # the [fft] planner setting
+# a shape with no remembered plan: "plan" it now (FFTW_MEASURE at 256x256x200 takes a minute on 2 cores), or
+# run it with scipy's pocketfft meanwhile ("scipy": as fast as an FFTW_ESTIMATE plan or faster, no planning)
+Unplanned = Literal["plan", "scipy"]
 PLANNER_EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT",
                    "exhaustive": "FFTW_EXHAUSTIVE"}
 _planner: Planner = "measure"  # this process's planner; configure_fft sets it
+_unplanned: Unplanned = "plan"  # what a shape with no remembered plan gets; configure_fft sets it
+_PLANNING: set[tuple] = set()  # plans being made now (in another thread): not waited for
 
 
-def configure_fft(*, planner: Planner = "measure", cache_dir: str | Path = "") -> None:
-    """Set this process's FFTW planner and wisdom folder ("": ~/.cache/bcdi-stream), from the ``[fft]`` settings.
+def configure_fft(*, planner: Planner = "measure", cache_dir: str | Path = "", unplanned: Unplanned = "plan") -> None:
+    """Set this process's FFTW planner, wisdom folder ("": ~/.cache/bcdi-stream) and what a shape with no
+    remembered plan gets (``unplanned``), from the ``[fft]`` settings.
 
     Called once by whoever owns the process (the command line, the service); never at import.
     MEASURE picks the fastest algorithm by timing, so two runs may round differently; ESTIMATE's
     choice is deterministic (the tests use it).
     """
-    global _planner
+    global _planner, _unplanned
     if planner not in PLANNER_EFFORTS:
         raise ValueError(f"fft planner must be one of {', '.join(PLANNER_EFFORTS)}, got {planner!r}")
-    _planner = planner
+    if unplanned not in ("plan", "scipy"):
+        raise ValueError(f"unplanned must be 'plan' or 'scipy', got {unplanned!r}")
+    _planner, _unplanned = planner, unplanned
     set_wisdom_dir(cache_dir)
 
 
@@ -176,8 +185,14 @@ def planner_effort() -> str:
     return PLANNER_EFFORTS[_planner]
 
 
-def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: str | None = None):
-    """The plan for ``shape`` (batch, z, y, x) on ``xp``, made once and reused by later calls."""
+def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: str | None = None,
+             unplanned: Unplanned | None = None):
+    """The plan for ``shape`` (batch, z, y, x) on ``xp``, made once and reused by later calls.
+
+    With FFTW and a measuring planner, a shape whose plan is neither made in this process nor remembered
+    in the wisdom is planned now, or (``unplanned="scipy"``, default ``configure_fft``'s) run by scipy.fft
+    until someone plans it (the service does, in the background, when a scan starts).
+    """
     threads = threads or cpu_count()
     effort = effort or planner_effort()
     numpy_like = is_numpy(xp)
@@ -187,11 +202,30 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
     if plan is None:
         if len(_PLANS) >= 8:  # a service sees one or two shapes; do not hoard buffers
             _PLANS.pop(next(iter(_PLANS)))
-        if kind == "fftw":
-            plan = FFTWPlan(tuple(shape), threads, effort)
+        if kind == "fftw" and effort != "FFTW_ESTIMATE" and (unplanned or _unplanned) == "scipy":
+            try:
+                if key in _PLANNING:  # another thread is planning it: do not wait for that
+                    raise RuntimeError("being planned")
+                plan = FFTWPlan(tuple(shape), threads, effort, wisdom_only=True)
+            except RuntimeError:
+                return _stand_in(tuple(shape), threads)
+        elif kind == "fftw":
+            _PLANNING.add(key)
+            try:
+                plan = FFTWPlan(tuple(shape), threads, effort)
+            finally:
+                _PLANNING.discard(key)
         elif kind == "scipy":
             plan = ScipyPlan(tuple(shape), threads)
         else:
             plan = NamespacePlan(xp, tuple(shape))
         _PLANS[key] = plan
     return plan
+
+
+def _stand_in(shape: tuple[int, ...], threads: int):
+    """scipy.fft for a shape FFTW has no plan for yet (kept, so its buffers are made once)."""
+    key = ("scipy", None, shape, threads, None)
+    if key not in _PLANS:
+        _PLANS[key] = ScipyPlan(shape, threads)
+    return _PLANS[key]

@@ -66,10 +66,13 @@ class FftConfig(Settings):
     planner: Planner = Field(default_factory=lambda: _env("BCDI_STREAM_FFTW_PLANNER", "measure").lower(),
                              validate_default=True)
     cache_dir: str = Field(default_factory=lambda: _env("BCDI_STREAM_CACHE", ""))  # "": ~/.cache/bcdi-stream
+    # a shape with no remembered plan: "scipy" runs it with scipy.fft at once while the service plans it in the
+    # background (a 256x256x200 FFTW_MEASURE plan takes about a minute on 2 cores); "plan": plan it first
+    unplanned: Literal["plan", "scipy"] = "scipy"
 
     def apply(self) -> None:
         """Make these the settings of this process (``configure_fft``)."""
-        configure_fft(planner=self.planner, cache_dir=self.cache_dir)
+        configure_fft(planner=self.planner, cache_dir=self.cache_dir, unplanned=self.unplanned)
 
 
 class RecordingConfig(Settings):

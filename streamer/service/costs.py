@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from streamer.phasing.fft import get_plan
+from streamer.phasing.wisdom import save_wisdom
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,17 @@ class FftCosts:
         with self._lock:
             future = self._planned.get(key)
             if future is None:
-                future = self._planner.submit(get_plan, self.xp, key, threads=self.threads)
+                future = self._planner.submit(self._plan, key)
                 self._planned[key] = future
         return future
+
+    def _plan(self, key: tuple[int, ...]):
+        """Plan ``key`` (batch, z, y, x) now, remember it in the wisdom, and time its shape again with it."""
+        plan = get_plan(self.xp, key, threads=self.threads, unplanned="plan")
+        save_wisdom()
+        with self._lock:
+            self._timed.pop(tuple(key[1:]), None)  # timed before with the stand-in, perhaps
+        return plan
 
     def submit(self, key, fn) -> Future | None:
         """Run ``fn`` in the planning thread once per ``key`` (a scan start's shape); its errors are logged."""

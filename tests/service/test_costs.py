@@ -27,3 +27,22 @@ def test_plans_made_ahead_are_the_ones_the_engine_then_finds():
         assert fft.get_plan(np, (3, 8, 12, 10), threads=1) is plan
     finally:
         costs.close()
+
+
+def test_a_shape_with_no_remembered_plan_runs_on_scipy_until_it_is_planned():
+    from streamer.phasing.fft import have_pyfftw
+
+    if not have_pyfftw():  # without pyFFTW every plan is scipy's: nothing to stand in for
+        assert fft.get_plan(np, (1, 8, 8, 10), threads=1).kind == "scipy"
+        return
+    import pyfftw
+
+    pyfftw.forget_wisdom()
+    shape = (1, 10, 12, 14)
+    stand_in = fft.get_plan(np, shape, threads=1, effort="FFTW_MEASURE", unplanned="scipy")
+    assert stand_in.kind == "scipy"  # no wisdom: not planned now
+    planned = fft.get_plan(np, shape, threads=1, effort="FFTW_MEASURE", unplanned="plan")
+    assert planned.kind == "fftw"
+    assert fft.get_plan(np, shape, threads=1, effort="FFTW_MEASURE", unplanned="scipy") is planned
+    fft._PLANS.clear()  # a new process that remembers the wisdom gets FFTW at once, without planning
+    assert fft.get_plan(np, shape, threads=1, effort="FFTW_MEASURE", unplanned="scipy").kind == "fftw"
