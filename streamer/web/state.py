@@ -1,7 +1,8 @@
 """What the live page shows, kept from the pipeline's published results, and the updates since a version.
 
 Arrays arrive as numpy arrays (``streamer.messaging.results`` decodes them); they are handed to the
-browser as float32 base64 so that a slice stays a few kilobytes of text.
+browser as float32 base64 so that a slice stays a few kilobytes of text. Each event gets ``sentences``
+(``streamer.analysis.labels.describe_event``): its flags in words, as ``watch`` and the report say them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 from collections import deque
 
 import numpy as np
+
+from streamer.analysis.labels import describe_event
 
 TOPICS = ("event", "progress", "health", "slices", "peak_image", "run_done")
 PER_SCAN = ("slices", "peak_image")  # kept for each recent scan, so that an older one can be looked at
@@ -56,6 +59,8 @@ class LiveState:
             return
         body = _jsonable(body)
         body.pop("seq", None)
+        if topic == "event":  # the page's copy says its flags, skipped or failed reconstruction in words
+            body["event"]["sentences"] = [s.as_dict() for s in describe_event(body["event"])]
         with self._cond:
             run = (body.get("event") or body).get("run")
             if run is not None and run != self.run:

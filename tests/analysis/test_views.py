@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streamer.analysis.displacement import particle_fields
-from streamer.analysis.views import central_slices, projected_peak
+from streamer.analysis.views import central_slices, projected_peak, scene_3d
 
 
 def _fields(rho):
@@ -67,3 +67,46 @@ def test_projected_peak_averages_over_theta():
     assert projected_peak(volume, mask)[1, 2] == 6.0
     with pytest.raises(ValueError, match="mask shape"):
         projected_peak(volume, mask[..., :2])
+
+
+def _box(n=32):
+    """A 16 x 20 x 24 voxel box centred at voxel (16, 16, 16), no phase."""
+    amp = np.zeros((n, n, n))
+    amp[8:24, 6:26, 4:28] = 1.0
+    return amp.astype(complex)
+
+
+def test_the_3d_scene_is_the_particle_surface_its_lines_and_planes_in_nm_from_the_grid_centre():
+    fields = _fields(_box())
+    line = {"winding": -1, "type": "screw", "direction": [1.0, 0.0, 0.0], "position": [16.0, 16.5, 10.5],
+            "points": [[18.0, 16.5, 10.5], [14.0, 16.5, 10.5], [16.0, 16.5, 10.5], [20.0, 16.5, 10.5]]}
+    loop = {"winding": 1, "type": "edge", "closed": True, "direction": [1.0, 0.0, 0.0], "position": [16, 16, 16],
+            "points": [[16, 14, 16], [16, 16, 18], [16, 18, 16], [16, 16, 14]]}
+    plane = {"position": [16.0, 16.0, 20.0], "normal": [0.0, 0.0, 1.0]}
+    scene = scene_3d(fields, [line, loop], [plane], voxel_nm=10.0)
+    v, f = scene["mesh"]["vertices"], scene["mesh"]["faces"]
+    assert v.dtype == np.float32 and v.shape[1] == 3 and f.shape[1] == 3 and f.max() < len(v)
+    # the surface at half the bulk amplitude lies half a voxel outside the box's outer voxels (within the blur)
+    assert scene["extent_nm"] == [[pytest.approx(-85, abs=5), pytest.approx(75, abs=5)],
+                                  [pytest.approx(-105, abs=5), pytest.approx(95, abs=5)],
+                                  [pytest.approx(-125, abs=5), pytest.approx(115, abs=5)]]
+    open_line, closed = scene["lines"]
+    assert open_line["winding"] == -1 and [p[0] for p in open_line["points_nm"]] == [-20.0, 0.0, 20.0, 40.0]
+    assert open_line["points_nm"][0][1:] == [5.0, -55.0]  # (voxel - 16) x 10 nm
+    assert closed["closed"] and closed["points_nm"][0] == closed["points_nm"][-1] and len(closed["points_nm"]) == 5
+    (p,) = scene["planes"]
+    corners = np.array(p["corners_nm"])
+    assert p["position_nm"] == [0.0, 0.0, 40.0] and np.allclose(corners[:, 2], 40.0)  # the plane x = 40 nm
+    assert np.ptp(corners[:, 0]) == pytest.approx(np.ptp(scene["extent_nm"][0]), rel=1e-3)  # as tall as the particle
+
+
+def test_a_large_particle_gets_a_coarser_mesh_and_bad_records_are_left_out():
+    amp = np.zeros((64, 64, 64))
+    z, y, x = np.ogrid[:64, :64, :64]
+    amp[(z - 32) ** 2 / 100 + ((y - 32) ** 2 + (x - 32) ** 2) / 700 <= 1] = 1.0
+    fields = _fields(amp.astype(complex))
+    fine = scene_3d(fields, [], [], voxel_nm=5.0, max_faces=10**6)
+    coarse = scene_3d(fields, [{"points": [[1, 2]]}, {"position": None}], [{"normal": [0, 0, 0], "position": [1, 2, 3]}],
+                      voxel_nm=5.0, max_faces=3000)
+    assert len(coarse["mesh"]["faces"]) <= 3000 < len(fine["mesh"]["faces"])
+    assert coarse["lines"] == [] and coarse["planes"] == []

@@ -143,7 +143,7 @@ def test_requests_for_another_host_are_refused(server):
 def test_shipped_files_reach_nothing_beyond_localhost():
     static = resources.files("streamer.web").joinpath("static")
     names = sorted(p.name for p in static.iterdir())
-    assert names == ["app.js", "index.html", "style.css"]
+    assert names == ["app.js", "index.html", "style.css", "view3d.js"]
     for name in names:
         text = static.joinpath(name).read_text()
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), f"{name} names a remote host"

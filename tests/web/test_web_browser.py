@@ -8,6 +8,7 @@ The screenshots go to tests/artifacts/ (or $BCDI_ARTIFACTS).
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from streamer.web import WebServer
 
 CHROMIUM = os.environ.get("BCDI_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = Path(os.environ.get("BCDI_ARTIFACTS") or Path(__file__).parent / "artifacts")
+ARTIFACTS = Path(os.environ.get("BCDI_ARTIFACTS") or Path(__file__).parents[1] / "artifacts")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1500,2300", "--hide-scrollbars",
@@ -132,7 +133,9 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     assert browser.find_element(By.ID, "progress-text").text.startswith("scan 5: 48 of 48 frames")
 
     flagged = browser.find_element(By.CSS_SELECTOR, "#flags tbody tr[data-scan='3']")
-    assert "new_vortex" in flagged.text and "pair" in flagged.text
+    said = flagged.find_element(By.CSS_SELECTOR, ".sentence .said").text  # the pair in words: kind, place, confidence
+    assert re.fullmatch(r"New screw dislocation pair, \d+ nm apart, \d+ nm below the surface \(confidence [01]\.\d+\): "
+                        r"a nucleation stress of about \d+ MPa; .*", said), said
     flagged.find_element(By.CSS_SELECTOR, "button.remeasure").click()
     decision = listener.wait(10, scan=3)
     assert decision is not None and decision["action"] == "remeasure" and decision["source"] == "web"
@@ -172,3 +175,93 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     _wait(browser, "return document.getElementById('range-phase_error').style.display === '' && "
                    "document.getElementById('range-phase_error').textContent.includes('rad')", 10)
     assert browser.save_screenshot(str(ARTIFACTS / "web-reference-errors.png"))
+
+
+GOLDEN = Path(__file__).parents[1] / "cli" / "golden" / "demo_reference_fast_events.jsonl"
+
+
+def _scan_view(event, boundaries=()):
+    """The slices body the service publishes for a golden scan, with its 3D scene: the demo's plate (48^3 grid of
+    12 nm voxels, 288 x 264 x 96 nm) holding the event's lines and boundaries."""
+    import numpy as np
+    from scipy import ndimage
+
+    from streamer.analysis.displacement import particle_fields
+    from streamer.analysis.views import central_slices, scene_3d
+
+    z, y, x = (np.arange(48)[:, None, None] - 24) * 12.0, (np.arange(48)[None, :, None] - 24) * 12.0, \
+        (np.arange(48)[None, None, :] - 24) * 12.0
+    plate = ndimage.gaussian_filter(((x / 144) ** 2 + (y / 132) ** 2 <= 1) & (np.abs(z) < 48), 0.7).astype(complex)
+    particle = particle_fields(plate, voxel_nm=12.0, q_inv_nm=11.42)
+    boundaries = list(boundaries) or event["domain_boundaries"]
+    return {"run": event["run"], "scan": event["scan"], "voxel_nm": 12.0, **central_slices(particle),
+            "vortices": event["vortices"], "domain_boundaries": boundaries,
+            "scene": scene_3d(particle, event["vortices"], boundaries, voxel_nm=12.0)}
+
+
+@pytest.fixture
+def reviewed(tmp_path):
+    """The page reviewing the golden reference run's scans 2 and 3, with their pictures and 3D scenes; scan 3
+    also carries a flag whose kind is markup (it must reach the page as text)."""
+    import json
+
+    events = [json.loads(line) for line in GOLDEN.read_text().splitlines()]
+    web = WebServer(port=0, decision_token_file=tmp_path / "decision.token").start()
+    hostile = {"kind": "<img src=x onerror=\"document.body.dataset.pwned=1\">", "note": "<b>bold</b>"}
+    for event in events:
+        if event["scan"] == 3:
+            event = {**event, "flags": event["flags"] + [hostile]}
+        web.state.add("event", {"event": event})
+    web.state.add("slices", _scan_view(events[2], events[2]["flags"][0]["boundaries"]))
+    web.state.add("slices", _scan_view(events[3]))
+    yield web, events
+    web.stop()
+
+
+def test_the_3d_view_draws_the_lines_of_the_scan_it_shows_and_flags_read_as_sentences(browser, reviewed):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    web, events = reviewed
+    browser.get(web.url)
+    _wait(browser, "return document.body.dataset.ready === '1' && document.getElementById('view3d').dataset.lines", 20)
+    canvas = browser.find_element(By.ID, "view3d")
+    # the latest scan (3): its two lines, each in its winding's colour as read back from the canvas's own pixels
+    windings = ["+1" if v["winding"] > 0 else "-1" for v in events[3]["vortices"]]
+    assert canvas.get_attribute("data-lines") == str(len(events[3]["vortices"])) == "2"
+    assert canvas.get_attribute("data-windings") == ",".join(windings)
+    assert canvas.get_attribute("data-line-colours") == ",".join("red" if w == "+1" else "blue" for w in windings)
+    assert int(canvas.get_attribute("data-faces")) > 500 and canvas.get_attribute("data-scale-bar-nm") in ("50", "100")
+    assert "scan 3; 2 vortex line(s), 0 boundary plane(s)" in browser.find_element(By.ID, "view3d-title").text
+
+    # the flag in words: kind, place and confidence, with the mechanics; the raw record one click away
+    row = browser.find_element(By.CSS_SELECTOR, "#flags tbody tr[data-scan='3']")
+    said = [e.text for e in row.find_elements(By.CSS_SELECTOR, ".sentence .said")]
+    assert said[0] == ("New screw dislocation pair, 108 nm apart, 107 nm below the surface (confidence 1.0): a "
+                       "nucleation stress of about 74 MPa; about 18 MPa keeps them drifting apart")
+    evidence = row.find_element(By.CSS_SELECTOR, ".sentence pre.evidence")
+    assert not evidence.is_displayed()
+    row.find_element(By.CSS_SELECTOR, ".sentence summary").click()
+    assert evidence.is_displayed() and '"kind": "new_vortex"' in evidence.text and '"winding": -1' in evidence.text
+    lost = browser.find_element(By.CSS_SELECTOR, "#flags tbody tr[data-scan='5'] .sentence .said").text
+    assert lost.startswith("Screw dislocation (winding -1) gone, last seen at z 0, y -6, x -90 nm, 60 nm below the "
+                           "surface: it left through the surface (confidence 1.0)")
+    # markup from the wire is shown as text, never run
+    assert browser.execute_script("return document.body.dataset.pwned") is None
+    assert "<img src=x" in row.text and not row.find_elements(By.CSS_SELECTOR, "img")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    before = browser.execute_script("return document.getElementById('view3d').toDataURL()")
+    ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(80, 30).release().perform()
+    assert browser.execute_script("return document.getElementById('view3d').toDataURL()") != before  # it turned
+    assert canvas.get_attribute("data-line-colours") == ",".join("red" if w == "+1" else "blue" for w in windings)
+    canvas.screenshot(str(ARTIFACTS / "web-3d-scan3.png"))
+    browser.find_element(By.CSS_SELECTOR, "button[data-look='z']").click()  # down q, onto the layers
+    canvas.screenshot(str(ARTIFACTS / "web-3d-scan3-along-z.png"))
+
+    # an earlier scan: the boundary's plane, no lines
+    browser.find_element(By.CSS_SELECTOR, "#timeline tbody tr[data-scan='2'] td").click()
+    _wait(browser, "return document.getElementById('view3d-title').textContent.startsWith('selected scan 2')", 10)
+    assert canvas.get_attribute("data-lines") == "0" and canvas.get_attribute("data-planes") == "1"
+    canvas.screenshot(str(ARTIFACTS / "web-3d-scan2.png"))
+    browser.save_screenshot(str(ARTIFACTS / "web-3d-page.png"))

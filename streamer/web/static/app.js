@@ -105,9 +105,18 @@ async function select(scan) {
   renderPeak();
 }
 
+const view3d = BcdiView3D.create($("view3d"));
+function renderView3d(sl) {
+  view3d.setScene(sl && sl.scene ? sl.scene : null);
+  $("view3d-title").textContent = !sl ? "none yet" : !sl.scene ? `scan ${sl.scan}: no 3D scene published`
+    : `${selected ? "selected" : "latest:"} scan ${sl.scan}; ${(sl.scene.lines || []).length} vortex line(s), ` +
+      `${(sl.scene.planes || []).length} boundary plane(s)`;
+}
+
 function renderSlices() {
   const sl = selected || state.latest.slices;
   $("follow").style.display = selected ? "" : "none";
+  renderView3d(sl);
   if (!sl) return;
   const ev = state.events.find((e) => e.scan === sl.scan);
   $("slices-title").textContent = (selected ? "selected " : "latest: ") + `scan ${sl.scan}` + (ev ? ` at ${fmt(ev.voltage_v, 2)} V, ${fmt(ev.capacity_mah_g, 1)} mAh/g` : "") +
@@ -218,18 +227,23 @@ function renderTimeline() {
   }).join("");
 }
 
+function sentencesOf(e) { // the server's words for a scan (streamer.analysis.labels.describe_event)
+  if (Array.isArray(e.sentences)) return e.sentences;
+  return (e.flags || []).map((f) => ({ kind: f.kind, severity: "alert", text: evidence(f), evidence: f }));
+}
+
 function renderFlags() {
-  const body = $("flags").tBodies[0], flagged = state.events.filter((e) => (e.flags || []).length).reverse();
+  const body = $("flags").tBodies[0], flagged = state.events.filter((e) => sentencesOf(e).length).reverse();
   $("no-flags").style.display = flagged.length ? "none" : "";
   body.innerHTML = flagged.map((e) => {
-    const items = e.flags.map((f) => `<div><span class="flag">${esc(f.kind)}</span><span class="evidence">${esc(evidence(f))}</span></div>`).join("");
-    const pairs = (e.dislocation_pairs || []).map((p) => `<div class="evidence">pair ${fmt(p.separation_nm, 0)} nm apart, nucleation ` +
-      `${fmt(p.critical_stress_mpa, 0)} MPa, ${fmt(p.surface_distance_nm, 0)} nm from the surface</div>`).join("");
+    const items = sentencesOf(e).map((s) => `<div class="sentence ${esc(s.severity)}"><span class="flag">${esc(s.kind)}</span>` +
+      `<span class="said">${esc(s.text)}</span><details><summary>evidence</summary>` +
+      `<pre class="evidence">${esc(JSON.stringify(s.evidence, null, 1))}</pre></details></div>`).join("");
     const done = state.decisions.filter((d) => d.scan === e.scan && d.run === e.run).map((d) => `<div class="sent">sent: ${esc(d.action)}</div>`).join("");
     const buttons = [["remeasure", "re-measure"], ["continue", "continue"], ["acknowledge", "acknowledge"]]
       .map(([a, label]) => `<button class="${a}" data-run="${esc(e.run)}" data-scan="${e.scan}" data-action="${a}">${label}</button>`).join("");
     return `<tr data-scan="${e.scan}"><td>${e.scan}</td><td>${fmt(e.voltage_v, 3)}</td><td>${fmt(e.capacity_mah_g, 1)}</td>` +
-      `<td>${items}${pairs}</td><td>${buttons}<div class="status" id="status-${e.scan}">${done}</div></td></tr>`;
+      `<td>${items}</td><td>${buttons}<div class="status" id="status-${e.scan}">${done}</div></td></tr>`;
   }).join("");
 }
 
@@ -315,8 +329,10 @@ $("errorbars").addEventListener("change", renderCharts);
 $("slice-errors").addEventListener("change", renderSlices);
 $("flags").addEventListener("click", (e) => {
   if (e.target.tagName === "BUTTON") decide(e.target);
+  else if (e.target.closest("details")) return; // opening the evidence is not choosing the scan
   else if (e.target.closest("tr[data-scan]")) select(e.target.closest("tr[data-scan]").dataset.scan);
 });
+for (const b of document.querySelectorAll("[data-look]")) b.addEventListener("click", () => view3d.look(b.dataset.look));
 $("timeline").addEventListener("click", (e) => { const tr = e.target.closest("tr[data-scan]"); if (tr) select(tr.dataset.scan); });
 $("follow").addEventListener("click", () => { selected = selectedPeak = null; renderSlices(); renderPeak(); });
 connect();
