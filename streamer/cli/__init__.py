@@ -14,7 +14,8 @@ import sys
 
 from streamer.settings import ConfigError
 
-SUBCOMMANDS = ["demo", "replay", "serve", "simulate", "reconstruct", "analyze", "report", "watch", "import_frames"]
+SUBCOMMANDS = ["demo", "replay", "serve", "simulate", "reconstruct", "analyze", "report", "watch", "import_frames",
+               "export"]
 _EXPORTS = {"run_demo": "demo", "format_event_line": "pipeline", "parse_scan_range": "replay", "run_replay": "replay"}
 
 __all__ = ["build_parser", "format_event_line", "main", "parse_scan_range", "run_demo", "run_replay"]

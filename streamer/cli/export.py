@@ -1,0 +1,47 @@
+"""``bcdi-stream export``: result files in the formats of PyNX, silx, ParaView and napari (docs/exports.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def run_export(paths: list[Path], *, fmt: str, out: Path | None = None, stdout=None) -> int:
+    """Export each result file; ``out`` is the file (one result) or a folder (any number)."""
+    from streamer.recording.export import SUFFIX, export_result
+
+    stdout = stdout or sys.stdout
+    if not paths:
+        raise ValueError("give at least one result file")
+    folder = out is not None and (out.is_dir() or len(paths) > 1 or not out.suffix)
+    for path in paths:
+        target = (out / path.with_suffix(SUFFIX[fmt]).name) if folder else out
+        written = export_result(path, target, fmt=fmt)
+        print(f"bcdi-stream export: {path} -> {written}", file=stdout)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    return run_export(args.results, fmt=args.format, out=args.out)
+
+
+def register(sub) -> None:
+    """Add the ``export`` subcommand to the parser."""
+    e = sub.add_parser("export", help="result files as CXI (PyNX, silx), VTK image data (ParaView) or npz (napari)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Writes a reconstruction result (docs/results.md) for the tools BCDI users "
+                                   "open: cxi, the CXI layout of a PyNX reconstruction (complex object and support, "
+                                   "plus displacement and strain), which silx and PyNX read; vti, VTK XML image "
+                                   "data on the lab grid (amplitude, phase, displacement, strain, support; spacing "
+                                   "the voxel in nm) for ParaView; npz, the same arrays in (z, y, x) order for numpy "
+                                   "and napari. The analysis' own particle, displacement and strain (the result is "
+                                   "resampled onto the lab frame first if it is still on a detector grid). "
+                                   "See docs/exports.md.",
+                       epilog="examples:\n  bcdi-stream export scan-0003.h5 --format vti\n"
+                              "  bcdi-stream export results/scan-*.h5 --format cxi --out exported/")
+    e.add_argument("results", type=Path, nargs="+", help="result files (HDF5) of bcdi-stream reconstruct")
+    e.add_argument("--format", required=True, choices=["cxi", "vti", "npz"], help="the format to write")
+    e.add_argument("--out", type=Path, default=None,
+                   help="file to write (one result) or folder (default: beside each result, the format's suffix)")
+    e.set_defaults(func=_cmd_export)
