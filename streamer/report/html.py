@@ -1,18 +1,25 @@
-"""Assemble the report: one self-contained HTML file (PNG figures embedded, no external links)."""
+"""Assemble the report: one self-contained HTML file (PNG figures and the 3D view's script and scenes
+embedded, no external links).
+
+The 3D view is drawn by the live page's own script (streamer/web/static/view3d.js, read as a file and inlined:
+one renderer for the page and the report) from ``streamer.analysis.views.scene_3d`` of each result file.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from streamer.analysis.labels import flag_label
+from streamer.analysis.labels import describe_event
 from streamer.report.figures import peak_images_png, slices_png, timelines_png
 
 log = logging.getLogger(__name__)
+VIEW3D_JS = Path(__file__).resolve().parents[1] / "web" / "static" / "view3d.js"
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -32,15 +39,17 @@ def _find_results(run_dir: Path) -> list[Path]:
     return found
 
 
-def _slices(result_paths: list[Path], max_results: int) -> list[str]:
+def _slices(result_paths: list[Path], max_results: int) -> tuple[list[str], dict]:
+    """Each result's central slices (PNG) and its 3D scene (``scene_3d``), keyed by a label."""
     from streamer.analysis.displacement import displacement_field
-    from streamer.analysis.events import vortex_record
+    from streamer.analysis.events import boundary_record, vortex_record
     from streamer.analysis.offline import result_geometry, track_result
     from streamer.analysis.series import SeriesTracker
+    from streamer.analysis.views import scene_3d
     from streamer.backend import get_namespace
     from streamer.recording.result_file import read_result
 
-    out = []
+    out, scenes = [], {}
     for p in result_paths[:max_results]:
         r = read_result(p)
         geometry = result_geometry(r)
@@ -50,10 +59,63 @@ def _slices(result_paths: list[Path], max_results: int) -> list[str]:
         meta = r["metadata"]
         title = (f"{p.name}: scan {meta.get('scan', '?')}, {meta.get('voltage_v', float('nan')):.2f} V, "
                  f"{len(found.vortices)} vortex line(s), {len(found.domain_boundaries)} boundary(ies)")
-        png = slices_png(tracked.particle.amplitude, d.phase_rad, d.strain,
-                         [vortex_record(v) for v in found.vortices], voxel_nm=geometry.voxel_nm, title=title)
+        vortices = [vortex_record(v) for v in found.vortices]
+        png = slices_png(tracked.particle.amplitude, d.phase_rad, d.strain, vortices, voxel_nm=geometry.voxel_nm,
+                         title=title)
         out.append(f"<h3>{html.escape(p.name)}</h3>{_img(png, title)}")
-    return out
+        try:
+            scenes[title] = scene_3d(tracked.particle, vortices, [boundary_record(b) for b in found.domain_boundaries],
+                                     voxel_nm=geometry.voxel_nm)
+        except (ValueError, RuntimeError) as exc:  # a particle without a surface at the level: no 3D for it
+            log.warning("no 3D view of %s: %s", p, exc)
+    return out, scenes
+
+
+def _packed(obj):
+    """Arrays as the page receives them: ``{"shape", "f32": base64 of little-endian float32}``."""
+    if isinstance(obj, np.ndarray):
+        return {"shape": list(obj.shape), "f32": base64.b64encode(obj.astype("<f4").tobytes()).decode()}
+    if isinstance(obj, dict):
+        return {str(k): _packed(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_packed(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _view3d(scenes: dict) -> list[str]:
+    """The rotatable 3D view of each result (a menu of scans, the latest shown), drawn by the page's script."""
+    data = json.dumps({k: _packed(v) for k, v in scenes.items()}, allow_nan=False).replace("</", "<\\/")
+    options = "".join(f"<option{' selected' if k == list(scenes)[-1] else ''}>{html.escape(k)}</option>"
+                      for k in scenes)
+    return [
+        "<h2>Reconstructions in 3D</h2>",
+        ("<p>The particle's surface (half its bulk amplitude), vortex lines (red: winding +1, blue: -1), "
+         "domain-boundary planes (yellow), lab axes (z along q, y the rocking axis) and a scale bar. "
+         "Drag to rotate, wheel to zoom, double-click to reset.</p>"),
+        (f"<p><select id='scene3d-pick'>{options}</select> <button data-look='z'>along z (q)</button>"
+         "<button data-look='y'>along y</button><button data-look='x'>along x</button>"
+         "<button data-look='reset'>reset</button></p>"),
+        "<canvas id='view3d' width='720' height='480'></canvas>",
+        f"<script type='application/json' id='scenes3d'>{data}</script>",
+        f"<script>{VIEW3D_JS.read_text(encoding='utf-8')}</script>",
+        ("<script>(() => { const scenes = JSON.parse(document.getElementById('scenes3d').textContent);"
+         " const view = BcdiView3D.create(document.getElementById('view3d')), pick = document.getElementById('scene3d-pick');"
+         " const show = () => view.setScene(scenes[pick.value]); pick.addEventListener('change', show);"
+         " for (const b of document.querySelectorAll('[data-look]')) b.addEventListener('click', () => view.look(b.dataset.look));"
+         " show(); })();</script>"),
+    ]
+
+
+def _flag_cell(event: dict) -> str:
+    """A scan's flags in words, each with its raw record one click away."""
+    said = describe_event(event)
+    if not said:
+        return "-"
+    return "".join(
+        f"<div class='{s.severity}'>{html.escape(s.text)} <details><summary>evidence</summary><pre>"
+        f"{html.escape(json.dumps(s.evidence, indent=1, default=str))}</pre></details></div>" for s in said)
 
 
 def _peak_images(run_dir: Path) -> list[str]:
@@ -88,17 +150,19 @@ def build_report(run_dir: Path, *, results: list[Path] | None = None, max_result
     runs = sorted({str(e.get("run", "")) for e in events})
     rows = []
     for e in events:
-        flags = ", ".join(flag_label(f) for f in e.get("flags", [])) or "-"
         energy = (e.get("strain") or {}).get("energy_j")
         rows.append(f"<tr><td>{e['scan']}</td><td>{e.get('voltage_v', float('nan')):.3f}</td>"
                     f"<td>{e.get('capacity_mah_g', float('nan')):.1f}</td>"
                     f"<td>{len(e.get('vortices', []))}</td><td>{len(e.get('domain_boundaries', []))}</td>"
-                    f"<td>{'-' if energy is None else f'{energy:.3g}'}</td><td>{html.escape(flags)}</td></tr>")
+                    f"<td>{'-' if energy is None else f'{energy:.3g}'}</td><td>{_flag_cell(e)}</td></tr>")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>bcdi-stream report: {html.escape(', '.join(runs))}</title>",
         ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>"),
+         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}img{max-width:100%}"
+         ".alert{color:#a01010}.warn{color:#8a5a00}.info{color:#35506b}details{display:inline}"
+         "summary{cursor:pointer;color:#777;font-size:11px}pre{white-space:pre-wrap;font-size:11px;color:#333}"
+         "canvas{background:#0f1216}</style></head><body>"),
         (f"<h1>bcdi-stream report</h1><p>run(s) {html.escape(', '.join(runs))}: {len(events)} scans, "
          f"{sum(len(e.get('flags', [])) for e in events)} flags</p>"),
         "<h2>Timelines</h2>", _img(timelines_png(events), "timelines"),
@@ -107,7 +171,10 @@ def build_report(run_dir: Path, *, results: list[Path] | None = None, max_result
     ]
     result_paths = list(results) if results else _find_results(run_dir)
     if result_paths:
-        parts += ["<h2>Reconstructions: central slices</h2>", *_slices(result_paths, max_results)]
+        slices, scenes = _slices(result_paths, max_results)
+        parts += ["<h2>Reconstructions: central slices</h2>", *slices]
+        if scenes:
+            parts += _view3d(scenes)
     else:
         parts.append("<p>No result files (bcdi-stream reconstruct) in this folder: no slices.</p>")
     peaks = _peak_images(run_dir)

@@ -265,3 +265,29 @@ def test_the_3d_view_draws_the_lines_of_the_scan_it_shows_and_flags_read_as_sent
     assert canvas.get_attribute("data-lines") == "0" and canvas.get_attribute("data-planes") == "1"
     canvas.screenshot(str(ARTIFACTS / "web-3d-scan2.png"))
     browser.save_screenshot(str(ARTIFACTS / "web-3d-page.png"))
+
+
+def test_the_report_draws_the_3d_view_of_its_results(browser, tmp_path):
+    """``bcdi-stream report``'s file: the latest result's 3D view, drawn by the page's script from inside the file."""
+    import shutil
+
+    import numpy as np
+
+    from streamer.recording.result_file import write_result
+    from streamer.report import write_report
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
+    from test_report_html import GEO, pair_plate
+
+    shutil.copy(GOLDEN, tmp_path / "events.jsonl")
+    rho = pair_plate()
+    write_result(tmp_path / "scan-0003.h5", obj=rho, support=np.abs(rho) > 0, recipe="5ER",
+                 metadata={"run": "r", "scan": 3, "voltage_v": 3.73, "geometry": GEO.to_dict()})
+    report = write_report(tmp_path)
+    browser.get(report.as_uri())
+    _wait(browser, "return document.getElementById('view3d') && document.getElementById('view3d').dataset.lines", 20)
+    canvas = browser.find_element("id", "view3d")
+    assert canvas.get_attribute("data-lines") == "2" and canvas.get_attribute("data-windings") == "-1,+1"
+    assert canvas.get_attribute("data-line-colours") == "blue,red"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    canvas.screenshot(str(ARTIFACTS / "report-3d-scan3.png"))
