@@ -55,6 +55,8 @@ def run_demo(*, out_dir: Path, scenario: str = "reference", exposure_s: float = 
     scen = load_scenario(scenario)
     geometry = geometry or OrthogonalGeometry()
     service = (service or ServiceConfig()).replace(out_dir=str(out_dir))
+    if not realtime:  # nothing keeps up with an acquisition: every scan is reconstructed in full
+        service = service.replace(budget=service.budget.replace(mode="off"))
     pipeline = EmbeddedPipeline(service, out)
     endpoints = pipeline.endpoints
 
