@@ -9,7 +9,8 @@ per object; the defect analysis, the live page's slices and the report use that 
 
 The strain eps = du/dz (z, axis 0, along q; an expanded region reads positive) is read where the phase
 can be trusted (issue 19): in the particle's *reliable interior*, its voxels at least ``RELIABLE_AMPLITUDE``
-of the bulk amplitude, less the outer ``erosion`` layer. The phase of the surface layers of a
+of the bulk amplitude, less the outer ``erosion`` layer and ``FACE_LAYERS`` more at the faces normal to q.
+The phase of the surface layers of a
 reconstruction is off by tenths of a radian (limited resolution, noisy high-q data), which the derivative
 turned into strains of 1e-3 to 2e-2 and a layered red/blue pattern on a strain-free plate, and into
 energies that jumped by a factor of 400 between scans of the unchanged particle. The step along z is the
@@ -34,6 +35,8 @@ ENERGY_THRESHOLDS = (0.10, 0.15, 0.20)
 RELIABLE_AMPLITUDE = 0.5
 #: standard deviation (voxels along q) of the Gaussian window of the strain's phase steps
 STRAIN_SMOOTHING_VOXELS = 2.0
+#: layers left out along q at the faces normal to q, besides the outer layer: their phase carries the surface's error
+FACE_LAYERS = 1
 
 
 def displacement_object(rho, xp=np):
@@ -114,13 +117,17 @@ def remove_ramp(rho: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def reliable_interior(amplitude: np.ndarray, support: np.ndarray, erosion: int = 1) -> np.ndarray:
     """The voxels of ``support`` whose phase can be trusted: amplitude at least ``RELIABLE_AMPLITUDE`` of the
-    bulk (the median amplitude in ``support``), less the outer ``erosion`` layer of what remains."""
+    bulk (the median amplitude in ``support``), less the outer ``erosion`` layer of what remains and
+    ``FACE_LAYERS`` more along q (z), where a derivative along q reads across the faces normal to q."""
     support = np.asarray(support, bool)
     if not support.any():
         return support
     amplitude = np.abs(np.asarray(amplitude))
     bulk = float(np.median(amplitude[support]))
-    return eroded(support & (amplitude >= RELIABLE_AMPLITUDE * bulk), erosion)
+    inside = eroded(support & (amplitude >= RELIABLE_AMPLITUDE * bulk), erosion)
+    if FACE_LAYERS:
+        inside = ndimage.binary_erosion(inside, structure=np.ones((3, 1, 1), bool), iterations=FACE_LAYERS)
+    return inside
 
 
 def strain_along_q(flat: np.ndarray, support: np.ndarray, *, voxel_nm: float, q_inv_nm: float,

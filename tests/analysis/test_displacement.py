@@ -52,11 +52,11 @@ def test_a_strain_gradient_along_q_comes_back_where_the_window_is_whole_and_lean
     eps_true = np.broadcast_to(2 * a * (z - 16.0) / (Q * GEO.voxel_nm), fields.strain.shape)
     inside = fields.reliable & np.isfinite(fields.strain)
     assert inside.sum() > 0.8 * _plate().sum()
-    middle = inside & (np.abs(z - 16) <= 2)  # 6 voxels (3 sigma) or more from the ends of the plate's 17 layers
-    np.testing.assert_allclose(fields.strain[middle], eps_true[middle], rtol=3e-2, atol=1e-9)
-    faces = inside & (np.abs(z - 16) >= 7)
+    middle = inside & (np.abs(z - 16) == 1)  # 5 layers (2.5 sigma) or more from the ends of the 13 trusted layers
+    np.testing.assert_allclose(fields.strain[middle], eps_true[middle], rtol=4e-2, atol=1e-9)
+    faces = inside & (np.abs(z - 16) >= 6)
     ratio = fields.strain[faces] / eps_true[faces]
-    assert 0.75 < ratio.min() and ratio.max() < 1.0  # the window leans inwards there: a smaller gradient
+    assert 0.7 < ratio.min() and ratio.max() < 0.9  # the window leans inwards there: a smaller gradient
 
 
 def test_strain_is_not_smeared_across_a_dislocation():
@@ -72,7 +72,7 @@ def test_strain_is_not_smeared_across_a_dislocation():
     eps_true = (2 * a * (z - 16.0) + xx / (zz**2 + xx**2)) / (Q * GEO.voxel_nm)
     eps_true = np.broadcast_to(eps_true, d.strain.shape)
     far = (d.support & _plate() & np.broadcast_to((zz**2 + xx**2) > 9, d.support.shape)
-           & np.broadcast_to(np.abs(z - 16) < 7, d.support.shape))  # amplitude-weighted: not at the faces
+           & np.broadcast_to(np.abs(z - 16) < 6, d.support.shape))  # amplitude-weighted: not at the faces
     plain = strain_along_q(fields.flat, fields.reliable, voxel_nm=GEO.voxel_nm, q_inv_nm=Q, smoothing_voxels=0)
     far &= np.isfinite(plain)
     shift = np.nanmedian(plain[far] - eps_true[far])  # the removed mean
