@@ -97,7 +97,7 @@ def reconstruct_run(name: str, seed: int) -> dict:
         frames = np.stack([rng.poisson(sample.expected_frame(a, 0.2)) for a in angles]).astype(np.float32)
         kept = {}
 
-        def phased(*args, **kwargs):
+        def phased(*args, kept=kept, **kwargs):
             kept["result"] = result = reconstruct(*args, **kwargs)
             return result
 

@@ -112,16 +112,15 @@ def write_vti(path: Path, fields: dict, *, source: Path | None = None) -> None:
         '<?xml version="1.0"?>',
         f"<!-- bcdi-stream export: {note.replace('--', '- -')} -->",
         '<VTKFile type="ImageData" version="1.0" byte_order="LittleEndian" header_type="UInt64">',
-        f'  <ImageData WholeExtent="{extent}" Origin="{origin[0]} {origin[1]} {origin[2]}" '
-        f'Spacing="{v} {v} {v}" Direction="1 0 0 0 1 0 0 0 1">',
+        (f'  <ImageData WholeExtent="{extent}" Origin="{origin[0]} {origin[1]} {origin[2]}" '
+         f'Spacing="{v} {v} {v}" Direction="1 0 0 0 1 0 0 0 1">'),
         f'    <Piece Extent="{extent}">',
         '      <PointData Scalars="amplitude">', *arrays, "      </PointData>",
         "      <CellData/>", "    </Piece>", "  </ImageData>",
         '  <AppendedData encoding="raw">', "   _"])
     with open(path, "wb") as f:
         f.write(header.encode())
-        for block in blocks:
-            f.write(block)
+        f.writelines(blocks)
         f.write(b"\n  </AppendedData>\n</VTKFile>\n")
 
 

@@ -6,7 +6,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.analysis.labels import describe_event, flag_label, flag_sentence, pair_label
+from streamer.analysis.labels import (
+    describe_event,
+    flag_label,
+    flag_sentence,
+    pair_label,
+)
 
 GOLDEN = Path(__file__).parents[1] / "cli" / "golden" / "demo_reference_fast_events.jsonl"
 EVENTS = {e["scan"]: e for e in map(json.loads, GOLDEN.read_text().splitlines())}
@@ -45,8 +50,8 @@ def test_lines_lost_through_the_surface_and_inside():
 
 def test_a_boundary_says_where_its_angle_and_step():
     assert _texts(EVENTS[2]) == [
-        "Domain boundary appeared: a plane at z -1, y 9, x 3 nm, 88 deg to the layers, displacement step 0.140 nm "
-        "(phase 1.60 rad); 1 boundary(ies) now, 0 before (confidence 0.98)"]
+        ("Domain boundary appeared: a plane at z -1, y 9, x 3 nm, 88 deg to the layers, displacement step 0.140 nm "
+         "(phase 1.60 rad); 1 boundary(ies) now, 0 before (confidence 0.98)")]
     antiphase = {**EVENTS[2]["flags"][0], "boundaries": [{**EVENTS[2]["flags"][0]["boundaries"][0],
                                                           "phase_step_rad": 3.1}]}
     assert "(phase 3.10 rad, antiphase)" in flag_sentence(antiphase)

@@ -41,14 +41,14 @@ def test_the_report_says_the_flags_in_words_with_their_records(run_dir):
     assert ("New screw dislocation pair, 108 nm apart, 107 nm below the surface (confidence 1.0): a nucleation "
             "stress of about 74 MPa") in text
     assert "it left through the surface (confidence 1.0)" in text
-    record = re.search(r"<summary>evidence</summary><pre>(.*?)</pre>", text, re.S).group(1)
+    record = re.search(r"<summary>evidence</summary><pre>(.*?)</pre>", text, re.DOTALL).group(1)
     assert "&quot;kind&quot;: &quot;domain_boundary&quot;" in record  # the raw record, escaped
 
 
 def test_the_report_holds_each_results_3d_scene_and_the_pages_renderer(run_dir):
     text = build_report(run_dir)
     scenes = json.loads(re.search(r"<script type='application/json' id='scenes3d'>(.*?)</script>", text,
-                                  re.S).group(1).replace("<\\/", "</"))
+                                  re.DOTALL).group(1).replace("<\\/", "</"))
     assert len(scenes) == 2
     lines = {k.split(":")[1].strip(): v["lines"] for k, v in scenes.items()}
     assert [len(v) for v in lines.values()] == [0, 2]
