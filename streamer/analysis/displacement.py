@@ -115,19 +115,30 @@ def remove_ramp(rho: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.nd
     return flat * np.exp(-1j * offset), ramp, offset
 
 
+MIN_Z_PAIRS = 50  # neighbours along q the reliable interior keeps, trimming less when it would not
+
+
 def reliable_interior(amplitude: np.ndarray, support: np.ndarray, erosion: int = 1) -> np.ndarray:
     """The voxels of ``support`` whose phase can be trusted: amplitude at least ``RELIABLE_AMPLITUDE`` of the
     bulk (the median amplitude in ``support``), less the outer ``erosion`` layer of what remains and
-    ``FACE_LAYERS`` more along q (z), where a derivative along q reads across the faces normal to q."""
+    ``FACE_LAYERS`` more along q (z), where a derivative along q reads across the faces normal to q.
+
+    A particle only a few voxels thick along q (a coarse grid) would lose every pair of neighbours along
+    z: each trimming is then left out, the last first, so that a strain can still be read."""
     support = np.asarray(support, bool)
     if not support.any():
         return support
     amplitude = np.abs(np.asarray(amplitude))
     bulk = float(np.median(amplitude[support]))
-    inside = eroded(support & (amplitude >= RELIABLE_AMPLITUDE * bulk), erosion)
+    strong = support & (amplitude >= RELIABLE_AMPLITUDE * bulk)
+    inside = eroded(strong, erosion)
+    trimmed = inside
     if FACE_LAYERS:
-        inside = ndimage.binary_erosion(inside, structure=np.ones((3, 1, 1), bool), iterations=FACE_LAYERS)
-    return inside
+        trimmed = ndimage.binary_erosion(inside, structure=np.ones((3, 1, 1), bool), iterations=FACE_LAYERS)
+    for candidate in (trimmed, inside, strong):
+        if (candidate[1:] & candidate[:-1]).sum() >= MIN_Z_PAIRS:
+            return candidate
+    return strong
 
 
 def strain_along_q(flat: np.ndarray, support: np.ndarray, *, voxel_nm: float, q_inv_nm: float,

@@ -30,7 +30,7 @@ from streamer.analysis.displacement import (
     ParticleFields,
     displacement_object,
     particle_fields,
-    strain_energy,
+    strain_energy_estimate,
 )
 from streamer.analysis.mechanics import pair_mechanics
 
@@ -112,7 +112,8 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
                                    round(abs(b.phase_step_rad) / geometry.q_bragg_inv_nm, 4), sides))
     return ObjectAnalysis(tuple(vortices), tuple(boundaries),
                           tuple(dislocation_pairs(vortices, support, geometry.voxel_nm)),
-                          strain_summary(particle, geometry.voxel_nm, config.surface_erosion_voxels),
+                          strain_summary(particle, geometry.voxel_nm, config.surface_erosion_voxels,
+                                         q_inv_nm=geometry.q_bragg_inv_nm, members=members),
                           tuple(domains), int(support.sum()))
 
 
@@ -122,17 +123,15 @@ def _domain_at(labels: np.ndarray, point) -> int | None:
     return int(labels[idx]) - 1 if labels[idx] > 0 else None
 
 
-def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int) -> StrainSummary:
-    """Strain energy and rms strain inside the particle cut at 10% of the maximum amplitude, less its outer
-    ``erosion`` voxels; the spread over the 10/15/20% cuts is the energy's error range."""
+def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int, *, q_inv_nm: float | None = None,
+                   members: np.ndarray | None = None) -> StrainSummary:
+    """The partial strain energy and its error (``strain_energy_estimate``: the reliable interior's density
+    over the particle's volume; noise, members and particle cuts in the error), and the rms strain."""
     if particle.strain_error is not None:
         return StrainSummary(error=particle.strain_error)
-    results = [strain_energy(np.where(particle.cuts[t], particle.strain, np.nan), voxel_nm=voxel_nm)
-               for t in ENERGY_THRESHOLDS]
-    main = results[0]
-    energies = [r["energy_j"] for r in results]
-    return StrainSummary(float(f"{main['energy_j']:.4g}"), (float(f"{min(energies):.4g}"), float(f"{max(energies):.4g}")),
-                         float(f"{main['energy_density_j_per_m3']:.4g}"), float(f"{main['rms_strain']:.4g}"),
+    e = strain_energy_estimate(particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm, members=members)
+    return StrainSummary(float(f"{e['energy_j']:.4g}"), tuple(float(f"{v:.4g}") for v in e["energy_j_range"]),
+                         float(f"{e['energy_density_j_per_m3']:.4g}"), float(f"{e['rms_strain']:.4g}"),
                          tuple(ENERGY_THRESHOLDS), erosion)
 
 

@@ -22,7 +22,7 @@ from streamer.analysis.preprocess import peak_roll
 from streamer.analysis.resolution import prtf_resolution
 from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
-from streamer.analysis.views import central_slices, projected_peak
+from streamer.analysis.views import central_slices, projected_peak, scene_3d
 from streamer.backend import get_namespace
 from streamer.geometry import (
     STACK_TO_LAB_AXES,
@@ -277,6 +277,10 @@ class ScanProcessor:
             return None
         found = analysis_fields(tracked.analysis)
         voxel = (job.lab or job.geometry).voxel_nm
+        try:  # the 3D view's scene: a side path too
+            view["scene"] = scene_3d(tracked.particle, found["vortices"], found["domain_boundaries"], voxel_nm=voxel)
+        except Exception:
+            log.exception("no 3D scene for scan %s", job.scan.scan)
         return {"run": job.scan.run, "scan": job.scan.scan, "voxel_nm": voxel, **view,
                 "vortices": found["vortices"], "domain_boundaries": found["domain_boundaries"]}
 
