@@ -69,12 +69,14 @@ def cropped_shape(shape: tuple[int, ...], crop: float) -> tuple[int, ...]:
 def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, population: int,
            fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
            min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS,
-           max_memory_bytes: float | None = None) -> BudgetChoice:
+           max_memory_bytes: float | None = None, keep_iterations: bool = False) -> BudgetChoice:
     """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
 
     ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
     ``fixed_s`` what the scan costs besides phasing (analysis, writing). Candidates whose memory
     (``BYTES_PER_MEMBER_VOXEL`` per member and voxel) exceeds ``max_memory_bytes`` are never chosen.
+    ``keep_iterations``: the recipe is not shortened (a warm start's short recipe is what lets a new
+    feature grow in; members and resolution give way instead).
     When nothing fits, the cheapest candidate is chosen and the reason says it will be late.
     """
     if not budget_s > 0:
@@ -87,7 +89,7 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
     candidates = []
     for crop in crops:
         grid = cropped_shape(shape, crop)
-        for scale in ITERATION_SCALES:
+        for scale in (1.0,) if keep_iterations else ITERATION_SCALES:
             steps = scaled_recipe(recipe, scale) if scale < 1 else recipe
             n = recipe_iterations(steps)
             for p in pops:

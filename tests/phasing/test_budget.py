@@ -126,3 +126,12 @@ def test_the_memory_limit_is_respected_and_named_when_nothing_fits():
     assert c.population == 4 and c.crop == 1.0  # 8 members would not fit, 4 do
     with pytest.raises(ValueError, match="fits in .* GiB of memory"):
         choose(shape, 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost(), max_memory_bytes=0.1 * one_member)
+
+
+def test_a_warm_starts_short_recipe_is_kept_and_members_and_resolution_give_way():
+    cost = fft_cost()
+    full = choose((64, 64, 64), 1e6, recipe="40HIO, 20ER", population=8, fft_pair_s=cost).predicted_s
+    c = choose((64, 64, 64), full / 3, recipe="40HIO, 20ER", population=8, fft_pair_s=cost, keep_iterations=True)
+    assert c.iterations == 60 and c.recipe == "40HIO, 20ER" and c.population == 2 and c.crop == 1.0
+    c = choose((64, 64, 64), full / 8, recipe="40HIO, 20ER", population=8, fft_pair_s=cost, keep_iterations=True)
+    assert c.iterations == 60 and c.crop < 1.0
