@@ -1,5 +1,9 @@
 """The reference demo's events, field by field, against the golden file (tests/cli/golden).
 
+Regenerated again in session 6 with the same flags and lines at every scan: new keys `lattice` and
+`phasing.resolution`, and the strain energy of the reliable interior (the README of tests/cli/golden says
+what changed and why). The earlier regeneration:
+
 Regenerated for issue 16's one phase convention (docs/conventions.md), with the same flags at every scan
 (none, none, domain_boundary appeared, boundary resolved + two new_vortex, two vortex_moved, two vortex_lost)
 and the same lines (winding -1 at x = -54 / -90 nm, +1 at +54 / +90 nm). What changed and why:
