@@ -76,10 +76,13 @@ def test_sharded_guided_reconstruction_equals_in_process(client, intensity, in_p
     # moved: the best member (complex64 + bool) once per breeding, the other shard of the last generation
     # to the worker that averages, the result (object, support, two error maps, the averaged members);
     # and the scattered data, which Dask's broadcast copies from the first worker to the second;
-    # gathering the population every generation would be 4 x 9 bytes per voxel per generation
+    # gathering the population every generation would be 4 x 9 bytes per voxel per generation.
+    # Dask's work stealing may run a small task on the other worker and move one more map or support
+    # (seen once in CI: 1.1 bytes per voxel over the count above), so 4 bytes per voxel are allowed for it
     voxels = intensity.size
-    most = voxels * (9 * (CONFIG.generations - 1) + 9 * 2 + 17 + 8 * CONFIG.average + 4) + 100_000
-    assert 8 * voxels < report["moved_bytes"] <= most
+    most = voxels * (9 * (CONFIG.generations - 1) + 9 * 2 + 17 + 8 * CONFIG.average + 4 + 4) + 100_000
+    gathering = voxels * 4 * 9 * CONFIG.generations + report["scatter_bytes"]
+    assert 8 * voxels < report["moved_bytes"] <= most < gathering
 
 
 def test_one_task_per_scan_equals_in_process(client, intensity, in_process):
