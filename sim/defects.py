@@ -162,20 +162,28 @@ def screw_pair(*, center_nm: tuple[float, float] = (0.0, 0.0), separation_nm: fl
 
 @dataclass(frozen=True)
 class DomainBoundary:
-    """A plane containing z at signed distance ``offset_nm`` along its in-plane normal.
+    """A plane at signed distance ``offset_nm`` along its normal, through the particle centre's side.
 
-    Points on the positive side carry an extra displacement phase ``step_rad`` (pi: antiphase boundary;
-    other values: out-of-phase), i.e. a displacement step of step_rad / |G| along G.
+    The normal points at azimuth ``normal_angle_deg`` (from +x towards +y) and elevation ``normal_tilt_deg``
+    towards +z: 0 (the default) puts z in the plane, a boundary perpendicular to the layers; any other tilt
+    gives a plane oblique to them. Points on the positive side carry an extra displacement phase
+    ``step_rad`` (pi: antiphase boundary; other values: out-of-phase), i.e. a displacement step of
+    step_rad / |G| along G.
     """
 
-    normal_angle_deg: float = 0.0  # angle of the normal from +x towards +y
+    normal_angle_deg: float = 0.0  # azimuth of the normal from +x towards +y
     offset_nm: float = 0.0
     step_rad: float = 2 * math.pi / 3
+    normal_tilt_deg: float = 0.0  # elevation of the normal towards +z (0: plane perpendicular to the layers)
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.normal_tilt_deg <= 90.0:
+            raise ValueError(f"normal_tilt_deg must be within [-90, 90], got {self.normal_tilt_deg}")
 
     @property
     def normal(self) -> tuple[float, float, float]:
-        a = math.radians(self.normal_angle_deg)
-        return (0.0, math.sin(a), math.cos(a))
+        a, t = math.radians(self.normal_angle_deg), math.radians(self.normal_tilt_deg)
+        return (math.sin(t), math.cos(t) * math.sin(a), math.cos(t) * math.cos(a))
 
     def phase(self, r: np.ndarray) -> np.ndarray:
         return self.step_rad * (dot_zyx(np.asarray(self.normal), r) > self.offset_nm)

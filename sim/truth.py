@@ -94,8 +94,9 @@ def peak_widths(intensity_stack: np.ndarray, geometry, *, size: int = 96) -> dic
             "width_perpendicular_x_inv_nm": m["width_perpendicular_x"]}
 
 
-def scan_truth(scan: int, stage, particle: Particle, intensity_stack: np.ndarray, geometry) -> dict:
-    """The JSON-able truth of one scan (lab frame: z along q, origin at the particle centre)."""
+def defects_truth(particle: Particle) -> dict:
+    """The particle's lines (each loop side as a segment) and boundaries, JSON-able, lab frame (nm from
+    the particle centre): what a scan's truth and a validation case's truth both state."""
     lines = [{"point_nm": list(d.point_nm), "direction": list(d.direction), "burgers_c": list(d.burgers_c),
               "winding": d.winding, "type": d.kind} for d in particle.dislocations]
     for k, loop in enumerate(particle.loops):  # each side of a loop: a segment from its point to the next vertex
@@ -105,6 +106,13 @@ def scan_truth(scan: int, stage, particle: Particle, intensity_stack: np.ndarray
                           "loop": k, "end_nm": list(end)})
     boundaries = [{"point_nm": [v * b.offset_nm for v in b.normal], "normal": list(b.normal),
                    "phase_step_rad": b.step_rad} for b in particle.boundaries]
+    return {"lines": lines, "boundaries": boundaries}
+
+
+def scan_truth(scan: int, stage, particle: Particle, intensity_stack: np.ndarray, geometry) -> dict:
+    """The JSON-able truth of one scan (lab frame: z along q, origin at the particle centre)."""
+    defects = defects_truth(particle)
+    lines, boundaries = defects["lines"], defects["boundaries"]
     return {
         "scan": scan, "label": stage.label, "voltage_v": stage.voltage_v, "capacity_mah_g": stage.capacity_mah_g,
         "lattice_c_nm": particle.lattice_c_nm, "bragg_vector_inv_nm": particle.bragg_vector_inv_nm().tolist(),

@@ -14,10 +14,11 @@ class AnalysisConfig(Settings):
 
     support_threshold: float = Field(0.2, gt=0, lt=1)
     vortex_min_length: int = Field(3, ge=1)
-    boundary_jump_rad: float = Field(1.2, gt=0, lt=math.pi)
-    boundary_min_area_fraction: float = Field(0.25, gt=0)
+    boundary_jump_rad: float = Field(0.45, gt=0, lt=math.pi)  # the smallest phase step reported as a boundary
+    boundary_min_area_fraction: float = Field(0.3, gt=0, le=1)  # of a plane's cross-section that must show it
+    boundary_min_coherence: float = Field(0.6, gt=0, le=1)  # resultant of the local steps across the plane
     surface_erosion_voxels: int = Field(1, ge=0)
-    boundary_min_domain_fraction: float = Field(0.1, ge=0, lt=0.5)  # a boundary separates two domains this big
+    boundary_min_domain_fraction: float = Field(0.1, ge=0, lt=0.5)  # each side of a boundary holds this much
     member_match_radius_voxels: float = Field(3.0, gt=0)  # a member reproduces a line within this mean distance
     member_min_fraction: float = Field(0.5, gt=0, le=1)  # lines need this fraction of the population's members
 

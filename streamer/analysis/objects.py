@@ -13,7 +13,7 @@ from streamer.analysis.config import AnalysisConfig
 from streamer.analysis.defects import (
     find_domain_boundaries,
     find_vortex_lines,
-    phase_cuts,
+    reproduced_boundaries,
     reproduced_lines,
     segment_domains,
 )
@@ -88,24 +88,28 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
         points=tuple(tuple(p) for p in np.round(line.points, 2).tolist()),
         reproduced_fraction=None if line.reproduced_fraction is None else round(line.reproduced_fraction, 3),
     ) for line in lines]
-    vortices = [_with_surface_distance(v, support, geometry.voxel_nm) for v in vortices]
-    cuts = phase_cuts(obj, inner, config.boundary_jump_rad)
-    labels, found = segment_domains(obj, mask=support, jump_rad=config.boundary_jump_rad, inner=inner, cuts=cuts)
+    surface = surface_mask(particle.amplitude, support)
+    vortices = [_with_surface_distance(v, surface, geometry.voxel_nm) for v in vortices]
+    found_b = find_domain_boundaries(obj, mask=support, jump_rad=config.boundary_jump_rad,
+                                     min_area_fraction=config.boundary_min_area_fraction,
+                                     min_coherence=config.boundary_min_coherence,
+                                     min_side_fraction=config.boundary_min_domain_fraction, inner=inner)
+    if members is not None and len(members) and found_b:
+        found_b = reproduced_boundaries(found_b, [displacement_object(m) for m in members], inner,
+                                        jump_rad=config.boundary_jump_rad, min_fraction=config.member_min_fraction)
+    labels, found = segment_domains(obj, mask=support, inner=inner, boundaries=found_b)
     total = max(1, sum(d.volume_voxels for d in found))
     domains = [Domain(_rounded(d.centroid), _nm(d.centroid, geometry), round(d.volume_voxels / total, 3),
                       round(d.phase_offset_rad, 3), round(d.phase_offset_rad / geometry.q_bragg_inv_nm, 4))
                for d in found]
     boundaries = []
-    for b in find_domain_boundaries(obj, mask=support, jump_rad=config.boundary_jump_rad,
-                                    min_area_fraction=config.boundary_min_area_fraction, inner=inner, cuts=cuts):
+    for b in found_b:
         position = _rounded(b.position)
         normal = _rounded(b.normal, 3)
         sides = tuple(_domain_at(labels, np.add(position, side * 3 * np.asarray(normal))) for side in (-1, 1))
-        # a boundary separates two domains of the particle: a sheet of jumps with the surface (or the same
-        # domain) on one side is a surface artefact of the reconstruction, not a boundary
+        # a boundary separates two domains of the particle: a sheet of steps with the surface (or the same
+        # domain) three voxels on one side is a layer thinner than the resolution, a reconstruction artefact
         if None in sides or sides[0] == sides[1]:
-            continue
-        if min(domains[i].volume_fraction for i in sides) < config.boundary_min_domain_fraction:
             continue
         boundaries.append(Boundary(position, _nm(b.position, geometry), normal, round(b.phase_step_rad, 3),
                                    round(b.angle_to_layers_deg, 1), b.area_voxels, round(b.coherence, 3),
@@ -135,34 +139,50 @@ def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int, *, q
                          tuple(ENERGY_THRESHOLDS), erosion)
 
 
+def surface_mask(amplitude: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The particle as far as its surface: the amplitude (smoothed by one voxel) above half its median inside
+    ``support``. A reconstruction's surface is blurred by its resolution, and the support, cut at a fraction of
+    the maximum, reaches past the true surface by a good part of a resolution element (most along a coarse
+    rocking direction); half the particle's own amplitude level sits where a blurred uniform edge was."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(np.abs(amplitude).astype(float), 1.0)
+    inside = smooth[np.asarray(support, bool)]
+    if not inside.size:
+        return np.asarray(support, bool)
+    return ndimage.binary_fill_holes(smooth > 0.5 * float(np.median(inside))) & np.asarray(support, bool)
+
+
 def surface_distance_nm(position, direction, support: np.ndarray, voxel_nm: float) -> float:
-    """Distance from a line to the particle surface within the plane perpendicular to the line
-    (for a screw line along z: to the plate's edge, not to its faces where the line ends)."""
+    """Distance from a line to the particle surface (``support``: e.g. ``surface_mask``) within the plane
+    perpendicular to the line (for a screw line along z: to the plate's edge, not to its faces where the line
+    ends); the line's own core, a hole in that plane, is filled first."""
     from scipy import ndimage
 
     axis = int(np.argmax(np.abs(direction)))
     pos = np.clip(np.round(position).astype(int), 0, np.array(support.shape) - 1)
-    plane = np.take(support, pos[axis], axis=axis)
+    plane = ndimage.binary_fill_holes(np.take(support, pos[axis], axis=axis))
     depth = ndimage.distance_transform_edt(plane)
     in_plane = tuple(int(p) for k, p in enumerate(pos) if k != axis)
     return float(depth[in_plane] * voxel_nm)
 
 
-def _with_surface_distance(v: Vortex, support: np.ndarray, voxel_nm: float) -> Vortex:
+def _with_surface_distance(v: Vortex, surface: np.ndarray, voxel_nm: float) -> Vortex:
     from dataclasses import replace
 
-    return replace(v, surface_distance_nm=round(surface_distance_nm(v.position, v.direction, support, voxel_nm), 1))
+    return replace(v, surface_distance_nm=round(surface_distance_nm(v.position, v.direction, surface, voxel_nm), 1))
 
 
 def dislocation_pairs(vortices: list[Vortex], support: np.ndarray, voxel_nm: float) -> list[DislocationPair]:
-    """Pair lines of opposite winding, nearest first, with the mechanics estimates beside each pair.
+    """Pair screw lines of opposite winding, nearest first, with the mechanics estimates beside each pair.
 
-    The surface distance is that of the pair's line nearer to the particle surface.
+    The estimates are screw-pair formulas (docs/mechanics.md), so edge and mixed lines are not paired. The
+    surface distance is that of the pair's line nearer to the particle surface.
     """
     candidates = sorted(
         (float(np.linalg.norm(np.subtract(a.position_nm, b.position_nm))), i, j)
         for i, a in enumerate(vortices) for j, b in enumerate(vortices)
-        if i < j and a.winding == -b.winding
+        if i < j and a.winding == -b.winding and a.type == b.type == "screw"
     )
     used, pairs = set(), []
     for separation_nm, i, j in candidates:
