@@ -289,3 +289,61 @@ def test_shared_edges_give_each_orientations_windings_and_line_ends_their_exact_
         every = np.argwhere(np.ones(mask.shape, bool))
         assert np.array_equal(_outside_distance(mask)(every), edt[tuple(every.T)])
         assert edt.max() >= 2  # deep enough to tell a distance from a border flag
+
+
+# ---- issue 18: planes at any orientation, steps from pi/4, members that must agree ----
+
+def _oblique(normal_zyx, step, offset=0.0, extra=0.0):
+    """A 40-wide, 14-thick plate in a 48^3 grid whose phase steps by ``step`` across a plane through its
+    centre (+ ``offset`` voxels along the unit ``normal_zyx``); ``extra`` is added to the phase."""
+    n = 48
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    plate = ((np.abs(z - 24) <= 7) & ((y - 24) ** 2 + (x - 24) ** 2 <= 19**2)).astype(float)
+    d = normal_zyx[0] * (z - 24) + normal_zyx[1] * (y - 24) + normal_zyx[2] * (x - 24) - offset
+    return plate * np.exp(1j * (step * (d > 0) + extra))
+
+
+def _unit(tilt_deg, azimuth_deg):
+    t, a = math.radians(tilt_deg), math.radians(azimuth_deg)
+    return np.array([math.sin(t), math.cos(t) * math.sin(a), math.cos(t) * math.cos(a)])
+
+
+@pytest.mark.parametrize("tilt_deg, azimuth_deg, step", [(0, 37, math.pi / 4), (25, 110, math.pi / 2),
+                                                         (30, -60, math.pi), (12, 200, -2.0)])
+def test_a_plane_at_any_orientation_is_found_with_its_normal_and_step(tilt_deg, azimuth_deg, step):
+    from streamer.analysis.displacement import particle_support
+
+    true = _unit(tilt_deg, azimuth_deg)
+    rho = _oblique(true, step, offset=3.0)
+    (b,) = find_domain_boundaries(rho, mask=particle_support(np.abs(rho)))
+    cos = float(np.dot(b.normal, true))
+    assert math.degrees(math.acos(min(1.0, abs(cos)))) < 5  # the same plane, either orientation
+    signed = b.phase_step_rad * np.sign(cos)  # the step read along the true normal
+    assert abs(np.angle(np.exp(1j * (signed - step)))) < 0.3 or (abs(step) == pytest.approx(math.pi)
+                                                                  and abs(abs(signed) - math.pi) < 0.3)
+    assert abs(float(np.dot(b.position - 24, true)) - 3.0) < 1.5  # the plane's offset, voxels
+
+
+def test_a_smooth_strain_gradient_is_no_boundary():
+    from streamer.analysis.displacement import particle_support
+
+    n = 48
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    ramp = 2.5 * (np.tanh((x - 24) / 8.0) + 1) / 2 + 0 * y * z  # 2.5 rad spread over ~16 voxels
+    rho = _oblique(np.array([0, 0, 1.0]), 0.0, extra=ramp)
+    assert find_domain_boundaries(rho, mask=particle_support(np.abs(rho))) == []
+
+
+def test_boundaries_that_the_members_do_not_show_are_dropped():
+    from streamer.analysis.defects import reproduced_boundaries
+    from streamer.analysis.displacement import eroded, particle_support
+
+    normal = _unit(20, 45)
+    best = _oblique(normal, math.pi / 2)
+    inner = eroded(particle_support(np.abs(best)), 1)
+    found = find_domain_boundaries(best, mask=particle_support(np.abs(best)))
+    assert len(found) == 1
+    agree = [_oblique(normal, math.pi / 2 + 0.1 * k) for k in range(3)]
+    disagree = [_oblique(normal, 0.0) for _ in range(3)]
+    assert reproduced_boundaries(found, agree + disagree[:1], inner) == found
+    assert reproduced_boundaries(found, disagree + agree[:1], inner) == []
