@@ -274,6 +274,7 @@ class DomainBoundary:
 # candidate position a slab of SLAB voxels, GAP voxels away from it, gives the mean phase there.
 SLAB, GAP = 4, 2
 LOCAL_HALF_SPAN = 2  # voxels either side of the plane over which the local step is read
+LOCAL_REACH = 5  # ... or as far as the nearest voxels inside, across a gap along the plane
 COARSE_DIRECTIONS = 1200  # normals on the half sphere (about 4 degrees apart), then refined to 0.5 degree
 
 
@@ -364,24 +365,35 @@ def _candidates(pos, values, *, min_side: int, count: int = 4, apart_deg: float 
 
 
 def _local_steps(flat: np.ndarray, inside: np.ndarray, centre: np.ndarray, normal: np.ndarray, offset: float,
-                 half_span: float = LOCAL_HALF_SPAN):
-    """The phase step across the plane (``centre`` + ``offset`` along ``normal``) read at each of its voxels, over
-    +-``half_span`` along the normal: (mean phasor of the steps, amplitude-weighted; voxels in the plane;
-    voxels where both ends lie inside)."""
+                 half_span: int = LOCAL_HALF_SPAN, reach: int = LOCAL_REACH):
+    """The phase step across the plane (``centre`` + ``offset`` along ``normal``) read at each point of its
+    cross-section with the particle: (mean phasor of the steps, amplitude-weighted; points in the plane; points
+    read).
+
+    The cross-section is the particle's voxels within ``reach`` of the plane projected onto it, so a gap along
+    the plane (a pi step blurs to zero amplitude there, and the support opens) still has its points. Each point
+    is read between the nearest voxels inside on either side, ``half_span`` to ``reach`` voxels away.
+    """
     shape = np.array(flat.shape)
     idx = np.argwhere(inside)
     d = (idx - centre) @ normal - offset
-    plane = idx[np.abs(d) <= 0.5]
-    if not len(plane):
+    near = np.abs(d) <= reach
+    if not near.any():
         return 0j, 0, 0
-    ends = [np.round(plane + sign * half_span * normal).astype(int) for sign in (-1, 1)]
-    ok = np.all((ends[0] >= 0) & (ends[0] < shape) & (ends[1] >= 0) & (ends[1] < shape), axis=1)
-    ends = [e[ok] for e in ends]
-    ok2 = inside[tuple(ends[0].T)] & inside[tuple(ends[1].T)]
-    a, b = (flat[tuple(e[ok2].T)] for e in ends)
-    prod = b * np.conj(a)
+    plane = np.unique(np.round(idx[near] - d[near, None] * normal).astype(int), axis=0)
+    todo = np.ones(len(plane), bool)
+    prod = np.zeros(len(plane), complex)
+    for span in range(half_span, reach + 1):
+        ends = [np.round(plane + sign * span * normal).astype(int) for sign in (-1, 1)]
+        ok = todo & np.all((ends[0] >= 0) & (ends[0] < shape) & (ends[1] >= 0) & (ends[1] < shape), axis=1)
+        for e in ends:
+            ok[ok] &= inside[tuple(e[ok].T)]
+        a, b = (flat[tuple(e[ok].T)] for e in ends)
+        prod[ok] = b * np.conj(a)
+        todo &= ~ok
+    read = int((~todo).sum())
     total = float(np.abs(prod).sum())
-    return (complex(prod.sum()) / total if total > 0 else 0j), len(plane), int(ok2.sum())
+    return (complex(prod.sum()) / total if total > 0 else 0j), len(plane), read
 
 
 def flattened(rho: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -443,27 +455,31 @@ def find_domain_boundaries(
         inside[tuple(idx[region].T)] = True
         min_side = int(max(8, min_side_fraction * total))
         boundary = None
-        for _, normal, offset, _ in _candidates(pos, values, min_side=min_side):
-            # the slabs cannot tell tilts within a plate's thickness: the two phases' interface can
-            normal, offset = _fit_plane(flat, inside, smooth, centre, normal, offset)
+        for _, searched, searched_offset, _ in _candidates(pos, values, min_side=min_side):
+            # the slabs cannot tell tilts within a plate's thickness: the two phases' interface can, unless other
+            # phase changes (strain, a residual ramp) sway it; then the searched plane is tried as it is
+            normal, offset = _fit_plane(flat, inside, smooth, centre, searched, searched_offset, band=GAP + SLAB)
             for _ in range(2):
                 normal, offset = _fit_plane(flat, inside, smooth, centre, normal, offset, band=GAP + SLAB)
-            lead = int(np.argmax(np.abs(normal)))
-            if normal[lead] < 0:
-                normal, offset = -normal, -offset
-            boundary = _plane_boundary(flat, inner, idx, centre, normal, offset, jump_rad=jump_rad,
-                                       min_coherence=min_coherence, min_area_fraction=min_area_fraction,
-                                       min_side_fraction=min_side_fraction, region=region)
-            if boundary is not None and any(abs(float(boundary.normal @ b.normal)) > math.cos(math.radians(25))
-                                            and abs(float(b.offset(boundary.position[None])[0])) <= GAP + SLAB + 1
-                                            for b in found):
-                boundary = None  # the edge of a boundary already found
+            for normal, offset in ((normal, offset), (searched, searched_offset)):
+                lead = int(np.argmax(np.abs(normal)))
+                if normal[lead] < 0:
+                    normal, offset = -normal, -offset
+                boundary = _plane_boundary(flat, inner, idx, centre, normal, offset, jump_rad=jump_rad,
+                                           min_coherence=min_coherence, min_area_fraction=min_area_fraction,
+                                           min_side_fraction=min_side_fraction, region=region)
+                if boundary is not None and any(
+                        abs(float(boundary.normal @ b.normal)) > math.cos(math.radians(25))
+                        and abs(float(b.offset(boundary.position[None])[0])) <= GAP + SLAB + 1 for b in found):
+                    boundary = None  # the edge of a boundary already found
+                if boundary is not None:
+                    break
             if boundary is not None:
                 break
         if boundary is None:
             continue
         found.append(boundary)
-        d = (idx - centre) @ normal - offset
+        d = boundary.offset(idx)
         regions += [region & (d < -GAP - 1), region & (d > GAP + 1)]
     return found
 
@@ -471,8 +487,8 @@ def find_domain_boundaries(
 def _fit_plane(flat, inner, smooth, centre, normal, offset, *, band: float | None = None) -> tuple[np.ndarray, float]:
     """The plane between the particle's two phases: each voxel (``smooth``: its locally averaged unit phasor)
     joins the side whose mean phase (the slabs beside the plane ``centre`` + ``offset`` along ``normal``) it is
-    nearer to; the midpoints of neighbours on different sides (within ``band`` voxels of the plane, if given) are
-    fitted by a plane (least squares). The given plane when too few such midpoints are found."""
+    nearer to; the midpoints of neighbours on different sides, or of the two ends of a gap in ``inner`` up to
+    LOCAL_REACH long (within ``band`` voxels of the plane, if given), are fitted by a plane (least squares). The given plane when too few such midpoints are found."""
     idx = np.argwhere(inner)
     d = (idx - centre) @ normal - offset
     values = flat[tuple(idx.T)]
@@ -483,10 +499,17 @@ def _fit_plane(flat, inner, smooth, centre, normal, offset, *, band: float | Non
     ahead[inner] = np.abs(smooth[inner] - means[1] / abs(means[1])) < np.abs(smooth[inner] - means[0] / abs(means[0]))
     pts = []
     for ax in range(3):
-        lo, hi = _sl(3, ax, slice(None, -1)), _sl(3, ax, slice(1, None))
-        i = np.argwhere(inner[lo] & inner[hi] & (ahead[lo] != ahead[hi])).astype(float)
-        i[:, ax] += 0.5
-        pts.append(i)
+        for span in range(1, LOCAL_REACH + 1):  # neighbours, or the two ends of a gap along the plane
+            if span >= inner.shape[ax]:
+                break
+            lo, hi = _sl(3, ax, slice(None, -span)), _sl(3, ax, slice(span, None))
+            if span == 1:
+                between_outside = np.ones(inner[lo].shape, bool)  # every voxel between the two ends lies outside
+            else:
+                between_outside = between_outside[_sl(3, ax, slice(None, -1))] & ~inner[_sl(3, ax, slice(span - 1, -1))]
+            i = np.argwhere(inner[lo] & inner[hi] & (ahead[lo] != ahead[hi]) & between_outside).astype(float)
+            i[:, ax] += span / 2
+            pts.append(i)
     pts = np.concatenate(pts)
     if band is not None:
         pts = pts[np.abs((pts - centre) @ normal - offset) <= band]
@@ -519,7 +542,8 @@ def _plane_boundary(flat, inner, idx, centre, normal, offset, *, jump_rad, min_c
     step, coherence = float(np.angle(mean)), float(abs(mean))
     if abs(step) < jump_rad or coherence < min_coherence:
         return None
-    aside = [_local_steps(flat, inside, centre, normal, offset + sign * (2 * LOCAL_HALF_SPAN + 2))[0]
+    aside = [_local_steps(flat, inside, centre, normal, offset + sign * (2 * LOCAL_HALF_SPAN + 2),
+                           reach=LOCAL_HALF_SPAN)[0]
              for sign in (-1, 1)]
     if any(abs(a) > 0 and abs(float(np.angle(a))) > 0.5 * abs(step) for a in aside):
         return None  # the phase changes as much beside the plane: a strain gradient, not a step

@@ -106,9 +106,9 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
     for b in found_b:
         position = _rounded(b.position)
         normal = _rounded(b.normal, 3)
-        sides = tuple(_domain_at(labels, np.add(position, side * 3 * np.asarray(normal))) for side in (-1, 1))
+        sides = tuple(_domain_beside(labels, position, side * np.asarray(normal)) for side in (-1, 1))
         # a boundary separates two domains of the particle: a sheet of steps with the surface (or the same
-        # domain) three voxels on one side is a layer thinner than the resolution, a reconstruction artefact
+        # domain) on one side is a layer thinner than the resolution, a reconstruction artefact
         if None in sides or sides[0] == sides[1]:
             continue
         boundaries.append(Boundary(position, _nm(b.position, geometry), normal, round(b.phase_step_rad, 3),
@@ -119,6 +119,16 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
                           strain_summary(particle, geometry.voxel_nm, config.surface_erosion_voxels,
                                          q_inv_nm=geometry.q_bragg_inv_nm, members=members),
                           tuple(domains), int(support.sum()))
+
+
+def _domain_beside(labels: np.ndarray, position, direction, first: int = 3, last: int = 8) -> int | None:
+    """The domain met walking from a boundary's ``position`` along ``direction``, ``first`` to ``last`` voxels away
+    (a pi step's blurred amplitude opens a gap in the support along the plane), None when none is met."""
+    for step in range(first, last + 1):
+        found = _domain_at(labels, np.add(position, step * np.asarray(direction)))
+        if found is not None:
+            return found
+    return None
 
 
 def _domain_at(labels: np.ndarray, point) -> int | None:

@@ -347,3 +347,23 @@ def test_boundaries_that_the_members_do_not_show_are_dropped():
     disagree = [_oblique(normal, 0.0) for _ in range(3)]
     assert reproduced_boundaries(found, agree + disagree[:1], inner) == found
     assert reproduced_boundaries(found, disagree + agree[:1], inner) == []
+
+
+def test_an_antiphase_plane_whose_blurred_amplitude_opens_a_gap_is_still_found():
+    from streamer.analysis.displacement import particle_support
+    from streamer.analysis.objects import analyze_object
+    from streamer.backend import get_namespace
+    from streamer.geometry import OrthogonalGeometry
+
+    true = _unit(15, 70)
+    rho = _oblique(true, math.pi)
+    n = rho.shape[0]
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    d = true[0] * (z - 24) + true[1] * (y - 24) + true[2] * (x - 24)
+    rho = rho * (np.abs(d) > 1.5)  # a pi step blurred by the resolution reads as no amplitude there
+    (b,) = find_domain_boundaries(rho, mask=particle_support(np.abs(rho)))
+    assert math.degrees(math.acos(min(1.0, abs(float(np.dot(b.normal, true)))))) < 5
+    assert abs(abs(b.phase_step_rad) - math.pi) < 0.3
+    geometry = OrthogonalGeometry(shape_zyx=rho.shape, voxel_nm=10.0)
+    (seen,) = analyze_object(rho, geometry=geometry, xp=get_namespace("numpy")).domain_boundaries
+    assert None not in seen.domains and seen.domains[0] != seen.domains[1]
