@@ -14,7 +14,7 @@ class AnalysisConfig(Settings):
 
     support_threshold: float = Field(0.2, gt=0, lt=1)
     vortex_min_length: int = Field(3, ge=1)
-    boundary_jump_rad: float = Field(0.45, gt=0, lt=math.pi)  # the smallest phase step reported as a boundary
+    boundary_jump_rad: float = Field(0.6, gt=0, lt=math.pi)  # the smallest phase step reported as a boundary
     boundary_min_area_fraction: float = Field(0.3, gt=0, le=1)  # of a plane's cross-section that must show it
     boundary_min_coherence: float = Field(0.6, gt=0, le=1)  # resultant of the local steps across the plane
     surface_erosion_voxels: int = Field(1, ge=0)

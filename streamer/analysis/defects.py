@@ -256,7 +256,7 @@ class DomainBoundary:
     position: np.ndarray  # (3,) centre of the plane's cross-section with the particle, voxel index coordinates (z, y, x)
     normal: np.ndarray  # (3,) unit normal of the plane (z, y, x), oriented with a positive largest part
     phase_step_rad: float  # change of the phase crossing the plane along ``normal``
-    area_voxels: int  # voxels of the particle in the plane (its cross-section)
+    area_voxels: int  # voxels of the plane's cross-section with the particle (one voxel thick)
     coherence: float  # 0..1: how consistently the phase steps by that amount all across the plane
     side_fractions: tuple[float, float] = (0.5, 0.5)  # of the particle behind and ahead of the plane
 
@@ -415,7 +415,7 @@ def find_domain_boundaries(
     rho: np.ndarray,
     *,
     mask: np.ndarray,
-    jump_rad: float = 0.45,
+    jump_rad: float = 0.6,
     min_area_fraction: float = 0.3,
     min_coherence: float = 0.6,
     min_side_fraction: float = 0.03,
@@ -553,12 +553,11 @@ def _plane_boundary(flat, inner, idx, centre, normal, offset, *, jump_rad, min_c
         return None
     near = region & (np.abs(d) <= 0.5)
     position = (idx[near].mean(axis=0) - d[near].mean() * normal) if near.any() else centre + offset * normal
-    plane = idx[near]
-    return DomainBoundary(position, normal, step, int(len(plane)), coherence, fractions)
+    return DomainBoundary(position, normal, step, int(in_plane), coherence, fractions)
 
 
 def reproduced_boundaries(boundaries: list[DomainBoundary], members: list[np.ndarray], inner: np.ndarray, *,
-                          jump_rad: float = 0.45, min_fraction: float = 0.5) -> list[DomainBoundary]:
+                          jump_rad: float = 0.6, min_fraction: float = 0.5) -> list[DomainBoundary]:
     """Boundaries that the members of a reconstruction population reproduce: across the same plane a member's
     phase (``members``: displacement objects, aligned) steps the same way by at least ``jump_rad``."""
     if not members:

@@ -29,7 +29,7 @@ def test_a_new_pair_is_one_sentence_with_its_place_confidence_and_nucleation_str
     assert said[0].severity == "alert"
     assert said[0].evidence["pair"] == EVENTS[3]["dislocation_pairs"][0]
     assert [f["kind"] for f in said[0].evidence["flags"]] == ["new_vortex", "new_vortex"]
-    assert said[1].text == "Domain boundary resolved: 0 boundary(ies) now, 1 before (confidence 1.0)"
+    assert said[1].text == "Domain boundary resolved: 0 boundary(ies) now, 1 before (confidence 0.99)"
 
 
 def test_a_pair_that_drifted_to_where_the_surface_pulls_says_so_instead_of_a_stress():
@@ -50,8 +50,8 @@ def test_lines_lost_through_the_surface_and_inside():
 
 def test_a_boundary_says_where_its_angle_and_step():
     assert _texts(EVENTS[2]) == [
-        ("Domain boundary appeared: a plane at z -1, y 7, x -6 nm, 90 deg to the layers, displacement step 0.175 nm "
-         "(phase 2.00 rad); 1 boundary(ies) now, 0 before (confidence 1.0)")]
+        ("Domain boundary appeared: a plane at z -2, y 7, x -6 nm, 89 deg to the layers, displacement step 0.170 nm "
+         "(phase 1.95 rad); 1 boundary(ies) now, 0 before (confidence 0.99)")]
     antiphase = {**EVENTS[2]["flags"][0], "boundaries": [{**EVENTS[2]["flags"][0]["boundaries"][0],
                                                           "phase_step_rad": 3.1}]}
     assert "(phase 3.10 rad, antiphase)" in flag_sentence(antiphase)
