@@ -42,13 +42,24 @@ def main(argv=None) -> int:
     cfg = PhasingConfig(population=args.population, warm_start=False)
     print(f"shape {tuple(args.shape)}, {intensity.sum():.3g} photons, population {cfg.population}, recipe {cfg.recipe}")
     for run in range(args.runs):
+        marks = []  # (seconds since the start, iterations done) at every progress report
+
+        def progress(p, marks=marks):
+            marks.append((time.perf_counter() - t0, p["iteration"]))
+
         t0 = time.perf_counter()
-        res = reconstruct(intensity, xp=xp, config=cfg, rng=run)
+        res = reconstruct(intensity, xp=xp, config=cfg, rng=run, progress=progress)
         wall = time.perf_counter() - t0
         per = wall / (res.iterations * cfg.population) * 1e3
         corr = amplitude_correlation(res.rho, obj)
+        (t_first, n_first), (t_done, n_done) = marks[0], marks[-1]
+        per_iteration = (t_done - t_first) / max(1, n_done - n_first)
+        start = t_first - n_first * per_iteration
         print(f"run {run}: {wall:.1f} s for {res.iterations} iterations x {cfg.population} members "
-              f"({per:.2f} ms per iteration per member), correlation with the truth {corr:.3f}", flush=True)
+              f"({per:.2f} ms per iteration per member), correlation with the truth {corr:.3f}; "
+              f"start (host: checks, autocorrelation support, random starts) {start:.1f} s, iterations "
+              f"{t_done - start:.1f} s ({per_iteration * 1e3:.1f} ms per iteration of the batch), "
+              f"finish (host: ranking, alignment, averaging) {wall - t_done:.1f} s", flush=True)
     if args.backend == "cupy":
         import cupy
 
