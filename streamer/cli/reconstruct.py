@@ -182,8 +182,15 @@ def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray
 DEFAULT_BUDGET_S = 60.0  # the CLI default for a large input finishes in about a minute on a laptop-class CPU
 
 
-def _budget(args, phasing, xp, shape, out, limits):
-    """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget."""
+RESULT_WRITE_BYTES_PER_S = 200e6  # an uncompressed result file written on a busy 2-core machine (300 MB/s measured)
+
+
+def _budget(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0):
+    """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget.
+
+    The budget is the whole command's: what was spent before phasing (reading, preparing the data) and the
+    writing of the result file (the object, its support and error maps, the members) come off it first, then
+    the phasing gets ``share`` of the rest (the margin for its prediction's error)."""
     from streamer.phasing import reconstruct
     from streamer.phasing.budget import choose, on_coarser_grid
     from streamer.service.costs import FftCosts
@@ -192,9 +199,12 @@ def _budget(args, phasing, xp, shape, out, limits):
     budget = args.budget_s if args.budget_s is not None else (None if explicit else DEFAULT_BUDGET_S)
     if not budget:
         return reconstruct, phasing, None
+    voxels = int(np.prod(shape))
+    writing_s = voxels * (8 * (1 + phasing.population) + 4 * 2 + 1) / RESULT_WRITE_BYTES_PER_S
+    phasing_s = max(budget - spent_s - writing_s, 0.1 * budget) * limits.share
     costs = FftCosts(xp, threads=phasing.threads or None)
     try:
-        choice = choose(tuple(shape), budget * limits.share, recipe=phasing.recipe, population=phasing.population,
+        choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,
                         fft_pair_s=lambda s, b: costs(s, b) * phasing.generations,
                         min_population=min(limits.min_population, phasing.population),
                         max_memory_bytes=limits.max_memory_gb * 2**30 or None)
@@ -211,6 +221,7 @@ def _budget(args, phasing, xp, shape, out, limits):
 
 
 def run_reconstruct(args, out=None) -> int:
+    started = time.monotonic()
     out = out or sys.stderr  # looked up at call time, so a redirected stderr is honoured
     from streamer.analysis.peak import peak_metrics
     from streamer.backend import get_namespace
@@ -238,7 +249,8 @@ def run_reconstruct(args, out=None) -> int:
     xp = get_namespace(service.backend)
     service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
-    run, phasing, choice = _budget(args, phasing, xp, intensity.shape, out, service.budget)
+    run, phasing, choice = _budget(args, phasing, xp, intensity.shape, out, service.budget,
+                                   spent_s=time.monotonic() - started)
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
@@ -279,7 +291,8 @@ def run_reconstruct(args, out=None) -> int:
               file=out, flush=True)
     path = write_result(args.out, obj=obj, support=support, recipe=result.recipe, metadata=meta,
                         peak=peak, phasing=info, amplitude_error=errors.get("amplitude_error"),
-                        phase_error=errors.get("phase_error"), error_curve=result.error_curve, members=members)
+                        phase_error=errors.get("phase_error"), error_curve=result.error_curve, members=members,
+                        compress=False)
     print(f"wrote {path}: chi-square {info['chi_square_best']:.4g} after {result.iterations} iterations x "
           f"{result.generations} generation(s) in {seconds:.1f} s", file=out, flush=True)
     print(json.dumps({"out": str(path), **info}), flush=True)

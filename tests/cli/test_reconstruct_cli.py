@@ -227,3 +227,32 @@ def test_explicit_phasing_options_are_kept_without_a_budget(tmp_path, intensity,
     assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / "r.h5"), *FAST]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "budget" not in summary and summary["population"] == 2
+
+
+def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp_path, intensity, capsys):
+    """What the command spent before phasing and what writing the result will take leave the phasing less;
+    the result file's float arrays are written as they are (the user waits), its support compressed."""
+    import argparse
+    import io
+
+    from streamer.cli.reconstruct import RESULT_WRITE_BYTES_PER_S, _budget
+    from streamer.service.config import ServiceConfig
+
+    service = ServiceConfig()
+    args = argparse.Namespace(budget_s=10.0, population=None, recipe=None, generations=None)
+    xp = __import__("streamer.backend", fromlist=["get_namespace"]).get_namespace("numpy")
+    shape = (32, 32, 32)
+    writing = 32**3 * (8 * (1 + service.phasing.population) + 9) / RESULT_WRITE_BYTES_PER_S
+    _, _, fresh = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
+    _, _, late = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
+    share = service.budget.share
+    assert fresh.budget_s == pytest.approx((10.0 - writing) * share)
+    assert late.budget_s == pytest.approx((4.0 - writing) * share)
+    _, _, over = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
+    assert over.budget_s == pytest.approx(1.0 * share)  # a tenth of the budget is always left to phasing
+
+    np.save(tmp_path / "i.npy", intensity)
+    assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / "r.h5"), *FAST]) == 0
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f["result/object"].compression is None and f["result/members"].compression is None
+        assert f["result/support"].compression == "gzip"
