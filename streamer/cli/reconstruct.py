@@ -185,27 +185,35 @@ DEFAULT_BUDGET_S = 60.0  # the CLI default for a large input finishes in about a
 RESULT_WRITE_BYTES_PER_S = 200e6  # an uncompressed result file written on a busy 2-core machine (300 MB/s measured)
 
 
+def _slowness_key(xp) -> str:
+    """The array namespace, by name: each backend's model error is remembered apart."""
+    return str(getattr(xp, "__name__", "numpy")).rsplit(".", 1)[-1]
+
+
 def _budget(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0):
     """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget.
 
     The budget is the whole command's: what was spent before phasing (reading, preparing the data) and the
     writing of the result file (the object, its support and error maps, the members) come off it first, then
-    the phasing gets ``share`` of the rest (the margin for its prediction's error)."""
+    the phasing gets ``share`` of the rest (the margin for its prediction's error). The prediction is scaled
+    by the slowness the last budgeted runs on this host found (taken / predicted, kept beside the FFT
+    wisdom), as the service learns it per run; also returned."""
     from streamer.phasing import reconstruct
     from streamer.phasing.budget import choose, on_coarser_grid
-    from streamer.service.costs import FftCosts
+    from streamer.service.costs import FftCosts, remembered_slowness
 
     explicit = any(v is not None for v in (args.population, args.recipe, args.generations))
     budget = args.budget_s if args.budget_s is not None else (None if explicit else DEFAULT_BUDGET_S)
     if not budget:
-        return reconstruct, phasing, None
+        return reconstruct, phasing, None, 1.0
     voxels = int(np.prod(shape))
     writing_s = voxels * (8 * (1 + phasing.population) + 4 * 2 + 1) / RESULT_WRITE_BYTES_PER_S
     phasing_s = max(budget - spent_s - writing_s, 0.1 * budget) * limits.share
+    slowness = remembered_slowness(_slowness_key(xp))
     costs = FftCosts(xp, threads=phasing.threads or None)
     try:
         choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,
-                        fft_pair_s=lambda s, b: costs(s, b) * phasing.generations,
+                        fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
                         min_population=min(limits.min_population, phasing.population),
                         max_memory_bytes=limits.max_memory_gb * 2**30 or None)
     finally:
@@ -217,7 +225,7 @@ def _budget(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0):
           f"{choice.reason}" + ("" if choice.reason == "the full reconstruction fits" else
                                 "; for the full treatment: --budget-s 0"), file=out, flush=True)
     run = reconstruct if choice.shape == tuple(shape) else on_coarser_grid(reconstruct, choice.shape)
-    return run, phasing, choice
+    return run, phasing, choice, slowness
 
 
 def run_reconstruct(args, out=None) -> int:
@@ -249,8 +257,8 @@ def run_reconstruct(args, out=None) -> int:
     xp = get_namespace(service.backend)
     service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
-    run, phasing, choice = _budget(args, phasing, xp, intensity.shape, out, service.budget,
-                                   spent_s=time.monotonic() - started)
+    run, phasing, choice, slowness = _budget(args, phasing, xp, intensity.shape, out, service.budget,
+                                             spent_s=time.monotonic() - started)
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
@@ -266,7 +274,10 @@ def run_reconstruct(args, out=None) -> int:
             "chi_square_best": float(result.chi_square[result.best]), "seconds": round(seconds, 2),
             "backend": service.backend, "metric": result.metric}
     if choice is not None:
-        info["budget"] = {**choice.record(), "actual_s": round(seconds, 2)}
+        from streamer.service.costs import remember_slowness
+
+        info["budget"] = {**choice.record(), "actual_s": round(seconds, 2), "slowness": slowness}
+        remember_slowness(_slowness_key(xp), seconds, choice.predicted_s, slowness)
     obj, support, members = result.rho, result.support, result.members
     errors = {"amplitude_error": result.amplitude_error, "phase_error": result.phase_error}
     if det is None:

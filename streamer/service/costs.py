@@ -10,16 +10,18 @@ planning.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from streamer.phasing.fft import get_plan
-from streamer.phasing.wisdom import save_wisdom
+from streamer.phasing.wisdom import save_wisdom, wisdom_path
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +107,38 @@ class FftCosts:
 
     def close(self) -> None:
         self._planner.shutdown(wait=True, cancel_futures=True)
+
+
+SLOWNESS_FILE = "phasing-slowness.json"
+
+
+def remembered_slowness(backend: str, folder: Path | None = None) -> float:
+    """Phasing seconds taken / predicted from the FFT costs, as the last budgeted runs on this host found it
+    (1 when none is remembered, or the file cannot be read): a one-shot command's stand-in for the
+    service's per-run learning."""
+    path = (folder or wisdom_path().parent) / SLOWNESS_FILE
+    try:
+        value = float(json.loads(path.read_text())[backend])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1.0
+    return min(10.0, max(0.5, value)) if math.isfinite(value) else 1.0
+
+
+def remember_slowness(backend: str, actual_s: float, predicted_s: float, used: float,
+                      folder: Path | None = None) -> float:
+    """Keep the model's error of this run (``predicted_s`` was made with slowness ``used``), averaged with the
+    remembered one; returns what is kept. A cache that cannot be written only costs accuracy."""
+    if not (predicted_s > 0 and actual_s > 0):
+        return used
+    found = min(10.0, max(0.5, actual_s / predicted_s * used))
+    kept = round(math.sqrt(found * used) if used != 1.0 else found, 3)  # geometric mean with the last
+    path = (folder or wisdom_path().parent) / SLOWNESS_FILE
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        known = known if isinstance(known, dict) else {}
+        known[backend] = kept
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known))
+    except (OSError, ValueError):
+        log.warning("could not remember the phasing slowness in %s", path)
+    return kept

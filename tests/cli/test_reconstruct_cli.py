@@ -243,12 +243,12 @@ def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp
     xp = __import__("streamer.backend", fromlist=["get_namespace"]).get_namespace("numpy")
     shape = (32, 32, 32)
     writing = 32**3 * (8 * (1 + service.phasing.population) + 9) / RESULT_WRITE_BYTES_PER_S
-    _, _, fresh = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
-    _, _, late = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
+    _, _, fresh, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
+    _, _, late, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
     share = service.budget.share
     assert fresh.budget_s == pytest.approx((10.0 - writing) * share)
     assert late.budget_s == pytest.approx((4.0 - writing) * share)
-    _, _, over = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
+    _, _, over, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
     assert over.budget_s == pytest.approx(1.0 * share)  # a tenth of the budget is always left to phasing
 
     np.save(tmp_path / "i.npy", intensity)
@@ -256,3 +256,16 @@ def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp
     with h5py.File(tmp_path / "r.h5") as f:
         assert f["result/object"].compression is None and f["result/members"].compression is None
         assert f["result/support"].compression == "gzip"
+
+
+def test_the_models_error_is_remembered_beside_the_wisdom_and_scales_the_next_prediction(tmp_path):
+    from streamer.service.costs import remember_slowness, remembered_slowness
+
+    assert remembered_slowness("numpy", tmp_path) == 1.0  # nothing remembered
+    kept = remember_slowness("numpy", actual_s=16.0, predicted_s=10.0, used=1.0, folder=tmp_path)
+    assert kept == pytest.approx(1.6) and remembered_slowness("numpy", tmp_path) == pytest.approx(1.6)
+    # the next prediction already carried 1.6 and was right: the remembered value stays
+    assert remember_slowness("numpy", actual_s=16.0, predicted_s=16.0, used=1.6, folder=tmp_path) == pytest.approx(1.6)
+    assert remembered_slowness("cupy", tmp_path) == 1.0  # each backend apart
+    (tmp_path / "phasing-slowness.json").write_text("not json")
+    assert remembered_slowness("numpy", tmp_path) == 1.0  # a damaged file costs accuracy only
