@@ -229,14 +229,16 @@ class DetectorGeometry:
 
     # -- back to an orthogonal lab grid ----------------------------------------------------------
     def to_orthogonal(self, stack: np.ndarray, *, voxel_nm: float | None = None,
-                      shape_zyx: tuple[int, int, int] | None = None, order: int = 1) -> np.ndarray:
+                      shape_zyx: tuple[int, int, int] | None = None, order: int = 1,
+                      origin_index: tuple[float, float, float] | None = None) -> np.ndarray:
         """Resample a real-space array on the conjugate (step, row, col) grid onto a lab (z, y, x) grid.
 
         The lab grid has cubic voxels ``voxel_nm`` (default: the finest of ``voxel_sizes_nm``) with its
-        origin at index n // 2; points outside the measured grid are 0.
+        origin at index n // 2, where the stack's (fractional) index ``origin_index`` lands (default its
+        centre index); points outside the measured grid are 0.
         """
         voxel = min(self.voxel_sizes_nm) if voxel_nm is None else float(voxel_nm)
-        return self._resample(stack, np.linalg.inv(self.real_basis_nm), voxel, shape_zyx, order)
+        return self._resample(stack, np.linalg.inv(self.real_basis_nm), voxel, shape_zyx, order, origin_index)
 
     def intensity_to_orthogonal(self, stack: np.ndarray, *, dq_inv_nm: float | None = None,
                                 shape_zyx: tuple[int, int, int] | None = None, order: int = 1) -> np.ndarray:
@@ -274,7 +276,7 @@ class DetectorGeometry:
         return OrthogonalGeometry(shape_zyx=tuple(int(n) for n in shape_zyx), voxel_nm=float(voxel_nm),
                                   d_spacing_nm=2 * math.pi / q, theta_bragg_deg=self.theta_bragg_deg)
 
-    def _resample(self, stack, lab_to_index, spacing, shape_zyx, order):
+    def _resample(self, stack, lab_to_index, spacing, shape_zyx, order, origin_index=None):
         from scipy.ndimage import map_coordinates
 
         stack = np.asarray(stack)
@@ -285,7 +287,8 @@ class DetectorGeometry:
         shape = tuple(int(n) for n in (shape_zyx or (self.stack_shape[1], self.stack_shape[2], self.stack_shape[0])))
         axes = [(np.arange(n) - n // 2) * spacing for n in shape]
         lab = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
-        idx = lab_to_index @ lab + np.array(self.center_index, float)[:, None]
+        origin = self.center_index if origin_index is None else origin_index
+        idx = lab_to_index @ lab + np.array(origin, float)[:, None]
 
         def sample(a):
             return map_coordinates(a, idx, order=order, mode="constant", cval=0.0).reshape(shape)

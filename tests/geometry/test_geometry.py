@@ -162,3 +162,24 @@ def test_a_geometry_file_must_state_what_the_beamline_measured():
         DetectorGeometry.from_measured({**full, "pixel_size": 55}, "geometry file g.toml")
     with pytest.raises(ValueError, match="roi_px"):
         DetectorGeometry.from_measured({**full, "roi_px": [0, 300, 0, 256]}, "geometry file g.toml")
+
+
+def test_an_object_lands_on_the_lab_grid_by_its_centre_of_mass_not_its_whole_detector_voxel():
+    """Phasing centres an object to a whole voxel of the detector grid; along the rocking direction that is
+    a resolution element, so to_lab places the amplitude's centre of mass (fractional) on the lab origin."""
+    from streamer.analysis.scan import amplitude_centre, lab_grid, to_lab
+
+    g = DetectorGeometry(energy_kev=9.0, distance_m=1.0, pixel_um=55.0, detector_shape_px=(64, 64),
+                         roi_px=(0, 64, 0, 64), rocking_step_deg=0.02, num_rocking_steps=32, d_spacing_nm=0.55)
+    steps, rows, cols = np.ogrid[0:32, 0:64, 0:64]
+    c = np.array(g.center_index, float) + (0.45, 0.0, 0.0)  # the particle 0.45 of a step off the centre
+    blob = np.exp(-((steps - c[0]) ** 2 / 8.0 + (rows - c[1]) ** 2 / 30.0 + (cols - c[2]) ** 2 / 30.0))
+    rho = blob.astype(np.complex64)
+    assert amplitude_centre(np.abs(rho))[0] == pytest.approx(c[0], abs=1e-3)
+    lab = lab_grid(g, np.abs(rho) > 0.1)
+    moved = to_lab(g, lab, rho, support=np.abs(rho) > 0.01)
+    centre = np.array(amplitude_centre(np.abs(moved.rho))) - np.array(lab.shape_zyx) // 2
+    assert np.all(np.abs(centre) < 0.1)  # lab voxels
+    plain = g.to_orthogonal(rho, voxel_nm=lab.voxel_nm, shape_zyx=lab.shape_zyx)  # by the centre index
+    off = np.array(amplitude_centre(np.abs(plain))) - np.array(lab.shape_zyx) // 2
+    assert np.abs(off).max() * lab.voxel_nm > 0.3 * max(g.voxel_sizes_nm)  # what it would have been
