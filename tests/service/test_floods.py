@@ -29,5 +29,5 @@ def test_floods_of_scan_starts_documents_and_size_lies_keep_memory_bounded():
     # kept forever, it would grow by all 47 MB again; the allocator does not always reuse what the first flood
     # freed (one clean-clone run grew 25.8 MB, most runs 0-10 MB), so the bound sits between the two
     assert second["rss_growth_mb"] < 0.75 * second["sent_mb"]
-    assert first["rss_growth_mb"] + second["rss_growth_mb"] < 1.5 * first["sent_mb"]
+    assert first["rss_growth_mb"] + second["rss_growth_mb"] < 1.75 * first["sent_mb"]  # kept forever: >= 2x
     assert all(figures[k]["latency_s"] == figures[k]["latency_s"] for k in ("bombs", "scan_starts", "documents_2"))
