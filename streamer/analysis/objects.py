@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.analysis.config import AnalysisConfig
-from streamer.analysis.defects import (
+from streamer.analysis.boundaries import (
     find_domain_boundaries,
-    find_vortex_lines,
     reproduced_boundaries,
-    reproduced_lines,
     segment_domains,
 )
+from streamer.analysis.config import AnalysisConfig
+from streamer.analysis.defects import find_vortex_lines, reproduced_lines
 from streamer.analysis.detections import (
     Boundary,
     DislocationPair,

@@ -3,11 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from streamer.analysis.defects import (
-    find_domain_boundaries,
-    find_vortex_lines,
-    plaquette_winding,
-)
+from streamer.analysis.boundaries import find_domain_boundaries
+from streamer.analysis.defects import find_vortex_lines, plaquette_winding
 from streamer.backend import to_numpy
 
 N = 24
@@ -233,7 +230,7 @@ def test_lines_that_the_population_does_not_reproduce_are_dropped():
 
 @pytest.mark.parametrize("step", [np.pi / 2, 2.094])
 def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step):
-    from streamer.analysis.defects import segment_domains
+    from streamer.analysis.boundaries import segment_domains
     from streamer.analysis.displacement import particle_support
 
     z, y, x = _zyx()
@@ -248,7 +245,7 @@ def test_a_boundary_splits_the_particle_into_two_domains_offset_by_its_step(step
 
 
 def test_pristine_and_a_screw_pair_are_single_domains():
-    from streamer.analysis.defects import segment_domains
+    from streamer.analysis.boundaries import segment_domains
     from streamer.analysis.displacement import particle_support
 
     z, y, x = _zyx()
@@ -335,7 +332,7 @@ def test_a_smooth_strain_gradient_is_no_boundary():
 
 
 def test_boundaries_that_the_members_do_not_show_are_dropped():
-    from streamer.analysis.defects import reproduced_boundaries
+    from streamer.analysis.boundaries import reproduced_boundaries
     from streamer.analysis.displacement import eroded, particle_support
 
     normal = _unit(20, 45)

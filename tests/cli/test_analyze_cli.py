@@ -182,7 +182,7 @@ def test_analyze_and_report_have_help_with_an_example(capsys):
 
 
 def test_a_phase_jump_sheet_along_the_surface_is_not_a_boundary():
-    from streamer.analysis.defects import find_domain_boundaries
+    from streamer.analysis.boundaries import find_domain_boundaries
     from streamer.analysis.displacement import particle_support
     from streamer.analysis.objects import analyze_object
     from streamer.backend import get_namespace

@@ -5,7 +5,8 @@ import pytest
 
 from sim.diffraction import DiffractionModel
 from sim.particle import DomainBoundary, Particle, ScrewDislocation, complex_image
-from streamer.analysis.defects import find_domain_boundaries, find_vortex_lines
+from streamer.analysis.boundaries import find_domain_boundaries
+from streamer.analysis.defects import find_vortex_lines
 from streamer.analysis.displacement import particle_support
 from streamer.backend import get_namespace
 from streamer.geometry import OrthogonalGeometry
