@@ -11,14 +11,16 @@ from pathlib import Path
 
 def run_import(args, out=None) -> int:
     """Check every input, then stream the frames into ``args.out``; one summary line (JSON) on stdout."""
-    from streamer.recording.importer import (
+    from streamer.recording.frame_sources import (
         ImportInputError,
+        expand_inputs,
+        open_frames,
+    )
+    from streamer.recording.importer import (
         Orientation,
         ScanImport,
-        expand_inputs,
         import_scans,
         load_geometry_file,
-        open_frames,
         read_column,
     )
 

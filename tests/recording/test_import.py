@@ -10,14 +10,16 @@ import pytest
 import tifffile
 
 from streamer.geometry import DetectorGeometry, OrthogonalGeometry
-from streamer.recording.importer import (
+from streamer.recording.frame_sources import (
     ImportInputError,
+    expand_inputs,
+    open_frames,
+)
+from streamer.recording.importer import (
     Orientation,
     ScanImport,
-    expand_inputs,
     import_scans,
     load_geometry_file,
-    open_frames,
     rocking_angles_deg,
 )
 from streamer.recording.recorder import list_scans, read_scan, run_of
