@@ -15,6 +15,8 @@ from streamer.settings import ConfigError, dataclass_from_dict, dataclass_model
 
 HC_KEV_NM = 1.2398419843320026  # h c in keV nm: wavelength_nm = HC_KEV_NM / energy_kev
 
+RESAMPLE_CHUNK_VOXELS = 1 << 20  # lab voxels resampled at a time
+
 #: what a geometry file must state (the rest has beamline defaults: docs/geometry.md), with its meaning
 MEASURED_KEYS = {
     "energy_kev": "photon energy (keV)",
@@ -286,16 +288,18 @@ class DetectorGeometry:
             raise ValueError(f"grid spacing must be > 0, got {spacing}")
         shape = tuple(int(n) for n in (shape_zyx or (self.stack_shape[1], self.stack_shape[2], self.stack_shape[0])))
         axes = [(np.arange(n) - n // 2) * spacing for n in shape]
-        lab = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
-        origin = self.center_index if origin_index is None else origin_index
-        idx = lab_to_index @ lab + np.array(origin, float)[:, None]
-
-        def sample(a):
-            return map_coordinates(a, idx, order=order, mode="constant", cval=0.0).reshape(shape)
-
-        if np.iscomplexobj(stack):
-            return sample(stack.real) + 1j * sample(stack.imag)
-        return sample(stack)
+        origin = np.array(self.center_index if origin_index is None else origin_index, float)[:, None]
+        out = np.zeros(shape, np.result_type(stack.real.dtype, np.complex64) if np.iscomplexobj(stack) else stack.dtype)
+        parts = (stack.real, stack.imag) if np.iscomplexobj(stack) else (stack,)
+        per_slab = max(1, RESAMPLE_CHUNK_VOXELS // max(1, shape[1] * shape[2]))
+        for z0 in range(0, shape[0], per_slab):  # slabs bound the coordinates' memory (48 bytes a voxel)
+            zs = axes[0][z0:z0 + per_slab]
+            lab = np.stack(np.meshgrid(zs, axes[1], axes[2], indexing="ij")).reshape(3, -1)
+            idx = lab_to_index @ lab + origin
+            sampled = [map_coordinates(a, idx, order=order, mode="constant", cval=0.0).reshape(len(zs), *shape[1:])
+                       for a in parts]
+            out[z0:z0 + len(zs)] = sampled[0] + 1j * sampled[1] if len(sampled) == 2 else sampled[0]
+        return out
 
     # -- internals and serialisation -------------------------------------------------------------
     def _detector_axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

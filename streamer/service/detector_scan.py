@@ -132,6 +132,21 @@ def prepare_detector_scan(frames: np.ndarray, geometry: DetectorGeometry, config
     return DetectorScan(binned, mask, target, info, saturated)
 
 
+MAX_PEAK_GRID_VOXELS = 8_000_000  # the lab-q grid of the peak metrics (32 MB of float32)
+
+
+def peak_grid_step(geometry: DetectorGeometry) -> float:
+    """The lab-q spacing of the peak metrics: the geometry's finest q step, coarsened where the grid holding
+    every measured q would pass ``MAX_PEAK_GRID_VOXELS`` (a fine rocking step: 200 steps of 0.005 deg gave
+    6e8 voxels at that step)."""
+    dq = float(min(np.linalg.norm(geometry.q_basis_inv_nm, axis=0)))
+    voxels = float(np.prod(geometry.q_grid_shape(dq)))
+    while voxels > MAX_PEAK_GRID_VOXELS:
+        dq *= (voxels / MAX_PEAK_GRID_VOXELS) ** (1 / 3) * 1.01
+        voxels = float(np.prod(geometry.q_grid_shape(dq)))
+    return dq
+
+
 def detector_peak(scan: DetectorScan) -> tuple[dict, np.ndarray, float]:
     """Peak metrics of a detector scan in the lab frame: (peak, lab-q volume, |q| at the peak's centre).
 
@@ -141,7 +156,7 @@ def detector_peak(scan: DetectorScan) -> tuple[dict, np.ndarray, float]:
     binned frames, what re-centring the detector needs.
     """
     stack, mask, geometry = scan.stack, scan.mask, scan.geometry
-    dq = float(min(np.linalg.norm(geometry.q_basis_inv_nm, axis=0)))
+    dq = peak_grid_step(geometry)
     filled = fill_peak_top(fill_masked(stack, mask), mask, scan.saturated)
     volume = np.clip(geometry.intensity_to_orthogonal(filled, dq_inv_nm=dq, shape_zyx=geometry.q_grid_shape(dq)),
                      0, None).astype(np.float32)

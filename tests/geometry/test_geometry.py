@@ -183,3 +183,26 @@ def test_an_object_lands_on_the_lab_grid_by_its_centre_of_mass_not_its_whole_det
     plain = g.to_orthogonal(rho, voxel_nm=lab.voxel_nm, shape_zyx=lab.shape_zyx)  # by the centre index
     off = np.array(amplitude_centre(np.abs(plain))) - np.array(lab.shape_zyx) // 2
     assert np.abs(off).max() * lab.voxel_nm > 0.3 * max(g.voxel_sizes_nm)  # what it would have been
+
+
+def test_resampling_in_slabs_gives_the_same_grid(monkeypatch):
+    import streamer.geometry.detector as detector
+
+    g = DetectorGeometry(roi_px=(64, 192, 64, 192), rocking_step_deg=0.03, num_rocking_steps=32).binned(2)
+    rho = _ellipsoid_on(g, (50.0, 130.0, 150.0)).astype(np.complex64)
+    whole = g.to_orthogonal(rho, shape_zyx=(24, 40, 40))
+    monkeypatch.setattr(detector, "RESAMPLE_CHUNK_VOXELS", 3 * 40 * 40)  # 3 lab planes at a time
+    np.testing.assert_array_equal(g.to_orthogonal(rho, shape_zyx=(24, 40, 40)), whole)
+    assert whole.dtype == np.complex64 and np.abs(whole).max() > 0.5
+
+
+def test_the_peak_grid_stays_bounded_for_a_fine_rocking_step():
+    from streamer.service.detector_scan import MAX_PEAK_GRID_VOXELS, peak_grid_step
+
+    fine = DetectorGeometry(distance_m=0.5, rocking_step_deg=0.005, num_rocking_steps=200).binned(2)
+    finest = float(min(np.linalg.norm(fine.q_basis_inv_nm, axis=0)))
+    assert np.prod(fine.q_grid_shape(finest)) > 50 * MAX_PEAK_GRID_VOXELS  # 6e8 voxels at the finest step
+    dq = peak_grid_step(fine)
+    assert np.prod(fine.q_grid_shape(dq)) <= MAX_PEAK_GRID_VOXELS and dq < 5 * finest
+    coarse = DetectorGeometry(rocking_step_deg=0.02, num_rocking_steps=64).binned(2)  # the demo's: unchanged
+    assert peak_grid_step(coarse) == float(min(np.linalg.norm(coarse.q_basis_inv_nm, axis=0)))
