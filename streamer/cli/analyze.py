@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from streamer.analysis.config import AnalysisConfig, FlagConfig
 from streamer.backend import get_namespace
+from streamer.cli.common import add_backend, add_result_files, add_subcommand
 from streamer.settings import load_config
 
 
@@ -58,19 +58,18 @@ def _cmd_analyze(args) -> int:
 
 def register(sub) -> None:
     """Add the ``analyze`` subcommand to the parser."""
-    a = sub.add_parser("analyze", help="defects, strain and flags of reconstruction result files",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Analyses results of `bcdi-stream reconstruct`. One file: a JSON object with "
-                                   "the vortices, domain_boundaries and peak fields of an events.jsonl line "
-                                   "(positions as (z, y, x) voxel indices of the file's object, and in nm). Several "
-                                   "files of one run: one events.jsonl line per scan, in scan order, with the flags "
-                                   "of live operation. Results of detector-geometry scans are in the lab frame (z "
-                                   "along q; their `frame` field says so, with the voxel size); an object still on "
-                                   "the detector grid is resampled first. See docs/analysis.md, docs/lab-frame.md.",
-                       epilog="examples:\n  bcdi-stream analyze scan-0003.h5\n"
-                              "  bcdi-stream analyze results/scan-*.h5 --json reanalysed/events.jsonl")
-    a.add_argument("results", type=Path, nargs="+", help="result files (HDF5) of bcdi-stream reconstruct")
+    a = add_subcommand(
+        sub, "analyze", _cmd_analyze, help="defects, strain and flags of reconstruction result files",
+        description="Analyses results of `bcdi-stream reconstruct`. One file: a JSON object with "
+                    "the vortices, domain_boundaries and peak fields of an events.jsonl line "
+                    "(positions as (z, y, x) voxel indices of the file's object, and in nm). Several "
+                    "files of one run: one events.jsonl line per scan, in scan order, with the flags "
+                    "of live operation. Results of detector-geometry scans are in the lab frame (z "
+                    "along q; their `frame` field says so, with the voxel size); an object still on "
+                    "the detector grid is resampled first. See docs/analysis.md, docs/lab-frame.md.",
+        epilog="examples:\n  bcdi-stream analyze scan-0003.h5\n"
+               "  bcdi-stream analyze results/scan-*.h5 --json reanalysed/events.jsonl")
+    add_result_files(a)
     a.add_argument("--json", type=Path, default=None, help="write here instead of stdout")
-    a.add_argument("--backend", choices=["numpy", "cupy", "auto"], default=None)
+    add_backend(a)
     a.add_argument("--config", type=Path, default=None, help="service config TOML ([analysis] and [flags] are used)")
-    a.set_defaults(func=_cmd_analyze)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
+from streamer.cli.common import add_backend, add_subcommand
 from streamer.cli.pipeline import LINE_HEADER, EmbeddedPipeline
 from streamer.geometry import DetectorGeometry, OrthogonalGeometry
 from streamer.service.config import ServiceConfig
@@ -104,12 +104,12 @@ def _cmd_demo(args) -> int:
 
 def register(sub) -> None:
     """Add the ``demo`` subcommand to the parser."""
-    d = sub.add_parser("demo", help="run a simulated operando beamtime end to end",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="The simulated beamtime: Bluesky plans drive simulated devices, frames go "
-                                   "over ZeroMQ to the pipeline (a second process), which records, reconstructs "
-                                   "and flags each scan.",
-                       epilog="example:\n  bcdi-stream demo --out demo-out --scenario reference")
+    d = add_subcommand(
+        sub, "demo", _cmd_demo, help="run a simulated operando beamtime end to end",
+        description="The simulated beamtime: Bluesky plans drive simulated devices, frames go "
+                    "over ZeroMQ to the pipeline (a second process), which records, reconstructs "
+                    "and flags each scan.",
+        epilog="example:\n  bcdi-stream demo --out demo-out --scenario reference")
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (events.jsonl, HDF5 recording)")
     d.add_argument("--scenario", default="reference", help="scenario name in sim/scenarios or a TOML path")
     d.add_argument("--exposure-s", type=float, default=0.2, help="exposure per frame, seconds (default 0.2)")
@@ -120,6 +120,5 @@ def register(sub) -> None:
                         "frame; orthogonal: the toy 48^3 grid with plain Poisson frames")
     d.add_argument("--seed", type=int, default=0, help="seed of the simulated detector noise")
     d.add_argument("--population", type=int, default=0, help="random starts per reconstruction (default: config)")
-    d.add_argument("--backend", choices=["numpy", "cupy", "auto"], default=None)
+    add_backend(d)
     d.add_argument("--config", type=Path, default=None, help="service config TOML (see ops/configs)")
-    d.set_defaults(func=_cmd_demo)

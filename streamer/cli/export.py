@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from streamer.cli.common import add_result_files, add_subcommand
 
 
 def run_export(paths: list[Path], *, fmt: str, out: Path | None = None, stdout=None) -> int:
@@ -28,20 +29,19 @@ def _cmd_export(args) -> int:
 
 def register(sub) -> None:
     """Add the ``export`` subcommand to the parser."""
-    e = sub.add_parser("export", help="result files as CXI (PyNX, silx), VTK image data (ParaView) or npz (napari)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Writes a reconstruction result (docs/results.md) for the tools BCDI users "
-                                   "open: cxi, the CXI layout of a PyNX reconstruction (complex object and support, "
-                                   "plus displacement and strain), which silx and PyNX read; vti, VTK XML image "
-                                   "data on the lab grid (amplitude, phase, displacement, strain, support; spacing "
-                                   "the voxel in nm) for ParaView; npz, the same arrays in (z, y, x) order for numpy "
-                                   "and napari. The analysis' own particle, displacement and strain (the result is "
-                                   "resampled onto the lab frame first if it is still on a detector grid). "
-                                   "See docs/exports.md.",
-                       epilog="examples:\n  bcdi-stream export scan-0003.h5 --format vti\n"
-                              "  bcdi-stream export results/scan-*.h5 --format cxi --out exported/")
-    e.add_argument("results", type=Path, nargs="+", help="result files (HDF5) of bcdi-stream reconstruct")
+    e = add_subcommand(
+        sub, "export", _cmd_export, help="result files as CXI (PyNX, silx), VTK image data (ParaView) or npz (napari)",
+        description="Writes a reconstruction result (docs/results.md) for the tools BCDI users "
+                    "open: cxi, the CXI layout of a PyNX reconstruction (complex object and support, "
+                    "plus displacement and strain), which silx and PyNX read; vti, VTK XML image "
+                    "data on the lab grid (amplitude, phase, displacement, strain, support; spacing "
+                    "the voxel in nm) for ParaView; npz, the same arrays in (z, y, x) order for numpy "
+                    "and napari. The analysis' own particle, displacement and strain (the result is "
+                    "resampled onto the lab frame first if it is still on a detector grid). "
+                    "See docs/exports.md.",
+        epilog="examples:\n  bcdi-stream export scan-0003.h5 --format vti\n"
+               "  bcdi-stream export results/scan-*.h5 --format cxi --out exported/")
+    add_result_files(e)
     e.add_argument("--format", required=True, choices=["cxi", "vti", "npz"], help="the format to write")
     e.add_argument("--out", type=Path, default=None,
                    help="file to write (one result) or folder (default: beside each result, the format's suffix)")
-    e.set_defaults(func=_cmd_export)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
+
+from streamer.cli.common import add_subcommand
 
 
 def run_import(args, out=None) -> int:
@@ -142,9 +143,8 @@ def _cmd_import(args) -> int:
 
 def register(sub) -> None:
     """Add the ``import`` subcommand to the parser."""
-    r = sub.add_parser(
-        "import", help="detector frames (TIFF, HDF5/NeXus) plus a geometry file into a recording",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    r = add_subcommand(
+        sub, "import", _cmd_import, help="detector frames (TIFF, HDF5/NeXus) plus a geometry file into a recording",
         description="Turns the frames of rocking scans measured elsewhere (a multi-page TIFF, a folder of TIFF "
                     "frames in natural order, or an HDF5/NeXus file with a 3D frame dataset) and a geometry file "
                     "(TOML or JSON, docs/geometry.md) into a recording in the live format (docs/recording.md), "
@@ -187,4 +187,3 @@ def register(sub) -> None:
     r.add_argument("--flip-cols", action="store_true", help="reverse the column order (after --transpose)")
     r.add_argument("--allow-missing", action="store_true",
                    help="accept fewer frames than rocking steps (the scan is recorded incomplete)")
-    r.set_defaults(func=_cmd_import)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.analysis.preprocess import PreprocessConfig, prepare_scan, prepare_volume
+from streamer.cli.common import add_backend, add_subcommand
 from streamer.service.config import ServiceConfig
 from streamer.settings import load_config
 
@@ -377,9 +377,8 @@ def _cmd_reconstruct(args) -> int:
 
 def register(sub) -> None:
     """Add the ``reconstruct`` subcommand to the parser."""
-    r = sub.add_parser(
-        "reconstruct", help="phase retrieval of one scan or 3D intensity into a result file",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    r = add_subcommand(
+        sub, "reconstruct", _cmd_reconstruct, help="phase retrieval of one scan or 3D intensity into a result file",
         description="Reconstructs one scan of a bcdi-stream recording, or a 3D intensity prepared elsewhere (.npy, "
                     ".npz, .h5, on an orthogonal grid), or a frame stack (step, row, col) with its detector geometry "
                     "(--geometry), with a guided population. Scans on a detector geometry are prepared as the live "
@@ -418,6 +417,5 @@ def register(sub) -> None:
                         f"timed here (default {DEFAULT_BUDGET_S:g} s unless --population/--recipe/--generations are "
                         f"given; 0: the full treatment, however long)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random starts")
-    r.add_argument("--backend", choices=["numpy", "cupy", "auto", "strict"], default=None)
+    add_backend(r, "strict")
     r.add_argument("--config", type=Path, default=None, help="service config TOML (its [phasing] and [detector] tables)")
-    r.set_defaults(func=_cmd_reconstruct)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from streamer.cli.common import add_backend, add_subcommand
 from streamer.cli.pipeline import LINE_HEADER, EmbeddedPipeline
 from streamer.service.config import ServiceConfig
 from streamer.settings import load_config
@@ -92,12 +92,12 @@ def _cmd_replay(args) -> int:
 
 def register(sub) -> None:
     """Add the ``replay`` subcommand to the parser."""
-    r = sub.add_parser("replay", help="send a recording through the pipeline again",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Replays an HDF5 recording of ours frame by frame, through an embedded "
-                                   "pipeline (writing OUT/events.jsonl) or to a running one (--to).",
-                       epilog="examples:\n  bcdi-stream replay demo-out/demo-20261125-150137.h5 --out replay-out\n"
-                              "  bcdi-stream replay run.h5 --speed 1 --scans 2:5 --to tcp://127.0.0.1:5555")
+    r = add_subcommand(
+        sub, "replay", _cmd_replay, help="send a recording through the pipeline again",
+        description="Replays an HDF5 recording of ours frame by frame, through an embedded "
+                    "pipeline (writing OUT/events.jsonl) or to a running one (--to).",
+        epilog="examples:\n  bcdi-stream replay demo-out/demo-20261125-150137.h5 --out replay-out\n"
+               "  bcdi-stream replay run.h5 --speed 1 --scans 2:5 --to tcp://127.0.0.1:5555")
     r.add_argument("recording", type=Path, help="HDF5 recording written by bcdi-stream")
     r.add_argument("--to", default=None, help="frames endpoint of a running pipeline (default: embedded)")
     r.add_argument("--out", type=Path, default=Path("replay-out"), help="output folder of the embedded pipeline")
@@ -107,6 +107,5 @@ def register(sub) -> None:
     r.add_argument("--scans", default=None, help="scan range: 3, 2:5 or 4:")
     r.add_argument("--policy", choices=["all", "latest"], default="all",
                    help="reconstruct every scan (default) or only the newest waiting one")
-    r.add_argument("--backend", choices=["numpy", "cupy", "auto"], default=None)
+    add_backend(r)
     r.add_argument("--config", type=Path, default=None, help="service config TOML")
-    r.set_defaults(func=_cmd_replay)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from streamer.cli.common import add_subcommand
 
 
 def run_report(run_dir: Path, *, out: Path | None = None, results: list[Path] | None = None,
@@ -24,16 +25,15 @@ def _cmd_report(args) -> int:
 
 def register(sub) -> None:
     """Add the ``report`` subcommand to the parser."""
-    r = sub.add_parser("report", help="HTML report of a run folder with plots",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Timelines of peak widths, strain energy, voltage and defect count against "
-                                   "capacity (from RUN_DIR/events.jsonl), central slices of amplitude, phase and "
-                                   "strain with the vortex lines marked (from result files of bcdi-stream "
-                                   "reconstruct found in RUN_DIR or given with --results), and projected peak "
-                                   "images from the recording. One self-contained HTML file.",
-                       epilog="examples:\n  bcdi-stream report demo-out\n"
-                              "  bcdi-stream report beamtime/run7 --results results/scan-*.h5 --out run7.html")
+    r = add_subcommand(
+        sub, "report", _cmd_report, help="HTML report of a run folder with plots",
+        description="Timelines of peak widths, strain energy, voltage and defect count against "
+                    "capacity (from RUN_DIR/events.jsonl), central slices of amplitude, phase and "
+                    "strain with the vortex lines marked (from result files of bcdi-stream "
+                    "reconstruct found in RUN_DIR or given with --results), and projected peak "
+                    "images from the recording. One self-contained HTML file.",
+        epilog="examples:\n  bcdi-stream report demo-out\n"
+               "  bcdi-stream report beamtime/run7 --results results/scan-*.h5 --out run7.html")
     r.add_argument("run_dir", type=Path, help="folder with events.jsonl (and result files, recordings)")
     r.add_argument("--out", type=Path, default=None, help="HTML file (default RUN_DIR/report.html)")
     r.add_argument("--results", type=Path, nargs="+", default=None, help="result files to show as slices")
-    r.set_defaults(func=_cmd_report)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
+
+from streamer.cli.common import add_subcommand
 
 TRUTH_FILE = "truth.h5"
 
@@ -81,16 +82,15 @@ def _cmd_simulate(args) -> int:
 
 def register(sub) -> None:
     """Add the ``simulate`` subcommand to the parser."""
-    s = sub.add_parser("simulate", help="simulate a scenario's scans: recording + ground truth, no pipeline",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Simulates the frames a Timepix records through a scenario's charge (sheared "
-                                   "detector geometry, Poisson counts, detector defects) and writes them in the "
-                                   "live recording format (OUT/<run>.h5, docs/recording.md), with the ground "
-                                   "truth of every scan beside it (OUT/truth.h5, docs/truth.md).",
-                       epilog="examples:\n  bcdi-stream simulate reference --out sim-out\n"
-                              "  bcdi-stream simulate pristine --out control --scans 5 --seed 3")
+    s = add_subcommand(
+        sub, "simulate", _cmd_simulate, help="simulate a scenario's scans: recording + ground truth, no pipeline",
+        description="Simulates the frames a Timepix records through a scenario's charge (sheared "
+                    "detector geometry, Poisson counts, detector defects) and writes them in the "
+                    "live recording format (OUT/<run>.h5, docs/recording.md), with the ground "
+                    "truth of every scan beside it (OUT/truth.h5, docs/truth.md).",
+        epilog="examples:\n  bcdi-stream simulate reference --out sim-out\n"
+               "  bcdi-stream simulate pristine --out control --scans 5 --seed 3")
     s.add_argument("scenario", help="scenario name in sim/scenarios (reference, pristine, broadening, ...) or a TOML path")
     s.add_argument("--out", type=Path, required=True, help="output folder")
     s.add_argument("--scans", type=int, default=None, help="simulate only the first N scans (default: all)")
     s.add_argument("--seed", type=int, default=0, help="seed of the detector noise (same seed, same frames)")
-    s.set_defaults(func=_cmd_simulate)

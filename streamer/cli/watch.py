@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import threading
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from streamer.analysis.labels import describe_event, is_severe
+from streamer.cli.common import add_subcommand
 from streamer.cli.pipeline import LINE_HEADER, format_event_line
 from streamer.messaging.results import ResultsSubscriber
 
@@ -106,17 +106,16 @@ def _cmd_watch(args) -> int:
 
 def register(sub) -> None:
     """Add the ``watch`` subcommand to the parser."""
-    w = sub.add_parser("watch", help="print per-scan lines and flags as they arrive (for a terminal)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Subscribes to a running pipeline's results and prints one line per scan, "
-                                   "then its flags in words (what, where, how sure, what it means: red for a "
-                                   "defect, yellow for the beam or the data), skipped and failed reconstructions "
-                                   "too; or prints a recorded events.jsonl. --evidence adds each flag's raw record.",
-                       epilog="examples:\n  bcdi-stream watch --results tcp://127.0.0.1:5556 --progress\n"
-                              "  bcdi-stream watch --events demo-out/events.jsonl --evidence")
+    w = add_subcommand(
+        sub, "watch", _cmd_watch, help="print per-scan lines and flags as they arrive (for a terminal)",
+        description="Subscribes to a running pipeline's results and prints one line per scan, "
+                    "then its flags in words (what, where, how sure, what it means: red for a "
+                    "defect, yellow for the beam or the data), skipped and failed reconstructions "
+                    "too; or prints a recorded events.jsonl. --evidence adds each flag's raw record.",
+        epilog="examples:\n  bcdi-stream watch --results tcp://127.0.0.1:5556 --progress\n"
+               "  bcdi-stream watch --events demo-out/events.jsonl --evidence")
     w.add_argument("--results", default="tcp://127.0.0.1:5556", help="results endpoint of the pipeline (PUB)")
     w.add_argument("--events", type=Path, default=None, help="print this events.jsonl instead of subscribing")
     w.add_argument("--progress", action="store_true", help="also print each scan's frame count when it ends")
     w.add_argument("--keep", action="store_true", help="keep watching after the run is done")
     w.add_argument("--evidence", action="store_true", help="print each flag's raw record under its sentence")
-    w.set_defaults(func=_cmd_watch)
