@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from streamer.backend import is_numpy
-from streamer.phasing.wisdom import set_wisdom_dir
+from streamer.phasing.wisdom import import_pyfftw, set_wisdom_dir
 
 AXES = (-3, -2, -1)
 _PLANS: dict[tuple, object] = {}
@@ -52,7 +52,7 @@ def cpu_count() -> int:
 
 def have_pyfftw() -> bool:
     try:
-        import pyfftw  # noqa: F401
+        import_pyfftw()
     except ImportError:
         return False
     return True
@@ -74,7 +74,7 @@ class FFTWPlan:
 
     def __init__(self, shape: tuple[int, ...], threads: int, effort: str = "FFTW_MEASURE", *, wisdom_only: bool = False):
         """``wisdom_only``: only from remembered wisdom, at once (RuntimeError when there is none)."""
-        import pyfftw
+        pyfftw = import_pyfftw()
 
         shape = tuple(shape)
         sweep = len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS

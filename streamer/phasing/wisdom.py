@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import msgpack
@@ -29,10 +30,26 @@ def wisdom_path() -> Path:
     return (_wisdom_dir or Path.home() / ".cache" / "bcdi-stream") / "fftw-wisdom.msgpack"
 
 
+def import_pyfftw():
+    """pyfftw (ImportError when absent), without the dask interface it loads whenever dask is installed:
+    dask.array costs a fifth of a second of every command's start-up and no FFT here goes through it."""
+    if "pyfftw" in sys.modules or "dask" in sys.modules:
+        import pyfftw
+
+        return pyfftw
+    sys.modules["dask"] = None  # pyfftw's optional `from dask.array.fft import ...` sees no dask
+    try:
+        import pyfftw
+    finally:
+        if sys.modules.get("dask", 0) is None:
+            del sys.modules["dask"]
+    return pyfftw
+
+
 def load_wisdom(path: Path | None = None) -> bool:
     """Import saved wisdom; False (and a log line) when there is none or it is unreadable."""
     try:
-        import pyfftw
+        pyfftw = import_pyfftw()
     except ImportError:
         return False
     path = path or wisdom_path()
@@ -50,7 +67,7 @@ def load_wisdom(path: Path | None = None) -> bool:
 def save_wisdom(path: Path | None = None) -> bool:
     """Export the wisdom gathered so far (atomically); False if it cannot be written."""
     try:
-        import pyfftw
+        pyfftw = import_pyfftw()
     except ImportError:
         return False
     path = path or wisdom_path()
