@@ -15,6 +15,14 @@ From the repository root:
     .venv-peers/bin/python benchmarks/peer_cohere.py --size 48
     .venv-peers/bin/python benchmarks/peer_cohere.py --size 48 64 --cores 1   # one core for both
     .venv-peers/bin/python benchmarks/peer_cohere.py --size 48 --cores 1 --starts 8   # + quality spread
+    .venv-peers/bin/python benchmarks/peer_cohere.py --size 128 --processes 3 --starts 8   # whole processes
+
+``--processes RUNS`` times whole processes as users run them (issue 17): cohere in a Python process that
+imports only numpy and cohere_core, loads the data file, iterates and saves its image; ours as the
+``bcdi-stream reconstruct`` command with the recipe in a config file (its result file written, as the
+command always does). Ours runs twice per start: on a first run (an empty FFT cache: no remembered plans,
+as a fresh install) and with the plans the first run remembered. Medians over the starts of each run,
+then over the runs.
 
 cohere runs through its documented factory ``cohere_core.controller.phasing.create_rec(params,
 data_file, "np", -1)`` then ``Rec.iterate()``; its data file holds sqrt(I), centred, as cohere's
@@ -242,6 +250,86 @@ def spread(size: int, starts: int, *, seed: int, data_seed: int, peak_counts: fl
               f"{f'{sum(sc.pair_found for sc in scores)}/{starts}':>10}")
 
 
+COHERE_PROCESS = """
+import sys, numpy as np, cohere_core.controller.phasing as ph
+params = {params!r}
+rec = ph.create_rec(params, sys.argv[1], "np", -1, debug=True)
+if rec is None or rec.iterate() != 0:
+    raise SystemExit("cohere failed")
+np.save(sys.argv[2], np.asarray(rec.get_image()))
+"""
+
+
+def ours_toml() -> str:
+    """Our [phasing] table for the recipe (the reconstruct command's --config)."""
+    return (f'[phasing]\nrecipe = "{RECIPE_OURS}"\nhio_beta = {HIO_BETA}\npopulation = 1\naverage = 1\n'
+            f'[phasing.shrinkwrap]\nevery = 1\nsigma_start = {SW_SIGMA}\nsigma_end = {SW_SIGMA}\n'
+            f'threshold = {SW_THRESHOLD}\n')
+
+
+def _timed_process(cmd: list[str], env: dict | None = None) -> float:
+    """Wall seconds of one whole process (start-up, imports, reading, phasing, writing)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - t0
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, peak_counts: float) -> None:
+    """Whole processes, ``runs`` x ``starts``: cohere; ours on a first run and with plans remembered."""
+    import sys
+
+    from streamer.recording.result_file import read_result
+
+    truth, intensity = simulate(size, data_seed, peak_counts)
+    bcdi = str(Path(sys.executable).with_name("bcdi-stream"))
+    names = ("cohere-core 4.5.4 (np)", "ours, first run (no remembered plans)", "ours, plans remembered")
+    medians: dict[str, list[float]] = {n: [] for n in names}
+    quality: dict[str, list[Score]] = {n: [] for n in names}
+    print(f"\n{size}^3 whole processes: {runs} runs x {starts} starts; load average {os.getloadavg()[0]:.1f}",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="peer-process-") as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "amplitudes.npy", np.sqrt(intensity))  # cohere's prepared data
+        np.save(tmp / "intensity.npy", intensity)  # ours: the intensity
+        (tmp / "cohere_run.py").write_text(COHERE_PROCESS.format(params=cohere_params()))
+        (tmp / "ours.toml").write_text(ours_toml())
+        for r in range(runs):
+            walls: dict[str, list[float]] = {n: [] for n in names}
+            for k in range(starts):
+                start = seed + 1 + r * starts + k
+                w = _timed_process([sys.executable, str(tmp / "cohere_run.py"), str(tmp / "amplitudes.npy"),
+                                    str(tmp / "cohere.npy")])
+                walls[names[0]].append(w)
+                quality[names[0]].append(score(np.conj(np.load(tmp / "cohere.npy")), Timing(w, w), truth, intensity))
+                cache = tmp / f"cache-{r}-{k}"  # empty: this start's first run plans from nothing
+                for name in names[1:]:
+                    cmd = [bcdi, "reconstruct", str(tmp / "intensity.npy"), "--out", str(tmp / "ours.h5"),
+                           "--config", str(tmp / "ours.toml"), "--recipe", RECIPE_OURS, "--population", "1",
+                           "--average", "1", "--seed", str(start), "--voxel-nm", "12"]
+                    w = _timed_process(cmd, {**os.environ, "BCDI_STREAM_CACHE": str(cache)})
+                    walls[name].append(w)
+                    quality[name].append(score(read_result(tmp / "ours.h5")["object"], Timing(w, w), truth,
+                                               intensity))
+                print(f"  run {r + 1} start {k + 1}: " + ", ".join(f"{walls[n][-1]:.2f}" for n in names) + " s",
+                      flush=True)
+            for n in names:
+                medians[n].append(float(np.median(walls[n])))
+    cohere = float(np.median(medians[names[0]]))
+    print(f"{'process':<40} {'run medians (s)':>24} {'median s':>9} {'x':>6} {'amp corr median [min, max]':>27} "
+          f"{'pair found':>10}")
+    for n in names:
+        amp = np.array([sc.amplitude_corr for sc in quality[n]])
+        wall = float(np.median(medians[n]))
+        print(f"{n:<40} {', '.join(f'{m:.2f}' for m in medians[n]):>24} {wall:>9.2f} {cohere / wall:>6.1f} "
+              f"{f'{np.median(amp):.3f} [{amp.min():.3f}, {amp.max():.3f}]':>27} "
+              f"{f'{sum(sc.pair_found for sc in quality[n])}/{len(amp)}':>10}")
+
+
 def main() -> None:
     process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,6 +338,8 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=1, help="Poisson noise of the simulated scan")
     ap.add_argument("--peak-counts", type=float, default=2e4, help="counts in the brightest voxel")
     ap.add_argument("--starts", type=int, default=0, help="also score this many random starts of each (quality)")
+    ap.add_argument("--processes", type=int, default=0, metavar="RUNS",
+                    help="time whole processes instead: RUNS runs of --starts starts each (issue 17)")
     ap.add_argument("--cores", type=int, default=0, help="pin the process to this many cores (0: leave as is)")
     ap.add_argument("--learned-plans", action="store_true",
                     help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (as the service does)")
@@ -270,6 +360,10 @@ def main() -> None:
     print(f"recipe {RECIPE_OURS!r} / cohere {RECIPE_COHERE!r}; shrink-wrap every iteration, sigma {SW_SIGMA}, "
           f"threshold {SW_THRESHOLD}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for size in args.size:
+        if args.processes:
+            processes(size, args.processes, args.starts or 8, seed=args.seed, data_seed=args.data_seed,
+                      peak_counts=args.peak_counts)
+            continue
         compare(size, seed=args.seed, data_seed=args.data_seed, peak_counts=args.peak_counts)
         if args.starts:
             spread(size, args.starts, seed=args.seed, data_seed=args.data_seed, peak_counts=args.peak_counts)

@@ -9,6 +9,17 @@ alignment (amplitude correlation) and `bcdi-stream analyze` lists the lines of e
 
     .venv/bin/python benchmarks/real_size.py                       # the issue's shape; the full run takes long
     .venv/bin/python benchmarks/real_size.py --shape 64 96 96 --no-full
+    .venv/bin/python benchmarks/real_size.py --recording        # the same scan as a recording (detector grid)
+
+``--recording`` simulates the scan as the Timepix records it (`bcdi-stream simulate` of
+benchmarks/scenarios/real-size.toml, its first scan: 256 x 256 pixels x 200 frames of 0.005 deg, the reference
+plate, pristine) and gives the recording to `reconstruct --scan 0`, which prepares it as the live pipeline
+does (2x2 binning, masks, the detector grid, the lab frame).
+
+Lines are compared after the default's object is put on the full treatment's grid (registration: translation,
+twin, phase offset), both analysed by `bcdi-stream analyze`: for each line of the full treatment, the line of
+the default with the same winding nearest to it, and their distance across the line (the centroids' offset
+perpendicular to the full line's direction: along a line, where its detected ends fall moves the centroid).
 """
 
 from __future__ import annotations
@@ -28,8 +39,8 @@ import numpy as np
 from sim.diffraction import DiffractionModel
 from sim.particle import Particle, ScrewDislocation, complex_image
 from streamer.geometry import DetectorGeometry
-from streamer.phasing.alignment import register
-from streamer.recording.result_file import read_result
+from streamer.phasing.alignment import follow, register
+from streamer.recording.result_file import read_result, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,10 +57,51 @@ def simulate(shape, seed: int = 0) -> tuple[np.ndarray, float]:
     return counts, min(geometry.voxel_sizes_nm)
 
 
+def on_grid(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` centred on a grid of ``shape`` (cropped or zero-padded about index n // 2)."""
+    out = np.zeros(shape, a.dtype)
+    src, dst = [], []
+    for n, m in zip(a.shape, shape):
+        lo = n // 2 - m // 2  # a's index at out's index 0
+        src.append(slice(max(0, lo), min(n, lo + m)))
+        dst.append(slice(max(0, -lo), max(0, -lo) + min(n, lo + m) - max(0, lo)))
+    out[tuple(dst)] = a[tuple(src)]
+    return out
+
+
+def aligned_copy(default: Path, full: Path, out: Path) -> tuple[float, Path]:
+    """The default's result put on the full one's grid and registered to it: (amplitude correlation, file)."""
+    a, b = read_result(full), read_result(default)
+    reg = register(on_grid(b["object"], a["object"].shape), a["object"])
+    corr = float(np.corrcoef(np.abs(a["object"]).ravel(), np.abs(reg.aligned).ravel())[0, 1])
+    support = follow(on_grid(b["support"], a["object"].shape), reg)
+    write_result(out, obj=reg.aligned, support=support, recipe=b["recipe"], metadata=a["metadata"], peak=b["peak"],
+                 phasing=b["phasing"], compress=False)
+    return corr, out
+
+
+def line_offsets(full: list[dict], default: list[dict]) -> list[dict]:
+    """For each full line: the nearest default line of the same winding and the distance across the line."""
+    rows = []
+    for f in full:
+        d = np.asarray(f["direction"], float) / np.linalg.norm(f["direction"])
+        best = None
+        for g in default:
+            if g["winding"] != f["winding"]:
+                continue
+            delta = np.subtract(g["position_nm"], f["position_nm"])
+            across = float(np.linalg.norm(delta - delta.dot(d) * d))
+            if best is None or across < best["across_nm"]:
+                best = {"across_nm": across, "centroids_nm": float(np.linalg.norm(delta))}
+        rows.append({"winding": f["winding"], "position_nm": [round(x) for x in f["position_nm"]],
+                     **(best or {"across_nm": float("nan"), "centroids_nm": float("nan")})})
+    return rows
+
+
 def run(cmd: list[str], env: dict) -> tuple[float, dict, str]:
     """Wall seconds, the command's JSON summary line, its stderr."""
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     seconds = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
@@ -65,38 +117,50 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", type=int, nargs=3, default=[200, 256, 256], help="steps rows cols")
     ap.add_argument("--no-full", action="store_true", help="skip the full treatment (minutes at the issue's shape)")
+    ap.add_argument("--recording", action="store_true", help="the scan as a recording (simulated Timepix frames)")
     ap.add_argument("--out", type=Path, default=None, help="keep the files here (default: a temp dir)")
     args = ap.parse_args(argv)
     root = args.out or Path(tempfile.mkdtemp(prefix="real-size-"))
     root.mkdir(parents=True, exist_ok=True)
-    counts, voxel = simulate(tuple(args.shape))
-    data = root / "intensity.npy"
-    np.save(data, np.transpose(counts, (1, 2, 0)))  # (row ~ q, col, step): the layout another tool writes
-    print(f"intensity {counts.shape[1]}x{counts.shape[2]}x{counts.shape[0]}, {counts.sum():.3g} counts, voxel "
-          f"{voxel:.2f} nm; files in {root}", flush=True)
     bcdi = [sys.executable, "-m", "streamer.cli"]
+    if args.recording:
+        subprocess.run(bcdi + ["simulate", str(ROOT / "benchmarks" / "scenarios" / "real-size.toml"), "--out",
+                               str(root / "sim"), "--scans", "1"], check=True, cwd=ROOT, capture_output=True)
+        source = [str(root / "sim" / "sim-real-size-seed0.h5"), "--scan", "0"]
+        voxel = 4.89
+        print(f"recording of 200 frames 256x256 (the real-size scenario's first scan); files in {root}", flush=True)
+    else:
+        counts, voxel = simulate(tuple(args.shape))
+        data = root / "intensity.npy"
+        np.save(data, np.transpose(counts, (1, 2, 0)))  # (row ~ q, col, step): the layout another tool writes
+        source = [str(data), "--voxel-nm", f"{voxel:.4f}"]
+        print(f"intensity {counts.shape[1]}x{counts.shape[2]}x{counts.shape[0]}, {counts.sum():.3g} counts, voxel "
+              f"{voxel:.2f} nm; files in {root}", flush=True)
     env = {**os.environ, "BCDI_STREAM_CACHE": str(root / "fft-cache")}  # a fresh install: no remembered plans
     rows = []
     for label in ("default, first run (no remembered FFT plans)", "default, plans remembered"):
-        seconds, summary, err = run(bcdi + ["reconstruct", str(data), "--out", str(root / "default.h5"),
-                                            "--voxel-nm", f"{voxel:.4f}"], env)
+        seconds, summary, _ = run(bcdi + ["reconstruct", *source, "--out", str(root / "default.h5")], env)
         rows.append((label, seconds, summary))
         print(f"{label}: {seconds:.1f} s wall; {summary.get('budget', {}).get('reason', 'no budget')}", flush=True)
-    results = {"default": read_result(root / "default.h5")}
     if not args.no_full:
-        seconds, summary, _ = run(bcdi + ["reconstruct", str(data), "--out", str(root / "full.h5"), "--voxel-nm",
-                                          f"{voxel:.4f}", "--budget-s", "0"], env)
-        rows.append(("full treatment (population 8, 610 iterations, full resolution)", seconds, summary))
-        print(f"full: {seconds:.1f} s wall", flush=True)
-        results["full"] = read_result(root / "full.h5")
-        a, b = results["full"]["object"], results["default"]["object"]
-        aligned = register(b, a).aligned
-        corr = float(np.corrcoef(np.abs(a).ravel(), np.abs(aligned).ravel())[0, 1])
-        print(f"amplitude correlation, default vs full: {corr:.4f}", flush=True)
-    for name in results:
-        _, summary, _ = run(bcdi + ["analyze", str(root / f"{name}.h5")], env)
-        lines = [(v["winding"], [round(x) for x in v["position_nm"]]) for v in summary.get("vortices", [])]
-        print(f"lines ({name}): {lines}", flush=True)
+        if not (root / "full.h5").exists():  # kept from an earlier run with --out: the full treatment is long
+            seconds, summary, _ = run(bcdi + ["reconstruct", *source, "--out", str(root / "full.h5"),
+                                              "--budget-s", "0"], env)
+            rows.append(("full treatment (population 8, 610 iterations, full resolution)", seconds, summary))
+            print(f"full: {seconds:.1f} s wall", flush=True)
+        corr, _ = aligned_copy(root / "default.h5", root / "full.h5", root / "default-aligned.h5")
+        print(f"amplitude correlation, default (on the full one's grid) vs full: {corr:.4f}", flush=True)
+        found = {name: run(bcdi + ["analyze", str(root / f"{name}.h5")], env)[1].get("vortices", [])
+                 for name in ("full", "default-aligned")}
+        for name, lines in found.items():
+            print(f"lines ({name}): {[(v['winding'], [round(x) for x in v['position_nm']]) for v in lines]}")
+        for row in line_offsets(found["full"], found["default-aligned"]):
+            print(f"full line {row['position_nm']} nm, winding {row['winding']:+d}: the default's "
+                  f"{row['across_nm']:.1f} nm across it ({row['across_nm'] / voxel:.2f} voxels of {voxel:.2f} nm), "
+                  f"centroids {row['centroids_nm']:.1f} nm apart", flush=True)
+    else:
+        _, summary, _ = run(bcdi + ["analyze", str(root / "default.h5")], env)
+        print(f"lines (default): {[(v['winding'], [round(x) for x in v['position_nm']]) for v in summary.get('vortices', [])]}")
     print("\n| run | wall s | population | iterations | grid | predicted s |")
     print("|---|---|---|---|---|---|")
     for label, seconds, summary in rows:
