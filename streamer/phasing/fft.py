@@ -154,8 +154,12 @@ class NamespacePlan:
 
 Planner = Literal["estimate", "measure", "patient", "exhaustive"]  # the [fft] planner setting
 # a shape with no remembered plan: "plan" it now (FFTW_MEASURE at 256x256x200 takes a minute on 2 cores), or
-# run it with scipy's pocketfft meanwhile ("scipy": as fast as an FFTW_ESTIMATE plan or faster, no planning)
+# run it with scipy's pocketfft meanwhile ("scipy": no planning; as fast as the measured plan at 256x256x200)
 Unplanned = Literal["plan", "scipy"]
+# ... but a problem this small is planned now even with "scipy": planning costs 70-110 pair times (1.5 s at
+# 128^3, 2.0 s at 200x128x128 on 2 cores) and pocketfft ran those shapes 1.8-2.7x slower than the measured
+# plan (33-36 / 13 ms and 52 / 29 ms a pair), so a couple of hundred iterations repay it
+PLAN_NOW_VOXELS = 1 << 22
 PLANNER_EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT",
                    "exhaustive": "FFTW_EXHAUSTIVE"}
 _planner: Planner = "measure"  # this process's planner; configure_fft sets it
@@ -190,8 +194,9 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
     """The plan for ``shape`` (batch, z, y, x) on ``xp``, made once and reused by later calls.
 
     With FFTW and a measuring planner, a shape whose plan is neither made in this process nor remembered
-    in the wisdom is planned now, or (``unplanned="scipy"``, default ``configure_fft``'s) run by scipy.fft
-    until someone plans it (the service does, in the background, when a scan starts).
+    in the wisdom is planned now, or, when it is larger than PLAN_NOW_VOXELS and ``unplanned="scipy"``
+    (``configure_fft``'s default), run by scipy.fft until someone plans it (the service does, in the
+    background, when a scan starts).
     """
     threads = threads or cpu_count()
     effort = effort or planner_effort()
@@ -202,7 +207,8 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
     if plan is None:
         if len(_PLANS) >= 8:  # a service sees one or two shapes; do not hoard buffers
             _PLANS.pop(next(iter(_PLANS)))
-        if kind == "fftw" and effort != "FFTW_ESTIMATE" and (unplanned or _unplanned) == "scipy":
+        if kind == "fftw" and effort != "FFTW_ESTIMATE" and (unplanned or _unplanned) == "scipy" \
+                and (key in _PLANNING or _measured_voxels(tuple(shape)) > PLAN_NOW_VOXELS):
             try:
                 if key in _PLANNING:  # another thread is planning it: do not wait for that
                     raise RuntimeError("being planned")
@@ -221,6 +227,12 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
             plan = NamespacePlan(xp, tuple(shape))
         _PLANS[key] = plan
     return plan
+
+
+def _measured_voxels(shape: tuple[int, ...]) -> int:
+    """Voxels of the transform FFTW measures for a plan of ``shape``: one member when FFTWPlan sweeps them."""
+    sweep = len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS
+    return math.prod(shape[1:] if sweep else shape)
 
 
 def _stand_in(shape: tuple[int, ...], threads: int):

@@ -29,8 +29,10 @@ def test_plans_made_ahead_are_the_ones_the_engine_then_finds():
         costs.close()
 
 
-def test_a_shape_with_no_remembered_plan_runs_on_scipy_until_it_is_planned():
+def test_a_shape_with_no_remembered_plan_runs_on_scipy_until_it_is_planned(monkeypatch):
     from streamer.phasing.fft import have_pyfftw
+
+    monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 1000)  # this test's 1680 voxels count as a large problem
 
     if not have_pyfftw():  # without pyFFTW every plan is scipy's: nothing to stand in for
         assert fft.get_plan(np, (1, 8, 8, 10), threads=1).kind == "scipy"
@@ -46,3 +48,17 @@ def test_a_shape_with_no_remembered_plan_runs_on_scipy_until_it_is_planned():
     assert fft.get_plan(np, shape, threads=1, effort="FFTW_MEASURE", unplanned="scipy") is planned
     fft._PLANS.clear()  # a new process that remembers the wisdom gets FFTW at once, without planning
     assert fft.get_plan(np, shape, threads=1, effort="FFTW_MEASURE", unplanned="scipy").kind == "fftw"
+
+
+def test_a_small_shape_with_no_remembered_plan_is_planned_at_once(monkeypatch):
+    from streamer.phasing.fft import have_pyfftw
+
+    if not have_pyfftw():
+        return
+    import pyfftw
+
+    pyfftw.forget_wisdom()
+    monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 2000)
+    assert fft.get_plan(np, (1, 10, 12, 14), threads=1, effort="FFTW_MEASURE", unplanned="scipy").kind == "fftw"
+    # a batch of members large enough to be swept one at a time is measured on one member
+    assert fft._measured_voxels((8, 128, 128, 128)) == 128**3 and fft._measured_voxels((8, 16, 16, 16)) == 8 * 16**3
