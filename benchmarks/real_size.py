@@ -12,8 +12,8 @@ alignment (amplitude correlation) and `bcdi-stream analyze` lists the lines of e
     .venv/bin/python benchmarks/real_size.py --recording        # the same scan as a recording (detector grid)
 
 ``--recording`` simulates the scan as the Timepix records it (`bcdi-stream simulate` of
-benchmarks/scenarios/real-size.toml, its first scan: 256 x 256 pixels x 200 frames of 0.005 deg, the reference
-plate, pristine) and gives the recording to `reconstruct --scan 0`, which prepares it as the live pipeline
+benchmarks/scenarios/real-size.toml: 256 x 256 pixels x 200 frames of 0.005 deg, the reference plate; scan 3,
+the screw pair, unless ``--scan`` says otherwise) and gives the recording to `reconstruct --scan N`, which prepares it as the live pipeline
 does (2x2 binning, masks, the detector grid, the lab frame).
 
 Lines are compared after the default's object is put on the full treatment's grid (registration: translation,
@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=[200, 256, 256], help="steps rows cols")
     ap.add_argument("--no-full", action="store_true", help="skip the full treatment (minutes at the issue's shape)")
     ap.add_argument("--recording", action="store_true", help="the scan as a recording (simulated Timepix frames)")
+    ap.add_argument("--scan", type=int, default=3, help="with --recording: the scenario's scan (3: the screw pair)")
     ap.add_argument("--out", type=Path, default=None, help="keep the files here (default: a temp dir)")
     args = ap.parse_args(argv)
     root = args.out or Path(tempfile.mkdtemp(prefix="real-size-"))
@@ -125,10 +126,11 @@ def main(argv=None) -> int:
     bcdi = [sys.executable, "-m", "streamer.cli"]
     if args.recording:
         subprocess.run(bcdi + ["simulate", str(ROOT / "benchmarks" / "scenarios" / "real-size.toml"), "--out",
-                               str(root / "sim"), "--scans", "1"], check=True, cwd=ROOT, capture_output=True)
-        source = [str(root / "sim" / "sim-real-size-seed0.h5"), "--scan", "0"]
+                               str(root / "sim"), "--scans", str(args.scan + 1)], check=True, cwd=ROOT, capture_output=True)
+        source = [str(root / "sim" / "sim-real-size-seed0.h5"), "--scan", str(args.scan)]
         voxel = 4.89
-        print(f"recording of 200 frames 256x256 (the real-size scenario's first scan); files in {root}", flush=True)
+        print(f"recording of 200 frames 256x256 (the real-size scenario's scan {args.scan}); files in {root}",
+              flush=True)
     else:
         counts, voxel = simulate(tuple(args.shape))
         data = root / "intensity.npy"
