@@ -125,19 +125,19 @@ def main(argv=None) -> int:
     operator = Operator(web.url, remeasures)
     docs = Documents(remeasures)
     verdict = PipelineVerdict(pipeline.results_endpoint, timeout_s=120.0)
-    _, stage, detector, potentiostat = make_beamline(scenario, geometry, seed=args.seed)
+    _, stage, detector, potentiostat = make_beamline(scenario, geometry, seed=args.seed, fast=False)  # real time
     sender = FrameSender(pipeline.frames_endpoint)
     RE = RunEngine({})
     RE.subscribe(FrameStreamer(sender, image_field=detector.image.name))
     RE.subscribe(docs)
     t0 = time.time()
     try:
-        series = RE(operando_series(detector, stage, potentiostat, geometry.theta_bragg_deg,
+        RE(operando_series(detector, stage, potentiostat, geometry.theta_bragg_deg,
                                     geometry.rocking_step_deg * geometry.num_rocking_steps, geometry.num_rocking_steps,
                                     args.exposure_s, num_scans=len(scenario.stages), series="remeasure-loop",
                                     verdict=verdict, decision=decision, policy="ask",
                                     md={"geometry": geometry.to_dict(), "sample": "simulated plate"}))
-        sender.run_stop(series)
+        sender.run_stop("remeasure-loop")
     finally:
         sender.close()
         verdict.close()
