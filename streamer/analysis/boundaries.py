@@ -48,6 +48,9 @@ SLAB, GAP = 4, 2
 LOCAL_HALF_SPAN = 2  # voxels either side of the plane over which the local step is read
 LOCAL_REACH = 5  # ... or as far as the nearest voxels inside, across a gap along the plane
 COARSE_DIRECTIONS = 1200  # normals on the half sphere (about 4 degrees apart), then refined to 0.5 degree
+# particles larger than this are searched for candidate planes on a fixed random sample of their voxels (each
+# plane is then fitted and checked on all of them): at real size (49K voxels) the search took 2-3 s a scan
+SEARCH_MAX_VOXELS = 20_000
 
 
 def _half_sphere(n: int) -> np.ndarray:
@@ -122,6 +125,10 @@ def _candidates(pos, values, *, min_side: int, count: int = 4, apart_deg: float 
     """The ``count`` best splits (score, normal, position, step) whose normals lie ``apart_deg`` apart, each
     refined to 0.5 degree."""
     normals = _half_sphere(COARSE_DIRECTIONS)
+    if len(pos) > SEARCH_MAX_VOXELS:  # a fixed sample: the same slab statistics at a fraction of the cost
+        pick = np.sort(np.random.default_rng(0).choice(len(pos), SEARCH_MAX_VOXELS, replace=False))
+        min_side = max(1, round(min_side * SEARCH_MAX_VOXELS / len(pos)))
+        pos, values = pos[pick], values[pick]
     scores, positions, steps = _splits(pos, values, normals, min_side=min_side)
     out = []
     for i in np.argsort(scores)[::-1]:

@@ -321,6 +321,26 @@ def test_a_plane_at_any_orientation_is_found_with_its_normal_and_step(tilt_deg, 
     assert abs(float(np.dot(b.position - 24, true)) - 3.0) < 1.5  # the plane's offset, voxels
 
 
+def test_a_large_particle_searched_on_a_sample_of_its_voxels_gives_the_same_planes(monkeypatch):
+    import streamer.analysis.boundaries as boundaries
+    from streamer.analysis.displacement import particle_support
+
+    cases = [(_oblique(_unit(t, a), step, offset=3.0), _unit(t, a)) for t, a, step in
+             [(0, 37, math.pi / 4), (25, 110, math.pi / 2), (30, -60, math.pi)]]
+    whole = [find_domain_boundaries(rho, mask=particle_support(np.abs(rho))) for rho, _ in cases]
+    assert all(int(particle_support(np.abs(rho)).sum()) > 5000 for rho, _ in cases)
+    monkeypatch.setattr(boundaries, "SEARCH_MAX_VOXELS", 2000)  # these particles count as large
+    for (rho, true), (w,) in zip(cases, whole):
+        (b,) = find_domain_boundaries(rho, mask=particle_support(np.abs(rho)))
+        assert math.degrees(math.acos(min(1.0, abs(float(np.dot(b.normal, true)))))) < 5
+        assert math.degrees(math.acos(min(1.0, abs(float(np.dot(b.normal, w.normal)))))) < 2
+        assert abs(abs(b.phase_step_rad) - abs(w.phase_step_rad)) < 0.1
+    n = 48
+    ramp = 2.5 * (np.tanh((np.arange(n)[None, None, :] - 24) / 8.0) + 1) / 2 + np.zeros((n, n, n))
+    smooth = _oblique(np.array([0, 0, 1.0]), 0.0, extra=ramp)
+    assert find_domain_boundaries(smooth, mask=particle_support(np.abs(smooth))) == []
+
+
 def test_a_smooth_strain_gradient_is_no_boundary():
     from streamer.analysis.displacement import particle_support
 
