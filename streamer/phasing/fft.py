@@ -77,7 +77,7 @@ class FFTWPlan:
         pyfftw = import_pyfftw()
 
         shape = tuple(shape)
-        sweep = len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS
+        sweep = _sweeps(shape)
         self.input = pyfftw.empty_aligned(shape, "complex64")
         self.spectrum = pyfftw.empty_aligned((1,) + shape[1:] if sweep else shape, "complex64")
         flags = (effort, "FFTW_WISDOM_ONLY") if wisdom_only else (effort,)
@@ -229,10 +229,14 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
     return plan
 
 
+def _sweeps(shape: tuple[int, ...]) -> bool:
+    """Whether FFTWPlan transforms a batch of ``shape`` one member at a time (members of MEMBER_SWEEP_VOXELS or more)."""
+    return len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS
+
+
 def _measured_voxels(shape: tuple[int, ...]) -> int:
     """Voxels of the transform FFTW measures for a plan of ``shape``: one member when FFTWPlan sweeps them."""
-    sweep = len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS
-    return math.prod(shape[1:] if sweep else shape)
+    return math.prod(shape[1:] if _sweeps(shape) else shape)
 
 
 def _stand_in(shape: tuple[int, ...], threads: int):

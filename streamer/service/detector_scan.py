@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamer.analysis.peak import peak_metrics
+from streamer.analysis.scan import amplitude_centre
 from streamer.analysis.preprocess import (
     PreprocessConfig,
     bin_frames,
@@ -165,8 +166,7 @@ def detector_peak(scan: DetectorScan) -> tuple[dict, np.ndarray, float]:
     total = float(measured.sum())
     if not total > 0:
         raise ValueError("no counts left after masking")
-    com_stack = [float((measured.sum(axis=tuple(a for a in range(3) if a != ax)) * np.arange(n)).sum() / total)
-                 for ax, n in enumerate(stack.shape)]
+    com_stack = amplitude_centre(measured)
     q = float(np.linalg.norm(geometry.q_lab(*com_stack)))
     peak.update({"center_of_mass_px": [com_stack[1], com_stack[2], com_stack[0]], "integrated_counts": total,
                  "max_count": float(measured.max()), "frame": "lab", "dq_inv_nm": dq, "q_inv_nm": q})
