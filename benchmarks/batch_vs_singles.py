@@ -26,7 +26,7 @@ from streamer.phasing import reconstruct
 
 
 def main() -> None:
-    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128, help="grid edge (voxels of 12 nm)")
     ap.add_argument("--population", type=int, default=8)

@@ -42,7 +42,7 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--population", type=int, default=8)

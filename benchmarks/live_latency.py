@@ -37,7 +37,7 @@ def scan(geometry, y_nm: float, seed: int):
 
 
 def main() -> None:
-    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", type=int, nargs=3, default=[128, 128, 64], help="z y x (lab order; x = rocking)")
     ap.add_argument("--backend", default="numpy")

@@ -331,7 +331,7 @@ def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, p
 
 
 def main() -> None:
-    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, nargs="+", default=[48], help="grid edge (voxels of 12 nm), e.g. 48 64 128")
     ap.add_argument("--seed", type=int, default=0, help="our random start")

@@ -89,7 +89,7 @@ def measure(xp, size: int, population: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    process_settings()  # OpenMP threads sleep between kernels, as under bcdi-stream
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, nargs="+", default=[128])
     ap.add_argument("--population", type=int, nargs="+", default=[1, 8])

@@ -2,7 +2,8 @@ import os
 import tempfile
 
 # the process-wide settings the command line makes (streamer.cli.process_settings), made here for the tests
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 # FFTW wisdom of this test session stays in a temporary folder, never in the user's cache
 os.environ.setdefault("BCDI_STREAM_CACHE", tempfile.mkdtemp(prefix="bcdi-stream-test-cache-"))
 # deterministic FFTW plans: MEASURE chooses by timing, and HIO would amplify the different rounding

@@ -1,5 +1,6 @@
 """A command's start-up imports what that command needs: its own subcommand, pyfftw without dask."""
 
+import os
 import subprocess
 import sys
 
@@ -29,3 +30,19 @@ def test_pyfftw_comes_without_dask_and_dask_still_imports_after():
     assert "pyfftw" in loaded and "dask" not in loaded and "dask.array" not in loaded
     loaded = _imports_after("from streamer.phasing.wisdom import import_pyfftw\nimport_pyfftw()\nimport dask.array")
     assert "dask.array" in loaded
+
+
+def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(monkeypatch):
+    from streamer.cli import OMP_SPIN_COUNT, process_settings
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    process_settings()
+    assert os.environ["GOMP_SPINCOUNT"] == str(OMP_SPIN_COUNT) and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    process_settings()
+    assert os.environ["GOMP_SPINCOUNT"] == "5"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    process_settings()
+    assert "GOMP_SPINCOUNT" not in os.environ
