@@ -3,9 +3,11 @@
 * ``modulus(psi, amplitude, measured, c)``: the Fourier (modulus) projection of an unnormalised
   spectrum ``psi`` (P, z, y, x) in one pass: measured pixels take the amplitude ``amplitude * c``
   and keep their phase (an exact zero stays zero), unmeasured ones are scaled by ``c**2`` (so an unnormalised inverse gives the
-  orthonormal result). Returns (psi, per-member sum of (|psi| c - amplitude)^2 over measured pixels).
+  orthonormal result). Returns (psi, per-member sum of (|psi| c - amplitude)^2 over measured pixels);
+  with ``conjugate=True`` psi holds the projection's conjugate (for an FFTW plan's ``inverse_conjugate``).
 * ``update(rho, rho_p, support, a, b)``: rho <- rho_p inside the support, a*rho + b*rho_p outside
-  (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 2 beta - 1); optionally also |rho|.
+  (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 2 beta - 1); optionally also |rho|;
+  ``conjugated=True``: ``rho_p`` holds the conjugate of the projected object.
 * ``shrink_support(magnitude, sigma, threshold)``: the shrink-wrap support, from the magnitude
   convolved with a truncated Gaussian (separable, periodic: the object is in FFT order), as
   scipy.ndimage.gaussian_filter(mode="wrap") computes it; cheaper on a CPU than an FFT pair.
@@ -117,7 +119,7 @@ class Kernels:
             buf = self._buffers[name] = np.empty(shape, np.float32)
         return buf
 
-    def modulus(self, psi, amp, measured, c: float):
+    def modulus(self, psi, amp, measured, c: float, *, conjugate: bool = False):
         xp = self.xp
         if self.kind == "numba":
             import numpy as np
@@ -131,8 +133,12 @@ class Kernels:
             else:
                 flat_meas = measured.reshape(-1).view(np.uint8)
             p = psi.shape[0]
-            sums = modulus(psi.reshape(p, -1).view(np.float32), amp.reshape(-1), flat_meas, np.float32(c))
+            sums = modulus(psi.reshape(p, -1).view(np.float32), amp.reshape(-1), flat_meas, np.float32(c),
+                           np.float32(-1.0 if conjugate else 1.0))
             return psi, sums
+        if conjugate:  # only FFTW plans ask for it: numpy, here without numba
+            projected, sums = self.modulus(psi, amp, measured, c)
+            return xp.conj(projected), sums
         if self.kind == "cupy":
             modulus, _ = _cupy_kernels()
             if self._scratch is None or self._scratch.shape != psi.shape:
@@ -152,7 +158,7 @@ class Kernels:
             d = xp.where(measured, d, xp.zeros_like(d))
         return projected, xp.sum(d * d, axis=(1, 2, 3))
 
-    def update(self, rho, rho_p, support, a: float, b: float, *, magnitude_out=None):
+    def update(self, rho, rho_p, support, a: float, b: float, *, magnitude_out=None, conjugated: bool = False):
         """The support step, in place where the namespace allows; numba also writes |rho| into
         ``magnitude_out`` (float32, rho's shape) in the same pass, for a shrink-wrap to follow."""
         xp = self.xp
@@ -164,8 +170,11 @@ class Kernels:
             p = rho.shape[0]
             flat_mag = np.empty((0, 0), np.float32) if magnitude_out is None else magnitude_out.reshape(p, -1)
             update(rho.reshape(p, -1).view(np.float32), rho_p.reshape(p, -1).view(np.float32),
-                   support.reshape(p, -1).view(np.uint8), np.float32(a), np.float32(b), flat_mag)
+                   support.reshape(p, -1).view(np.uint8), np.float32(a), np.float32(b),
+                   np.float32(-1.0 if conjugated else 1.0), flat_mag)
             return rho
+        if conjugated:
+            rho_p = xp.conj(rho_p)
         if magnitude_out is not None:
             raise ValueError("magnitude_out is for the numba kernels; elsewhere take xp.abs(rho)")
         if self.kind == "cupy":

@@ -35,14 +35,14 @@ def _modulus_factor(m2s, amp, measured, c):  # m2s: |psi|^2 in, the scale factor
 
 
 @numba.njit(**OPTS)
-def _scale(psi, factor):
+def _scale(psi, factor, sign):  # sign -1: the conjugate out
     for i in range(factor.size):
         psi[2 * i] *= factor[i]
-        psi[2 * i + 1] *= factor[i]
+        psi[2 * i + 1] *= sign * factor[i]
 
 
 @numba.njit(parallel=True, **OPTS)
-def modulus(psi, amp, measured, c):  # psi (P, 2N) float32, amp (N,) float32, measured (N,) uint8
+def modulus(psi, amp, measured, c, sign):  # psi (P, 2N) float32, amp (N,) float32, measured (N,) uint8
     p, n = psi.shape[0], amp.size
     chunks = (n + CHUNK - 1) // CHUNK
     partial = np.zeros(p * chunks, np.float64)
@@ -52,24 +52,24 @@ def modulus(psi, amp, measured, c):  # psi (P, 2N) float32, amp (N,) float32, me
         row, factor = psi[k, 2 * lo:2 * hi], np.empty(hi - lo, np.float32)
         _squared(row, factor)
         partial[j] = _modulus_factor(factor, amp[lo:hi], measured[lo:hi], c)
-        _scale(row, factor)
+        _scale(row, factor, sign)
     return partial.reshape(p, chunks).sum(axis=1)
 
 
 @numba.njit(**OPTS)
-def _update(rho, rho_p, support, a, b):
+def _update(rho, rho_p, support, a, b, sign):  # sign -1: rho_p holds the conjugate
     for i in range(support.size):
         m = F32(support[i])
-        for t in range(2):
-            x = rho_p[2 * i + t]
-            rho[2 * i + t] = m * x + (F32(1.0) - m) * (a * rho[2 * i + t] + b * x)
+        x0, x1 = rho_p[2 * i], sign * rho_p[2 * i + 1]
+        rho[2 * i] = m * x0 + (F32(1.0) - m) * (a * rho[2 * i] + b * x0)
+        rho[2 * i + 1] = m * x1 + (F32(1.0) - m) * (a * rho[2 * i + 1] + b * x1)
 
 
 @numba.njit(**OPTS)
-def _update_magnitude(rho, rho_p, support, a, b, magnitude):
+def _update_magnitude(rho, rho_p, support, a, b, sign, magnitude):
     for i in range(support.size):
         m = F32(support[i])
-        x0, x1 = rho_p[2 * i], rho_p[2 * i + 1]
+        x0, x1 = rho_p[2 * i], sign * rho_p[2 * i + 1]
         r0 = m * x0 + (F32(1.0) - m) * (a * rho[2 * i] + b * x0)
         r1 = m * x1 + (F32(1.0) - m) * (a * rho[2 * i + 1] + b * x1)
         rho[2 * i], rho[2 * i + 1] = r0, r1
@@ -77,17 +77,17 @@ def _update_magnitude(rho, rho_p, support, a, b, magnitude):
 
 
 @numba.njit(parallel=True, **OPTS)
-def update(rho, rho_p, support, a, b, magnitude):  # (P, 2N) float32 x2, (P, N) uint8, (P, N) float32 or (0, 0)
+def update(rho, rho_p, support, a, b, sign, magnitude):  # (P, 2N) float32 x2, (P, N) uint8, (P, N) float32 or (0, 0)
     p, n = support.shape
     chunks = (n + CHUNK - 1) // CHUNK
     for j in numba.prange(p * chunks):
         k, lo = j // chunks, (j % chunks) * CHUNK
         hi = min(lo + CHUNK, n)
         if magnitude.shape[0]:
-            _update_magnitude(rho[k, 2 * lo:2 * hi], rho_p[k, 2 * lo:2 * hi], support[k, lo:hi], a, b,
+            _update_magnitude(rho[k, 2 * lo:2 * hi], rho_p[k, 2 * lo:2 * hi], support[k, lo:hi], a, b, sign,
                               magnitude[k, lo:hi])
         else:
-            _update(rho[k, 2 * lo:2 * hi], rho_p[k, 2 * lo:2 * hi], support[k, lo:hi], a, b)
+            _update(rho[k, 2 * lo:2 * hi], rho_p[k, 2 * lo:2 * hi], support[k, lo:hi], a, b, sign)
 
 
 @numba.njit(**OPTS)

@@ -99,15 +99,19 @@ class PhasingState:
         if due and self.kernels.kind == "numba":  # the fused CPU update also writes |rho| for the shrink-wrap
             magnitude = self.kernels.buffer("magnitude", tuple(self.rho.shape))
         support, sums = self.effective_support(), []
+        conj = getattr(self.plan, "conjugate_inverse", False)  # the inverse as a forward FFT of the conjugate
         for k in self.plan.blocks:
-            psi, misfit = self.kernels.modulus(self._spectrum(k), self.amplitude, self.measured, self.c)
+            psi, misfit = self.kernels.modulus(self._spectrum(k), self.amplitude, self.measured, self.c,
+                                               conjugate=conj)
             sums.append(misfit)
-            rho_p = self.plan.inverse(psi)
+            rho_p = self.plan.inverse_conjugate(psi) if conj else self.plan.inverse(psi)
             if k is None:
-                self.rho = self.kernels.update(self.rho, rho_p, support, a, b, magnitude_out=magnitude)
+                self.rho = self.kernels.update(self.rho, rho_p, support, a, b, magnitude_out=magnitude,
+                                               conjugated=conj)
             else:
                 self.kernels.update(self.rho[k:k + 1], rho_p, support[k:k + 1], a, b,
-                                    magnitude_out=None if magnitude is None else magnitude[k:k + 1])
+                                    magnitude_out=None if magnitude is None else magnitude[k:k + 1],
+                                    conjugated=conj)
         self.errors.append(sums[0] if len(sums) == 1 else self.xp.concat(sums))
         self.step_done(magnitude)
 

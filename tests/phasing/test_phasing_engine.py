@@ -51,11 +51,20 @@ def test_fused_kernels_match_plain_array_code(masked):
     out_f, sums_f = fused.modulus(psi.copy(), amp, measured, 0.3)
     np.testing.assert_allclose(out_f, np.asarray(out_p), rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(sums_f, np.asarray(sums_p), rtol=1e-4)
+    for kernels in (fused, Kernels(NP, threads=1)):  # the conjugate out, for an FFTW plan's inverse_conjugate
+        out_c, sums_c = kernels.modulus(psi.copy(), amp, measured, 0.3, conjugate=True)
+        np.testing.assert_allclose(out_c, np.conj(np.asarray(out_p)), rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(sums_c, np.asarray(sums_p), rtol=1e-4)
     support = rng.random(shape) > 0.5
     rho, rho_p = psi.copy(), (psi * 0.5 + 1).astype(np.complex64)
     for a, b in ((0.0, 0.0), (1.0, -0.9), (0.9, 0.8)):
         want = np.asarray(plain.update(strict.asarray(rho), strict.asarray(rho_p), strict.asarray(support), a, b))
         got = fused.update(rho.copy(), rho_p, support, a, b)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        got = fused.update(rho.copy(), np.conj(rho_p), support, a, b, conjugated=True)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        got = np.asarray(plain.update(strict.asarray(rho), strict.asarray(np.conj(rho_p)), strict.asarray(support),
+                                      a, b, conjugated=True))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 

@@ -1,6 +1,7 @@
 """Measured FFT costs and plans made ahead (issue 17): no timing is asserted, only what was measured and kept."""
 
 import numpy as np
+import pytest
 
 from streamer.phasing import fft
 from streamer.service.costs import FftCosts
@@ -62,3 +63,31 @@ def test_a_small_shape_with_no_remembered_plan_is_planned_at_once(monkeypatch):
     assert fft.get_plan(np, (1, 10, 12, 14), threads=1, effort="FFTW_MEASURE", unplanned="scipy").kind == "fftw"
     # a batch of members large enough to be swept one at a time is measured on one member
     assert fft._measured_voxels((8, 128, 128, 128)) == 128**3 and fft._measured_voxels((8, 16, 16, 16)) == 8 * 16**3
+
+
+def test_fftw_transforms_both_ways_with_one_planned_problem():
+    """The inverse is the forward plan on the conjugate: both equal numpy's, batched and member by member, and a
+    plan from wisdom alone needs only the forward problem to be remembered."""
+    from streamer.phasing.wisdom import import_pyfftw
+
+    rng = np.random.default_rng(3)
+    for shape, sweep_voxels in (((2, 6, 8, 10), 1 << 20), ((3, 6, 8, 10), 100)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fft, "MEMBER_SWEEP_VOXELS", sweep_voxels)
+            plan = fft.FFTWPlan(shape, 1, "FFTW_ESTIMATE")
+            x = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+            plan.input[...] = x
+            for k in plan.blocks:
+                part = slice(None) if k is None else slice(k, k + 1)
+                spectrum = (plan.forward(plan.input) if k is None else plan.forward_member(k)).copy()
+                np.testing.assert_allclose(spectrum, np.fft.fftn(x[part], axes=(1, 2, 3)), rtol=1e-4, atol=1e-3)
+                y = spectrum * 0.5
+                back = np.fft.ifftn(y, axes=(1, 2, 3)) * np.prod(shape[1:])
+                np.testing.assert_allclose(plan.inverse(y.copy()), back, rtol=1e-4, atol=1e-3)
+                np.testing.assert_allclose(plan.inverse_conjugate(np.conj(y)), np.conj(back), rtol=1e-4, atol=1e-3)
+    pyfftw = import_pyfftw()
+    pyfftw.forget_wisdom()
+    shape = (1, 6, 10, 12)
+    a, b = pyfftw.empty_aligned(shape, "complex64"), pyfftw.empty_aligned(shape, "complex64")
+    pyfftw.FFTW(a, b, axes=(1, 2, 3), direction="FFTW_FORWARD", flags=("FFTW_MEASURE",), threads=1)
+    fft.FFTWPlan(shape, 1, "FFTW_MEASURE", wisdom_only=True)  # no RuntimeError: nothing else to plan
