@@ -144,12 +144,12 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
     Cold: random phases on the measured amplitude, inside the autocorrelation support. Warm: the
     previous result (member 0 as it is, the others with phase noise), inside its own support.
     """
-    from scipy import ndimage
-
     indices = list(indices)
     shape, cfg, sw = problem.shape, problem.config, problem.shrinkwrap
     rngs = [np.random.default_rng([problem.seed, k]) for k in indices]
     if problem.warm:
+        from scipy import ndimage
+
         rho = np.empty((len(indices),) + shape, np.complex64)
         for member, k, r in zip(rho, indices, rngs):
             member[...] = problem.start
