@@ -70,7 +70,7 @@ def _plaquette_inside(mask: np.ndarray, normal_axis: int) -> np.ndarray:
 class VortexLine:
     """A connected line of pierced plaquettes: an open line or a closed loop."""
 
-    points: np.ndarray  # (n, 3) plaquette centres, voxel index coordinates (z, y, x)
+    points: np.ndarray  # (n, 3) the core in each pierced plaquette (core_offsets), voxel index coordinates (z, y, x)
     direction: np.ndarray  # unit vector (z, y, x): the line's mean direction (a loop: its plane normal),
     # oriented with non-negative z (or largest) part
     winding: int  # +1 / -1: sense of the 2 pi circulation about ``direction``
@@ -122,34 +122,59 @@ def find_vortex_lines(
     if mask.shape != tuple(rho.shape):
         raise ValueError(f"mask shape {mask.shape} does not match rho {tuple(rho.shape)}")
     inner = eroded(mask, erosion) if inner is None else inner
-    pts, circ = [], []
+    pts, cores, circ = [], [], []
     steps = edge_steps(rho, xp=xp)
+    host = None
     for axis in range(3):
         w = to_numpy(plaquette_winding(rho, xp=xp, normal_axis=axis, steps=steps))
         w = np.where(_plaquette_inside(inner, axis), w, 0)
         idx = np.argwhere(w != 0)
         if len(idx) == 0:
             continue
+        host = np.asarray(to_numpy(rho)) if host is None else host
         centre = idx.astype(float)
         u, v = _LOOP_AXES[axis]
         centre[:, [u, v]] += 0.5
+        core = idx.astype(float)
+        core[:, [u, v]] += core_offsets(host, idx, u, v)
         normal = np.zeros(3)
         normal[axis] = 1.0
         pts.append(centre)
+        cores.append(core)
         circ.append(w[tuple(idx.T)][:, None] * normal[None, :])
     if not pts:
         return []
-    points = np.concatenate(pts)
+    points, core_points = np.concatenate(pts), np.concatenate(cores)
     circulation = np.concatenate(circ)
-    labels = _cluster(points, radius=1.5)
+    labels = _cluster(points, radius=1.5)  # joined through the plaquettes' shared cells, as pierced
     depth_at = _outside_distance(mask)
     lines = []
     for lab in np.unique(labels):
         sel = labels == lab
         if sel.sum() < min_length:
             continue
-        lines.append(_make_line(points[sel], circulation[sel], depth_at, surface_depth=erosion + 2.0))
+        lines.append(_make_line(core_points[sel], circulation[sel], depth_at, surface_depth=erosion + 2.0))
     return lines
+
+
+def core_offsets(rho: np.ndarray, idx: np.ndarray, u: int, v: int) -> np.ndarray:
+    """Where, inside each plaquette (lowest corner ``idx``, in-plane axes ``u``, ``v``), the complex field
+    crosses zero: (n, 2) offsets in [0, 1] along (u, v), from the plane a + b s + c t fitted to its four corners
+    (least squares). A vortex's core is that zero; the plaquette's centre (0.5, 0.5) where the fit has none."""
+    eu, ev = np.zeros(3, int), np.zeros(3, int)
+    eu[u], ev[v] = 1, 1
+    r00, r10, r01, r11 = (rho[tuple((idx + e).T)] for e in (0, eu, ev, eu + ev))
+    b = ((r10 - r00) + (r11 - r01)) / 2
+    c = ((r01 - r00) + (r11 - r10)) / 2
+    a = (r00 + r10 + r01 + r11) / 4 - (b + c) / 2
+    det = b.real * c.imag - c.real * b.imag
+    scale = np.abs(b) * np.abs(c)
+    ok = np.abs(det) > 1e-3 * np.maximum(scale, np.finfo(np.float32).tiny)
+    safe = np.where(ok, det, 1.0)
+    s = (-a.real * c.imag + c.real * a.imag) / safe  # Cramer: b s + c t = -a, real and imaginary parts
+    t = (-b.real * a.imag + a.real * b.imag) / safe
+    out = np.where(ok[:, None], np.stack([s, t], axis=1), 0.5)
+    return np.clip(out, 0.0, 1.0)
 
 
 def _outside_distance(mask: np.ndarray):

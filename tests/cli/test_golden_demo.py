@@ -1,8 +1,9 @@
 """The reference demo's events, field by field, against the golden file (tests/cli/golden).
 
-Regenerated in session 9 for the FFT inverse taken from the forward plan (rounding only; the same flags
-and lines: see the README of tests/cli/golden). Regenerated in session 6 with the same flags and lines at
-every scan: new keys `lattice` and `phasing.resolution`, and the strain energy of the reliable interior (the README of tests/cli/golden says
+Regenerated twice in session 9, for the FFT inverse taken from the forward plan (rounding only) and for
+lines placed at their cores inside the plaquettes (the same flags and lines: see the README of
+tests/cli/golden). Regenerated in session 6 with the same flags and lines at every scan: new keys `lattice`
+and `phasing.resolution`, and the strain energy of the reliable interior (the README of tests/cli/golden says
 what changed and why). The earlier regeneration:
 
 Regenerated for issue 16's one phase convention (docs/conventions.md), with the same flags at every scan
