@@ -7,6 +7,8 @@ phase below is read from ``displacement_object(rho)``, whose phase is the displa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from streamer.analysis.boundaries import (
@@ -101,7 +103,7 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
     domains = [Domain(_rounded(d.centroid), _nm(d.centroid, geometry), round(d.volume_voxels / total, 3),
                       round(d.phase_offset_rad, 3), round(d.phase_offset_rad / geometry.q_bragg_inv_nm, 4))
                for d in found]
-    boundaries = []
+    boundaries, planes = [], []
     for b in found_b:
         position = _rounded(b.position)
         normal = _rounded(b.normal, 3)
@@ -110,14 +112,30 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
         # domain) on one side is a layer thinner than the resolution, a reconstruction artefact
         if None in sides or sides[0] == sides[1]:
             continue
+        planes.append(b)
         boundaries.append(Boundary(position, _nm(b.position, geometry), normal, round(b.phase_step_rad, 3),
                                    round(b.angle_to_layers_deg, 1), b.area_voxels, round(b.coherence, 3),
                                    round(abs(b.phase_step_rad) / geometry.q_bragg_inv_nm, 4), sides))
+    vortices = [v for v in vortices if not in_antiphase_plane(v, planes, config)]
     return ObjectAnalysis(tuple(vortices), tuple(boundaries),
                           tuple(dislocation_pairs(vortices, support, geometry.voxel_nm)),
                           strain_summary(particle, geometry.voxel_nm, config.surface_erosion_voxels,
                                          q_inv_nm=geometry.q_bragg_inv_nm, members=members),
                           tuple(domains), int(support.sum()))
+
+
+def in_antiphase_plane(vortex: Vortex, planes, config: AnalysisConfig, share: float = 0.8) -> bool:
+    """Whether most of ``vortex``'s points (``share``) lie within ``config.antiphase_band_voxels`` of one of the
+    boundary ``planes`` whose step is pi (within ``config.antiphase_tolerance_rad``): across such a plane the phase
+    changes by +-pi, whose sign the wrapped steps pick by noise, so the plaquettes straddling it wind at random.
+    A line that crosses the plane keeps most of its points away from it and stays."""
+    points = np.asarray(vortex.points, float)
+    for plane in planes:
+        if abs(abs(plane.phase_step_rad) - math.pi) > config.antiphase_tolerance_rad:
+            continue
+        if np.mean(np.abs(plane.offset(points)) <= config.antiphase_band_voxels) >= share:
+            return True
+    return False
 
 
 def _domain_beside(labels: np.ndarray, position, direction, first: int = 3, last: int = 8) -> int | None:

@@ -406,3 +406,35 @@ def test_a_line_is_placed_at_its_core_inside_the_plaquette(core):
         assert line.winding == 1
         errors = np.hypot(line.points[:, 1] - y0, line.points[:, 2] - x0)
         assert np.all(errors <= (tol if tol is not None else 0.7 * centre_error + 1e-3))
+
+
+def test_the_random_windings_along_an_antiphase_plane_are_not_lines_and_a_line_across_it_stays():
+    """Across a pi step the wrapped phase change is +-pi, its sign left to noise: where a reconstruction's
+    amplitude dips along the plane and its phase is noisy, the plaquettes straddling the plane wind at random
+    and join into 'lines' inside it. Those are dropped (``in_antiphase_plane``); an edge line crossing the plane
+    keeps most of its points away from it and stays. With the tolerance at 0 the same object keeps them."""
+    from streamer.analysis.config import AnalysisConfig
+    from streamer.analysis.objects import analyze_object
+    from streamer.backend import get_namespace
+    from streamer.geometry import OrthogonalGeometry
+
+    n = 48
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    noise = np.random.default_rng(0).normal(0.0, 1.2, (n, n, n))
+    near = np.abs(x - 24.0) <= 1.5 + 0 * (y + z)
+    geometry = OrthogonalGeometry(shape_zyx=(n, n, n), voxel_nm=10.0)
+    xp = get_namespace("numpy")
+    for crossing in (False, True):
+        extra = np.where(near, noise, 0.0) + (np.arctan2(y - 30.5, z - 24.5) + 0 * x if crossing else 0.0)
+        rho = _oblique(np.array([0.0, 0.0, 1.0]), math.pi, extra=extra) * np.where(near, 0.15, 1.0)
+        rho = np.conj(rho)  # a reconstruction: rho = |rho| exp(-i G.u)
+        found = analyze_object(rho, geometry=geometry, xp=xp)
+        (b,) = found.domain_boundaries
+        assert abs(abs(b.phase_step_rad) - math.pi) < 0.3
+        if crossing:
+            (line,) = found.vortices
+            assert abs(line.direction[2]) > 0.95  # along x, across the plane
+        else:
+            assert found.vortices == ()
+            kept = analyze_object(rho, geometry=geometry, xp=xp, config=AnalysisConfig(antiphase_tolerance_rad=0.0))
+            assert len(kept.vortices) >= 1  # the random windings the rule drops
