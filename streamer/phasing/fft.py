@@ -248,6 +248,17 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
     return plan
 
 
+def runs_on_stand_in(xp, shape: tuple[int, ...], *, threads: int | None = None) -> bool:
+    """Whether a reconstruction of ``shape`` (batch, z, y, x) would run on the scipy stand-in now (``get_plan``'s
+    rule: too large to plan at once, and no plan made or remembered). Plans nothing: a shape small enough to be
+    planned at once is FFTW's; a larger one asks ``get_plan``, which answers from the wisdom or with the stand-in."""
+    if not is_numpy(xp) or not have_pyfftw() or planner_effort() == "FFTW_ESTIMATE" or _unplanned != "scipy":
+        return False
+    if _measured_voxels(tuple(shape)) <= PLAN_NOW_VOXELS:
+        return False
+    return get_plan(xp, tuple(shape), threads=threads).kind == "scipy"
+
+
 def _sweeps(shape: tuple[int, ...]) -> bool:
     """Whether FFTWPlan transforms a batch of ``shape`` one member at a time (members of MEMBER_SWEEP_VOXELS or more)."""
     return len(shape) == 4 and shape[0] > 1 and math.prod(shape[1:]) >= MEMBER_SWEEP_VOXELS

@@ -243,12 +243,12 @@ def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp
     xp = __import__("streamer.backend", fromlist=["get_namespace"]).get_namespace("numpy")
     shape = (32, 32, 32)
     writing = 32**3 * (8 * (1 + service.phasing.population) + 9) / RESULT_WRITE_BYTES_PER_S
-    _, _, fresh, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
-    _, _, late, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
+    _, _, fresh, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
+    _, _, late, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
     share = service.budget.share
     assert fresh.budget_s == pytest.approx((10.0 - writing) * share)
     assert late.budget_s == pytest.approx((4.0 - writing) * share)
-    _, _, over, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
+    _, _, over, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
     assert over.budget_s == pytest.approx(1.0 * share)  # a tenth of the budget is always left to phasing
 
     np.save(tmp_path / "i.npy", intensity)
@@ -269,3 +269,31 @@ def test_the_models_error_is_remembered_beside_the_wisdom_and_scales_the_next_pr
     assert remembered_slowness("cupy", tmp_path) == 1.0  # each backend apart
     (tmp_path / "phasing-slowness.json").write_text("not json")
     assert remembered_slowness("numpy", tmp_path) == 1.0  # a damaged file costs accuracy only
+
+
+def test_the_slowness_of_runs_on_the_scipy_stand_in_is_kept_apart_from_fftws(tmp_path, monkeypatch):
+    """A slowness learned on FFTW-planned runs (here: they ran at half the predicted time) is not applied to a
+    grid that will run on the stand-in, and that run's error is remembered under its own key."""
+    import argparse
+    import io
+
+    from streamer.backend import get_namespace
+    from streamer.cli.reconstruct import _budget
+    from streamer.phasing import fft, wisdom
+    from streamer.service.config import ServiceConfig
+    from streamer.service.costs import remember_slowness
+
+    monkeypatch.setattr(wisdom, "_wisdom_dir", tmp_path)
+    monkeypatch.setattr(fft, "_planner", "measure")
+    monkeypatch.setattr(fft, "_unplanned", "scipy")
+    monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 1000)  # every grid here is "large": no plan made in the test
+    remember_slowness("numpy", actual_s=5.0, predicted_s=10.0, used=1.0, folder=tmp_path)
+    service = ServiceConfig()
+    args = argparse.Namespace(budget_s=10.0, population=None, recipe=None, generations=None)
+    xp = get_namespace("numpy")
+    _, _, choice, slowness, key = _budget(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
+    assert fft.runs_on_stand_in(xp, (choice.population, *choice.shape))
+    assert key == "numpy-stand-in" and slowness == 1.0  # nothing learned for the stand-in yet; not FFTW's 0.5
+    monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 1 << 22)  # now every grid is planned at once: FFTW's slowness
+    _, _, choice, slowness, key = _budget(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
+    assert key == "numpy" and slowness == pytest.approx(0.5)
