@@ -270,7 +270,7 @@ def run_reconstruct(args, out=None) -> int:
     service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
     run, phasing, choice, slowness, slowness_key = _budget(args, phasing, xp, intensity.shape, out, service.budget,
-                                             spent_s=time.monotonic() - started)
+                                                           spent_s=time.monotonic() - started)
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
