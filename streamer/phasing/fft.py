@@ -226,8 +226,8 @@ def get_plan(xp, shape: tuple[int, ...], *, threads: int | None = None, effort: 
     if plan is None:
         if len(_PLANS) >= 8:  # a service sees one or two shapes; do not hoard buffers
             _PLANS.pop(next(iter(_PLANS)))
-        if kind == "fftw" and effort != "FFTW_ESTIMATE" and (unplanned or _unplanned) == "scipy" \
-                and (key in _PLANNING or _measured_voxels(tuple(shape)) > PLAN_NOW_VOXELS):
+        if kind == "fftw" and _stand_in_allowed(tuple(shape), effort, unplanned or _unplanned,
+                                                being_planned=key in _PLANNING):
             try:
                 if key in _PLANNING:  # another thread is planning it: do not wait for that
                     raise RuntimeError("being planned")
@@ -252,11 +252,16 @@ def runs_on_stand_in(xp, shape: tuple[int, ...], *, threads: int | None = None) 
     """Whether a reconstruction of ``shape`` (batch, z, y, x) would run on the scipy stand-in now (``get_plan``'s
     rule: too large to plan at once, and no plan made or remembered). Plans nothing: a shape small enough to be
     planned at once is FFTW's; a larger one asks ``get_plan``, which answers from the wisdom or with the stand-in."""
-    if not is_numpy(xp) or not have_pyfftw() or planner_effort() == "FFTW_ESTIMATE" or _unplanned != "scipy":
-        return False
-    if _measured_voxels(tuple(shape)) <= PLAN_NOW_VOXELS:
+    if not is_numpy(xp) or not have_pyfftw() or not _stand_in_allowed(tuple(shape), planner_effort(), _unplanned):
         return False
     return get_plan(xp, tuple(shape), threads=threads).kind == "scipy"
+
+
+def _stand_in_allowed(shape: tuple[int, ...], effort: str, unplanned: str, *, being_planned: bool = False) -> bool:
+    """get_plan's rule: a shape with no FFTW plan runs on the scipy stand-in rather than being planned now (a
+    measuring planner, ``unplanned="scipy"``, and too large to plan at once or being planned by another thread)."""
+    return effort != "FFTW_ESTIMATE" and unplanned == "scipy" and (
+        being_planned or _measured_voxels(shape) > PLAN_NOW_VOXELS)
 
 
 def _sweeps(shape: tuple[int, ...]) -> bool:

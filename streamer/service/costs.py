@@ -54,7 +54,10 @@ class FftCosts:
         for _ in range(self.repeats):
             t0 = time.perf_counter()
             spectrum = plan.forward(plan.input)  # the pair as an iteration runs it
-            plan.inverse_conjugate(spectrum) if getattr(plan, "conjugate_inverse", False) else plan.inverse(spectrum)
+            if getattr(plan, "conjugate_inverse", False):
+                plan.inverse_conjugate(spectrum)
+            else:
+                plan.inverse(spectrum)
             times.append(time.perf_counter() - t0)
         seconds = float(np.median(times))
         with self._lock:
