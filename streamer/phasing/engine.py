@@ -22,7 +22,10 @@ from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap
 from streamer.phasing.recipe import DEFAULT_RECIPE, parse_recipe
 from streamer.settings import Settings
 
-WARM_RECIPE = "40HIO, 20ER"
+# Shrink-wrap runs every 20 iterations: a warm start's last one (iteration 60) reads an ER iterate and 10 ER follow
+# inside it. Ending on the ER iterations that followed a shrink-wrap of HIO's (iteration 40, "40HIO, 20ER"), whose
+# values outside the support leak into the blur, let the support grow scan after scan (BENCHMARKS.md, "Strain energy").
+WARM_RECIPE = "40HIO, 30ER"
 
 
 class PhasingConfig(Settings):
@@ -38,9 +41,6 @@ class PhasingConfig(Settings):
     warm_start: bool = True
     warm_recipe: str = WARM_RECIPE  # run instead of ``recipe`` when starting from the previous scan
     warm_perturbation_rad: float = Field(0.2, ge=0)  # phase noise on members 1.. of a warm start
-    # a warm start keeps the support of its start; shrink-wrapping the short recipe's HIO iterates, whose values
-    # outside the support leak into the blur, made a warm-started series' support grow scan after scan
-    warm_shrinkwrap: bool = False
     autocorrelation_threshold: float = Field(0.1, gt=0, lt=1)
     shrinkwrap: ShrinkWrap = Field(default_factory=ShrinkWrap)
     phase_constraint: PhaseConstraint = Field(default_factory=PhaseConstraint)
@@ -101,12 +101,9 @@ class Problem:
 
     @property
     def shrinkwrap(self) -> ShrinkWrap:
-        # a warm start is already converged: its support is its start's, or (warm_shrinkwrap) its shrink-wrap
-        # starts where a cold run's schedule ends
+        # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends
         sw = self.config.shrinkwrap
-        if not self.warm:
-            return sw
-        return sw.replace(sigma_start=sw.sigma_end) if self.config.warm_shrinkwrap else sw.replace(every=0)
+        return sw.replace(sigma_start=sw.sigma_end) if self.warm else sw
 
 
 def _validate(intensity, mask):

@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-from scipy import ndimage
-from scipy.ndimage import center_of_mass
 
 from sim.diffraction import DiffractionModel
 from sim.particle import DomainBoundary, Particle, ScrewDislocation, complex_image
@@ -167,35 +165,16 @@ def test_averaged_population_matches_the_truth_with_error_bars(drifting_pair, co
     assert sorted(line.winding for line in lines) == [-1, 1]
 
 
-def test_a_warm_start_of_a_tenth_of_the_iterations_is_as_good_as_a_cold_one(drifting_pair, cold_results):
-    """The next scan from the last one's result: 60 iterations against 610, as close to the truth and as good a fit
-    (the chi-square within 10%: a warm start phases inside its start's support, the cold run inside its own)."""
+def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting_pair, cold_results):
     (_, _), (truth2, i2) = drifting_pair
     first, cold = cold_results
     warm = reconstruct(i2, xp=NP, config=PhasingConfig(population=4, average=4), rng=2, start=first.rho)
-    assert warm.warm_started and warm.recipe == "40HIO, 20ER" and warm.iterations * 10 <= cold.iterations
-    assert warm.error_curve[-1] <= 1.1 * cold.error_curve[-1], (warm.error_curve[-1], cold.error_curve[-1])
-    corr = {name: amplitude_correlation(register(r.rho, truth2).aligned, truth2) for name, r in (("warm", warm),
-                                                                                             ("cold", cold))}
-    assert corr["warm"] >= max(0.95, corr["cold"] - 0.01), corr
+    assert warm.warm_started and warm.recipe == "40HIO, 30ER"
+    reached = np.flatnonzero(warm.error_curve <= cold.error_curve[-1])
+    assert reached.size and reached[0] + 1 <= len(cold.error_curve) / 3, (reached[:1], cold.error_curve[-1])
+    assert amplitude_correlation(register(warm.rho, truth2).aligned, truth2) >= 0.95
     lines = find_vortex_lines(warm.rho, xp=NP, mask=particle_support(np.abs(warm.rho)))
     assert sorted(line.winding for line in lines) == [-1, 1]
-
-
-def test_a_warm_start_keeps_the_support_of_its_start(drifting_pair, cold_results):
-    """By default a warm start phases inside its start's support (the blurred start at the shrink-wrap's threshold):
-    shrink-wrapping the short recipe's HIO iterates made a warm-started series' support grow from scan to scan."""
-    (_, _), (_, i2) = drifting_pair
-    first, _ = cold_results
-    kept = reconstruct(i2, xp=NP, config=PhasingConfig(population=2, average=2), rng=2, start=first.rho)
-    wrapped = reconstruct(i2, xp=NP, config=PhasingConfig(population=2, average=2, warm_shrinkwrap=True), rng=2,
-                          start=first.rho)
-    sw = PhasingConfig().shrinkwrap
-    blurred = ndimage.gaussian_filter(np.abs(first.rho), sw.sigma_end, mode="wrap")
-    start_support = blurred > sw.threshold * blurred.max()
-    shift = [int(s) for s in np.round(np.array(center_of_mass(kept.support)) - center_of_mass(start_support))]
-    assert np.array_equal(np.roll(start_support, shift, axis=(0, 1, 2)), kept.support)
-    assert not np.array_equal(wrapped.support, kept.support)
 
 
 def test_guided_generations_run_and_report(drifting_pair):
