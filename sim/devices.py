@@ -223,7 +223,7 @@ def make_beamline(scenario: Scenario, geometry, *, seed: int = 0, fast: bool = T
     of a ``timepix`` (gaps, hot and dead pixels, count ceiling) when one is given."""
     if realtime is not None:
         fast = not realtime
-    sample = SimulatedSample(scenario, geometry, peak_counts_per_s=peak_counts_per_s,
+    sample = SimulatedSample(scenario, geometry, particle=scenario.particle, peak_counts_per_s=peak_counts_per_s,
                              theta_drift_deg_per_step=theta_drift_deg_per_step)
     stage = RotationStage(init_pos=geometry.theta_bragg_deg, fast=fast)
     readout = None

@@ -61,6 +61,17 @@ def test_detector_counts_are_poisson_around_the_expectation():
     assert frames[:, peak[0], peak[1]].var() == pytest.approx(expected[peak], rel=0.6)
 
 
+def test_the_beamline_samples_the_scenarios_own_particle():
+    """The pristine control declares a hexagonal plate 80 nm thick: the demo's beamline must image that one, not the
+    default ellipse (it did until session 10)."""
+    scenario = load_scenario("pristine")
+    sample, _, _, potentiostat = make_beamline(scenario, GEOM)
+    potentiostat.trigger()
+    assert sample.base == scenario.particle
+    assert sample.base.shape == "hexagon" and sample.base.thickness_nm == 80.0
+    assert sample.stage.particle(sample.base).shape == "hexagon"
+
+
 def test_potentiostat_steps_through_the_scenario():
     sample, _, _, potentiostat = make_beamline(load_scenario("reference"), GEOM)
     labels = []
