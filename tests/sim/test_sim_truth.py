@@ -143,3 +143,15 @@ def test_a_glissile_loop_threading_the_plate_shows_as_an_antiparallel_pair():
     sides = loop.segments()
     assert [s.direction for s in sides[::2]] == [(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)]
     assert all(s.kind == "edge" for s in sides[::2]) and all(s.kind == "screw" for s in sides[1::2])
+
+
+def test_the_reference_charge_strain_energy_falls_with_the_boundary_and_rises_with_the_pair():
+    """SCIENCE.md: the partial strain energy along q fell when the boundary formed and rose when it resolved into
+    the pair; the reference scenario's strain regions say so in the truth, as a change of c would not."""
+    scenario = load_scenario("reference")
+    energy = {}
+    for stage in scenario.stages:
+        energy.setdefault(stage.label, strain_energy(stage.particle(scenario.particle))["strain_energy_j"])
+    assert energy["pristine"] > 5e-18 and energy["domain boundary"] == 0.0
+    assert energy["screw pair"] > 2e-18 and energy["pair apart"] < energy["screw pair"] / 2
+    assert energy["healed"] == 0.0
