@@ -147,7 +147,8 @@ def test_a_glissile_loop_threading_the_plate_shows_as_an_antiparallel_pair():
 
 def test_the_reference_charge_strain_energy_falls_with_the_boundary_and_rises_with_the_pair():
     """SCIENCE.md: the partial strain energy along q fell when the boundary formed and rose when it resolved into
-    the pair; the reference scenario's strain regions say so in the truth, as a change of c would not."""
+    the pair. The reference scenario's strain regions put that into its truth (its boundary and screw lines
+    strain nothing along q)."""
     scenario = load_scenario("reference")
     energy = {}
     for stage in scenario.stages:
