@@ -182,6 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true", help=f"a short phasing recipe ({FAST_PHASING['recipe']})")
     ap.add_argument("--perfect-scan", type=int, default=3, help="scan compared with a perfect detector's")
     args = ap.parse_args(argv)
+    from streamer.cli import process_settings
+
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     out_root = Path(tempfile.mkdtemp(prefix="bcdi-detector-bench-"))
     ok = True
     for run in args.runs:

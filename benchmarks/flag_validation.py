@@ -25,6 +25,7 @@ import numpy as np
 from sim.particle import Particle
 from sim.scenario import load_scenario
 from streamer.analysis.config import FlagConfig
+from streamer.cli import process_settings
 from streamer.cli.demo import realistic_detector, run_demo
 from streamer.recording.event_log import read_events
 from streamer.service.config import ServiceConfig
@@ -114,6 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--geometry", choices=["detector", "orthogonal"], default="detector",
                    help="the demo's realistic detector (default) or the toy orthogonal grid")
     args = p.parse_args(argv)
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     root = args.out or Path(tempfile.mkdtemp(prefix="flag-validation-"))
     total_missed = total_false = 0
     for spec in args.runs:

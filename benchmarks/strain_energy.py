@@ -173,6 +173,9 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=["pristine:0", "reference:0", "core:0"], help="scenario:seed")
     p.add_argument("--cache", type=Path, default=None, help="folder for the reconstructed objects (reused)")
     args = p.parse_args()
+    from streamer.cli import process_settings
+
+    process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     cache = args.cache or Path(tempfile.mkdtemp(prefix="strain-energy-"))
     cache.mkdir(parents=True, exist_ok=True)
     for run in args.runs:
