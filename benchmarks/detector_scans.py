@@ -39,6 +39,7 @@ from sim.scenario import load_scenario, with_stages
 from sim.series import scan_frames, scan_states, scenario_geometry
 from sim.truth import peak_widths
 from streamer.analysis.config import FlagConfig
+from streamer.cli import process_settings
 from streamer.phasing.alignment import register
 from streamer.service.assembly import AssembledScan
 from streamer.service.config import ServiceConfig
@@ -182,8 +183,6 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true", help=f"a short phasing recipe ({FAST_PHASING['recipe']})")
     ap.add_argument("--perfect-scan", type=int, default=3, help="scan compared with a perfect detector's")
     args = ap.parse_args(argv)
-    from streamer.cli import process_settings
-
     process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     out_root = Path(tempfile.mkdtemp(prefix="bcdi-detector-bench-"))
     ok = True
