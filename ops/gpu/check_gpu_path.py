@@ -59,7 +59,7 @@ def check_steps(xp, shape: tuple[int, ...], seed: int) -> bool:
         label = "every pixel measured" if mask is None else "masked pixels"
         ok &= _close(f"modulus projection, {label}", got, want, 1e-5, 1e-6)
         ok &= _close(f"modulus misfit per member, {label}", sums, want_sums, 1e-4)
-    for a, b, name in ((0.0, 0.0, "ER"), (1.0, -0.9, "HIO"), (0.75, 0.5, "RAAR")):
+    for a, b, name in ((0.0, 0.0, "ER"), (1.0, -0.9, "HIO"), (0.75, -0.5, "RAAR")):
         got = dev.update(xp.asarray(rho), xp.asarray(rho_p), xp.asarray(support), a, b)
         ok &= _close(f"support update ({name})", got, cpu.update(rho.copy(), rho_p, support, a, b), 1e-6, 1e-6)
     for sigma in (1.0, 2.0):

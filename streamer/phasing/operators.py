@@ -179,7 +179,7 @@ class RAAR(Operator):
         self.beta = float(beta)
 
     def apply(self, state):
-        state.project(self.beta, 2 * self.beta - 1)
+        state.project(self.beta, 1 - 2 * self.beta)  # outside the support: beta x + (1 - 2 beta) P_M x
 
     def __str__(self):
         return "RAAR"

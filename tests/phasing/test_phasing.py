@@ -31,6 +31,35 @@ def test_recipes_parse_count_and_print_back(text, iterations, printed):
     assert str(parse_recipe(str(op))) == printed
 
 
+@pytest.mark.parametrize("name", ["ER", "HIO", "RAAR"])
+@pytest.mark.parametrize("backend", ["numpy", "strict"])
+def test_one_iteration_is_the_textbook_step(name, backend):
+    """One step of each operator against its definition from the two projections, written here with numpy's
+    FFT: P_M keeps the spectrum's phase and takes the measured amplitude; P_S zeroes outside the support.
+    ER: P_S P_M x; HIO (Fienup): P_M x inside, x - beta P_M x outside; RAAR (Luke 2005):
+    beta/2 (R_S R_M + I) x + (1 - beta) P_M x, with R = 2P - I."""
+    from streamer.phasing.operators import RAAR, PhasingState
+
+    rng = np.random.default_rng(3)
+    shape, beta = (2, 6, 8, 10), 0.8
+    x = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    support = rng.random(shape) > 0.4
+    amplitude = (rng.random(shape[1:]) + 0.1).astype(np.float32)
+    spectrum = np.fft.fftn(x, axes=(1, 2, 3), norm="ortho")
+    p_m = np.fft.ifftn(amplitude * np.exp(1j * np.angle(spectrum)), axes=(1, 2, 3), norm="ortho")
+
+    def p_s(v):
+        return np.where(support, v, 0)
+
+    want = {"ER": p_s(p_m),
+            "HIO": np.where(support, p_m, x - beta * p_m),
+            "RAAR": beta / 2 * (2 * p_s(2 * p_m - x) - (2 * p_m - x) + x) + (1 - beta) * p_m}[name]
+    xp = get_namespace(backend)
+    state = PhasingState(xp, xp.asarray(x.copy()), xp.asarray(support), xp.asarray(amplitude), None, None)
+    {"ER": ER(), "HIO": HIO(beta), "RAAR": RAAR(beta)}[name].apply(state)
+    np.testing.assert_allclose(np.asarray(state.rho), want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("text, match", [
     ("", "empty"), ("20XX", "unknown operator"), ("(20ER", "expected '\\)'"), ("0ER", ">= 1"),
     ("20ER,", "expected 'name'"), ("__import__('os')", "expected"),
