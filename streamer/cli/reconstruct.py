@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -250,6 +251,10 @@ def run_reconstruct(args, out=None) -> int:
 
     overrides = {"backend": args.backend}
     service = load_config(args.config, ServiceConfig, overrides)
+    if service.backend == "numpy":  # the CPU kernels load while the input is read and FFTs planned
+        from streamer.phasing.kernels import preload_numba_kernels
+
+        threading.Thread(target=preload_numba_kernels, name="numba-preload", daemon=True).start()
     phasing = service.phasing
     changes = {k: v for k, v in {"population": args.population, "generations": args.generations,
                                    "recipe": args.recipe, "average": args.average}.items() if v is not None}

@@ -6,7 +6,7 @@
   orthonormal result). Returns (psi, per-member sum of (|psi| c - amplitude)^2 over measured pixels);
   with ``conjugate=True`` psi holds the projection's conjugate (for an FFTW plan's ``inverse_conjugate``).
 * ``update(rho, rho_p, support, a, b)``: rho <- rho_p inside the support, a*rho + b*rho_p outside
-  (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 2 beta - 1); optionally also |rho|;
+  (ER: a = b = 0; HIO: a = 1, b = -beta; RAAR: a = beta, b = 1 - 2 beta); optionally also |rho|;
   ``conjugated=True``: ``rho_p`` holds the conjugate of the projected object.
 * ``shrink_support(magnitude, sigma, threshold)``: the shrink-wrap support, from the magnitude
   convolved with a truncated Gaussian (separable, periodic: the object is in FFT order), as
@@ -41,6 +41,29 @@ def _numba_kernels():
         return None
     return nk.modulus, nk.update, nk.blur_peak, nk.threshold
 
+
+
+def preload_numba_kernels() -> bool:
+    """Load the numba kernels' cached machine code for the argument types the CPU path passes, without running
+    them: a process pays this once (about 0.5 s), and a caller may do it on a thread while it reads its input.
+    False when numba is missing."""
+    kernels = _numba_kernels()
+    if kernels is None:
+        return False
+    import numba
+    import numpy as np
+
+    modulus, update, blur_peak, threshold = kernels
+    f32 = np.float32(1.0)
+    pairs, values, flags = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8)
+    volume, weights = np.zeros((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)
+    signatures = ((modulus, (pairs, weights, flags[0], f32, f32)),
+                  (update, (pairs, pairs, flags, f32, f32, f32, values)),
+                  (blur_peak, (volume, volume, weights, values, 1)),
+                  (threshold, (values, weights, flags)))
+    for kernel, args in signatures:
+        kernel.compile(tuple(numba.typeof(a) for a in args))
+    return True
 
 # cupy ElementwiseKernels: (inputs, outputs, CUDA body, name); ops/gpu/check_cuda_kernels.py compiles them
 # with NVRTC on a machine without a GPU.

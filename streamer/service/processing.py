@@ -23,7 +23,7 @@ from streamer.analysis.resolution import prtf_resolution
 from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
 from streamer.analysis.views import central_slices, projected_peak, scene_3d
-from streamer.backend import get_namespace
+from streamer.backend import get_namespace, is_numpy
 from streamer.geometry import (
     STACK_TO_LAB_AXES,
     DetectorGeometry,
@@ -32,6 +32,7 @@ from streamer.geometry import (
 )
 from streamer.phasing import PhasingConfig, reconstruct
 from streamer.phasing.budget import BudgetChoice, choose, on_coarser_grid
+from streamer.phasing.kernels import preload_numba_kernels
 from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
 from streamer.service.config import ServiceConfig
@@ -209,6 +210,8 @@ class ScanProcessor:
         budget = self.budget_s(metadata, num_frames)
 
         def plan():
+            if is_numpy(self.costs.xp):  # the CPU kernels' machine code too (once a process)
+                preload_numba_kernels()
             choice = self.choose(run, shape, budget, self._warm(run, shape))
             self.costs.plan_ahead(choice.shape, choice.population)
 

@@ -291,3 +291,31 @@ def test_gpu_path_check_passes_on_strict_and_catches_a_wrong_step(monkeypatch, c
     assert check["main"](["--backend", "strict", "--size", "24"]) == 1
     out = capsys.readouterr().out
     assert "FAIL shrink-wrap blur (sigma 1.0)" in out and "ok   support update (HIO)" in out
+
+
+def test_preloaded_kernels_are_the_ones_a_reconstruction_runs():
+    """``preload_numba_kernels`` (the reconstruct command runs it on a thread while it reads its input) loads
+    every signature a reconstruction calls, masked or not: none is compiled or loaded later (fresh process)."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from streamer.backend import get_namespace
+from streamer.phasing import PhasingConfig, reconstruct
+from streamer.phasing.kernels import _numba_kernels, preload_numba_kernels
+from streamer.phasing.operators import ShrinkWrap
+assert preload_numba_kernels()
+before = [len(k.signatures) for k in _numba_kernels()]
+rng = np.random.default_rng(0)
+intensity = rng.poisson(50 * rng.random((16, 16, 16))).astype(np.float32)
+mask = np.zeros(intensity.shape, bool)
+mask[:, 0] = True
+config = PhasingConfig(recipe="4HIO, 4ER", population=2, average=2, shrinkwrap=ShrinkWrap(every=2))
+for m in (None, mask):
+    reconstruct(intensity, xp=get_namespace("numpy"), config=config, rng=1, mask=m)
+print(before, [len(k.signatures) for k in _numba_kernels()])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    before, after = done.stdout.strip().split("] [")
+    assert before.lstrip("[") == after.rstrip("]"), done.stdout
