@@ -34,6 +34,8 @@ correlation with the truth.
     .venv/bin/python benchmarks/defect_validation.py --set tuning --per-kind 2 --size small --workdir /tmp/dv
     .venv/bin/python benchmarks/defect_validation.py --workdir /tmp/dv --set tuning --per-kind 2 --code /tmp/old
         # the same reconstructions analysed (and, when missing, reconstructed) by another checkout's code
+    .venv/bin/python benchmarks/defect_validation.py --set tuning --per-kind 3 --only 1 7 8 --workdir /tmp/dvB \
+        --reconstruct-args "--budget-s 0"   # chosen cases of the tuning set, reconstructed another way
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -317,15 +320,17 @@ def _command(code: Path | None) -> tuple[list[str], dict]:
     return ([str(exe)] if exe.exists() else [sys.executable, "-m", "streamer.cli"]), env
 
 
-def run_case(case: Case, folder: Path, *, code: Path | None = None, force: bool = False) -> dict:
-    """Write the case (once), reconstruct it (unless its result exists), analyse it; the commands' seconds."""
+def run_case(case: Case, folder: Path, *, code: Path | None = None, force: bool = False,
+             extra: tuple[str, ...] = ()) -> dict:
+    """Write the case (once), reconstruct it (unless its result exists; ``extra``: more reconstruct options),
+    analyse it; the commands' seconds."""
     cmd, env = _command(code)
     result, analysis = folder / "result.h5", folder / "analysis.json"
     timing = {}
     if force or not result.exists():
         args = write_case(case, folder)
         t0 = time.perf_counter()
-        log = subprocess.run(cmd + ["reconstruct", *args, "--out", str(result)], env=env, capture_output=True,
+        log = subprocess.run(cmd + ["reconstruct", *args, *extra, "--out", str(result)], env=env, capture_output=True,
                              text=True, check=False)
         (folder / "reconstruct.log").write_text(log.stdout + log.stderr)
         if log.returncode:
@@ -521,13 +526,19 @@ def main(argv=None) -> int:
     ap.add_argument("--code", type=Path, default=None, help="run the commands from this checkout (PYTHONPATH)")
     ap.add_argument("--force", action="store_true", help="reconstruct again even when a result exists")
     ap.add_argument("--json", type=Path, default=None, help="write every case's score here")
+    ap.add_argument("--only", type=int, nargs="+", default=None, help="just these case numbers (of the set)")
+    ap.add_argument("--reconstruct-args", default="",
+                    help='more reconstruct options for every case, e.g. "--budget-s 0" (compare with the defaults)')
     args = ap.parse_args(argv)
     workdir = args.workdir or Path(f"/tmp/defect-validation-{args.set}-{args.size}")
     scores, timings = [], []
+    extra = tuple(shlex.split(args.reconstruct_args))
     for index in case_indices(args.per_kind, args.kinds):
+        if args.only is not None and index not in args.only:
+            continue
         case = draw_case(args.set, index, args.size)
         folder = workdir / case.name
-        timing = run_case(case, folder, code=args.code, force=args.force)
+        timing = run_case(case, folder, code=args.code, force=args.force, extra=extra)
         s = score_case(case, folder)
         s.update(timing)
         scores.append(s)
