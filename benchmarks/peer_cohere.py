@@ -21,8 +21,9 @@ From the repository root:
 imports only numpy and cohere_core, loads the data file, iterates and saves its image; ours as the
 ``bcdi-stream reconstruct`` command with the recipe in a config file (its result file written, as the
 command always does). Ours runs twice per start: on a first run (an empty FFT cache: no remembered plans,
-as a fresh install) and with the plans the first run remembered. Medians over the starts of each run,
-then over the runs.
+as a fresh install) and with the plans the first run remembered; with ``--learned-plans``, a third time
+with plans that ops/fft/learn_plans.py learned ahead (FFTW_PATIENT, once, in a folder of their own). Medians
+over the starts of each run, then over the runs.
 
 cohere runs through its documented factory ``cohere_core.controller.phasing.create_rec(params,
 data_file, "np", -1)`` then ``Rec.iterate()``; its data file holds sqrt(I), centred, as cohere's
@@ -279,8 +280,11 @@ def _timed_process(cmd: list[str], env: dict | None = None) -> float:
     return seconds
 
 
-def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, peak_counts: float) -> None:
-    """Whole processes, ``runs`` x ``starts``: cohere; ours on a first run and with plans remembered."""
+def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, peak_counts: float,
+              learned: bool = False) -> None:
+    """Whole processes, ``runs`` x ``starts``: cohere; ours on a first run and with plans remembered (and,
+    with ``learned``, with the plans ops/fft/learn_plans.py learned ahead, FFTW_PATIENT, in a folder of their own)."""
+    import subprocess
     import sys
 
     from streamer.recording.result_file import read_result
@@ -288,6 +292,8 @@ def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, p
     truth, intensity = simulate(size, data_seed, peak_counts)
     bcdi = str(Path(sys.executable).with_name("bcdi-stream"))
     names = ("cohere-core 4.5.4 (np)", "ours, first run (no remembered plans)", "ours, plans remembered")
+    if learned:
+        names += ("ours, plans learned ahead (patient)",)
     medians: dict[str, list[float]] = {n: [] for n in names}
     quality: dict[str, list[Score]] = {n: [] for n in names}
     print(f"\n{size}^3 whole processes: {runs} runs x {starts} starts; load average {os.getloadavg()[0]:.1f}",
@@ -298,6 +304,13 @@ def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, p
         np.save(tmp / "intensity.npy", intensity)  # ours: the intensity
         (tmp / "cohere_run.py").write_text(COHERE_PROCESS.format(params=cohere_params()))
         (tmp / "ours.toml").write_text(ours_toml())
+        if learned:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "ops" / "fft" / "learn_plans.py"),
+                            "--shape", "1", str(size), str(size), str(size)],
+                           env={**os.environ, "BCDI_STREAM_CACHE": str(tmp / "learned")}, check=True,
+                           capture_output=True)
+            print(f"  plans learned ahead (patient) in {time.perf_counter() - t0:.0f} s", flush=True)
         for r in range(runs):
             walls: dict[str, list[float]] = {n: [] for n in names}
             for k in range(starts):
@@ -308,10 +321,11 @@ def processes(size: int, runs: int, starts: int, *, seed: int, data_seed: int, p
                 quality[names[0]].append(score(np.conj(np.load(tmp / "cohere.npy")), Timing(w, w), truth, intensity))
                 cache = tmp / f"cache-{r}-{k}"  # empty: this start's first run plans from nothing
                 for name in names[1:]:
+                    folder = tmp / "learned" if "learned" in name else cache
                     cmd = [bcdi, "reconstruct", str(tmp / "intensity.npy"), "--out", str(tmp / "ours.h5"),
                            "--config", str(tmp / "ours.toml"), "--recipe", RECIPE_OURS, "--population", "1",
                            "--average", "1", "--seed", str(start), "--voxel-nm", "12"]
-                    w = _timed_process(cmd, {**os.environ, "BCDI_STREAM_CACHE": str(cache)})
+                    w = _timed_process(cmd, {**os.environ, "BCDI_STREAM_CACHE": str(folder)})
                     walls[name].append(w)
                     quality[name].append(score(read_result(tmp / "ours.h5")["object"], Timing(w, w), truth,
                                                intensity))
@@ -342,7 +356,8 @@ def main() -> None:
                     help="time whole processes instead: RUNS runs of --starts starts each (issue 17)")
     ap.add_argument("--cores", type=int, default=0, help="pin the process to this many cores (0: leave as is)")
     ap.add_argument("--learned-plans", action="store_true",
-                    help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (as the service does)")
+                    help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (as the service does); "
+                         "with --processes: learn them (FFTW_PATIENT) and time a third process on them")
     args = ap.parse_args()
     if any(n < 16 or n % 2 for n in args.size):
         ap.error(f"--size needs even grid edges >= 16, got {args.size}")
@@ -353,7 +368,7 @@ def main() -> None:
         import cohere_core  # noqa: F401
     except ImportError:
         ap.error("cohere_core is not installed here: run it with .venv-peers/bin/python (set-up: this script's --help)")
-    if args.learned_plans:
+    if args.learned_plans and not args.processes:
         from streamer.phasing.wisdom import load_wisdom, wisdom_path
 
         print(f"FFTW plans learned ahead: {'loaded' if load_wisdom() else 'none found'} ({wisdom_path()})")
@@ -362,7 +377,7 @@ def main() -> None:
     for size in args.size:
         if args.processes:
             processes(size, args.processes, args.starts or 8, seed=args.seed, data_seed=args.data_seed,
-                      peak_counts=args.peak_counts)
+                      peak_counts=args.peak_counts, learned=args.learned_plans)
             continue
         compare(size, seed=args.seed, data_seed=args.data_seed, peak_counts=args.peak_counts)
         if args.starts:
