@@ -42,7 +42,6 @@ def _numba_kernels():
     return nk.modulus, nk.update, nk.blur_peak, nk.threshold
 
 
-
 def preload_numba_kernels() -> bool:
     """Load the numba kernels' cached machine code for the argument types the CPU path passes, without running
     them: a process pays this once (about 0.5 s), and a caller may do it on a thread while it reads its input.
@@ -64,6 +63,7 @@ def preload_numba_kernels() -> bool:
     for kernel, args in signatures:
         kernel.compile(tuple(numba.typeof(a) for a in args))
     return True
+
 
 # cupy ElementwiseKernels: (inputs, outputs, CUDA body, name); ops/gpu/check_cuda_kernels.py compiles them
 # with NVRTC on a machine without a GPU.
