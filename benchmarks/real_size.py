@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
         source = [str(data), "--voxel-nm", f"{voxel:.4f}"]
         print(f"intensity {counts.shape[1]}x{counts.shape[2]}x{counts.shape[0]}, {counts.sum():.3g} counts, voxel "
               f"{voxel:.2f} nm; files in {root}", flush=True)
-    env = {**os.environ, "BCDI_STREAM_CACHE": str(root / "fft-cache")}  # a fresh install: no remembered plans
+    shutil.rmtree(root / "fft-cache", ignore_errors=True)  # a fresh install: no remembered plans
+    env = {**os.environ, "BCDI_STREAM_CACHE": str(root / "fft-cache")}
     rows = []
     for label in ("default, first run (no remembered FFT plans)", "default, plans remembered"):
         seconds, summary, _ = run(bcdi + ["reconstruct", *source, "--out", str(root / "default.h5")], env)

@@ -272,7 +272,10 @@ def run_reconstruct(args, out=None) -> int:
         grid = (f"detector grid (step, row, col) {det.stack_shape}, resolution "
                 f"{[round(v, 2) for v in det.voxel_sizes_nm]} nm, resampled onto the lab frame")
     xp = get_namespace(service.backend)
-    service.fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
+    fft = service.fft
+    if "unplanned" not in fft.model_fields_set:  # one process, one scan: a shape's plan repays itself at once
+        fft = fft.replace(unplanned="plan")
+    fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
     run, phasing, choice, slowness, slowness_key = _budget(args, phasing, xp, intensity.shape, out, service.budget,
                                                            spent_s=time.monotonic() - started)

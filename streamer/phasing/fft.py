@@ -172,12 +172,12 @@ class NamespacePlan:
 
 
 Planner = Literal["estimate", "measure", "patient", "exhaustive"]  # the [fft] planner setting
-# a shape with no remembered plan: "plan" it now (FFTW_MEASURE at 256x256x200 takes a minute on 2 cores), or
-# run it with scipy's pocketfft meanwhile ("scipy": no planning; as fast as the measured plan at 256x256x200)
+# a shape with no remembered plan: "plan" it now (FFTW_MEASURE of a 256x256x200 member: 2.3-3.9 s on 2 cores),
+# or run it with scipy's pocketfft meanwhile ("scipy": no planning, 1.6-1.7x slower there; docs/phasing.md)
 Unplanned = Literal["plan", "scipy"]
-# ... but a problem this small is planned now even with "scipy": planning costs 70-110 pair times (1.5 s at
-# 128^3, 2.0 s at 200x128x128 on 2 cores) and pocketfft ran those shapes 1.8-2.7x slower than the measured
-# plan (33-36 / 13 ms and 52 / 29 ms a pair), so a couple of hundred iterations repay it
+# ... but a problem this small is planned now even with "scipy": planning costs 50-110 pair times (0.67 s at
+# 128^3 on 2 cores) and pocketfft ran those shapes 1.7-2.5x slower than the measured plan, so a couple of
+# hundred iterations repay it
 PLAN_NOW_VOXELS = 1 << 22
 PLANNER_EFFORTS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE", "patient": "FFTW_PATIENT",
                    "exhaustive": "FFTW_EXHAUSTIVE"}

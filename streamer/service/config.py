@@ -67,7 +67,8 @@ class FftConfig(Settings):
                              validate_default=True)
     cache_dir: str = Field(default_factory=lambda: _env("BCDI_STREAM_CACHE", ""))  # "": ~/.cache/bcdi-stream
     # a shape with no remembered plan: "scipy" runs it with scipy.fft at once while the service plans it in the
-    # background (a 256x256x200 FFTW_MEASURE plan takes about a minute on 2 cores); "plan": plan it first
+    # background (when its scan starts); "plan": plan it first (2.3 s for a 256x256x200 member on 2 cores).
+    # `reconstruct` plans first unless a config file sets this (docs/phasing.md)
     unplanned: Literal["plan", "scipy"] = "scipy"
 
     def apply(self) -> None:

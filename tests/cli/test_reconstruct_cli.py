@@ -297,3 +297,28 @@ def test_the_slowness_of_runs_on_the_scipy_stand_in_is_kept_apart_from_fftws(tmp
     monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 1 << 22)  # now every grid is planned at once: FFTW's slowness
     _, _, choice, slowness, key = _budget(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
     assert key == "numpy" and slowness == pytest.approx(0.5)
+
+
+def test_reconstruct_plans_an_unplanned_shape_at_once_unless_the_config_says_otherwise(tmp_path, intensity,
+                                                                                        monkeypatch):
+    """One process, one scan: `reconstruct` measures the plan of a shape it has none for before phasing (the
+    scipy stand-in runs such shapes 1.5-1.7x slower, docs/phasing.md); `[fft] unplanned = "scipy"` keeps the
+    stand-in, as the service has it by default."""
+    from streamer.phasing import fft, wisdom
+
+    for name in ("_planner", "_unplanned"):  # this process's FFT settings come back after the test
+        monkeypatch.setattr(fft, name, getattr(fft, name))
+    monkeypatch.setattr(wisdom, "_wisdom_dir", wisdom._wisdom_dir)
+    monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 1000)  # the test's grid counts as large
+    monkeypatch.setenv("BCDI_STREAM_FFTW_PLANNER", "measure")
+    wisdom.import_pyfftw().forget_wisdom()  # no plan remembered in this process either
+    np.save(tmp_path / "i.npy", intensity)
+    (tmp_path / "scipy.toml").write_text('[fft]\nunplanned = "scipy"\n')
+    for name, config in (("scipy", ["--config", str(tmp_path / "scipy.toml")]), ("default", [])):
+        monkeypatch.setattr(fft, "_PLANS", {})
+        monkeypatch.setenv("BCDI_STREAM_CACHE", str(tmp_path / f"cache-{name}"))
+        assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / f"{name}.h5"), "--voxel-nm",
+                     "16", *FAST, *config]) == 0
+        kinds = {key[0] for key in fft._PLANS if key[2] == (2, 32, 32, 32)}
+        assert fft._unplanned == ("plan" if name == "default" else "scipy")
+        assert kinds == ({"fftw"} if name == "default" else {"scipy"})
