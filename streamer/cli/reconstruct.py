@@ -219,6 +219,9 @@ def _budget(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0):
     costs = FftCosts(xp, threads=phasing.threads or None)
     stand_in = False
     try:
+        t0 = time.monotonic()
+        costs(tuple(shape))  # the full grid's pair, timed (planned first when nothing remembers its plan): spent
+        phasing_s = max(phasing_s - (time.monotonic() - t0), 0.1 * budget * limits.share)
         for _ in range(2):  # choose with the slowness of the FFTs the choice will run on
             slowness = remembered_slowness(_slowness_key(xp, stand_in))
             choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,

@@ -230,8 +230,9 @@ def test_explicit_phasing_options_are_kept_without_a_budget(tmp_path, intensity,
 
 
 def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp_path, intensity, capsys):
-    """What the command spent before phasing and what writing the result will take leave the phasing less;
-    the result file's float arrays are written as they are (the user waits), its support compressed."""
+    """What the command spent before phasing, timing the FFTs and what writing the result will take leave the
+    phasing less; the result file's float arrays are written as they are (the user waits), its support
+    compressed."""
     import argparse
     import io
 
@@ -246,8 +247,9 @@ def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp
     _, _, fresh, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
     _, _, late, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
     share = service.budget.share
-    assert fresh.budget_s == pytest.approx((10.0 - writing) * share)
-    assert late.budget_s == pytest.approx((4.0 - writing) * share)
+    # ... and so does timing the full grid's FFT pair (planning it first when no plan is remembered)
+    assert (10.0 - writing) * share - 0.5 < fresh.budget_s < (10.0 - writing) * share
+    assert (4.0 - writing) * share - 0.5 < late.budget_s < (4.0 - writing) * share
     _, _, over, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
     assert over.budget_s == pytest.approx(1.0 * share)  # a tenth of the budget is always left to phasing
 
