@@ -42,10 +42,11 @@ def _numba_kernels():
     return nk.modulus, nk.update, nk.blur_peak, nk.threshold
 
 
+@lru_cache(maxsize=1)
 def preload_numba_kernels() -> bool:
     """Load the numba kernels' cached machine code for the argument types the CPU path passes, without running
-    them: a process pays this once (about 0.5 s), and a caller may do it on a thread while it reads its input.
-    False when numba is missing."""
+    them: a process pays this once (about 0.5 s; later calls return at once), and a caller may do it on a thread
+    while it reads its input. False when numba is missing."""
     kernels = _numba_kernels()
     if kernels is None:
         return False

@@ -210,7 +210,7 @@ class ScanProcessor:
         budget = self.budget_s(metadata, num_frames)
 
         def plan():
-            if is_numpy(self.costs.xp):  # the CPU kernels' machine code too (once a process)
+            if is_numpy(self.costs.xp):  # the CPU kernels' machine code too (the first scan's start loads it)
                 preload_numba_kernels()
             choice = self.choose(run, shape, budget, self._warm(run, shape))
             self.costs.plan_ahead(choice.shape, choice.population)
