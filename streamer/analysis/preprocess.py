@@ -88,12 +88,15 @@ def hot_pixels(stack: np.ndarray, factor: float) -> np.ndarray:
 def peak_roll(volume: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, ...]:
     """Integer roll per axis that brings the centre of mass of the peak's bright core (>= 10% of the
     maximum, masked pixels left out) to index n // 2: steadier than the single brightest pixel."""
-    v = np.asarray(volume, float) if mask is None else np.where(mask, 0, volume).astype(float)
-    if not v.max() > 0:
+    v = np.asarray(volume) if mask is None else np.where(mask, 0, volume)
+    top = float(v.max())
+    if not top > 0:
         return (0,) * v.ndim
-    core = np.where(v >= 0.1 * v.max(), v, 0)
-    grids = np.indices(v.shape, sparse=True)
-    return tuple(int(n // 2 - round(float((core * g).sum() / core.sum()))) for g, n in zip(grids, v.shape))
+    core = np.where(v >= 0.1 * top, v, 0)
+    zx = core.sum(axis=1, dtype=np.float64)  # the profiles summed in float64: the counts span decades
+    profiles = (zx.sum(axis=1), core.sum(axis=(0, 2), dtype=np.float64), zx.sum(axis=0))
+    total = float(profiles[0].sum())
+    return tuple(int(n // 2 - round(float(p @ np.arange(n)) / total)) for p, n in zip(profiles, v.shape))
 
 
 def _centre_and_size(volume: np.ndarray, mask: np.ndarray, config: PreprocessConfig):

@@ -67,13 +67,44 @@ def process_settings() -> None:
         os.environ.setdefault("GOMP_SPINCOUNT", str(OMP_SPIN_COUNT))
 
 
+# one-shot commands whose process ends at once when run as the console script (``quick_exit``)
+QUICK_EXIT_COMMANDS = frozenset({"reconstruct"})
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; ``argv`` None: the process's own command line (the console script), whose
+    one-shot commands then end the process at once (``quick_exit``)."""
     process_settings()
+    console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_module_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        code = args.func(args)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"bcdi-stream {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+    if console and args.command in QUICK_EXIT_COMMANDS:
+        quick_exit(code)
+    return code
+
+
+def quick_exit(code: int) -> None:
+    """End the process now, once its output is out and its other threads are done.
+
+    A command that ran the numba kernels spends about 0.2 s of interpreter shutdown releasing their machine
+    code (llvmlite), a twentieth of a 128^3 reconstruction. Every file the command writes is closed by then
+    and the FFT wisdom saved, so the interpreter's clean-up has nothing left to keep; the exit handlers of
+    the standard library that matter here (logging, stdio, non-daemon threads) are run by hand first."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(code)

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from streamer.backend import to_numpy
-from streamer.phasing.fft import get_plan
+from streamer.phasing.fft import get_plan, inverse_once
 from streamer.phasing.genetic import (
     BREEDING,
     METRICS,
@@ -135,12 +135,6 @@ def make_problem(intensity, *, config: PhasingConfig = PhasingConfig(), rng=None
     )
 
 
-def _fft(x, inverse=False):
-    import scipy.fft
-
-    return (scipy.fft.ifftn if inverse else scipy.fft.fftn)(x, axes=(-3, -2, -1), norm="ortho", workers=-1)
-
-
 def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
     """Starting objects and supports (host, FFT order) of members ``indices``.
 
@@ -162,13 +156,14 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
         support = np.broadcast_to(blurred > sw.threshold * blurred.max(), rho.shape)
         return rho, np.ascontiguousarray(support)
     measured = 1.0 if problem.measured is None else problem.measured
-    ac = np.abs(_fft((problem.amplitude**2 * measured).astype(np.complex64), inverse=True))
+    threads = cfg.threads or None
+    ac = np.abs(inverse_once((problem.amplitude**2 * measured).astype(np.complex64), threads))
     support = np.broadcast_to(ac > cfg.autocorrelation_threshold * ac.max(), (len(indices),) + shape)
     spectra = np.empty((len(indices),) + shape, np.complex64)
     for member, r in zip(spectra, rngs):  # random phases on the measured amplitude
         member[...] = _phasor(r.uniform(0, 2 * np.pi, shape).astype(np.float32))
         member *= problem.amplitude
-    rho = np.where(support, _fft(spectra, inverse=True), 0).astype(np.complex64)
+    rho = np.where(support, inverse_once(spectra, threads), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
 
 
@@ -189,12 +184,18 @@ class Generation:
     errors: np.ndarray  # (iterations, k) chi-square of every member at every iteration
 
 
+def plan_for(problem: Problem, members: int, *, xp):
+    """The FFT plan a batch of ``members`` runs on (made once a shape): made before the members start, its
+    wisdom also serves the start's transforms (``inverse_once``)."""
+    return get_plan(xp, (members,) + tuple(problem.shape), threads=problem.config.threads or None)
+
+
 def run_members(problem: Problem, rho: np.ndarray, support: np.ndarray, *, xp, progress=None,
                 generation: int = 0) -> Generation:
     """Run the recipe once on a batch of members in namespace ``xp`` (one plan, one batch)."""
     cfg = problem.config
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
-    plan = get_plan(xp, tuple(rho.shape), threads=cfg.threads or None)
+    plan = plan_for(problem, len(rho), xp=xp)
     measured = None if problem.measured is None else xp.asarray(problem.measured)
     state = PhasingState(xp, plan.input, None, xp.asarray(problem.amplitude), measured, problem.shrinkwrap,
                          cfg.phase_constraint, plan)
@@ -268,6 +269,7 @@ def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=N
     members of the last generation after alignment, centred on its amplitude's centre of mass.
     """
     problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
+    plan_for(problem, config.population, xp=xp)
     rho, support = start_members(problem, range(config.population))
     gens: list[Generation] = []
     for g in range(config.generations):

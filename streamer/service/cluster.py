@@ -31,6 +31,7 @@ from streamer.phasing.engine import (
     join,
     make_problem,
     next_generation,
+    plan_for,
     run_members,
     start_members,
 )
@@ -63,6 +64,7 @@ def _run_shard(problem: Problem, indices: list[int], backend: str, parent: Gener
                best: tuple[np.ndarray, np.ndarray] | None = None, best_index: int = -1) -> Generation:
     """Start (generation 0) or breed (later) members ``indices`` and run the recipe on them."""
     if parent is None:
+        plan_for(problem, len(indices), xp=get_namespace(backend))
         rho, support = start_members(problem, indices)
     elif best_index in indices:  # the best stays as it is; breed() leaves its ranking[0] untouched
         rho, support = breed(parent.rho, parent.support, np.array([indices.index(best_index)]),
@@ -96,6 +98,7 @@ def _finish(problem: Problem, last: list[Generation], earlier_errors: list[np.nd
 def _whole_scan(problem: Problem, backend: str) -> PhasingResult:
     """One scan's reconstruction as one task (the engine's steps composed as in ``reconstruct``)."""
     xp, cfg = get_namespace(backend), problem.config
+    plan_for(problem, cfg.population, xp=xp)
     rho, support = start_members(problem, range(cfg.population))
     gens = []
     for g in range(cfg.generations):

@@ -25,11 +25,50 @@ def test_a_command_builds_only_its_own_parser():
     assert set(sub.choices) == {"import" if n == "import_frames" else n for n in SUBCOMMANDS}
 
 
-def test_pyfftw_comes_without_dask_and_dask_still_imports_after():
+def test_pyfftw_comes_without_dask_or_scipy_fft_and_both_still_import_after():
     loaded = _imports_after("from streamer.phasing.wisdom import import_pyfftw\nimport_pyfftw()")
-    assert "pyfftw" in loaded and "dask" not in loaded and "dask.array" not in loaded
-    loaded = _imports_after("from streamer.phasing.wisdom import import_pyfftw\nimport_pyfftw()\nimport dask.array")
-    assert "dask.array" in loaded
+    assert "pyfftw" in loaded and not {"dask", "dask.array", "scipy.fftpack", "scipy.fft"} & loaded
+    loaded = _imports_after("from streamer.phasing.wisdom import import_pyfftw\nimport_pyfftw()\nimport dask.array\n"
+                            "import scipy.fftpack")
+    assert {"dask.array", "scipy.fftpack"} <= loaded
+
+
+def test_a_cold_start_on_fftw_imports_no_scipy_fft(tmp_path):
+    """The start's transforms go through FFTW (its wisdom), not scipy.fft: a seventh of a second of start-up."""
+    code = (f"import os; os.environ['BCDI_STREAM_CACHE'] = {str(tmp_path)!r}\n"
+            "import numpy as np\nfrom streamer.backend import get_namespace\n"
+            "from streamer.phasing.engine import PhasingConfig, reconstruct\n"
+            "i = np.zeros((16, 16, 16), np.float32); i[6:10, 6:10, 6:10] = 100\n"
+            "reconstruct(i, xp=get_namespace('numpy'), config=PhasingConfig(recipe='2ER', population=1, average=1),"
+            " rng=0)")
+    loaded = _imports_after(code)
+    assert "pyfftw" in loaded and "scipy.fft" not in loaded
+
+
+def test_quick_exit_ends_the_process_once_its_output_and_threads_are_done(tmp_path):
+    done = tmp_path / "written-by-a-thread"
+    code = ("import threading, time, sys\nfrom pathlib import Path\nfrom streamer.cli import quick_exit\n"
+            f"threading.Thread(target=lambda: (time.sleep(0.3), Path({str(done)!r}).write_text('ok'))).start()\n"
+            "print('result line', end='')\nprint('a warning', file=sys.stderr, end='')\nquick_exit(3)\n"
+            "print('never')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 3
+    assert run.stdout == "result line" and run.stderr == "a warning"
+    assert done.read_text() == "ok"
+
+
+def test_only_the_console_script_quick_exits(monkeypatch):
+    """``main(argv)`` called in a process (tests, other tools) returns; the console script's one-shot commands
+    (``main()``) end the process through ``quick_exit``."""
+    import streamer.cli as cli
+
+    exits = []
+    monkeypatch.setattr(cli, "quick_exit", exits.append)
+    monkeypatch.setattr(sys, "argv", ["bcdi-stream", "reconstruct", "/no/such/input.npy", "--out", "/no/such/r.h5"])
+    assert cli.main(["reconstruct", "/no/such/input.npy", "--out", "/no/such/r.h5"]) == 2 and exits == []
+    assert cli.main() == 2 and exits == [2]
+    monkeypatch.setattr(sys, "argv", ["bcdi-stream", "export", "/no/such/result.h5", "--format", "npz"])
+    assert cli.main() == 2 and exits == [2]  # not a one-shot command of QUICK_EXIT_COMMANDS
 
 
 def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(monkeypatch):

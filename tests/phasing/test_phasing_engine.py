@@ -319,3 +319,17 @@ print(before, [len(k.signatures) for k in _numba_kernels()])
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     before, after = done.stdout.strip().split("] [")
     assert before.lstrip("[") == after.rstrip("]"), done.stdout
+
+
+def test_inverse_once_is_the_orthonormal_inverse_fft_with_and_without_fftw(monkeypatch):
+    import streamer.phasing.fft as fft
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((3, 6, 10, 8)) + 1j * rng.standard_normal((3, 6, 10, 8))).astype(np.complex64)
+    want = np.fft.ifftn(x.astype(np.complex128), axes=(-3, -2, -1), norm="ortho")
+    got = fft.inverse_once(x, threads=2)
+    assert got.dtype == np.complex64 and got.shape == x.shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(fft.inverse_once(x[0]), want[0], atol=1e-5)  # one volume, no batch axis
+    monkeypatch.setattr(fft, "have_pyfftw", lambda: False)  # scipy's pocketfft
+    np.testing.assert_allclose(fft.inverse_once(x), want, atol=1e-5)
