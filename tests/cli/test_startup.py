@@ -60,7 +60,7 @@ def test_quick_exit_ends_the_process_once_its_output_and_threads_are_done(tmp_pa
 def test_only_the_console_script_quick_exits(monkeypatch):
     """``main(argv)`` called in a process (tests, other tools) returns; the console script's one-shot commands
     (``main()``) end the process through ``quick_exit``."""
-    import streamer.cli as cli
+    from streamer import cli
 
     exits = []
     monkeypatch.setattr(cli, "quick_exit", exits.append)

@@ -322,7 +322,7 @@ print(before, [len(k.signatures) for k in _numba_kernels()])
 
 
 def test_inverse_once_is_the_orthonormal_inverse_fft_with_and_without_fftw(monkeypatch):
-    import streamer.phasing.fft as fft
+    from streamer.phasing import fft
 
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((3, 6, 10, 8)) + 1j * rng.standard_normal((3, 6, 10, 8))).astype(np.complex64)
