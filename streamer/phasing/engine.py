@@ -135,11 +135,12 @@ def make_problem(intensity, *, config: PhasingConfig = PhasingConfig(), rng=None
     )
 
 
-def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
+def start_members(problem: Problem, indices, plan=None) -> tuple[np.ndarray, np.ndarray]:
     """Starting objects and supports (host, FFT order) of members ``indices``.
 
     Cold: random phases on the measured amplitude, inside the autocorrelation support. Warm: the
-    previous result (member 0 as it is, the others with phase noise), inside its own support.
+    previous result (member 0 as it is, the others with phase noise), inside its own support. ``plan``: the
+    run's FFT plan (``plan_for``), whose buffers the cold start's transforms may borrow (``inverse_once``).
     """
     indices = list(indices)
     shape, cfg, sw = problem.shape, problem.config, problem.shrinkwrap
@@ -157,13 +158,13 @@ def start_members(problem: Problem, indices) -> tuple[np.ndarray, np.ndarray]:
         return rho, np.ascontiguousarray(support)
     measured = 1.0 if problem.measured is None else problem.measured
     threads = cfg.threads or None
-    ac = np.abs(inverse_once((problem.amplitude**2 * measured).astype(np.complex64), threads))
+    ac = np.abs(inverse_once((problem.amplitude**2 * measured).astype(np.complex64), threads, plan))
     support = np.broadcast_to(ac > cfg.autocorrelation_threshold * ac.max(), (len(indices),) + shape)
     spectra = np.empty((len(indices),) + shape, np.complex64)
     for member, r in zip(spectra, rngs):  # random phases on the measured amplitude
         member[...] = _phasor(r.uniform(0, 2 * np.pi, shape).astype(np.float32))
         member *= problem.amplitude
-    rho = np.where(support, inverse_once(spectra, threads), 0).astype(np.complex64)
+    rho = np.where(support, inverse_once(spectra, threads, plan), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
 
 
@@ -269,8 +270,8 @@ def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=N
     members of the last generation after alignment, centred on its amplitude's centre of mass.
     """
     problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
-    plan_for(problem, config.population, xp=xp)
-    rho, support = start_members(problem, range(config.population))
+    plan = plan_for(problem, config.population, xp=xp)
+    rho, support = start_members(problem, range(config.population), plan)
     gens: list[Generation] = []
     for g in range(config.generations):
         gen = run_members(problem, rho, support, xp=xp, progress=progress, generation=g)

@@ -57,6 +57,9 @@ def write_result(path: str | Path, *, obj: np.ndarray, support: np.ndarray, reci
     with h5py.File(tmp, "w") as f:
         g = f.create_group("result")
         for name, arr in arrays.items():
+            if arr.ndim >= 3 and arr.dtype != bool and not arr.any():  # error bars of one member: nothing to store
+                g.create_dataset(name, shape=arr.shape, dtype=arr.dtype, fillvalue=0)  # reads back as zeros
+                continue
             squeeze = arr.ndim >= 3 and (compress or arr.dtype == bool)
             g.create_dataset(name, data=arr, compression="gzip" if squeeze else None)
         g.attrs["schema"] = SCHEMA

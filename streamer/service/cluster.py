@@ -13,6 +13,7 @@ lineage; a cluster that cannot be reached falls back to the in-process engine wi
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -35,7 +36,10 @@ from streamer.phasing.engine import (
     run_members,
     start_members,
 )
+from streamer.phasing.fft import get_plan
 from streamer.phasing.genetic import breed, metric_values
+from streamer.phasing.wisdom import save_wisdom
+from streamer.service.costs import FftCosts
 
 log = logging.getLogger(__name__)
 CLUSTER_ERRORS = (OSError, TimeoutError, KilledWorker, CancelledError)  # the cluster failed, not the data
@@ -64,8 +68,8 @@ def _run_shard(problem: Problem, indices: list[int], backend: str, parent: Gener
                best: tuple[np.ndarray, np.ndarray] | None = None, best_index: int = -1) -> Generation:
     """Start (generation 0) or breed (later) members ``indices`` and run the recipe on them."""
     if parent is None:
-        plan_for(problem, len(indices), xp=get_namespace(backend))
-        rho, support = start_members(problem, indices)
+        plan = plan_for(problem, len(indices), xp=get_namespace(backend))
+        rho, support = start_members(problem, indices, plan)
     elif best_index in indices:  # the best stays as it is; breed() leaves its ranking[0] untouched
         rho, support = breed(parent.rho, parent.support, np.array([indices.index(best_index)]),
                              problem.config.breeding)
@@ -98,14 +102,29 @@ def _finish(problem: Problem, last: list[Generation], earlier_errors: list[np.nd
 def _whole_scan(problem: Problem, backend: str) -> PhasingResult:
     """One scan's reconstruction as one task (the engine's steps composed as in ``reconstruct``)."""
     xp, cfg = get_namespace(backend), problem.config
-    plan_for(problem, cfg.population, xp=xp)
-    rho, support = start_members(problem, range(cfg.population))
+    plan = plan_for(problem, cfg.population, xp=xp)
+    rho, support = start_members(problem, range(cfg.population), plan)
     gens = []
     for g in range(cfg.generations):
         gens.append(run_members(problem, rho, support, xp=xp, generation=g))
         if g < cfg.generations - 1:
             rho, support = next_generation(problem, gens[-1])
     return finish(problem, gens)
+
+
+def _pair_seconds_on_worker(shape: tuple[int, ...], backend: str, threads: int | None) -> float:
+    """One member's planned FFT pair of ``shape`` timed on this worker (its backend, plans and threads)."""
+    costs = FftCosts(get_namespace(backend), threads=threads)
+    try:
+        return costs.time_pair(shape)
+    finally:
+        costs.close()
+
+
+def _plan_on_worker(key: tuple[int, ...], backend: str, threads: int | None) -> None:
+    """Make this worker's plans of a shard (batch, z, y, x) now and remember them in its wisdom."""
+    get_plan(get_namespace(backend), key, threads=threads, unplanned="plan")
+    save_wisdom()
 
 
 def _outgoing_bytes(dask_worker) -> int:
@@ -209,7 +228,8 @@ class ClusterReconstructor:
         self._failed_at: float | None = None
         self._error = ""
 
-    def _connect(self) -> Client | None:
+    def connect(self) -> Client | None:
+        """The client of the cluster, connecting when needed; None while it cannot be reached."""
         if self.client is not None:
             return self.client
         if self._failed_at is not None and time.monotonic() - self._failed_at < RECONNECT_PERIOD_S:
@@ -228,7 +248,7 @@ class ClusterReconstructor:
                  start=None) -> PhasingResult:
         if isinstance(rng, np.random.Generator):  # draw the seed here: a fallback must use the same one
             rng = int(rng.integers(2**62))
-        client = self._connect()
+        client = self.connect()
         if client is not None:
             try:
                 result, self.last_report = reconstruct_on_cluster(
@@ -248,3 +268,76 @@ class ClusterReconstructor:
         if self.client is not None:
             client, self.client = self.client, None
             client.close()
+
+
+class ClusterCosts(FftCosts):
+    """The time budget's costs on the cluster (``FftCosts``' interface): a worker times one member's planned FFT
+    pair of a shape, with its own backend, plans and threads; a population of ``batch`` runs as shards of
+    ceil(batch / workers) members at once, one per worker. While the cluster cannot be reached the scan runs
+    in-process (``ClusterReconstructor``), and so do its costs: this host's."""
+
+    def __init__(self, reconstructor: ClusterReconstructor, xp, *, threads: int | None = None,
+                 timeout_s: float = 120.0):
+        super().__init__(xp, threads=threads)
+        self.reconstructor, self.timeout_s = reconstructor, timeout_s
+        self.local = FftCosts(xp, threads=threads)
+        self._pending: list = []  # the workers' planning futures (a future no one holds is cancelled)
+
+    def _cluster(self) -> tuple[Client | None, list[str]]:
+        client = self.reconstructor.connect()
+        if client is None:
+            return None, []
+        try:
+            return client, _workers(client)
+        except CLUSTER_ERRORS:
+            return None, []
+
+    def time_pair(self, shape: tuple[int, ...]) -> float:
+        """Median seconds of one member's pair of ``shape`` on a worker (timed there once per shape)."""
+        shape = tuple(int(n) for n in shape)
+        with self._lock:
+            if shape in self._timed:
+                return self._timed[shape]
+        client, workers = self._cluster()
+        if client is None or not workers:
+            raise TimeoutError(f"the cluster at {self.reconstructor.address} has no workers to time an FFT on")
+        seconds = float(client.submit(_pair_seconds_on_worker, shape, self.reconstructor.backend, self.threads,
+                                      pure=False).result(timeout=self.timeout_s))
+        with self._lock:
+            self._timed[shape] = seconds
+        log.info("FFT pair %s: %.1f ms on a worker of %s", "x".join(map(str, shape)), 1e3 * seconds,
+                 self.reconstructor.address)
+        return seconds
+
+    def __call__(self, shape: tuple[int, ...], batch: int = 1) -> float:
+        """Seconds of a pair of ``batch`` members sharded over the workers (this host's costs without them)."""
+        client, workers = self._cluster()
+        if client is None or not workers:
+            return self.local(shape, batch)
+        try:
+            per_member = super().__call__(shape, 1)
+        except CLUSTER_ERRORS:
+            return self.local(shape, batch)
+        return per_member * math.ceil(batch / len(workers))
+
+    def plan_ahead(self, shape: tuple[int, ...], batch: int):
+        """Every worker makes the plans of its shard of ``batch`` members of ``shape`` (once per shape)."""
+        client, workers = self._cluster()
+        if client is None or not workers:
+            return self.local.plan_ahead(shape, batch)
+        sizes = {len(part) for part in np.array_split(np.arange(batch), min(len(workers), batch))}
+        key = ("cluster", int(batch), *(int(n) for n in shape))
+        with self._lock:
+            if key in self._planned:
+                return self._planned[key]
+            futures = [client.submit(_plan_on_worker, (size, *shape), self.reconstructor.backend, self.threads,
+                                     workers=[w], allow_other_workers=False, pure=False)
+                       for w in workers for size in sorted(sizes)]
+            self._planned[key] = futures
+            self._pending.extend(futures)
+        return futures
+
+    def close(self) -> None:
+        self._pending.clear()
+        self.local.close()
+        super().close()

@@ -84,9 +84,8 @@ class ScanProcessor:
         self.maps = DetectorMaps(config.detector)  # a missing map file stops the service at start
         self._labs: dict[str, OrthogonalGeometry] = {}  # run -> the lab grid its detector scans share
         self._stack_starts: dict[str, np.ndarray] = {}  # run -> last detector-grid object (warm start)
-        # the time budget: FFT costs measured here (a cluster's are its own: no budget there)
-        budgeted = config.budget.mode != "off" and not config.cluster.scheduler
-        self.costs = FftCosts(self.xp, threads=config.phasing.threads or None) if budgeted else None
+        # the time budget: FFT costs measured here, or on the cluster's workers
+        self.costs = costs_for(config, self.reconstructor, self.xp) if config.budget.mode != "off" else None
         self._fixed_s: dict[str, float] = {}  # run -> what its last scan cost besides phasing (s)
         self._slowness: dict[str, float] = {}  # run -> phasing seconds taken / predicted (the model's error here)
         self._q_ref: dict[str, tuple[float, float, int]] = {}  # run -> (|q|, its error, scan) of its first scan
@@ -398,6 +397,16 @@ class ScanProcessor:
             compared["cluster"] = self.reconstructor.last_report
         return self.event(job, flags=tracked.flags + job.flags, analysis=tracked.analysis, phasing=result.phasing,
                           reconstruction=compared)
+
+
+def costs_for(config: ServiceConfig, reconstructor, xp) -> FftCosts:
+    """The budget's FFT costs where the scans are phased: this host, or the cluster ``reconstructor`` runs on."""
+    threads = config.phasing.threads or None
+    if not config.cluster.scheduler:
+        return FftCosts(xp, threads=threads)
+    from streamer.service.cluster import ClusterCosts
+
+    return ClusterCosts(reconstructor, xp, threads=threads)
 
 
 def reconstructor_for(config: ServiceConfig):

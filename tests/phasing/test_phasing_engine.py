@@ -333,3 +333,20 @@ def test_inverse_once_is_the_orthonormal_inverse_fft_with_and_without_fftw(monke
     np.testing.assert_allclose(fft.inverse_once(x[0]), want[0], atol=1e-5)  # one volume, no batch axis
     monkeypatch.setattr(fft, "have_pyfftw", lambda: False)  # scipy's pocketfft
     np.testing.assert_allclose(fft.inverse_once(x), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_inverse_once_through_a_plan_that_transforms_one_member_at_a_time(monkeypatch, batch):
+    from streamer.phasing import fft
+
+    monkeypatch.setattr(fft, "MEMBER_SWEEP_VOXELS", 1)  # members this small are swept too
+    plan = fft.FFTWPlan((batch, 6, 10, 8), threads=1, effort="FFTW_ESTIMATE")
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((2, 6, 10, 8)) + 1j * rng.standard_normal((2, 6, 10, 8))).astype(np.complex64)
+
+    def elsewhere():
+        raise AssertionError("the plan's buffers were not used")
+
+    monkeypatch.setattr(fft, "have_pyfftw", elsewhere)
+    got = fft.inverse_once(x, plan=plan)
+    np.testing.assert_allclose(got, np.fft.ifftn(x, axes=(-3, -2, -1), norm="ortho"), atol=1e-5)

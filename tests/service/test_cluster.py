@@ -13,6 +13,7 @@ import pytest
 from streamer.backend import get_namespace
 from streamer.phasing import PhasingConfig, reconstruct
 from streamer.service.cluster import (
+    ClusterCosts,
     ClusterReconstructor,
     reconstruct_on_cluster,
     submit_scan,
@@ -183,10 +184,39 @@ def test_service_event_says_where_the_scan_was_reconstructed(client, where):
     assert event["reconstruction"]["status"] == "done" and event["phasing"]["population"] == 2
     report = event["reconstruction"]["cluster"]
     assert report["address"] == address
+    budget = event["phasing"]["budget"]  # the time budget holds on the cluster too, from its workers' costs
+    assert budget["population"] == 2 and budget["predicted_s"] > 0 and budget["actual_s"] > 0
     if where == "cluster":
         assert report["shards"] == [1, 1] and report["workers_lost"] == []
     else:
         assert report["status"] == "unreachable" and report["ran"] == "in-process"
+
+
+def test_the_budget_on_a_cluster_times_ffts_on_a_worker_and_shards_the_population(client):
+    rec = ClusterReconstructor(client.scheduler.address, backend="numpy")
+    costs = ClusterCosts(rec, NP, threads=1)
+    try:
+        one = costs((32, 32, 32), 1)
+        assert one > 0 and set(costs._timed) == {(32, 32, 32)} and not costs.local._timed  # timed on a worker
+        assert costs((32, 32, 32), 2) == one  # two workers: a member each, at once
+        assert costs((32, 32, 32), 3) == costs((32, 32, 32), 4) == 2 * one
+        futures = costs.plan_ahead((32, 32, 32), 4)
+        assert len(futures) == 2 and all(f.result(timeout=60) is None for f in futures)  # each worker its shard
+        assert costs.plan_ahead((32, 32, 32), 4) is futures  # once per shape
+    finally:
+        costs.close()
+        rec.close()
+
+
+def test_the_budget_of_an_unreachable_cluster_is_this_hosts():
+    rec = ClusterReconstructor(f"tcp://127.0.0.1:{_free_port()}", backend="numpy", connect_timeout_s=1.0)
+    costs = ClusterCosts(rec, NP, threads=1)
+    try:
+        assert costs((16, 16, 16), 4) == costs.local((16, 16, 16), 4) > 0  # the scan will run here
+        assert not costs._timed
+    finally:
+        costs.close()
+        rec.close()
 
 
 def test_shipped_cluster_service_config_is_valid():
