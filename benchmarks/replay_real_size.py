@@ -10,11 +10,17 @@ duration); a skipped or failed reconstruction is a miss.
 
     .venv/bin/python benchmarks/replay_real_size.py --workdir /tmp/replay-real-size
     .venv/bin/python benchmarks/replay_real_size.py --scans 2        # a shorter check
+    .venv/bin/python benchmarks/replay_real_size.py --scans 3 --cluster 2   # on a LocalCluster of 2 workers
+
+``--cluster N`` reconstructs on a Dask LocalCluster of N worker processes on loopback (started here, one
+thread each, FFT threads = cores / N), the service's `[cluster] scheduler` pointing at it: the time budget
+then comes from the workers' FFT costs (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -52,7 +58,17 @@ def listen(endpoint: str, seen: dict, stop: threading.Event) -> None:
                 seen.setdefault(ev["scan"], {}).update(
                     event=now, status=ev.get("reconstruction", {}).get("status"), budget=(ev.get("phasing") or {}).get("budget"),
                     latency_s=ev.get("latency_s"), lines=len(ev.get("vortices", [])),
-                    flags=[f.get("kind") for f in ev.get("flags", [])])
+                    flags=[f.get("kind") for f in ev.get("flags", [])],
+                    where=_where(ev.get("reconstruction", {}).get("cluster")))
+
+
+def _where(report: dict | None) -> str:
+    """Where the event says the scan was reconstructed: in-process, or the cluster's shards."""
+    if not report:
+        return "in-process"
+    if "shards" in report:
+        return f"{report['workers']} workers, shards {report['shards']}"
+    return str(report.get("ran", "?"))
 
 
 def main(argv=None) -> int:
@@ -60,7 +76,25 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/replay-real-size"))
     ap.add_argument("--scans", type=int, default=6, help="scans to simulate and replay")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scan figures here")
+    ap.add_argument("--cluster", type=int, default=0, metavar="WORKERS",
+                    help="reconstruct on a LocalCluster of this many worker processes (0: in-process)")
     args = ap.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _local_cluster(workers: int, stack: contextlib.ExitStack) -> str:
+    """A LocalCluster of ``workers`` processes on loopback, closed with ``stack``: the service config's lines."""
+    import distributed
+
+    cluster = stack.enter_context(distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                           host="127.0.0.1", dashboard_address=":0"))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return (f'[cluster]\nscheduler = "{cluster.scheduler_address}"\nbackend = "numpy"\n'
+            f"[phasing]\nthreads = {threads}\n")
+
+
+def _run(args, stack: contextlib.ExitStack) -> int:
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     bcdi = [sys.executable, "-m", "streamer.cli"]
@@ -70,7 +104,8 @@ def main(argv=None) -> int:
                        check=True, cwd=ROOT)
     fp, rp = free_port(), free_port()
     config = work / "serve.toml"
-    config.write_text('realtime_policy = "all"\n[web]\nenabled = false\n')
+    cluster = _local_cluster(args.cluster, stack) if args.cluster else ""
+    config.write_text('realtime_policy = "all"\n[web]\nenabled = false\n' + cluster)
     out = work / f"serve-out-{int(time.time())}"
     log = (work / "serve.log").open("w")
     serve = subprocess.Popen(bcdi + ["serve", "--config", str(config), "--out", str(out), "--frames-port", str(fp),
@@ -95,11 +130,12 @@ def main(argv=None) -> int:
         serve.terminate()
         serve.wait(30)
         log.close()
-    print(f"{args.scans} scans of 200 frames 256x256 (50 s each) replayed at speed 1 into serve; load average "
+    print(f"{args.scans} scans of 200 frames 256x256 (50 s each) replayed at speed 1 into serve "
+          f"({f'on a LocalCluster of {args.cluster} workers' if args.cluster else 'in-process'}); load average "
           f"{load0:.1f} at the start, replay took {time.monotonic() - t0:.0f} s with the wait")
     print("| scan | last frame (s) | result (s) | result after last frame (s) | next scan's last frame (s) | on time "
-          "| status | chosen | lines | flags |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| status | chosen | where | lines | flags |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     on_time = 0
     rows = []
     for k in range(args.scans):
@@ -110,13 +146,14 @@ def main(argv=None) -> int:
         on_time += ok
         b = s.get("budget") or {}
         chosen = f"{b.get('population', '?')} x {b.get('iterations', '?')} on {'x'.join(map(str, b.get('shape', [])))}"
-        rows.append({"scan": k, **{key: s.get(key) for key in ("status", "latency_s", "lines", "flags")},
+        rows.append({"scan": k, **{key: s.get(key) for key in ("status", "latency_s", "lines", "flags", "where")},
                      "after_last_frame_s": (ev - end) if end and ev else None, "on_time": ok})
         def fmt(t):
             return f"{t - t0:.1f}" if t else "-"
 
         print(f"| {k} | {fmt(end)} | {fmt(ev)} | {(ev - end) if end and ev else float('nan'):.1f} | {fmt(nxt)} | "
-              f"{'yes' if ok else 'NO'} | {s.get('status')} | {chosen} | {s.get('lines')} | {s.get('flags')} |")
+              f"{'yes' if ok else 'NO'} | {s.get('status')} | {chosen} | {s.get('where')} | {s.get('lines')} | "
+              f"{s.get('flags')} |")
     print(f"on time: {on_time} of {args.scans}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
