@@ -281,16 +281,21 @@ class ClusterCosts(FftCosts):
         super().__init__(xp, threads=threads)
         self.reconstructor, self.timeout_s = reconstructor, timeout_s
         self.local = FftCosts(xp, threads=threads)
-        self._pending: list = []  # the workers' planning futures (a future no one holds is cancelled)
+        self._seen: tuple[float, list[str]] = (-math.inf, [])  # (when, workers): one budget asks many times
 
     def _cluster(self) -> tuple[Client | None, list[str]]:
+        """The client and its workers (asked of the scheduler at most once a second); no client: in-process."""
         client = self.reconstructor.connect()
         if client is None:
             return None, []
-        try:
-            return client, _workers(client)
-        except CLUSTER_ERRORS:
-            return None, []
+        when, workers = self._seen
+        if time.monotonic() - when > 1.0:
+            try:
+                workers = _workers(client)
+            except CLUSTER_ERRORS:
+                return None, []
+            self._seen = (time.monotonic(), workers)
+        return client, workers
 
     def time_pair(self, shape: tuple[int, ...]) -> float:
         """Median seconds of one member's pair of ``shape`` on a worker (timed there once per shape)."""
@@ -333,11 +338,9 @@ class ClusterCosts(FftCosts):
             futures = [client.submit(_plan_on_worker, (size, *shape), self.reconstructor.backend, self.threads,
                                      workers=[w], allow_other_workers=False, pure=False)
                        for w in workers for size in sorted(sizes)]
-            self._planned[key] = futures
-            self._pending.extend(futures)
+            self._planned[key] = futures  # held: a future no one holds is cancelled
         return futures
 
     def close(self) -> None:
-        self._pending.clear()
         self.local.close()
         super().close()
