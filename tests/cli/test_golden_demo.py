@@ -1,5 +1,6 @@
 """The reference demo's events, field by field, against the golden file (tests/cli/golden).
 
+Regenerated in session 12 for the cold start's transforms on FFTW (rounding only; the README of tests/cli/golden).
 Regenerated twice in session 9, for the FFT inverse taken from the forward plan (rounding only) and for
 lines placed at their cores inside the plaquettes (the same flags and lines: see the README of
 tests/cli/golden). Regenerated in session 6 with the same flags and lines at every scan: new keys `lattice`
