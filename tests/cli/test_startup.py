@@ -45,15 +45,22 @@ def test_a_cold_start_on_fftw_imports_no_scipy_fft(tmp_path):
     assert "pyfftw" in loaded and "scipy.fft" not in loaded
 
 
-def test_quick_exit_ends_the_process_once_its_output_and_threads_are_done(tmp_path):
-    done = tmp_path / "written-by-a-thread"
-    code = ("import threading, time, sys\nfrom pathlib import Path\nfrom streamer.cli import quick_exit\n"
-            f"threading.Thread(target=lambda: (time.sleep(0.3), Path({str(done)!r}).write_text('ok'))).start()\n"
+def test_quick_exit_ends_the_process_once_its_output_is_out(tmp_path):
+    code = ("import sys\nfrom streamer.cli import quick_exit\n"
             "print('result line', end='')\nprint('a warning', file=sys.stderr, end='')\nquick_exit(3)\n"
             "print('never')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert run.returncode == 3
     assert run.stdout == "result line" and run.stderr == "a warning"
+
+
+def test_quick_exit_leaves_a_process_with_work_on_another_thread_to_end_as_usual(tmp_path):
+    done = tmp_path / "written-by-a-thread"
+    code = ("import threading, time, sys\nfrom pathlib import Path\nfrom streamer.cli import quick_exit\n"
+            f"threading.Thread(target=lambda: (time.sleep(0.3), Path({str(done)!r}).write_text('ok'))).start()\n"
+            "quick_exit(3)\nprint('returned')\nsys.exit(4)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 4 and run.stdout == "returned\n"
     assert done.read_text() == "ok"
 
 
