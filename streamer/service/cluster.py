@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -227,9 +228,14 @@ class ClusterReconstructor:
         self.last_report: dict = {}
         self._failed_at: float | None = None
         self._error = ""
+        self._connecting = threading.Lock()  # the budget's planning thread and the scan's worker both connect
 
     def connect(self) -> Client | None:
         """The client of the cluster, connecting when needed; None while it cannot be reached."""
+        with self._connecting:
+            return self._connect()
+
+    def _connect(self) -> Client | None:
         if self.client is not None:
             return self.client
         if self._failed_at is not None and time.monotonic() - self._failed_at < RECONNECT_PERIOD_S:
