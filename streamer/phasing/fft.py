@@ -135,34 +135,25 @@ def inverse_once(x, threads: int | None = None, plan=None):
     """The ortho-normalised inverse FFT over the last three axes of complex ``x`` ((k,) z, y, x), as a new
     complex64 array: for one-off transforms such as a reconstruction's start.
 
-    Through ``plan`` when it is an FFTW plan that transforms one member of this shape at a time (its buffers
-    and threads are warm, and the members are not loaded yet); else, with pyFFTW, member by member through
-    FFTW planned with FFTW_ESTIMATE, which takes the wisdom's plan where this problem is remembered and plans
-    at once otherwise; without pyFFTW, scipy.fft. Never measuring, and on FFTW no scipy.fft import (a seventh
-    of a second of a command's start-up)."""
+    Through ``plan`` when it is the run's FFTW plan (its buffers and threads are warm and the members not loaded
+    yet; a batched plan of small members lends its wisdom to a one-member FFTW_ESTIMATE plan instead), so the
+    start neither measures nor imports scipy.fft (a seventh of a second of a command's start-up); else (no pyFFTW,
+    the service's stand-in for a shape not planned yet, another namespace) scipy.fft."""
     import numpy as np
 
     x = np.asarray(x)
-    threads = threads or cpu_count()
     one = (1,) + x.shape[-3:]
+    if not isinstance(plan, FFTWPlan):
+        import scipy.fft
+
+        return scipy.fft.ifftn(x, axes=AXES, norm="ortho", workers=threads or cpu_count()).astype(np.complex64)
+    if plan.spectrum.shape != one:
+        plan = FFTWPlan(one, plan.threads, "FFTW_ESTIMATE")
     batch = x.reshape((-1,) + one[1:])
     out = np.empty(batch.shape, np.complex64)
     scale = np.float32(1 / math.sqrt(math.prod(one)))
-    if isinstance(plan, FFTWPlan) and plan.spectrum.shape == one:  # one member at a time: a sweep, or a batch of 1
-        for member, o in zip(batch, out):
-            np.multiply(plan.inverse(member[None].astype(np.complex64, copy=False))[0], scale, out=o)
-        return out.reshape(x.shape)
-    if not have_pyfftw():
-        import scipy.fft
-
-        return scipy.fft.ifftn(x, axes=AXES, norm="ortho", workers=threads).astype(np.complex64)
-    pyfftw = import_pyfftw()
-    a, b = pyfftw.empty_aligned(one, "complex64"), pyfftw.empty_aligned(one, "complex64")
-    fft = pyfftw.FFTW(a, b, axes=AXES, direction="FFTW_FORWARD", flags=("FFTW_ESTIMATE",), threads=threads)
-    for member, o in zip(batch, out):  # N ifft(y) = conj(fft(conj(y)))
-        np.conjugate(member, out=a[0], casting="same_kind")
-        fft.execute()
-        np.multiply(np.conjugate(b[0]), scale, out=o)
+    for member, o in zip(batch, out):
+        np.multiply(plan.inverse(member[None].astype(np.complex64, copy=False))[0], scale, out=o)
     return out.reshape(x.shape)
 
 
