@@ -33,6 +33,8 @@ def get_namespace(name: str = "numpy"):
         return importlib.import_module("array_api_strict")
     import numpy
 
+    if int(numpy.__version__.split(".")[0]) >= 2:  # numpy 2 is an array-API namespace itself (2023.12 and later)
+        return numpy
     return array_api_compat.array_namespace(numpy.empty(1))
 
 
