@@ -6,6 +6,7 @@ repeat times the floor and every kind of iteration in turn; the figures are medi
 Runs unchanged on a CUDA machine:
 
     .venv/bin/python benchmarks/phasing_speed.py --size 128 --population 1 8
+    .venv/bin/python benchmarks/phasing_speed.py --size --shape 200 256 256 --population 1   # the real scan's shape
     .venv/bin/python benchmarks/phasing_speed.py --backend cupy --size 128 256 --population 1 8 32
 """
 
@@ -66,11 +67,11 @@ def floor_pair(xp, shape):
     return lambda: xp.fft.ifftn(xp.fft.fftn(x, axes=(-3, -2, -1)), axes=(-3, -2, -1))
 
 
-def state_for(xp, size: int, population: int, shrinkwrap: ShrinkWrap = NEVER) -> PhasingState:
+def state_for(xp, shape: tuple[int, int, int], population: int, shrinkwrap: ShrinkWrap = NEVER) -> PhasingState:
     rng = np.random.default_rng(0)
-    shape = (size,) * 3
-    z, y, x = np.ogrid[-size // 2:size // 2, -size // 2:size // 2, -size // 2:size // 2]
-    obj = ((np.abs(z) < size // 10) & (y**2 + x**2 < (size // 4) ** 2)).astype(np.complex64)
+    nz, ny, nx = shape
+    z, y, x = np.ogrid[-nz // 2:nz - nz // 2, -ny // 2:ny - ny // 2, -nx // 2:nx - nx // 2]
+    obj = ((np.abs(z) < nz // 10) & ((y / ny) ** 2 + (x / nx) ** 2 < 1 / 16)).astype(np.complex64)
     amplitude = (np.abs(np.fft.fftn(obj, norm="ortho"))).astype(np.float32)
     start = (obj[None] * np.exp(2j * np.pi * rng.random((population, *shape)))).astype(np.complex64)
     support = np.ascontiguousarray(np.broadcast_to(np.abs(obj) > 0, start.shape))
@@ -79,11 +80,11 @@ def state_for(xp, size: int, population: int, shrinkwrap: ShrinkWrap = NEVER) ->
                         shrinkwrap, plan=plan)
 
 
-def measure(xp, size: int, population: int, repeats: int) -> dict:
-    state = state_for(xp, size, population)
-    wrapped = state_for(xp, size, population, EVERY_ITERATION)
+def measure(xp, shape: tuple[int, int, int], population: int, repeats: int) -> dict:
+    state = state_for(xp, shape, population)
+    wrapped = state_for(xp, shape, population, EVERY_ITERATION)
     er, hio = ER(), HIO(0.9)
-    return _interleaved(xp, {"fft_pair_s": floor_pair(xp, (population,) + (size,) * 3),
+    return _interleaved(xp, {"fft_pair_s": floor_pair(xp, (population,) + tuple(shape)),
                              "er_s": lambda: er.apply(state), "hio_s": lambda: hio.apply(state),
                              "hio_sw_s": lambda: hio.apply(wrapped)}, repeats)
 
@@ -91,7 +92,9 @@ def measure(xp, size: int, population: int, repeats: int) -> dict:
 def main() -> None:
     process_settings()  # OpenMP threads spin briefly between kernels, as under bcdi-stream
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, nargs="+", default=[128])
+    ap.add_argument("--size", type=int, nargs="*", default=[128], help="cubic grids (none: only --shape)")
+    ap.add_argument("--shape", type=int, nargs=3, action="append", default=[], metavar=("Z", "Y", "X"),
+                    help="also this grid (repeatable), e.g. 200 256 256")
     ap.add_argument("--population", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     ap.add_argument("--repeats", type=int, default=20)
@@ -107,15 +110,15 @@ def main() -> None:
     print(f"backend {args.backend} (element-wise: {kernels}, threads {cpu_count()}); complex64; per iteration of "
           f"the whole batch; ER and HIO without shrink-wrap, HIO+SW with a shrink-wrap every iteration (sigma 1, "
           f"threshold 0.1); floor = planned FFT pair of the batch")
-    print(f"{'size':>5} {'P':>3} {'FFT pair s':>11} {'ER s':>9} {'HIO s':>9} {'HIO+SW s':>9} {'ER/FFT':>7} "
+    print(f"{'size':>11} {'P':>3} {'FFT pair s':>11} {'ER s':>9} {'HIO s':>9} {'HIO+SW s':>9} {'ER/FFT':>7} "
           f"{'HIO/FFT':>8} {'HIO+SW/FFT':>11} {'member-iter/s':>14}")
     single = {}
-    for size in args.size:
+    for size in [(s, s, s) for s in args.size] + [tuple(s) for s in args.shape]:
         for p in args.population:
             m = measure(xp, size, p, args.repeats)
             if p == 1:
                 single[size] = m["hio_s"]
-            print(f"{size:>5} {p:>3} {m['fft_pair_s']:>11.4f} {m['er_s']:>9.4f} {m['hio_s']:>9.4f} "
+            print(f"{'x'.join(map(str, size)):>11} {p:>3} {m['fft_pair_s']:>11.4f} {m['er_s']:>9.4f} {m['hio_s']:>9.4f} "
                   f"{m['hio_sw_s']:>9.4f} {m['er_s'] / m['fft_pair_s']:>7.2f} {m['hio_s'] / m['fft_pair_s']:>8.2f} "
                   f"{m['hio_sw_s'] / m['fft_pair_s']:>11.2f} {p / m['hio_s']:>14.1f}")
             if p > 1 and size in single:
