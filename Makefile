@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@# compile the phasing kernels once, at install (numba caches them beside their source): otherwise the first
+	@# reconstruction after an install compiles them in its own time (15-20 s on 2 cores)
+	$(VENV)/bin/python -c 'from streamer.phasing.kernels import preload_numba_kernels; preload_numba_kernels()'
 	@touch $(STAMP)
 
 demo: $(STAMP)

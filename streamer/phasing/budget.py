@@ -137,19 +137,33 @@ def _centred_block(shape_big, shape_small):
     return tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for n, k in zip(shape_big, shape_small))
 
 
+def _spectrum(rho: np.ndarray) -> np.ndarray:
+    """The centred complex64 spectrum of a centred ``rho`` (scipy.fft on every core: a real-size array's
+    transforms take 0.1-0.3 s there, 1-1.5 s in numpy's single-threaded complex128)."""
+    import scipy.fft
+
+    return scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(np.asarray(rho, np.complex64)), workers=-1))
+
+
+def _image(spectrum: np.ndarray, scale: float) -> np.ndarray:
+    import scipy.fft
+
+    out = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(spectrum), workers=-1))
+    out *= np.float32(scale)
+    return out.astype(np.complex64, copy=False)
+
+
 def fourier_crop(rho: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``rho`` on the coarser grid of ``shape`` (same field of view): its spectrum's central block."""
-    spectrum = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(rho)))[_centred_block(rho.shape, shape)]
-    scale = math.prod(shape) / math.prod(rho.shape)
-    return (np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spectrum))) * scale).astype(rho.dtype, copy=False)
+    spectrum = _spectrum(rho)[_centred_block(rho.shape, shape)]
+    return _image(spectrum, math.prod(shape) / math.prod(rho.shape)).astype(rho.dtype, copy=False)
 
 
 def fourier_pad(rho: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``rho`` interpolated onto the finer grid of ``shape`` (same field of view) by zero-padding its spectrum."""
-    full = np.zeros(shape, np.complex128)
-    full[_centred_block(shape, rho.shape)] = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(rho)))
-    scale = math.prod(shape) / math.prod(rho.shape)
-    return (np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(full))) * scale).astype(np.complex64)
+    full = np.zeros(shape, np.complex64)
+    full[_centred_block(shape, rho.shape)] = _spectrum(rho)
+    return _image(full, math.prod(shape) / math.prod(rho.shape))
 
 
 def _zoom(a: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:

@@ -65,6 +65,11 @@ class FftCosts:
         log.info("FFT pair %s: %.1f ms on this host", "x".join(map(str, shape)), 1e3 * seconds)
         return seconds
 
+    def timed(self, shape: tuple[int, ...]) -> bool:
+        """Whether one member of ``shape`` has been timed (not scaled from another shape)."""
+        with self._lock:
+            return tuple(int(n) for n in shape) in self._timed
+
     def __call__(self, shape: tuple[int, ...], batch: int = 1) -> float:
         """Seconds of a pair of ``batch`` members of ``shape``: timed if it was, else scaled from the
         nearest timed shape (timing ``shape`` itself when none was)."""

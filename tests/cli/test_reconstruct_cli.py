@@ -324,3 +324,24 @@ def test_reconstruct_plans_an_unplanned_shape_at_once_unless_the_config_says_oth
         kinds = {key[0] for key in fft._PLANS if key[2] == (2, 32, 32, 32)}
         assert fft._unplanned == ("plan" if name == "default" else "scipy")
         assert kinds == ({"fftw"} if name == "default" else {"scipy"})
+
+
+def test_the_budget_times_the_cropped_grid_it_chooses(tmp_path, intensity, capsys, monkeypatch):
+    """A cropped grid's cost is first scaled from the full grid's by N log N; the grid chosen is then timed (its plan
+    the run needs anyway) and the choice made again with that time."""
+    import argparse
+    import io
+
+    from streamer.cli.reconstruct import _budget
+    from streamer.service.config import ServiceConfig
+    from streamer.service.costs import FftCosts
+
+    timed = []
+    original = FftCosts.time_pair
+    monkeypatch.setattr(FftCosts, "time_pair", lambda self, shape: timed.append(tuple(shape)) or original(self, shape))
+    service = ServiceConfig()
+    args = argparse.Namespace(budget_s=1e-6, population=None, recipe=None, generations=None)
+    xp = __import__("streamer.backend", fromlist=["get_namespace"]).get_namespace("numpy")
+    _, _, choice, _, _ = _budget(args, service.phasing, xp, (32, 32, 32), io.StringIO(), service.budget, spent_s=0.0)
+    assert choice.shape == (16, 16, 16)
+    assert timed == [(32, 32, 32), (16, 16, 16)]  # the full grid, then the chosen one, each once
