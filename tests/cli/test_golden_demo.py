@@ -22,7 +22,8 @@ IGNORED = {"run", "latency_s", "points", "twin_flipped"}  # clocks, times, a lin
 # winding and place), since two lines of equal rank may come out in either order.
 SLACK_BY_SUFFIX = (("_nm", (20.0, 0.0)), ("_rad", (0.4, 0.0)), ("_deg", (5.0, 0.0)), ("_voxels", (3.0, 0.1)),
                    ("_mpa", (0.0, 0.35)), ("_j_per_m", (0.0, 0.35)))
-SLACK_BY_FIELD = {"position": (1.7, 0.0), "last_position": (1.7, 0.0), "centroid": (1.7, 0.0), "from": (1.7, 0.0), "to": (1.7, 0.0),
+VOXELS = (1.7, 0.0)  # a place in voxels of the grid
+SLACK_BY_FIELD = {"position": VOXELS, "last_position": VOXELS, "centroid": VOXELS, "from": VOXELS, "to": VOXELS,
                   "direction": (0.05, 0.0), "normal": (0.05, 0.0), "confidence": (0.05, 0.0),
                   "coherence": (0.05, 0.0), "correlation_to_previous": (0.05, 0.0), "volume_fraction": (0.05, 0.0),
                   "chi_square": (0.0, 0.2)}
