@@ -13,6 +13,7 @@ import numpy as np
 
 from streamer.analysis.preprocess import PreprocessConfig, prepare_scan, prepare_volume
 from streamer.cli.common import add_backend, add_subcommand
+from streamer.cli.reconstruct_budget import DEFAULT_BUDGET_S, budget_choice
 from streamer.service.config import ServiceConfig
 from streamer.settings import load_config
 
@@ -180,78 +181,6 @@ def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"unsupported input {path}: use a recording .h5 with --scan, or .npy, .npz, .h5")
 
 
-DEFAULT_BUDGET_S = 60.0  # the CLI default for a large input finishes in about a minute on a laptop-class CPU
-
-
-RESULT_WRITE_BYTES_PER_S = 200e6  # an uncompressed result file written on a busy 2-core machine (300 MB/s measured)
-
-
-def _slowness_key(xp, stand_in: bool = False) -> str:
-    """The array namespace, by name, and whether the FFTs ran on the scipy stand-in of an unplanned shape: each
-    backend's model error is remembered apart, and so is the stand-in's (a slowness learned on planned FFTW
-    runs made the budget choose a grid that then ran on pocketfft: 67 s where 36 were predicted)."""
-    name = str(getattr(xp, "__name__", "numpy")).rsplit(".", 1)[-1]
-    return f"{name}-stand-in" if stand_in else name
-
-
-def _budget(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0):
-    """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget.
-
-    The budget is the whole command's: what was spent before phasing (reading, preparing the data) and the
-    writing of the result file (the object, its support and error maps, the members) come off it first, then
-    the phasing gets ``share`` of the rest (the margin for its prediction's error). The prediction is scaled
-    by the slowness the last budgeted runs on this host found (taken / predicted, kept beside the FFT
-    wisdom, apart for runs on the scipy stand-in), as the service learns it per run; also returned, with the
-    key this run's error is remembered under."""
-    from streamer.phasing import reconstruct
-    from streamer.phasing.budget import choose, on_coarser_grid
-    from streamer.service.costs import FftCosts, remembered_slowness
-
-    explicit = any(v is not None for v in (args.population, args.recipe, args.generations))
-    budget = args.budget_s if args.budget_s is not None else (None if explicit else DEFAULT_BUDGET_S)
-    if not budget:
-        return reconstruct, phasing, None, 1.0, _slowness_key(xp)
-    from streamer.phasing.fft import runs_on_stand_in
-
-    voxels = int(np.prod(shape))
-    writing_s = voxels * (8 * (1 + phasing.population) + 4 * 2 + 1) / RESULT_WRITE_BYTES_PER_S
-    phasing_s = max(budget - spent_s - writing_s, 0.1 * budget) * limits.share
-    costs = FftCosts(xp, threads=phasing.threads or None)
-    stand_in = False
-    try:
-        t0 = time.monotonic()
-        costs(tuple(shape))  # the full grid's pair, timed (planned first when nothing remembers its plan): spent
-        phasing_s = max(phasing_s - (time.monotonic() - t0), 0.1 * budget * limits.share)
-        for _ in range(3):
-            for _ in range(2):  # choose with the slowness of the FFTs the choice will run on
-                slowness = remembered_slowness(_slowness_key(xp, stand_in))
-                choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,
-                                fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
-                                min_population=min(limits.min_population, phasing.population),
-                                max_memory_bytes=limits.max_memory_gb * 2**30 or None)
-                chosen = runs_on_stand_in(xp, (choice.population, *choice.shape), threads=phasing.threads or None)
-                settled, stand_in = chosen == stand_in, chosen  # the key the run's own error is remembered under
-                if settled:
-                    break
-            if stand_in or costs.timed(choice.shape):
-                break
-            # a cropped grid's cost was scaled by N log N from the full grid's, which FFTW misses by 20% or more
-            # (216x216x162 runs slower per point than 256x256x200): time it (its plan the run needs anyway), choose again
-            t0 = time.monotonic()
-            costs.time_pair(choice.shape)
-            phasing_s = max(phasing_s - (time.monotonic() - t0), 0.1 * budget * limits.share)
-    finally:
-        costs.close()
-    phasing = phasing.replace(population=choice.population, recipe=choice.recipe,
-                              average=min(phasing.average, choice.population))
-    print(f"time budget {budget:g} s: {choice.population} members x {choice.iterations} iterations on "
-          f"{'x'.join(map(str, choice.shape))} (q kept {100 * choice.crop:.0f}%), predicted {choice.predicted_s:.0f} s; "
-          f"{choice.reason}" + ("" if choice.reason == "the full reconstruction fits" else
-                                "; for the full treatment: --budget-s 0"), file=out, flush=True)
-    run = reconstruct if choice.shape == tuple(shape) else on_coarser_grid(reconstruct, choice.shape)
-    return run, phasing, choice, slowness, _slowness_key(xp, stand_in)
-
-
 def run_reconstruct(args, out=None) -> int:
     started = time.monotonic()
     out = out or sys.stderr  # looked up at call time, so a redirected stderr is honoured
@@ -288,8 +217,8 @@ def run_reconstruct(args, out=None) -> int:
         fft = fft.replace(unplanned="plan")
     fft.apply()  # this process's FFTW planner and wisdom folder, from the [fft] table
     load_wisdom()
-    run, phasing, choice, slowness, slowness_key = _budget(args, phasing, xp, intensity.shape, out, service.budget,
-                                                           spent_s=time.monotonic() - started)
+    run, phasing, choice, slowness, slowness_key = budget_choice(args, phasing, xp, intensity.shape, out,
+                                                                 service.budget, spent_s=time.monotonic() - started)
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "

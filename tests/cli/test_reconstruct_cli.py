@@ -236,7 +236,7 @@ def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp
     import argparse
     import io
 
-    from streamer.cli.reconstruct import RESULT_WRITE_BYTES_PER_S, _budget
+    from streamer.cli.reconstruct_budget import RESULT_WRITE_BYTES_PER_S, budget_choice
     from streamer.service.config import ServiceConfig
 
     service = ServiceConfig()
@@ -244,13 +244,13 @@ def test_the_budget_is_the_whole_commands_time_spent_and_writing_come_off_it(tmp
     xp = __import__("streamer.backend", fromlist=["get_namespace"]).get_namespace("numpy")
     shape = (32, 32, 32)
     writing = 32**3 * (8 * (1 + service.phasing.population) + 9) / RESULT_WRITE_BYTES_PER_S
-    _, _, fresh, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
-    _, _, late, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
+    _, _, fresh, _, _ = budget_choice(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=0.0)
+    _, _, late, _, _ = budget_choice(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=6.0)
     share = service.budget.share
     # ... and so does timing the full grid's FFT pair (planning it first when no plan is remembered)
     assert (10.0 - writing) * share - 0.5 < fresh.budget_s < (10.0 - writing) * share
     assert (4.0 - writing) * share - 0.5 < late.budget_s < (4.0 - writing) * share
-    _, _, over, _, _ = _budget(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
+    _, _, over, _, _ = budget_choice(args, service.phasing, xp, shape, io.StringIO(), service.budget, spent_s=60.0)
     assert over.budget_s == pytest.approx(1.0 * share)  # a tenth of the budget is always left to phasing
 
     np.save(tmp_path / "i.npy", intensity)
@@ -280,7 +280,7 @@ def test_the_slowness_of_runs_on_the_scipy_stand_in_is_kept_apart_from_fftws(tmp
     import io
 
     from streamer.backend import get_namespace
-    from streamer.cli.reconstruct import _budget
+    from streamer.cli.reconstruct_budget import budget_choice
     from streamer.phasing import fft, wisdom
     from streamer.service.config import ServiceConfig
     from streamer.service.costs import remember_slowness
@@ -293,11 +293,11 @@ def test_the_slowness_of_runs_on_the_scipy_stand_in_is_kept_apart_from_fftws(tmp
     service = ServiceConfig()
     args = argparse.Namespace(budget_s=10.0, population=None, recipe=None, generations=None)
     xp = get_namespace("numpy")
-    _, _, choice, slowness, key = _budget(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
+    _, _, choice, slowness, key = budget_choice(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
     assert fft.runs_on_stand_in(xp, (choice.population, *choice.shape))
     assert key == "numpy-stand-in" and slowness == 1.0  # nothing learned for the stand-in yet; not FFTW's 0.5
     monkeypatch.setattr(fft, "PLAN_NOW_VOXELS", 1 << 22)  # now every grid is planned at once: FFTW's slowness
-    _, _, choice, slowness, key = _budget(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
+    _, _, choice, slowness, key = budget_choice(args, service.phasing, xp, (24, 24, 24), io.StringIO(), service.budget)
     assert key == "numpy" and slowness == pytest.approx(0.5)
 
 
@@ -326,22 +326,38 @@ def test_reconstruct_plans_an_unplanned_shape_at_once_unless_the_config_says_oth
         assert kinds == ({"fftw"} if name == "default" else {"scipy"})
 
 
-def test_the_budget_times_the_cropped_grid_it_chooses(tmp_path, intensity, capsys, monkeypatch):
+def test_the_budget_times_the_cropped_grid_it_chooses(monkeypatch):
     """A cropped grid's cost is first scaled from the full grid's by N log N; the grid chosen is then timed (its plan
-    the run needs anyway) and the choice made again with that time."""
+    the run needs anyway) and the choice made again with that time. Pair times are stubbed (N log N, with a grid
+    FFTW runs slowly), so the choice is the same on every machine."""
     import argparse
     import io
+    import math
 
-    from streamer.cli.reconstruct import _budget
+    from streamer.cli.reconstruct_budget import budget_choice
     from streamer.service.config import ServiceConfig
     from streamer.service.costs import FftCosts
 
-    timed = []
-    original = FftCosts.time_pair
-    monkeypatch.setattr(FftCosts, "time_pair", lambda self, shape: timed.append(tuple(shape)) or original(self, shape))
+    timed, slow = [], {}
+
+    def time_pair(self, shape):
+        n = math.prod(shape)
+        timed.append(tuple(shape))
+        self._timed[tuple(shape)] = seconds = 1e-9 * n * math.log2(n) * slow.get(tuple(shape), 1.0)
+        return seconds
+
+    monkeypatch.setattr(FftCosts, "time_pair", time_pair)
     service = ServiceConfig()
     args = argparse.Namespace(budget_s=1e-6, population=None, recipe=None, generations=None)
     xp = __import__("streamer.backend", fromlist=["get_namespace"]).get_namespace("numpy")
-    _, _, choice, _, _ = _budget(args, service.phasing, xp, (32, 32, 32), io.StringIO(), service.budget, spent_s=0.0)
+
+    def choose():
+        timed.clear()
+        return budget_choice(args, service.phasing, xp, (32, 32, 32), io.StringIO(), service.budget, spent_s=0.0)[2]
+
+    choice = choose()  # nothing fits: the cheapest, half the q range
     assert choice.shape == (16, 16, 16)
     assert timed == [(32, 32, 32), (16, 16, 16)]  # the full grid, then the chosen one, each once
+    slow[(16, 16, 16)] = 50.0  # timed, the chosen grid runs far slower than N log N said: choose again
+    choice = choose()
+    assert timed == [(32, 32, 32), (16, 16, 16), (24, 24, 24)] and choice.shape == (20, 20, 20)
