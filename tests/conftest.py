@@ -1,16 +1,27 @@
+import atexit
 import os
+import shutil
 import tempfile
+
+
+def _temporary_folder(prefix: str) -> str:
+    """A folder for this test session, removed when the process that made it exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
 
 # the process-wide settings the command line makes (streamer.cli.process_settings), made here for the tests
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 # FFTW wisdom of this test session stays in a temporary folder, never in the user's cache
-os.environ.setdefault("BCDI_STREAM_CACHE", tempfile.mkdtemp(prefix="bcdi-stream-test-cache-"))
+if "BCDI_STREAM_CACHE" not in os.environ:
+    os.environ["BCDI_STREAM_CACHE"] = _temporary_folder("bcdi-stream-test-cache-")
 # deterministic FFTW plans: MEASURE chooses by timing, and HIO would amplify the different rounding
 os.environ.setdefault("BCDI_STREAM_FFTW_PLANNER", "estimate")
 # the decision token of this test session: never the user's ~/.config/bcdi-stream/decision.token
-os.environ.setdefault("BCDI_DECISION_TOKEN_FILE", os.path.join(tempfile.mkdtemp(prefix="bcdi-stream-test-token-"),
-                                                               "decision.token"))
+if "BCDI_DECISION_TOKEN_FILE" not in os.environ:
+    os.environ["BCDI_DECISION_TOKEN_FILE"] = os.path.join(_temporary_folder("bcdi-stream-test-token-"), "decision.token")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

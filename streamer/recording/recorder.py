@@ -44,8 +44,9 @@ class RunRecorder:
     scan start or a frame at most ``flush_every_s`` after the last flush, and at every ``flush()``.
     """
 
-    def __init__(self, path: Path, run: str, *, flush_every_s: float = 1.0):
+    def __init__(self, path: Path, run: str, *, flush_every_s: float = 1.0, detector: dict | None = None):
         self.path = Path(path)
+        self.detector = detector  # how the service prepares this run's frames (written once, with the layout)
         self.run = run
         self.flush_every_s = flush_every_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ class RunRecorder:
         if self._f is None:
             self._f = h5py.File(self.path, "a", libver="latest", locking=False)
             if "entry" not in self._f:
-                _create_layout(self._f, self.run)
+                _create_layout(self._f, self.run, self.detector)
             if SCANS not in self._f:
                 self.close()
                 raise ValueError(f"{self.path} is not a bcdi-stream recording (layout {LAYOUT_VERSION})")
@@ -276,10 +277,19 @@ def run_of(path: Path) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _create_layout(f: h5py.File, run: str) -> None:
+def recorded_detector(path: Path) -> dict | None:
+    """The detector preparation (``DetectorConfig`` as JSON) the recording service used, None when not recorded."""
+    with _reading(path) as f:
+        raw = f["entry"].attrs.get("detector_config")
+    return None if raw is None else json.loads(raw)
+
+
+def _create_layout(f: h5py.File, run: str, detector: dict | None = None) -> None:
     """The groups, attributes and per-scan table (attributes can't be written once in SWMR mode)."""
     entry = f.create_group("entry")
     entry.attrs.update(NX_class="NXentry", run=run, layout_version=LAYOUT_VERSION)
+    if detector is not None:
+        entry.attrs["detector_config"] = json.dumps(detector)
     data = f.create_group(DATA)
     data.attrs.update(NX_class="NXdata", signal="data")
     scans = f.create_group(SCANS)

@@ -42,8 +42,10 @@ class RecordingWriter:
     """
 
     def __init__(self, out_dir: Path, counters: Counter | None = None, max_queued_frames: int = 512, *,
-                 flush_every_s: float = 1.0, idle_close_s: float = 60.0, max_open_runs: int = 16):
+                 flush_every_s: float = 1.0, idle_close_s: float = 60.0, max_open_runs: int = 16,
+                 detector: dict | None = None):
         self.out_dir = Path(out_dir)
+        self.detector = detector  # recorded in each new file: a replay prepares the frames the same way
         self.counters = counters if counters is not None else Counter()
         self.flush_every_s = flush_every_s
         self.idle_close_s = idle_close_s
@@ -197,7 +199,7 @@ class RecordingWriter:
                 raise OSError(f"{path} is a link out of the output folder: not followed")
             while len(self._recorders) >= self.max_open_runs:  # least recently written first
                 self._close(min(self._recorders, key=lambda r: self._last_write.get(r, 0.0)))
-            self._recorders[run] = RunRecorder(path, run)
+            self._recorders[run] = RunRecorder(path, run, detector=self.detector)
         return self._recorders[run]
 
     def _tick(self, now: float) -> None:

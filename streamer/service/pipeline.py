@@ -76,7 +76,8 @@ class Pipeline:
         self.result_files = (ResultWriter(self.out_dir, self.counters, budget_bytes=rec.results_budget_gb * 2**30)
                              if rec.keep_results else None)
         self.recording = RecordingWriter(self.out_dir, self.counters, flush_every_s=rec.flush_every_s,
-                                         idle_close_s=rec.idle_close_s, max_open_runs=rec.max_open_runs)
+                                         idle_close_s=rec.idle_close_s, max_open_runs=rec.max_open_runs,
+                                         detector=config.detector.model_dump(mode="json"))
         self.progress = ScanProgress()
         self.skipped_reconstructions = 0
         self._last_seq: int | None = None

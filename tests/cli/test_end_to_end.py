@@ -103,6 +103,27 @@ def test_replaying_the_demo_recording_reproduces_its_flags(demo_run, tmp_path):
     assert "new_vortex" in out.getvalue()
 
 
+def test_replay_prepares_frames_as_the_recording_service_did(demo_run, tmp_path):
+    """A replay without --config takes the [detector] table the recording was made with (a demo's gaps and
+    bad-pixel map: without them its dead pixels read as measured zeros); a moved map is found beside the
+    recording, a missing one refused by name."""
+    from streamer.cli.replay import recorded_preparation
+    from streamer.recording.recorder import RunRecorder
+
+    _, out_dir, _ = demo_run
+    (recording,) = out_dir.glob("*.h5")
+    assert recorded_preparation(recording) == ServiceConfig().detector.model_dump(mode="json")
+    elsewhere = tmp_path / "moved"
+    elsewhere.mkdir()
+    detector = {"binning": 2, "bad_pixel_map_file": str(tmp_path / "gone" / "dead.npy")}
+    with RunRecorder(elsewhere / "run.h5", "run-1", detector=detector) as rec:
+        rec.start_scan(0, 1, {})
+    with pytest.raises(ValueError, match="bad_pixel_map_file"):
+        recorded_preparation(elsewhere / "run.h5")
+    np.save(elsewhere / "dead.npy", np.zeros((4, 4), bool))
+    assert recorded_preparation(elsewhere / "run.h5")["bad_pixel_map_file"] == str(elsewhere / "dead.npy")
+
+
 def test_replay_of_a_scan_range_and_bad_arguments(demo_run, tmp_path):
     from streamer.cli import parse_scan_range
 

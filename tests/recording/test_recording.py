@@ -161,3 +161,17 @@ def test_an_unknown_scan_is_a_key_error(tmp_path):
         _record(rec, 0, 1)
     with pytest.raises(KeyError, match="scan 3"):
         read_scan(path, 3)
+
+
+def test_the_detector_preparation_is_recorded_once_with_the_layout(tmp_path):
+    from streamer.recording.recorder import recorded_detector
+
+    detector = {"binning": 2, "gap_rows_px": [[256, 260]], "bad_pixel_map_file": "/somewhere/dead.npy"}
+    with RunRecorder(tmp_path / "run.h5", "run-1", detector=detector) as rec:
+        _record(rec, 0, 2)
+    with RunRecorder(tmp_path / "run.h5", "run-1", detector={"binning": 4}) as rec:  # appending keeps the first
+        _record(rec, 1, 2)
+    assert recorded_detector(tmp_path / "run.h5") == detector
+    with RunRecorder(tmp_path / "plain.h5", "run-2") as rec:
+        _record(rec, 0, 1)
+    assert recorded_detector(tmp_path / "plain.h5") is None
