@@ -11,6 +11,7 @@ which scan superseded it, so memory stays bounded whatever the rate. Results are
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -370,6 +371,20 @@ def rotating_log(path: str, max_bytes: int = 10 << 20, keep: int = 5) -> logging
     return handler
 
 
+def _stop_when_orphaned(pipeline: Pipeline, poll_s: float = 1.0) -> None:
+    """Stop ``pipeline`` (flushing everything) once the process that started it is gone: a command killed by a
+    signal runs no clean-up, and its pipeline would otherwise go on alone."""
+    parent = os.getppid()
+
+    def watch():
+        while not pipeline._stop.wait(poll_s):
+            if os.getppid() != parent:
+                log.warning("the command that started this pipeline has gone: stopping")
+                pipeline.stop()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], None] | None = None) -> dict:
     """Run a pipeline until run stop, SIGINT or SIGTERM (then flush and exit cleanly).
 
@@ -383,6 +398,8 @@ def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], Non
     pipeline = Pipeline(config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: pipeline.stop())
+    if ready_conn is not None:  # started by a command (demo, replay): it stops, flushed, when that command dies
+        _stop_when_orphaned(pipeline)
     web = None
     if config.web.enabled:
         from streamer.web import WebServer

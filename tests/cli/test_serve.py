@@ -48,3 +48,39 @@ def test_serve_binds_to_localhost_by_default():
 
     assert ServiceConfig().endpoint(0).startswith("tcp://127.0.0.1:")
     assert os.environ.get("BCDI_BIND") is None  # no hidden environment switch
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_an_embedded_pipeline_stops_when_its_command_is_killed(tmp_path):
+    """demo and replay run the pipeline in a child process; a command killed by a signal (no clean-up) must not
+    leave it running alone."""
+    script = ("import sys, time\n"
+              "from streamer.cli.pipeline import EmbeddedPipeline\n"
+              "from streamer.service.config import ServiceConfig\n"
+              f"p = EmbeddedPipeline(ServiceConfig(out_dir={str(tmp_path)!r}, frames_port=0, results_port=0))\n"
+              "print(p.proc.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            proc.kill()
+            raise AssertionError(line + proc.communicate()[1])
+        child = int(line)
+        assert _alive(child)
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        orphaned = _alive(child)
+        if orphaned:
+            os.kill(child, signal.SIGKILL)
+        assert not orphaned, "the pipeline outlived the command that started it"
