@@ -41,6 +41,8 @@ class PhasingConfig(Settings):
     warm_start: bool = True
     warm_recipe: str = WARM_RECIPE  # run instead of ``recipe`` when starting from the previous scan
     warm_perturbation_rad: float = Field(0.2, ge=0)  # phase noise on members 1.. of a warm start
+    # rms coefficient of a random quadratic phase (in units of the particle's extent) on members 1.. of a warm start
+    warm_curvature_rad: float = Field(0.3, ge=0)
     autocorrelation_threshold: float = Field(0.1, gt=0, lt=1)
     shrinkwrap: ShrinkWrap = Field(default_factory=ShrinkWrap)
     phase_constraint: PhaseConstraint = Field(default_factory=PhaseConstraint)
@@ -149,10 +151,14 @@ def start_members(problem: Problem, indices, plan=None) -> tuple[np.ndarray, np.
         from scipy import ndimage
 
         rho = np.empty((len(indices),) + shape, np.complex64)
+        units = _extent_units(problem.start) if cfg.warm_curvature_rad else None
         for member, k, r in zip(rho, indices, rngs):
             member[...] = problem.start
-            if k:  # phase noise
-                member *= _phasor(r.standard_normal(shape, dtype=np.float32) * np.float32(cfg.warm_perturbation_rad))
+            if k:  # phase noise, and a smooth phase the data barely constrain (see _random_curvature)
+                phase = r.standard_normal(shape, dtype=np.float32) * np.float32(cfg.warm_perturbation_rad)
+                if units is not None:
+                    phase += _random_curvature(units, r, cfg.warm_curvature_rad)
+                member *= _phasor(phase)
         blurred = ndimage.gaussian_filter(np.abs(problem.start), sw.sigma_end, mode="wrap")
         support = np.broadcast_to(blurred > sw.threshold * blurred.max(), rho.shape)
         return rho, np.ascontiguousarray(support)
@@ -166,6 +172,30 @@ def start_members(problem: Problem, indices, plan=None) -> tuple[np.ndarray, np.
         member *= problem.amplitude
     rho = np.where(support, inverse_once(spectra, threads, plan), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
+
+
+def _extent_units(start: np.ndarray) -> list[np.ndarray]:
+    """Signed voxel coordinates of ``start``'s grid (FFT order: the particle about the origin) per axis, in units of
+    the particle's rms extent along that axis (|start|^2-weighted), as sparse grids."""
+    weight = np.abs(start) ** 2
+    total = float(weight.sum()) or 1.0
+    grids = np.meshgrid(*[np.fft.fftfreq(n, 1 / n).astype(np.float32) for n in start.shape], indexing="ij", sparse=True)
+    return [g / np.float32(max(np.sqrt(float((weight * g**2).sum()) / total), 1.0)) for g in grids]
+
+
+def _random_curvature(units: list[np.ndarray], rng, rms_rad: float) -> np.ndarray:
+    """A random quadratic phase sum_ab c_ab u_a u_b (``_extent_units``; the six c_ab normal, sd ``rms_rad``).
+
+    A warm start's members otherwise share the previous object's slow phase modes, which a scan's data barely
+    constrain (a curvature through a thin plate's thickness): they were carried from scan to scan, read as a
+    strain energy several times the cold reconstructions', and the members' spread (the error bars) missed them.
+    Given their own, the members average that mode down and their spread holds it (BENCHMARKS.md, "Strain
+    energy")."""
+    phase = np.zeros(np.broadcast_shapes(*[u.shape for u in units]), np.float32)
+    for a in range(3):
+        for b in range(a, 3):
+            phase += np.float32(rng.standard_normal() * rms_rad) * units[a] * units[b]
+    return phase
 
 
 def _phasor(phase: np.ndarray) -> np.ndarray:

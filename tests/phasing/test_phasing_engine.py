@@ -353,3 +353,30 @@ def test_inverse_once_through_a_plan_that_transforms_one_member_at_a_time(monkey
     monkeypatch.setattr(fft.FFTWPlan, "__init__", elsewhere)  # no other plan made either
     got = fft.inverse_once(x, plan=plan)
     np.testing.assert_allclose(got, np.fft.ifftn(x, axes=(-3, -2, -1), norm="ortho"), atol=1e-5)
+
+
+def test_warm_members_each_get_their_own_smooth_curvature():
+    """Members 1.. of a warm start carry the previous object's phase times white noise and a quadratic phase of
+    their own (zero and flat at the particle's centre, even in r, scaled to the particle's rms extent);
+    member 0 starts from the previous object exactly."""
+    from streamer.phasing.engine import make_problem, start_members
+
+    shape = (16, 20, 24)
+    start = np.zeros(shape, np.complex64)
+    start[4:12, 5:15, 6:18] = 1.0  # a box about the centre (the start as a result holds it, centred)
+    intensity = np.ones(shape, np.float32)
+    cfg = PhasingConfig(population=4, warm_perturbation_rad=0.0, warm_curvature_rad=0.3)
+    rho, _ = start_members(make_problem(intensity, config=cfg, rng=1, start=start), range(4))
+    shifted = np.fft.fftshift(rho, axes=(1, 2, 3))  # back to the centred frame
+    np.testing.assert_array_equal(shifted[0], start)
+    centre = tuple(n // 2 for n in shape)
+    phases = np.angle(shifted[1:][(slice(None), *np.nonzero(np.abs(start) > 0))])
+    assert np.all(np.abs(np.angle(shifted[1:][(slice(None), *centre)])) < 1e-6)  # no offset, no ramp at the centre
+    assert 0.05 < np.std(phases) < 2.0  # a smooth phase of the asked size over the particle
+    assert not np.allclose(phases[0], phases[1], atol=0.01)  # each member its own
+    for member in shifted[1:]:  # even: phi(c + d) = phi(c - d)
+        np.testing.assert_allclose(np.angle(member[8 + 3, 10 - 4, 12 + 5]), np.angle(member[8 - 3, 10 + 4, 12 - 5]),
+                                   atol=1e-5)
+    flat = start_members(make_problem(intensity, config=cfg.replace(warm_curvature_rad=0.0), rng=1, start=start),
+                         range(4))[0]
+    np.testing.assert_array_equal(flat[1], flat[0])  # neither noise nor curvature: all members alike
