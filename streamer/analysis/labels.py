@@ -30,9 +30,10 @@ class Sentence:
 
 
 def _num(value, digits: int = 0, signed: bool = False) -> str:
-    """A number rounded to ``digits`` places, "?" for anything that is not a finite number."""
+    """A number rounded to ``digits`` places ("0", never "-0"), "?" for anything that is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "?"
+    value = round(value, digits) + 0.0  # -0.0 + 0.0 is 0.0
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 

@@ -108,6 +108,17 @@ def _view3d(scenes: dict) -> list[str]:
     ]
 
 
+def _energy_cell(strain) -> str:
+    """The strain energy with its error bar (the upper end of ``energy_j_range`` less the energy)."""
+    strain = strain if isinstance(strain, dict) else {}
+    energy, span = strain.get("energy_j"), strain.get("energy_j_range")
+    if not isinstance(energy, (int, float)):
+        return "-"
+    if isinstance(span, (list, tuple)) and len(span) == 2 and isinstance(span[1], (int, float)):
+        return f"{energy:.3g} &plusmn; {span[1] - energy:.2g}"
+    return f"{energy:.3g}"
+
+
 def _flag_cell(event: dict) -> str:
     """A scan's flags in words, each with its raw record one click away."""
     said = describe_event(event)
@@ -150,11 +161,10 @@ def build_report(run_dir: Path, *, results: list[Path] | None = None, max_result
     runs = sorted({str(e.get("run", "")) for e in events})
     rows = []
     for e in events:
-        energy = (e.get("strain") or {}).get("energy_j")
         rows.append(f"<tr><td>{e['scan']}</td><td>{e.get('voltage_v', float('nan')):.3f}</td>"
                     f"<td>{e.get('capacity_mah_g', float('nan')):.1f}</td>"
                     f"<td>{len(e.get('vortices', []))}</td><td>{len(e.get('domain_boundaries', []))}</td>"
-                    f"<td>{'-' if energy is None else f'{energy:.3g}'}</td><td>{_flag_cell(e)}</td></tr>")
+                    f"<td>{_energy_cell(e.get('strain'))}</td><td>{_flag_cell(e)}</td></tr>")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>bcdi-stream report: {html.escape(', '.join(runs))}</title>",

@@ -11,6 +11,10 @@ const NAN_RGB = [40, 44, 52];
 const SLICE_PX = 230; // the longest side of the particle's box, in screen pixels
 const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "-" : Number(v).toFixed(d);
 const sci = (v) => (v === null || v === undefined) ? "-" : Number(v).toExponential(2);
+const energyText = (s) => { // the strain energy with its error bar (energy_j_range's upper end less the energy)
+  const hi = (s.energy_j_range || [])[1];
+  return (typeof s.energy_j === "number" && typeof hi === "number") ? `${sci(s.energy_j)} ± ${sci(hi - s.energy_j)}` : sci(s.energy_j);
+};
 
 function f32(packed) {
   const s = atob(packed.f32);
@@ -222,7 +226,7 @@ function renderTimeline() {
     const rec = e.reconstruction || {};
     return `<tr data-scan="${e.scan}" class="${(e.flags || []).length ? "flagged" : ""}"><td>${e.scan}</td><td>${fmt(e.voltage_v, 3)}</td>` +
       `<td>${fmt(e.capacity_mah_g, 1)}</td><td>${fmt((e.peak || {}).width_parallel, 4)}</td><td>${fmt((e.peak || {}).width_perpendicular, 4)}</td>` +
-      `<td>${sci((e.strain || {}).energy_j)}</td><td>${(e.vortices || []).length}</td><td>${esc(rec.status || "-")}</td>` +
+      `<td>${energyText(e.strain || {})}</td><td>${(e.vortices || []).length}</td><td>${esc(rec.status || "-")}</td>` +
       `<td>${fmt(e.latency_s, 2)} s</td><td class="flags">${flags || "-"}${e.error ? ` <span class="alert">${esc(e.error)}</span>` : ""}</td></tr>`;
   }).join("");
 }
