@@ -8,7 +8,7 @@ from pathlib import Path
 
 from streamer.analysis.config import AnalysisConfig, FlagConfig
 from streamer.backend import get_namespace
-from streamer.cli.common import add_backend, add_result_files, add_subcommand
+from streamer.cli.common import add_backend, add_result_files, add_subcommand, result_paths
 from streamer.settings import load_config
 
 
@@ -52,7 +52,7 @@ def _cmd_analyze(args) -> int:
     from streamer.service.config import ServiceConfig
 
     service = load_config(args.config, ServiceConfig, {"backend": args.backend})
-    return run_analyze(args.results, out=args.json, analysis=service.analysis, flags=service.flags,
+    return run_analyze(result_paths(args.results), out=args.json, analysis=service.analysis, flags=service.flags,
                        backend=service.backend)
 
 
@@ -68,7 +68,8 @@ def register(sub) -> None:
                     "along q; their `frame` field says so, with the voxel size); an object still on "
                     "the detector grid is resampled first. See docs/analysis.md, docs/lab-frame.md.",
         epilog="examples:\n  bcdi-stream analyze scan-0003.h5\n"
-               "  bcdi-stream analyze results/scan-*.h5 --json reanalysed/events.jsonl")
+               "  bcdi-stream analyze results/scan-*.h5 --json reanalysed/events.jsonl\n"
+               "  bcdi-stream analyze demo-out/results/demo-20261205-063841/ --json again.jsonl")
     add_result_files(a)
     a.add_argument("--json", type=Path, default=None, help="write here instead of stdout")
     add_backend(a)

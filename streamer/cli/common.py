@@ -21,8 +21,25 @@ def add_subcommand(sub, name: str, func: Callable[[argparse.Namespace], int], *,
 
 
 def add_result_files(p: argparse.ArgumentParser) -> None:
-    """The positional ``results``: one or more result files of ``bcdi-stream reconstruct``."""
-    p.add_argument("results", type=Path, nargs="+", help="result files (HDF5) of bcdi-stream reconstruct")
+    """The positional ``results``: one or more result files of ``bcdi-stream reconstruct``, or folders of them."""
+    p.add_argument("results", type=Path, nargs="+",
+                   help="result files (HDF5) of bcdi-stream reconstruct, or a folder of them (a live run's "
+                        "results/RUN/)")
+
+
+def result_paths(paths: list[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the result files (*.h5) it holds, in name order (scan order for a
+    live run's ``scan-00003.h5``); a folder without any is refused by name."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.glob("*.h5"))
+            if not found:
+                raise ValueError(f"folder {path} holds no result files (*.h5)")
+            out += found
+        else:
+            out.append(path)
+    return out
 
 
 def add_backend(p: argparse.ArgumentParser, *extra: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from streamer.cli.common import add_result_files, add_subcommand
+from streamer.cli.common import add_result_files, add_subcommand, result_paths
 
 
 def run_export(paths: list[Path], *, fmt: str, out: Path | None = None, stdout=None) -> int:
@@ -24,7 +24,7 @@ def run_export(paths: list[Path], *, fmt: str, out: Path | None = None, stdout=N
 
 
 def _cmd_export(args) -> int:
-    return run_export(args.results, fmt=args.format, out=args.out)
+    return run_export(result_paths(args.results), fmt=args.format, out=args.out)
 
 
 def register(sub) -> None:

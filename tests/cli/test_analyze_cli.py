@@ -125,6 +125,17 @@ def test_lines_the_population_members_do_not_show_are_dropped(tmp_path, capsys):
     assert v["position"][2] == pytest.approx(11.5, abs=0.05) and v["reproduced_fraction"] == 1.0
 
 
+def test_a_folder_of_results_is_its_files_in_scan_order(series, tmp_path, capsys):
+    """A live run's results/<run>/ folder (docs/results.md) is analysed as the files it holds."""
+    folder, _, events = series
+    out = tmp_path / "again.jsonl"
+    assert main(["analyze", str(folder), "--json", str(out)]) == 0
+    assert [_kinds(e) for e in read_events(out)] == [_kinds(e) for e in events]
+    (tmp_path / "empty").mkdir()
+    assert main(["analyze", str(tmp_path / "empty")]) == 2
+    assert "holds no result files" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none.h5")]) == 2
     assert "does not exist" in capsys.readouterr().err
