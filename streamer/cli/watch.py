@@ -90,6 +90,7 @@ def print_events(path: Path, console: Console, *, evidence: bool = False) -> int
 
 def _cmd_watch(args) -> int:
     console = Console(highlight=False)
+    console.soft_wrap = not console.is_terminal  # into a file or a pipe: whole lines, for grep and logs
     if args.events is not None:
         if not args.events.is_file():
             raise ValueError(f"events file {args.events} does not exist")

@@ -88,6 +88,9 @@ def test_watch_a_recorded_run_and_its_cli(tmp_path, capsys):
     assert main(["watch", "--events", str(path), "--evidence"]) == 0
     out = capsys.readouterr().out
     assert "New screw dislocation" in out and "[new_vortex] position_nm=" in out
+    # into a pipe or a file each sentence stays on one line, whatever its length (not wrapped at 80 columns)
+    assert any(len(line) > 80 and line.strip().startswith("New screw dislocation") and line.rstrip().endswith(")")
+               for line in out.splitlines())
     assert main(["watch", "--events", str(tmp_path / "none.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["watch", "--results", "localhost:5556"]) == 2
