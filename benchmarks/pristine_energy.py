@@ -1,0 +1,73 @@
+"""The strain-free control's strain energy across its 24 scans, with the warm members' curvature and without (issue 19).
+
+For each seed, `bcdi-stream demo --scenario pristine --fast --seed S` is run once (its recording kept in
+WORKDIR/seedS; an existing one is reused), then its recording is replayed through `bcdi-stream replay` (every scan
+reconstructed, as the live service does) with each variant's `[phasing]` settings. Printed per variant and seed:
+the scans' mean energy, the coefficient of variation across scans, max/min, and how many scans' error bars
+(`strain.energy_j_range`) exclude the run's mean (issue 19 asks CV <= 20% and none).
+
+    .venv/bin/python benchmarks/pristine_energy.py --seeds 0 1 2 --workdir /tmp/pristine-energy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {"no curvature (before)": "[phasing]\nwarm_curvature_rad = 0.0\n", "default": ""}
+
+
+def energies(events_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Each scan's energy and the upper end of its range, in scan order."""
+    events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
+    events = sorted((e for e in events if "energy_j" in (e.get("strain") or {})), key=lambda e: e["scan"])
+    return (np.array([e["strain"]["energy_j"] for e in events]),
+            np.array([e["strain"]["energy_j_range"] for e in events]))
+
+
+def summary(energy: np.ndarray, span: np.ndarray) -> dict:
+    mean = float(energy.mean())
+    return {"scans": len(energy), "mean_j": mean, "cv": float(energy.std() / mean),
+            "max_over_min": float(energy.max() / energy.min()),
+            "bars_excluding_mean": int(((span[:, 0] > mean) | (span[:, 1] < mean)).sum())}
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with log.open("w") as f:
+        if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode:
+            sys.exit(f"failed: {' '.join(cmd)} (see {log})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/pristine-energy"))
+    args = ap.parse_args()
+    cli = [sys.executable, "-m", "streamer.cli"]
+    rows = []
+    for seed in args.seeds:
+        folder = args.workdir / f"seed{seed}"
+        if not list(folder.glob("demo-*.h5")):
+            run([*cli, "demo", "--scenario", "pristine", "--fast", "--seed", str(seed), "--out", str(folder)],
+                args.workdir / f"demo-seed{seed}.log")
+        (recording,) = folder.glob("demo-*.h5")
+        for name, table in VARIANTS.items():
+            out = args.workdir / f"seed{seed}-{'default' if not table else 'before'}"
+            config = out.with_suffix(".toml")
+            config.write_text(table)
+            run([*cli, "replay", str(recording), "--out", str(out), "--config", str(config)], out.with_suffix(".log"))
+            rows.append((seed, name, summary(*energies(out / "events.jsonl"))))
+            s = rows[-1][2]
+            print(f"seed {seed}, {name}: {s['scans']} scans, mean {s['mean_j']:.2e} J, CV {100 * s['cv']:.0f}%, "
+                  f"max/min {s['max_over_min']:.1f}, error bars excluding the mean {s['bars_excluding_mean']} "
+                  f"of {s['scans']}", flush=True)
+    print(json.dumps([{"seed": seed, "variant": name, **s} for seed, name, s in rows]))
+
+
+if __name__ == "__main__":
+    main()
