@@ -4,6 +4,7 @@ and the arguments several subcommands take alike."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,3 +46,29 @@ def result_paths(paths: list[Path]) -> list[Path]:
 def add_backend(p: argparse.ArgumentParser, *extra: str) -> None:
     """``--backend``: the array backend (default: the config's), one of BACKENDS and ``extra``."""
     p.add_argument("--backend", choices=[*BACKENDS, *extra], default=None)
+
+
+def recorded_preparation(recording: Path, config: Path | None = None) -> dict | None:
+    """The ``[detector]`` table the recording service prepared ``recording``'s frames with (gaps, bad-pixel map,
+    count ceiling, binning), for a command that prepares them again (replay, reconstruct); None when ``config``
+    has a ``[detector]`` table of its own or the recording holds none. A file it names that has moved is looked
+    for beside the recording (a demo's run folder holds its bad-pixel map); one found nowhere is refused by name."""
+    from streamer.recording.recorder import recorded_detector
+    from streamer.settings import read_toml
+
+    if config is not None and "detector" in read_toml(config):
+        return None
+    detector = recorded_detector(recording)
+    if detector is None:
+        return None
+    for key in ("bad_pixel_map_file", "dark_file", "flat_file"):
+        name = detector.get(key) or ""
+        if name and not Path(name).is_file():
+            beside = Path(recording).parent / Path(name).name
+            if not beside.is_file():
+                raise ValueError(f"the recording's detector preparation names {key} = {name!r}, which is not "
+                                 f"there (nor beside the recording): give --config with a [detector] table")
+            detector[key] = str(beside)
+    print("detector preparation as recorded (gaps, bad pixels, count ceiling, binning); a [detector] table in "
+          "--config replaces it", file=sys.stderr, flush=True)
+    return detector

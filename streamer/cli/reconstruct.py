@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.analysis.preprocess import PreprocessConfig, prepare_scan, prepare_volume
-from streamer.cli.common import add_backend, add_subcommand
+from streamer.cli.common import add_backend, add_subcommand, recorded_preparation
 from streamer.cli.reconstruct_budget import DEFAULT_BUDGET_S, budget_choice
 from streamer.service.config import ServiceConfig
 from streamer.settings import load_config
@@ -190,6 +191,11 @@ def run_reconstruct(args, out=None) -> int:
     from streamer.recording.result_file import write_result
 
     overrides = {"backend": args.backend}
+    if args.scan is not None and Path(args.input).is_file():  # a recording's scan: prepared as it was live
+        from streamer.recording.recorder import DamagedRecording
+
+        with contextlib.suppress(DamagedRecording):  # not a recording of ours: load_input says what it is
+            overrides["detector"] = recorded_preparation(args.input, args.config)
     service = load_config(args.config, ServiceConfig, overrides)
     if service.backend == "numpy":  # the CPU kernels load while the input is read and FFTs planned
         from streamer.phasing.kernels import preload_numba_kernels
@@ -378,4 +384,6 @@ def register(sub) -> None:
                         f"given; 0: the full treatment, however long)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     add_backend(r, "strict")
-    r.add_argument("--config", type=Path, default=None, help="service config TOML (its [phasing] and [detector] tables)")
+    r.add_argument("--config", type=Path, default=None,
+                   help="service config TOML (its [phasing] and [detector] tables; without a [detector] table a "
+                        "recording's scan is prepared as recorded)")

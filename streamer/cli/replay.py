@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.cli.common import add_backend, add_subcommand
+from streamer.cli.common import add_backend, add_subcommand, recorded_preparation
 from streamer.cli.pipeline import LINE_HEADER, EmbeddedPipeline
 from streamer.service.config import ServiceConfig
-from streamer.settings import load_config, read_toml
+from streamer.settings import load_config
 
 
 def parse_scan_range(text: str | None) -> range | None:
@@ -80,35 +80,12 @@ def run_replay(recording: Path, *, to: str | None = None, out_dir: Path = Path("
     return code
 
 
-def recorded_preparation(recording: Path) -> dict | None:
-    """The ``[detector]`` table the recording service prepared this recording's frames with (gaps, bad-pixel map,
-    count ceiling, binning), None when not recorded. A file it names that has moved is looked for beside the
-    recording (a demo's run folder holds its bad-pixel map); one found nowhere is refused by name."""
-    from streamer.recording.recorder import recorded_detector
-
-    detector = recorded_detector(recording)
-    if detector is None:
-        return None
-    for key in ("bad_pixel_map_file", "dark_file", "flat_file"):
-        name = detector.get(key) or ""
-        if name and not Path(name).is_file():
-            beside = Path(recording).parent / Path(name).name
-            if not beside.is_file():
-                raise ValueError(f"the recording's detector preparation names {key} = {name!r}, which is not "
-                                 f"there (nor beside the recording): give --config with a [detector] table")
-            detector[key] = str(beside)
-    return detector
-
-
 def _cmd_replay(args) -> int:
     # as fast as possible nothing keeps up with an acquisition: every scan is reconstructed fully
     overrides = {"backend": args.backend, "realtime_policy": args.policy,
                  "budget.mode": "off" if args.speed is None else None}
-    if args.to is None and (args.config is None or "detector" not in read_toml(args.config)):
-        overrides["detector"] = recorded_preparation(args.recording)
-        if overrides["detector"] is not None:
-            print("detector preparation as recorded (gaps, bad pixels, count ceiling, binning); a [detector] table "
-                  "in --config replaces it", flush=True)
+    if args.to is None:
+        overrides["detector"] = recorded_preparation(args.recording, args.config)
     service = load_config(args.config, ServiceConfig, overrides)
     speed = float("inf") if args.speed is None else args.speed
     return run_replay(args.recording, to=args.to, out_dir=args.out, speed=speed,

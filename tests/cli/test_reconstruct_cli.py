@@ -361,3 +361,30 @@ def test_the_budget_times_the_cropped_grid_it_chooses(monkeypatch):
     slow[(16, 16, 16)] = 50.0  # timed, the chosen grid runs far slower than N log N said: choose again
     choice = choose()
     assert timed == [(32, 32, 32), (16, 16, 16), (24, 24, 24)] and choice.shape == (20, 20, 20)
+
+
+def test_a_recordings_scan_is_prepared_as_recorded_unless_the_config_says_otherwise(tmp_path, detector_frames,
+                                                                                    capsys):
+    """The [detector] table the recording service kept (here: known bad pixels) prepares the scan again; a
+    --config with a [detector] table of its own replaces it."""
+    r0, _, c0, _ = DETECTOR.roi_px
+    bad = [[r0 + 3, c0 + 5], [r0 + 40, c0 + 41], [r0 + 60, c0 + 7]]
+    frames = detector_frames.copy()
+    for r, c in bad:
+        frames[:, r, c] = 0  # dead
+    path = tmp_path / "live.h5"
+    with RunRecorder(path, "live-1", detector={"binning": 2, "bad_pixels_px": bad}) as rec:
+        rec.start_scan(0, len(frames), {"geometry": DETECTOR.to_dict()})
+        for k, frame in enumerate(frames):
+            rec.add_frame(0, k, 0.01 * k, 1000.0 + k, frame)
+        rec.end_scan(0, [], "complete")
+    out = tmp_path / "a.h5"
+    assert main(["reconstruct", str(path), "--scan", "0", "--out", str(out), *FAST]) == 0
+    assert "detector preparation as recorded" in capsys.readouterr().err
+    assert read_result(out)["metadata"]["preprocess"]["bad_pixels"] == len(bad)
+    config = tmp_path / "own.toml"
+    config.write_text("[detector]\nbinning = 2\n")
+    assert main(["reconstruct", str(path), "--scan", "0", "--out", str(tmp_path / "b.h5"), "--config", str(config),
+                 *FAST]) == 0
+    assert "as recorded" not in capsys.readouterr().err
+    assert read_result(tmp_path / "b.h5")["metadata"]["preprocess"].get("bad_pixels", 0) == 0
