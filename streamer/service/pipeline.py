@@ -331,6 +331,10 @@ class Pipeline:
     def stop(self) -> None:
         self._stop.set()
 
+    def wait_for_stop(self, timeout_s: float) -> bool:
+        """Whether a stop was asked within ``timeout_s``."""
+        return self._stop.wait(timeout_s)
+
     def shutdown(self) -> None:
         """Record open scans as ended, finish queued work, flush and close, tell subscribers."""
         for run, scan in self.assembler.open_scans:
@@ -377,7 +381,7 @@ def _stop_when_orphaned(pipeline: Pipeline, poll_s: float = 1.0) -> None:
     parent = os.getppid()
 
     def watch():
-        while not pipeline._stop.wait(poll_s):
+        while not pipeline.wait_for_stop(poll_s):
             if os.getppid() != parent:
                 log.warning("the command that started this pipeline has gone: stopping")
                 pipeline.stop()
