@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.analysis.preprocess import PreprocessConfig, prepare_scan, prepare_volume
+from streamer.cli.array_files import read_array
 from streamer.cli.common import add_backend, add_subcommand, recorded_preparation
 from streamer.cli.reconstruct_budget import DEFAULT_BUDGET_S, budget_choice
 from streamer.service.config import ServiceConfig
@@ -97,18 +98,24 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         intensity, mask, info = prepare_scan(stack, config=pre, unmeasured_frames=s["missing"])
         meta["preprocess"] = info
         return Prepared(intensity, mask, meta)
-    data, mask = _read_array(path, dataset)
+    read = read_array(path, dataset)
+    if np.iscomplexobj(read.data):
+        raise ValueError(f"{read.source} is complex (a reconstructed object?): reconstruct takes measured intensities")
+    data, mask, mask_source = read.data, read.mask, read.mask_source
     if mask_path is not None:
-        mask = _read_array(mask_path, None)[0].astype(bool)
+        mask, mask_source = read_array(mask_path).data.astype(bool), str(mask_path)
+    source = {"source": str(path), **({"mask": mask_source} if mask_source else {})}
     if geometry_path is not None:  # a frame stack (step, row, col) measured on that geometry
         geometry = DetectorGeometry.from_measured(read_geometry_file(geometry_path), f"geometry file {geometry_path}")
-        meta = {"source": str(path), "geometry": geometry.to_dict()}
+        meta = {**source, "geometry": geometry.to_dict()}
         if mask is not None and np.ndim(mask) == 3:
             raise ValueError("with --geometry the mask is a (row, col) bad-pixel mask of the frames, got 3D "
                              f"shape {np.shape(mask)}")
         return _prepare_detector(data, geometry, detector, meta, extra_bad=mask)
+    if mask is not None and np.ndim(mask) == 2 and np.ndim(data) == 3 and np.shape(mask) == np.shape(data)[1:]:
+        mask = np.broadcast_to(mask, np.shape(data))  # a detector's (row, col) mask of a frame stack: every frame
     intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=pre.replace(bin_rows=1, bin_cols=1))
-    return Prepared(intensity, mask, {"source": str(path), "preprocess": info})
+    return Prepared(intensity, mask, {**source, "preprocess": info})
 
 
 def _prepare_detector(frames, geometry, detector, meta: dict, *, unmeasured=(), extra_bad=None) -> Prepared:
@@ -149,37 +156,6 @@ def _full_stack(s: dict) -> np.ndarray:
     stack = np.zeros((s["num_frames"],) + frames.shape[1:], np.float32)
     stack[s["frame_index"]] = frames
     return stack
-
-
-def _read_array(path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(array, its mask if the file carries one: an .npz array ``mask``), read in one opening."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False), None
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                key = dataset or next((k for k in ("intensity", "data") if k in z.files), z.files[0])
-                if key not in z.files:
-                    raise ValueError(f"{path} has no array {key!r} (it has {z.files})")
-                return z[key], (z["mask"].astype(bool) if "mask" in z.files and key != "mask" else None)
-        if suffix in (".h5", ".hdf5", ".nxs", ".cxi"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                if dataset is None:
-                    found = []
-                    f.visititems(lambda name, obj: found.append(name)
-                                 if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None)
-                    if not found:
-                        raise ValueError(f"{path} holds no 3D dataset")
-                    dataset = found[0]
-                if dataset not in f:
-                    raise ValueError(f"{path} has no dataset {dataset!r}")
-                return f[dataset][()], None
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    raise ValueError(f"unsupported input {path}: use a recording .h5 with --scan, or .npy, .npz, .h5")
 
 
 def run_reconstruct(args, out=None) -> int:
@@ -225,8 +201,9 @@ def run_reconstruct(args, out=None) -> int:
     load_wisdom()
     run, phasing, choice, slowness, slowness_key = budget_choice(args, phasing, xp, intensity.shape, out,
                                                                  service.budget, spent_s=time.monotonic() - started)
+    mask_note = f" (mask: {meta['mask']})" if meta.get("mask") else ""
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
-          f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%, {grid}; recipe "
+          f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%{mask_note}, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
           f"average of {min(phasing.average, phasing.population)}, backend {service.backend}", file=out, flush=True)
     t0 = time.monotonic()

@@ -63,6 +63,32 @@ def test_npy_and_h5_inputs(tmp_path, intensity):
         assert read_result(tmp_path / f"{name}.out.h5")["object"].shape[0] == 32
 
 
+def test_cxi_and_nexus_files_bring_their_detector_mask(tmp_path, intensity, capsys):
+    flags = np.zeros(intensity.shape, np.uint32)
+    flags[14:18, 16, :] = 4  # CXI mask bits: nonzero is a pixel not to trust
+    with h5py.File(tmp_path / "i.cxi", "w") as f:  # as PyNX and silx write CXI data
+        f["entry_1/instrument_1/detector_1/data"] = intensity
+        f["entry_1/instrument_1/detector_1/mask"] = flags
+        f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+    pixels = np.zeros(intensity.shape[1:], np.int32)
+    pixels[16, :] = 1
+    with h5py.File(tmp_path / "i.nxs", "w") as f:  # NeXus: a (row, col) pixel mask of a frame stack
+        f["entry/data/data"] = intensity
+        f["entry/instrument/detector/pixel_mask"] = pixels
+    for name, masked in (("i.cxi", flags != 0), ("i.nxs", np.broadcast_to(pixels != 0, intensity.shape))):
+        out = tmp_path / f"{name}.h5"
+        assert main(["reconstruct", str(tmp_path / name), "--out", str(out), "--voxel-nm", "16", *FAST]) == 0
+        assert "(mask: " + str(tmp_path / name) in capsys.readouterr().err  # the progress lines
+        r = read_result(out)
+        assert r["peak"]["integrated_counts"] == pytest.approx(float(intensity[~masked].sum()), rel=1e-6)
+        assert r["metadata"]["preprocess"]["masked_fraction"] == pytest.approx(masked.mean(), abs=1e-4)
+        assert r["metadata"]["mask"].startswith(str(tmp_path / name) + ":entry")
+    np.save(tmp_path / "none.npy", np.zeros(intensity.shape, bool))  # --mask replaces the file's own
+    assert main(["reconstruct", str(tmp_path / "i.cxi"), "--mask", str(tmp_path / "none.npy"), "--out",
+                 str(tmp_path / "r.h5"), "--voxel-nm", "16", *FAST]) == 0
+    assert read_result(tmp_path / "r.h5")["peak"]["integrated_counts"] == pytest.approx(float(intensity.sum()), rel=1e-6)
+
+
 def test_a_recorded_scan_is_binned_and_keeps_its_metadata(tmp_path, intensity):
     stack = np.transpose(intensity, np.argsort(STACK_TO_LAB_AXES)).astype(np.uint32)  # lab -> (theta, row, col)
     path = _record(tmp_path / "run.h5", "run-1", 4, stack, {"geometry": GEOMETRY.to_dict(), "voltage_v": 3.9},
@@ -194,6 +220,8 @@ def test_bad_geometry_input_is_refused_naming_the_field(tmp_path, detector_frame
     (["nan.npy"], "NaN"),
     (["flat.npy"], "must be 3D"),
     (["junk.h5"], "cannot read"),
+    (["object.cxi"], "object.cxi:entry_1/image_1/data is complex (a reconstructed object?)"),
+    (["badmask.cxi"], "the mask entry_1/instrument_1/detector_1/mask has shape (5, 5)"),
 ])
 def test_bad_input_gets_a_clear_error(tmp_path, monkeypatch, capsys, args, match):
     monkeypatch.chdir(tmp_path)
@@ -203,6 +231,11 @@ def test_bad_input_gets_a_clear_error(tmp_path, monkeypatch, capsys, args, match
     np.save(tmp_path / "nan.npy", bad)
     np.save(tmp_path / "flat.npy", np.ones((16, 16), np.float32))
     (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    with h5py.File(tmp_path / "object.cxi", "w") as f:  # a result exported as CXI, given back as data
+        f["entry_1/image_1/data"] = np.ones((16, 16, 16), np.complex64)
+    with h5py.File(tmp_path / "badmask.cxi", "w") as f:
+        f["entry_1/data_1/data"] = np.ones((16, 16, 16), np.float32)
+        f["entry_1/instrument_1/detector_1/mask"] = np.zeros((5, 5), np.uint32)
     assert main(["reconstruct", *args, "--out", "r.h5"]) == 2
     assert match in capsys.readouterr().err
 
