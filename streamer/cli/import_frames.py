@@ -62,6 +62,10 @@ def run_import(args, out=None) -> int:
     print(f"wrote {summary['out']}: run {summary['run']}, scans {[s['scan'] for s in summary['scans']]}, "
           f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['frames_per_s']:.0f} frames/s)",
           file=out, flush=True)
+    if "pixel_mask" in summary:
+        print(f"the detector's pixel mask in the input ({summary['pixel_mask']['bad_pixels']} raw pixels) -> "
+              f"{summary['pixel_mask']['file']}: replay and reconstruct mask those pixels (a [detector] table in "
+              f"--config replaces it)", file=out, flush=True)
     print(json.dumps({k: v for k, v in summary.items() if k != "scans"} |
                      {"scans": [s["scan"] for s in summary["scans"]]}), flush=True)
     return 0

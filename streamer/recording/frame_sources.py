@@ -140,6 +140,7 @@ class HDF5Frames(FrameSource):
                 rows = ds.chunks[0]
             self._block = rows
             self.monitor, self.monitor_source = _find_monitor(f, self.path, monitor_dataset, self.num_frames)
+            self.pixel_mask, self.pixel_mask_source = _find_pixel_mask(f, self.path, self.dataset, self.frame_shape)
 
     def check(self) -> None:
         """The first and the last frame decode (a missing compression filter, data cut short)."""
@@ -171,6 +172,8 @@ class HDF5Frames(FrameSource):
         out = {"format": "hdf5", "path": str(self.path.resolve()), "dataset": self.dataset, "frames": self.num_frames}
         if self.monitor_source:
             out["monitor_dataset"] = self.monitor_source
+        if self.pixel_mask_source:
+            out["pixel_mask_dataset"] = self.pixel_mask_source
         return out
 
 
@@ -371,6 +374,24 @@ def _find_monitor(f: h5py.File, path: Path, given: str | None, n: int) -> tuple[
     if len(set(found)) != 1:
         return None, None
     return np.asarray(f[found[0]][()], float), found[0]
+
+
+def _find_pixel_mask(f: h5py.File, path: Path, frames: str, frame_shape: tuple[int, int]):
+    """(bad, its dataset) or (None, None): the detector's pixel mask kept beside the frames, a NeXus NXdetector's
+    ``pixel_mask`` or a CXI detector's ``mask`` (nonzero: a gap, dead, hot or noisy pixel), of the frames' shape."""
+    group = f[frames].parent.name.rstrip("/")
+    for name in (f"{group}/pixel_mask", f"{group}/mask", "/entry/instrument/detector/pixel_mask",
+                 "/entry_1/instrument_1/detector_1/mask"):
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset) or ds.name == frames:
+            continue
+        mask = np.asarray(ds[()])
+        if mask.ndim == 3 and mask.shape[0] == 1:  # one mask for every frame, stored as a stack of one
+            mask = mask[0]
+        if mask.shape != tuple(frame_shape):
+            raise ImportInputError(f"{path}: the pixel mask {ds.name} is {mask.shape}, the frames {tuple(frame_shape)}")
+        return mask != 0, ds.name
+    return None, None
 
 
 def _attr(obj, name: str):

@@ -178,9 +178,11 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(f".{out.name}.{os.getpid()}.importing")
     part.unlink(missing_ok=True)  # a stale one (or a link put there) is never appended to or followed
+    bad, mask_file = _pixel_mask(scans, orientation, geometry), pixel_mask_file(out)
+    mask_part = part.with_suffix(".npy")
     t0, done, nbytes = time.monotonic(), 0, 0
     try:
-        with RunRecorder(part, run) as recorder:
+        with RunRecorder(part, run, detector=None if bad is None else {"bad_pixel_map_file": str(mask_file)}) as recorder:
             for spec, (missing, theta, metadata) in zip(scans, plan):
                 n, steps = spec.source.num_frames, n_steps(geometry)
                 recorder.start_scan(spec.scan, steps, metadata)
@@ -197,15 +199,46 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
                 if k + 1 != n:
                     raise ImportInputError(f"{spec.source.path} gave {k + 1} frames, not the {n} it declared")
                 recorder.end_scan(spec.scan, missing, "incomplete" if missing else "complete")
+        if bad is not None:
+            with open(mask_part, "wb") as fh:
+                np.save(fh, bad)
+            os.replace(mask_part, mask_file)
         os.replace(part, out)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
+        for left in (part, mask_part):
+            with contextlib.suppress(FileNotFoundError):
+                left.unlink()
     seconds = time.monotonic() - t0
     return {"out": str(out), "run": run, "frames": done, "seconds": seconds, "bytes": nbytes,
             "frames_per_s": done / seconds if seconds > 0 else math.inf,
             "scans": [{"scan": s.scan, "frames": s.source.num_frames, "missing": len(p[0]),
-                       "source": s.source.describe()} for s, p in zip(scans, plan)]}
+                       "source": s.source.describe()} for s, p in zip(scans, plan)],
+            **({} if bad is None else {"pixel_mask": {"file": str(mask_file), "bad_pixels": int(bad.sum())}})}
+
+
+def pixel_mask_file(out: Path) -> Path:
+    """Where an import keeps the pixel mask of its inputs: beside the recording, named after it."""
+    return Path(out).resolve().with_name(f"{Path(out).stem}-pixel-mask.npy")
+
+
+def _pixel_mask(scans: list[ScanImport], orientation: Orientation, geometry: dict) -> np.ndarray | None:
+    """The union of the pixel masks the inputs keep beside their frames, oriented as the frames and placed on the
+    whole detector (``detector_shape_px``, a frame pixel covering its ``binning`` x ``binning`` raw pixels of the
+    ROI), as the ``[detector]`` table's bad-pixel map; None if no input keeps one.
+
+    On an orthogonal geometry (no detector preparation reads a map) an input's mask is refused by name."""
+    masks = [(s.source, s.source.pixel_mask) for s in scans if getattr(s.source, "pixel_mask", None) is not None]
+    if not masks:
+        return None
+    if geometry["kind"] != "detector":
+        raise ImportInputError(f"{masks[0][0].path} keeps a pixel mask ({masks[0][0].pixel_mask_source}), which an "
+                               "orthogonal geometry has no use for: give a detector geometry, or mask the frames first")
+    bad = np.logical_or.reduce([orientation.apply(m) if orientation else m for _, m in masks])
+    g = from_dict(geometry)
+    r0, r1, c0, c1 = g.roi_px
+    raw = np.zeros(tuple(g.detector_shape_px), bool)
+    raw[r0:r1, c0:c1] = np.repeat(np.repeat(bad, g.binning, axis=0), g.binning, axis=1)[: r1 - r0, : c1 - c0]
+    return raw
 
 
 def n_steps(geometry: dict) -> int:

@@ -12,7 +12,7 @@ from sim.diffraction import DiffractionModel
 from sim.particle import Particle, ScrewDislocation, complex_image
 from streamer.cli import build_parser, main
 from streamer.geometry import STACK_TO_LAB_AXES, DetectorGeometry, OrthogonalGeometry
-from streamer.recording.recorder import list_scans, read_scan
+from streamer.recording.recorder import list_scans, read_scan, recorded_detector
 from streamer.recording.result_file import read_result
 
 GEOMETRY = OrthogonalGeometry(shape_zyx=(32, 32, 32), voxel_nm=16.0)
@@ -97,6 +97,38 @@ def test_a_nexus_scan_with_a_detector_geometry_keeps_frames_and_geometry(tmp_pat
     assert np.allclose(s["theta_deg"], geometry.rocking_angles_deg())
 
 
+def test_a_nexus_pixel_mask_is_kept_for_replay_and_reconstruct(tmp_path, capsys):
+    frames = np.random.default_rng(4).poisson(20.0, (12, 32, 16)).astype(np.uint16)
+    frames[:, 10:20, 5:11] += 400  # a peak
+    bits = np.zeros((32, 16), np.uint32)
+    bits[16, :] = 1  # a module gap (NeXus pixel_mask bit 0)
+    bits[3, 4] = 8  # a noisy pixel
+    for name, with_mask in (("plain", False), ("masked", True)):
+        with h5py.File(tmp_path / f"{name}.nxs", "w") as f:
+            f.create_group("entry/instrument/detector").attrs["NX_class"] = "NXdetector"
+            f["entry/instrument/detector/data"] = frames
+            if with_mask:
+                f["entry/instrument/detector/pixel_mask"] = bits
+    (tmp_path / "geometry.toml").write_text(DETECTOR_TOML)
+    masked = {}
+    for name in ("plain", "masked"):
+        rec = tmp_path / f"{name}.h5"
+        assert main(["import", str(tmp_path / f"{name}.nxs"), "--geometry", str(tmp_path / "geometry.toml"),
+                     "--out", str(rec), "--flip-cols"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        out = tmp_path / f"{name}-r.h5"
+        assert main(["reconstruct", str(rec), "--scan", "0", "--out", str(out), *FAST]) == 0
+        masked[name] = read_result(out)["metadata"]["preprocess"]["masked_fraction"]
+    mask_file = tmp_path / "masked-pixel-mask.npy"
+    assert summary["pixel_mask"] == {"file": str(mask_file), "bad_pixels": 17 * 4}  # raw pixels, binned 2 x 2
+    raw = np.zeros((64, 64), bool)  # the whole detector, the frames its roi_px [0, 64, 16, 48] binned 2 x 2
+    raw[:, 16:48] = np.repeat(np.repeat(bits[:, ::-1] != 0, 2, axis=0), 2, axis=1)  # oriented as the frames
+    assert np.array_equal(np.load(mask_file), raw)
+    assert recorded_detector(tmp_path / "masked.h5") == {"bad_pixel_map_file": str(mask_file)}
+    assert recorded_detector(tmp_path / "plain.h5") is None and not (tmp_path / "plain-pixel-mask.npy").exists()
+    assert masked["masked"] > masked["plain"]  # the gap row and the noisy pixel are not measured zeros
+
+
 def test_several_scans_into_one_recording(tmp_path, stack, capsys):
     series = tmp_path / "series"
     for name in ("scan_2", "scan_10"):
@@ -135,6 +167,17 @@ def test_bad_inputs_exit_2_and_say_why(tmp_path, stack, capsys):
     assert np.array_equal(read_scan(rec, 0)["frames"], stack)  # the earlier import survives the failed one
     code, err = run(frames=tmp_path / "missing")
     assert code == 2 and "missing does not exist" in err
+    with h5py.File(tmp_path / "masked.nxs", "w") as f:
+        f["entry/data/data"] = stack
+        f["entry/data/mask"] = np.zeros(stack.shape[1:], np.uint8)
+    code, err = run("--force", frames=tmp_path / "masked.nxs")
+    assert code == 2 and "keeps a pixel mask (/entry/data/mask), which an orthogonal geometry has no use for" in err
+    f = h5py.File(tmp_path / "masked.nxs", "a")
+    del f["entry/data/mask"]
+    f["entry/data/mask"] = np.zeros((5, 5), np.uint8)
+    f.close()
+    code, err = run("--force", geometry="detector.toml", frames=tmp_path / "masked.nxs")
+    assert code == 2 and "the pixel mask /entry/data/mask is (5, 5), the frames (32, 32)" in err
 
 
 def test_an_imported_scan_replays_through_the_pipeline(tmp_path, stack):
