@@ -66,6 +66,8 @@ def run_import(args, out=None) -> int:
         print(f"the detector's pixel mask in the input ({summary['pixel_mask']['bad_pixels']} raw pixels) -> "
               f"{summary['pixel_mask']['file']}: replay and reconstruct mask those pixels (a [detector] table in "
               f"--config replaces it)", file=out, flush=True)
+    for note in summary.get("pixel_masks_not_used", []):
+        print(f"pixel mask {note}", file=out, flush=True)
     print(json.dumps({k: v for k, v in summary.items() if k != "scans"} |
                      {"scans": [s["scan"] for s in summary["scans"]]}), flush=True)
     return 0

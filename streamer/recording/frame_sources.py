@@ -377,8 +377,9 @@ def _find_monitor(f: h5py.File, path: Path, given: str | None, n: int) -> tuple[
 
 
 def _find_pixel_mask(f: h5py.File, path: Path, frames: str, frame_shape: tuple[int, int]):
-    """(bad, its dataset) or (None, None): the detector's pixel mask kept beside the frames, a NeXus NXdetector's
-    ``pixel_mask`` or a CXI detector's ``mask`` (nonzero: a gap, dead, hot or noisy pixel), of the frames' shape."""
+    """(bad, its dataset): the detector's pixel mask kept beside the frames, a NeXus NXdetector's ``pixel_mask`` or a
+    CXI detector's ``mask`` (nonzero: a gap, dead, hot or noisy pixel); (None, why) for a mask not of the frames'
+    shape; (None, None) for none."""
     group = f[frames].parent.name.rstrip("/")
     for name in (f"{group}/pixel_mask", f"{group}/mask", "/entry/instrument/detector/pixel_mask",
                  "/entry_1/instrument_1/detector_1/mask"):
@@ -388,8 +389,8 @@ def _find_pixel_mask(f: h5py.File, path: Path, frames: str, frame_shape: tuple[i
         mask = np.asarray(ds[()])
         if mask.ndim == 3 and mask.shape[0] == 1:  # one mask for every frame, stored as a stack of one
             mask = mask[0]
-        if mask.shape != tuple(frame_shape):
-            raise ImportInputError(f"{path}: the pixel mask {ds.name} is {mask.shape}, the frames {tuple(frame_shape)}")
+        if mask.shape != tuple(frame_shape):  # not a detector's pixel mask of these frames: said, not used
+            return None, f"{ds.name} of {path} (not used: it is {mask.shape}, the frames {tuple(frame_shape)})"
         return mask != 0, ds.name
     return None, None
 

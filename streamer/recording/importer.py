@@ -178,7 +178,7 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(f".{out.name}.{os.getpid()}.importing")
     part.unlink(missing_ok=True)  # a stale one (or a link put there) is never appended to or followed
-    bad, mask_file = _pixel_mask(scans, orientation, geometry), pixel_mask_file(out)
+    (bad, unused), mask_file = _pixel_mask(scans, orientation, geometry), pixel_mask_file(out)
     mask_part = part.with_suffix(".npy")
     t0, done, nbytes = time.monotonic(), 0, 0
     try:
@@ -213,7 +213,8 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
             "frames_per_s": done / seconds if seconds > 0 else math.inf,
             "scans": [{"scan": s.scan, "frames": s.source.num_frames, "missing": len(p[0]),
                        "source": s.source.describe()} for s, p in zip(scans, plan)],
-            **({} if bad is None else {"pixel_mask": {"file": str(mask_file), "bad_pixels": int(bad.sum())}})}
+            **({} if bad is None else {"pixel_mask": {"file": str(mask_file), "bad_pixels": int(bad.sum())}}),
+            **({"pixel_masks_not_used": unused} if unused else {})}
 
 
 def pixel_mask_file(out: Path) -> Path:
@@ -221,24 +222,26 @@ def pixel_mask_file(out: Path) -> Path:
     return Path(out).resolve().with_name(f"{Path(out).stem}-pixel-mask.npy")
 
 
-def _pixel_mask(scans: list[ScanImport], orientation: Orientation, geometry: dict) -> np.ndarray | None:
-    """The union of the pixel masks the inputs keep beside their frames, oriented as the frames and placed on the
-    whole detector (``detector_shape_px``, a frame pixel covering its ``binning`` x ``binning`` raw pixels of the
-    ROI), as the ``[detector]`` table's bad-pixel map; None if no input keeps one.
-
-    On an orthogonal geometry (no detector preparation reads a map) an input's mask is refused by name."""
-    masks = [(s.source, s.source.pixel_mask) for s in scans if getattr(s.source, "pixel_mask", None) is not None]
+def _pixel_mask(scans: list[ScanImport], orientation: Orientation, geometry: dict) -> tuple[np.ndarray | None, list]:
+    """(bad, not used): the union of the pixel masks the inputs keep beside their frames, oriented as the frames and
+    placed on the whole detector (``detector_shape_px``, a frame pixel covering its ``binning`` x ``binning`` raw
+    pixels of the ROI), as the ``[detector]`` table's bad-pixel map (None if no input keeps one); and the masks
+    found but not used, each with why (another shape; an orthogonal geometry, whose scans read no bad-pixel map)."""
+    sources = [s.source for s in scans]
+    unused = [src.pixel_mask_source for src in sources
+              if getattr(src, "pixel_mask", None) is None and getattr(src, "pixel_mask_source", None)]
+    masks = [(src, src.pixel_mask) for src in sources if getattr(src, "pixel_mask", None) is not None]
+    if masks and geometry["kind"] != "detector":
+        return None, unused + [f"{src.pixel_mask_source} of {src.path} (not used: an orthogonal geometry reads no "
+                               "bad-pixel map; mask the frames before import)" for src, _ in masks]
     if not masks:
-        return None
-    if geometry["kind"] != "detector":
-        raise ImportInputError(f"{masks[0][0].path} keeps a pixel mask ({masks[0][0].pixel_mask_source}), which an "
-                               "orthogonal geometry has no use for: give a detector geometry, or mask the frames first")
+        return None, unused
     bad = np.logical_or.reduce([orientation.apply(m) if orientation else m for _, m in masks])
     g = from_dict(geometry)
     r0, r1, c0, c1 = g.roi_px
     raw = np.zeros(tuple(g.detector_shape_px), bool)
     raw[r0:r1, c0:c1] = np.repeat(np.repeat(bad, g.binning, axis=0), g.binning, axis=1)[: r1 - r0, : c1 - c0]
-    return raw
+    return raw, unused
 
 
 def n_steps(geometry: dict) -> int:

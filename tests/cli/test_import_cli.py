@@ -170,14 +170,14 @@ def test_bad_inputs_exit_2_and_say_why(tmp_path, stack, capsys):
     with h5py.File(tmp_path / "masked.nxs", "w") as f:
         f["entry/data/data"] = stack
         f["entry/data/mask"] = np.zeros(stack.shape[1:], np.uint8)
-    code, err = run("--force", frames=tmp_path / "masked.nxs")
-    assert code == 2 and "keeps a pixel mask (/entry/data/mask), which an orthogonal geometry has no use for" in err
+    code, err = run("--force", frames=tmp_path / "masked.nxs")  # imported; the mask said not used, not dropped silently
+    assert code == 0 and "/entry/data/mask of " in err and "not used: an orthogonal geometry reads no bad-pixel map" in err
     f = h5py.File(tmp_path / "masked.nxs", "a")
     del f["entry/data/mask"]
-    f["entry/data/mask"] = np.zeros((5, 5), np.uint8)
+    f["entry/data/mask"] = np.zeros(stack.shape, np.uint8)  # a 3D mask: not a pixel mask of the frames
     f.close()
-    code, err = run("--force", geometry="detector.toml", frames=tmp_path / "masked.nxs")
-    assert code == 2 and "the pixel mask /entry/data/mask is (5, 5), the frames (32, 32)" in err
+    code, err = run("--force", "--dataset", "/entry/data/data", frames=tmp_path / "masked.nxs")
+    assert code == 0 and "not used: it is (32, 32, 32), the frames (32, 32)" in err
 
 
 def test_an_imported_scan_replays_through_the_pipeline(tmp_path, stack):
