@@ -1,12 +1,13 @@
 """The strain-free control's strain energy across its 24 scans, with the warm members' curvature and without (issue 19).
 
-For each seed, `bcdi-stream demo --scenario pristine --fast --seed S` is run once (its recording kept in
-WORKDIR/seedS; an existing one is reused), then its recording is replayed through `bcdi-stream replay` (every scan
+For each seed, `bcdi-stream demo --scenario pristine --fast --seed S [--geometry G]` is run once (its recording
+kept in WORKDIR/seedS, or WORKDIR/orthogonal-seedS; an existing one is reused), then its recording is replayed through `bcdi-stream replay` (every scan
 reconstructed, as the live service does) with each variant's `[phasing]` settings. Printed per variant and seed:
 the scans' mean energy, the coefficient of variation across scans, max/min, and how many scans' error bars
 (`strain.energy_j_range`) exclude the run's mean (issue 19 asks CV <= 20% and none).
 
     .venv/bin/python benchmarks/pristine_energy.py --seeds 0 1 2 --workdir /tmp/pristine-energy
+    .venv/bin/python benchmarks/pristine_energy.py --geometry orthogonal --workdir /tmp/pristine-energy
 """
 
 from __future__ import annotations
@@ -47,26 +48,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/pristine-energy"))
+    ap.add_argument("--geometry", choices=["detector", "orthogonal"], default="detector",
+                    help="the demo's grid: the Timepix quad's detector grid (its default) or the orthogonal toy grid")
     args = ap.parse_args()
     cli = [sys.executable, "-m", "streamer.cli"]
+    args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in args.seeds:
-        folder = args.workdir / f"seed{seed}"
+        tag = f"seed{seed}" if args.geometry == "detector" else f"orthogonal-seed{seed}"
+        folder = args.workdir / tag
         if not list(folder.glob("demo-*.h5")):
-            run([*cli, "demo", "--scenario", "pristine", "--fast", "--seed", str(seed), "--out", str(folder)],
-                args.workdir / f"demo-seed{seed}.log")
+            run([*cli, "demo", "--scenario", "pristine", "--fast", "--seed", str(seed), "--geometry", args.geometry,
+                 "--out", str(folder)], args.workdir / f"demo-{tag}.log")
         (recording,) = folder.glob("demo-*.h5")
         for name, table in VARIANTS.items():
-            out = args.workdir / f"seed{seed}-{'default' if not table else 'before'}"
+            out = args.workdir / f"{tag}-{'default' if not table else 'before'}"
             config = out.with_suffix(".toml")
             config.write_text(table)
             run([*cli, "replay", str(recording), "--out", str(out), "--config", str(config)], out.with_suffix(".log"))
             rows.append((seed, name, summary(*energies(out / "events.jsonl"))))
             s = rows[-1][2]
-            print(f"seed {seed}, {name}: {s['scans']} scans, mean {s['mean_j']:.2e} J, CV {100 * s['cv']:.0f}%, "
+            print(f"{args.geometry}, seed {seed}, {name}: {s['scans']} scans, mean {s['mean_j']:.2e} J, CV {100 * s['cv']:.0f}%, "
                   f"max/min {s['max_over_min']:.1f}, error bars excluding the mean {s['bars_excluding_mean']} "
                   f"of {s['scans']}", flush=True)
-    print(json.dumps([{"seed": seed, "variant": name, **s} for seed, name, s in rows]))
+    print(json.dumps([{"geometry": args.geometry, "seed": seed, "variant": name, **s} for seed, name, s in rows]))
 
 
 if __name__ == "__main__":
