@@ -18,6 +18,8 @@ DATA_PATHS = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data", "en
 #: where they keep the detector's mask (nonzero: unmeasured or untrusted)
 MASK_PATHS = ("entry_1/instrument_1/detector_1/mask", "entry_1/data_1/mask", "entry/instrument/detector/pixel_mask",
               "entry/data/mask")
+#: a mask beside the data in the same group, in any HDF5 file
+MASK_NAMES = ("mask", "pixel_mask")
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,17 @@ def _read_hdf5(path: Path, dataset: str | None) -> ArrayFile:
             dataset = next((p for p in DATA_PATHS if _is_3d(f.get(p))), None)
         if dataset is None:
             found = []
-            f.visititems(lambda name, obj: found.append(name) if _is_3d(obj) and name not in MASK_PATHS else None)
+            f.visititems(lambda name, obj: found.append(name) if _is_3d(obj) else None)
             if not found:
                 raise ValueError(f"{path} holds no 3D dataset")
-            dataset = found[0]
+            # the first 3D dataset that is not a mask (a mask file given as --mask is its own mask)
+            dataset = next((n for n in found if n.rsplit("/", 1)[-1] not in MASK_NAMES), found[0])
         if dataset not in f:
             raise ValueError(f"{path} has no dataset {dataset!r}")
         data = f[dataset][()]
-        name = next((p for p in MASK_PATHS if p in f and p != dataset.strip("/")), None)
+        group = f[dataset].parent.name.strip("/")
+        beside = [f"{group}/{n}".strip("/") for n in MASK_NAMES]
+        name = next((p for p in (*MASK_PATHS, *beside) if p in f and p != dataset.strip("/")), None)
         if name is None:
             return ArrayFile(data, None, f"{path}:{dataset}")
         mask = np.asarray(f[name][()])

@@ -75,16 +75,21 @@ def test_cxi_and_nexus_files_bring_their_detector_mask(tmp_path, intensity, caps
     with h5py.File(tmp_path / "i.nxs", "w") as f:  # NeXus: a (row, col) pixel mask of a frame stack
         f["entry/data/data"] = intensity
         f["entry/instrument/detector/pixel_mask"] = pixels
-    for name, masked in (("i.cxi", flags != 0), ("i.nxs", np.broadcast_to(pixels != 0, intensity.shape))):
+    with h5py.File(tmp_path / "i.h5", "w") as f:  # any HDF5 file: a mask beside the data
+        f["intensity"] = intensity
+        f["mask"] = flags != 0
+    for name, masked in (("i.cxi", flags != 0), ("i.nxs", np.broadcast_to(pixels != 0, intensity.shape)),
+                         ("i.h5", flags != 0)):
         out = tmp_path / f"{name}.h5"
         assert main(["reconstruct", str(tmp_path / name), "--out", str(out), "--voxel-nm", "16", *FAST]) == 0
         assert "(mask: " + str(tmp_path / name) in capsys.readouterr().err  # the progress lines
         r = read_result(out)
         assert r["peak"]["integrated_counts"] == pytest.approx(float(intensity[~masked].sum()), rel=1e-6)
         assert r["metadata"]["preprocess"]["masked_fraction"] == pytest.approx(masked.mean(), abs=1e-4)
-        assert r["metadata"]["mask"].startswith(str(tmp_path / name) + ":entry")
-    np.save(tmp_path / "none.npy", np.zeros(intensity.shape, bool))  # --mask replaces the file's own
-    assert main(["reconstruct", str(tmp_path / "i.cxi"), "--mask", str(tmp_path / "none.npy"), "--out",
+        assert r["metadata"]["mask"].startswith(str(tmp_path / name) + ":") and r["metadata"]["mask"].endswith("mask")
+    with h5py.File(tmp_path / "none.h5", "w") as f:  # --mask replaces the file's own
+        f["mask"] = np.zeros(intensity.shape, bool)
+    assert main(["reconstruct", str(tmp_path / "i.cxi"), "--mask", str(tmp_path / "none.h5"), "--out",
                  str(tmp_path / "r.h5"), "--voxel-nm", "16", *FAST]) == 0
     assert read_result(tmp_path / "r.h5")["peak"]["integrated_counts"] == pytest.approx(float(intensity.sum()), rel=1e-6)
 
