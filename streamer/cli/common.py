@@ -51,14 +51,19 @@ def add_backend(p: argparse.ArgumentParser, *extra: str) -> None:
 def recorded_preparation(recording: Path, config: Path | None = None) -> dict | None:
     """The ``[detector]`` table the recording service prepared ``recording``'s frames with (gaps, bad-pixel map,
     count ceiling, binning), for a command that prepares them again (replay, reconstruct); None when ``config``
-    has a ``[detector]`` table of its own or the recording holds none. A file it names that has moved is looked
+    has a ``[detector]`` table of its own (a recorded bad-pixel map it drops is said on stderr) or the recording
+    holds none. A file it names that has moved is looked
     for beside the recording (a demo's run folder holds its bad-pixel map); one found nowhere is refused by name."""
     from streamer.recording.recorder import recorded_detector
     from streamer.settings import read_toml
 
-    if config is not None and "detector" in read_toml(config):
-        return None
     detector = recorded_detector(recording)
+    if config is not None and "detector" in (table := read_toml(config)):
+        kept = (detector or {}).get("bad_pixel_map_file")
+        if kept and not table["detector"].get("bad_pixel_map_file"):
+            print(f"the recording's bad-pixel map {kept} is not used: the [detector] table of {config} replaces the "
+                  "recorded one (name bad_pixel_map_file there to keep it)", file=sys.stderr, flush=True)
+        return None
     if detector is None:
         return None
     for key in ("bad_pixel_map_file", "dark_file", "flat_file"):

@@ -127,6 +127,10 @@ def test_a_nexus_pixel_mask_is_kept_for_replay_and_reconstruct(tmp_path, capsys)
     assert recorded_detector(tmp_path / "masked.h5") == {"bad_pixel_map_file": str(mask_file)}
     assert recorded_detector(tmp_path / "plain.h5") is None and not (tmp_path / "plain-pixel-mask.npy").exists()
     assert masked["masked"] > masked["plain"]  # the gap row and the noisy pixel are not measured zeros
+    (tmp_path / "own.toml").write_text("[detector]\ncount_ceiling = 0.0\n")  # a table of one's own: said, not silent
+    assert main(["reconstruct", str(tmp_path / "masked.h5"), "--scan", "0", "--config", str(tmp_path / "own.toml"),
+                 "--out", str(tmp_path / "own.h5"), *FAST]) == 0
+    assert f"the recording's bad-pixel map {mask_file} is not used" in capsys.readouterr().err
 
 
 def test_several_scans_into_one_recording(tmp_path, stack, capsys):
