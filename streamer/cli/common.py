@@ -52,8 +52,8 @@ def recorded_preparation(recording: Path, config: Path | None = None) -> dict | 
     """The ``[detector]`` table the recording service prepared ``recording``'s frames with (gaps, bad-pixel map,
     count ceiling, binning), for a command that prepares them again (replay, reconstruct); None when ``config``
     has a ``[detector]`` table of its own (a recorded bad-pixel map it drops is said on stderr) or the recording
-    holds none. A file it names that has moved is looked
-    for beside the recording (a demo's run folder holds its bad-pixel map); one found nowhere is refused by name."""
+    holds none. A file it names that has moved is looked for beside the recording (a demo's run folder holds its
+    bad-pixel map); one found nowhere is refused by name."""
     from streamer.recording.recorder import recorded_detector
     from streamer.settings import read_toml
 
