@@ -12,14 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.recording.frame_sources import MASK_NAMES, stored_mask_name
+
 #: where CXI (PyNX, silx) and NeXus files keep the measured data, looked for first
 DATA_PATHS = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data", "entry/data/data",
               "entry/instrument/detector/data")
-#: where they keep the detector's mask (nonzero: unmeasured or untrusted)
-MASK_PATHS = ("entry_1/instrument_1/detector_1/mask", "entry_1/data_1/mask", "entry/instrument/detector/pixel_mask",
-              "entry/data/mask")
-#: a mask beside the data in the same group, in any HDF5 file
-MASK_NAMES = ("mask", "pixel_mask")
 
 
 @dataclass(frozen=True)
@@ -70,12 +67,11 @@ def _read_hdf5(path: Path, dataset: str | None) -> ArrayFile:
         if dataset not in f:
             raise ValueError(f"{path} has no dataset {dataset!r}")
         data = f[dataset][()]
-        group = f[dataset].parent.name.strip("/")
-        beside = [f"{group}/{n}".strip("/") for n in MASK_NAMES]
-        name = next((p for p in (*MASK_PATHS, *beside) if p in f and p != dataset.strip("/")), None)
+        name = stored_mask_name(f, dataset)
         if name is None:
             return ArrayFile(data, None, f"{path}:{dataset}")
         mask = np.asarray(f[name][()])
+        name = name.lstrip("/")  # named as the data are, relative to the file's root
     if mask.shape != data.shape and mask.shape != data.shape[1:]:
         raise ValueError(f"{path}: the mask {name} has shape {mask.shape}, the data {dataset} {data.shape} "
                          "(give --mask to replace it)")

@@ -376,23 +376,36 @@ def _find_monitor(f: h5py.File, path: Path, given: str | None, n: int) -> tuple[
     return np.asarray(f[found[0]][()], float), found[0]
 
 
-def _find_pixel_mask(f: h5py.File, path: Path, frames: str, frame_shape: tuple[int, int]):
-    """(bad, its dataset): the detector's pixel mask kept beside the frames, a NeXus NXdetector's ``pixel_mask`` or a
-    CXI detector's ``mask`` (nonzero: a gap, dead, hot or noisy pixel); (None, why) for a mask not of the frames'
-    shape; (None, None) for none."""
-    group = f[frames].parent.name.rstrip("/")
-    for name in (f"{group}/pixel_mask", f"{group}/mask", "/entry/instrument/detector/pixel_mask",
-                 "/entry_1/instrument_1/detector_1/mask"):
+#: a detector mask's name beside its data, in any HDF5 file (NeXus NXdetector ``pixel_mask``, CXI ``mask``)
+MASK_NAMES = ("pixel_mask", "mask")
+#: where NeXus and CXI files (PyNX, silx) keep the detector's mask otherwise
+MASK_PATHS = ("/entry/instrument/detector/pixel_mask", "/entry_1/instrument_1/detector_1/mask", "/entry_1/data_1/mask",
+              "/entry/data/mask")
+
+
+def stored_mask_name(f: h5py.File, data: str) -> str | None:
+    """The dataset holding the detector mask stored with dataset ``data`` (nonzero: a gap, dead, hot or noisy pixel):
+    one named in ``MASK_NAMES`` beside it, else one at ``MASK_PATHS``; None for none. Its shape is the caller's."""
+    group = f[data].parent.name.rstrip("/")
+    for name in (*(f"{group}/{n}" for n in MASK_NAMES), *MASK_PATHS):
         ds = f.get(name)
-        if not isinstance(ds, h5py.Dataset) or ds.name == frames:
-            continue
-        mask = np.asarray(ds[()])
-        if mask.ndim == 3 and mask.shape[0] == 1:  # one mask for every frame, stored as a stack of one
-            mask = mask[0]
-        if mask.shape != tuple(frame_shape):  # not a detector's pixel mask of these frames: said, not used
-            return None, f"{ds.name} of {path} (not used: it is {mask.shape}, the frames {tuple(frame_shape)})"
-        return mask != 0, ds.name
-    return None, None
+        if isinstance(ds, h5py.Dataset) and ds.name != f[data].name:
+            return ds.name
+    return None
+
+
+def _find_pixel_mask(f: h5py.File, path: Path, frames: str, frame_shape: tuple[int, int]):
+    """(bad, its dataset): the detector's pixel mask kept beside the frames (``stored_mask_name``); (None, why) for
+    a mask not of the frames' shape; (None, None) for none."""
+    name = stored_mask_name(f, frames)
+    if name is None:
+        return None, None
+    mask = np.asarray(f[name][()])
+    if mask.ndim == 3 and mask.shape[0] == 1:  # one mask for every frame, stored as a stack of one
+        mask = mask[0]
+    if mask.shape != tuple(frame_shape):  # not a detector's pixel mask of these frames: said, not used
+        return None, f"{name} of {path} (not used: it is {mask.shape}, the frames {tuple(frame_shape)})"
+    return mask != 0, name
 
 
 def _attr(obj, name: str):
