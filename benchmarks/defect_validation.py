@@ -316,7 +316,8 @@ def _command(code: Path | None) -> tuple[list[str], dict]:
     exe = Path(sys.executable).parent / "bcdi-stream"
     if code is not None:
         env["PYTHONPATH"] = str(code) + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "streamer.cli"], env
+        # -P: without it `-m` puts the working directory (this checkout, when run from it) before PYTHONPATH
+        return [sys.executable, "-P", "-m", "streamer.cli"], env
     return ([str(exe)] if exe.exists() else [sys.executable, "-m", "streamer.cli"]), env
 
 
