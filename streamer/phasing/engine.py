@@ -103,9 +103,11 @@ class Problem:
 
     @property
     def shrinkwrap(self) -> ShrinkWrap:
-        # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends
+        # a warm start is already converged: its shrink-wrap starts where a cold run's schedule ends, and its support
+        # is not filled along lines (it let the live series carry a curvature through the thickness: BENCHMARKS.md,
+        # "A support without slabs")
         sw = self.config.shrinkwrap
-        return sw.replace(sigma_start=sw.sigma_end) if self.warm else sw
+        return sw.replace(sigma_start=sw.sigma_end, fill_lines=False) if self.warm else sw
 
 
 def _validate(intensity, mask):

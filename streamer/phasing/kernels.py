@@ -11,6 +11,8 @@
 * ``shrink_support(magnitude, sigma, threshold)``: the shrink-wrap support, from the magnitude
   convolved with a truncated Gaussian (separable, periodic: the object is in FFT order), as
   scipy.ndimage.gaussian_filter(mode="wrap") computes it; cheaper on a CPU than an FFT pair.
+* ``fill_lines(support)``: the support filled between its first and last voxel on every line along
+  z, y and x (each line read about the grid's centre: the object sits about index 0 in FFT order).
 
 Numpy arrays go through numba kernels (one pass, all cores, in place), cupy arrays through
 ElementwiseKernels where one exists, any other namespace through plain ``xp`` code (new arrays):
@@ -39,7 +41,7 @@ def _numba_kernels():
         from streamer.phasing import numba_kernels as nk
     except ImportError:
         return None
-    return nk.modulus, nk.update, nk.blur_peak, nk.threshold
+    return nk.modulus, nk.update, nk.blur_peak, nk.threshold, nk.fill_lines
 
 
 @lru_cache(maxsize=1)
@@ -53,14 +55,15 @@ def preload_numba_kernels() -> bool:
     import numba
     import numpy as np
 
-    modulus, update, blur_peak, threshold = kernels
+    modulus, update, blur_peak, threshold, fill_lines = kernels
     f32 = np.float32(1.0)
     pairs, values, flags = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8)
     volume, weights = np.zeros((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)
     signatures = ((modulus, (pairs, weights, flags[0], f32, f32)),
                   (update, (pairs, pairs, flags, f32, f32, f32, values)),
                   (blur_peak, (volume, volume, weights, values, 1)),
-                  (threshold, (values, weights, flags)))
+                  (threshold, (values, weights, flags)),
+                  (fill_lines, (volume.astype(np.uint8), volume.astype(np.uint8))))
     for kernel, args in signatures:
         kernel.compile(tuple(numba.typeof(a) for a in args))
     return True
@@ -247,3 +250,25 @@ class Kernels:
         _numba_kernels()[3](blurred.reshape(p, -1), (np.float32(threshold) * peaks).astype(np.float32),
                             support.reshape(p, -1).view(np.uint8))
         return support
+
+    def fill_lines(self, support):
+        """``support`` (P, z, y, x) bool, FFT order, filled between its first and last voxel on every line along z,
+        y and x (the union of the three fills), per member: a convex particle's support is unchanged; an empty slab
+        or a hole across one is closed."""
+        if self.kind == "numba":
+            import numpy as np
+
+            src = np.ascontiguousarray(support, bool)
+            out = src.copy()
+            _numba_kernels()[4](src.view(np.uint8), out.view(np.uint8))
+            return out
+        xp = self.xp
+        axes = (1, 2, 3)
+        half = tuple(n // 2 for n in support.shape[1:])
+        centred = xp.roll(support, half, axis=axes)
+        out = centred
+        for axis in axes:
+            count = xp.cumulative_sum(xp.astype(centred, xp.int16), axis=axis, dtype=xp.int16)
+            total = count[(slice(None),) * axis + (slice(-1, None), ...)]
+            out = out | ((count > 0) & (count < total))
+        return xp.roll(out, tuple(-h for h in half), axis=axes)

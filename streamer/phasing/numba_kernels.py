@@ -214,3 +214,45 @@ def threshold(values, limits, out):  # (P, N) float32, (P,) float32, (P, N) uint
         k, lo = j // chunks, (j % chunks) * CHUNK
         hi = min(lo + CHUNK, n)
         _above(values[k, lo:hi], limits[k], out[k, lo:hi])
+
+
+@numba.njit(**OPTS)
+def _fill_line(src, out):  # a line read about its centre (FFT order): set between its first and last set voxel
+    n = src.size
+    h = n // 2
+    first, last = -1, -1
+    for j in range(n):
+        i = j - h if j >= h else j - h + n
+        if src[i]:
+            if first < 0:
+                first = j
+            last = j
+    for j in range(first + 1, last):
+        out[j - h if j >= h else j - h + n] = 1
+
+
+@numba.njit(parallel=True, **OPTS)
+def fill_lines(src, out):  # (P, Z, Y, X) uint8 each, out a copy of src: the union of the fills along x, y and z
+    p, nz, ny, nx = src.shape
+    for j in numba.prange(p * nz):  # lines along x and y lie in the plane (k, z)
+        k, z = j // nz, j % nz
+        for y in range(ny):
+            _fill_line(src[k, z, y, :], out[k, z, y, :])
+        for x in range(nx):
+            _fill_line(src[k, z, :, x], out[k, z, :, x])
+    h = nz // 2
+    for k in numba.prange(p):  # along z: every (y, x) column at once, plane by plane
+        first = np.full(ny * nx, -1, np.int64)
+        last = np.full(ny * nx, -1, np.int64)
+        for j in range(nz):
+            plane = src[k, j - h if j >= h else j - h + nz].reshape(-1)
+            for q in range(plane.size):
+                if plane[q]:
+                    if first[q] < 0:
+                        first[q] = j
+                    last[q] = j
+        for j in range(nz):
+            plane = out[k, j - h if j >= h else j - h + nz].reshape(-1)
+            for q in range(plane.size):
+                if first[q] < j < last[q]:
+                    plane[q] = 1

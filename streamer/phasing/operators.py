@@ -17,13 +17,16 @@ from streamer.settings import Settings
 
 
 class ShrinkWrap(Settings):
-    """Support update: threshold a Gaussian-blurred amplitude every ``every`` iterations (0: never)."""
+    """Support update: threshold a Gaussian-blurred amplitude every ``every`` iterations (0: never); with
+    ``fill_lines``, then fill it between its first and last voxel on every line along z, y and x: a crystal has
+    no empty slab inside, and a phase step of pi otherwise opens one along its plane (BENCHMARKS.md)."""
 
     every: int = Field(20, ge=0)
     sigma_start: float = Field(2.0, gt=0)
     sigma_end: float = Field(1.0, gt=0)
     sigma_decay_iterations: int = Field(300, ge=0)
     threshold: float = Field(0.2, gt=0, lt=1)
+    fill_lines: bool = True
 
     def sigma(self, iteration: int) -> float:
         f = min(1.0, iteration / max(1, self.sigma_decay_iterations))
@@ -116,10 +119,13 @@ class PhasingState:
         self.step_done(magnitude)
 
     def update_support(self, magnitude=None) -> None:
-        """Shrink-wrap: the support becomes where the blurred |rho| exceeds the threshold of its peak."""
+        """Shrink-wrap: the support becomes where the blurred |rho| exceeds the threshold of its peak (filled along
+        lines with ``fill_lines``)."""
         sw = self.shrinkwrap
         magnitude = self.xp.abs(self.rho) if magnitude is None else magnitude
         self.support = self.kernels.shrink_support(magnitude, sw.sigma(self.iteration), sw.threshold)
+        if sw.fill_lines:
+            self.support = self.kernels.fill_lines(self.support)
 
     def step_done(self, magnitude=None) -> None:
         self.iteration += 1

@@ -94,6 +94,30 @@ def test_shrink_wrap_blur_is_a_wrapped_gaussian_filter_on_every_path():
     np.testing.assert_allclose(magnitude, np.abs(out), rtol=1e-6)
 
 
+def test_fill_lines_closes_a_slab_across_a_convex_particle_and_nothing_else():
+    """A plate in FFT order (it wraps around the array's corner) with an oblique empty slab comes back filled, but
+    for the slab's ends at the rim (where no line along z, y or x has plate on both sides), and never beyond the
+    plate; the whole plate and one with a quarter cut away come back as they are; numba and the namespace code
+    agree."""
+    grids = np.meshgrid(*[np.fft.fftfreq(n, 1 / n) for n in (16, 24, 24)], indexing="ij")
+    z, y, x = grids
+    plate = (np.abs(z) <= 3) & ((y / 9.0) ** 2 + (x / 7.0) ** 2 <= 1)
+    slab = np.abs(0.3 * z + 0.8 * y - 0.5 * x - 1.0) < 1.2
+    dented = plate & ~((y > 0) & (x > 0))  # a quarter cut away: concave, but no line along an axis crosses the cut
+    support = np.stack([plate, plate & ~slab, dented])
+    strict = get_namespace("strict")
+    fused = Kernels(NP).fill_lines(support)
+    np.testing.assert_array_equal(fused, np.asarray(Kernels(strict).fill_lines(strict.asarray(support))))
+    np.testing.assert_array_equal(fused[0], plate)
+    np.testing.assert_array_equal(fused[2], dented)
+    gap = plate & slab
+    assert not (fused[1] & ~plate).any() and gap.sum() > 200 and (fused[1] & gap).sum() > 0.85 * gap.sum()
+    assert not support[1, 0, 0, 0] and fused[1, 0, 0, 0]
+    random = np.random.default_rng(3).random((2, 9, 10, 11)) < 0.1  # odd sizes: the centre of a line
+    np.testing.assert_array_equal(Kernels(NP).fill_lines(random),
+                                  np.asarray(Kernels(strict).fill_lines(strict.asarray(random))))
+
+
 def test_metrics_rank_and_breeding_keeps_the_best():
     rng = np.random.default_rng(1)
     members = (rng.random((3, 8, 8, 8)) * np.exp(1j * rng.random((3, 8, 8, 8)))).astype(np.complex64)
@@ -218,6 +242,19 @@ def test_warm_start_of_another_shape_is_refused(drifting_pair):
     (_, intensity), _ = drifting_pair
     with pytest.raises(ValueError, match="warm start has shape"):
         reconstruct(intensity, xp=NP, config=PhasingConfig().replace(population=1), start=np.ones((8, 8, 8)))
+
+
+def test_cold_starts_fill_the_support_along_lines_and_warm_starts_do_not(drifting_pair):
+    """The line fill closes the slab a pi step opens in a cold start; a warm start keeps its previous support's shape
+    (filled, the live series carried a curvature through the thickness: BENCHMARKS.md)."""
+    from streamer.phasing.engine import make_problem
+
+    (_, intensity), _ = drifting_pair
+    cold = make_problem(intensity, config=PhasingConfig())
+    warm = make_problem(intensity, config=PhasingConfig(), start=np.ones(intensity.shape, np.complex64))
+    assert cold.shrinkwrap.fill_lines and not warm.shrinkwrap.fill_lines
+    assert warm.shrinkwrap.sigma_start == warm.shrinkwrap.sigma_end
+    assert not make_problem(intensity, config=PhasingConfig(shrinkwrap={"fill_lines": False})).shrinkwrap.fill_lines
 
 
 def test_thread_count_is_a_setting_not_a_result(drifting_pair):
