@@ -423,7 +423,9 @@ def score_result(case: Case, result: dict, found: dict) -> dict:
                         "direction_error_deg": math.degrees(math.acos(min(1.0, abs(cos)))),
                         "type_right": f["type"] == _line_kind(d), "true_type": _line_kind(d)})
     true_b = defects_truth(case.particle)["boundaries"]
-    found_b = [{"centre": to_truth_nm(b["position"])[0], "normal": sign * _unit(b["normal"]),
+    # the twin conj(rho(-r)) steps by the same phase along the same normal (the inversion turns the normal round and
+    # the conjugation the step's sign), unlike a line's winding about its direction
+    found_b = [{"centre": to_truth_nm(b["position"])[0], "normal": _unit(b["normal"]),
                 "step": float(b["phase_step_rad"])} for b in found.get("domain_boundaries", [])]
     b_matched, used_b = [], set()
     for t in true_b:

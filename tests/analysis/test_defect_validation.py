@@ -114,6 +114,34 @@ def test_a_plane_is_found_only_with_its_place_and_normal(dv):
     assert figures[key].startswith("1/2")
 
 
+def test_a_boundary_in_a_twin_reconstruction_keeps_its_step(dv):
+    """A reconstruction that came back as the twin conj(rho(-r)) holds the plane mirrored through the centre; read
+    across it along the same normal, its phase steps as the truth's does (measured on the twin itself here), and the
+    scorer counts that step right."""
+    from sim.truth import defects_truth
+
+    case = _first(dv, "boundary")
+    result, shape = _truth_result(dv, case)
+    (plane,) = defects_truth(case.particle)["boundaries"]
+    obj, twin = result["object"], np.conj(np.flip(result["object"]))
+    n = np.asarray(plane["normal"]) / np.linalg.norm(plane["normal"])
+
+    def step(rho, at):  # of the displacement phase G.u = -arg(rho) (docs/conventions.md), along n
+        ahead, behind = (tuple(np.round(at + s * 3 * n).astype(int)) for s in (1, -1))
+        return -float(np.angle(rho[ahead] * np.conj(rho[behind])))
+
+    here = _index([plane["point_nm"]], shape, case.voxel_nm)[0]
+    at = (shape - 1) - here
+    measured = step(twin, at)
+    assert abs(step(obj, here) - plane["phase_step_rad"]) < 0.05 * abs(plane["phase_step_rad"])
+    assert abs(measured - plane["phase_step_rad"]) < 0.05 * abs(plane["phase_step_rad"])
+    found = {"position": at.tolist(), "normal": n.tolist(), "phase_step_rad": measured}
+    score = dv.score_result(case, {**result, "object": twin, "support": np.flip(result["support"])},
+                            {"domain_boundaries": [found]})
+    (b,) = score["boundaries"]
+    assert score["twin"] and b["found"] and b["step_error_rad"] < 0.05 * abs(plane["phase_step_rad"])
+
+
 def test_a_pristine_case_with_a_line_counts_against_it(dv):
     case = _first(dv, "pristine")
     result, shape = _truth_result(dv, case)
