@@ -36,6 +36,9 @@ class PhasingConfig(Settings):
     population: int = Field(8, ge=1)
     generations: int = Field(1, ge=1)
     average: int = Field(4, ge=1)  # the K best members of the last generation are aligned and averaged
+    # ... those of them whose chi-square is within this factor of the best's (a member stuck in another solution
+    # fits worse, and averaging it in blurs steps and slow phases; BENCHMARKS.md, "Members that fit worse")
+    average_max_chi_ratio: float = Field(1.2, ge=1)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool = True
@@ -256,6 +259,15 @@ def next_generation(problem: Problem, gen: Generation) -> tuple[np.ndarray, np.n
     return breed(gen.rho, gen.support, ranking, problem.config.breeding)
 
 
+def fitting(candidates: np.ndarray, chi_square, max_ratio: float) -> np.ndarray:
+    """The ``candidates`` (member indices, best first) whose chi-square is within ``max_ratio`` of the lowest of
+    theirs: members that fit the data about as well as the best, in their order."""
+    chi = np.asarray(chi_square, np.float64)[candidates]
+    if not np.isfinite(chi).any():
+        return candidates
+    return candidates[chi <= max_ratio * np.nanmin(chi)]
+
+
 def join(generations: list[Generation]) -> Generation:
     """Shards of one generation, in member order, as one."""
     return Generation(np.concatenate([g.rho for g in generations]), np.concatenate([g.support for g in generations]),
@@ -268,7 +280,7 @@ def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
     cfg, last = problem.config, gens[-1]
     ranking, scores = rank(problem, last)
     best = int(ranking[0])
-    keep = ranking[: min(cfg.average, len(ranking))]
+    keep = fitting(ranking[: min(cfg.average, len(ranking))], last.chi_square, cfg.average_max_chi_ratio)
     half = tuple(n // 2 for n in problem.shape)  # FFT order -> centred (fftshift), then the centre of mass
     if len(keep) == 1:  # nothing to align or spread over: one roll from FFT order, no copies of zeros
         shift = _com_shift(np.abs(last.rho[best]), offset=half)
@@ -287,7 +299,8 @@ def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
         rho=rho, support=support, chi_square=last.chi_square, best=best, recipe=str(op),
         iterations=op.iterations, amplitude_error=amp_err, phase_error=phase_err, error_curve=curve,
         members=members, generations=len(gens), warm_started=problem.warm,
-        metric={"name": cfg.metric, "best": float(scores[best]), "averaged": len(keep)},
+        metric={"name": cfg.metric, "best": float(scores[best]), "averaged": len(keep),
+                "chi_square": [float(f"{v:.4g}") for v in np.asarray(last.chi_square, np.float64)]},
     )
 
 

@@ -17,6 +17,7 @@ from streamer.phasing.alignment import (
     shift_array,
     twin_image,
 )
+from streamer.phasing.engine import fitting
 from streamer.phasing.genetic import breed, metric_values
 from streamer.phasing.kernels import Kernels
 
@@ -138,6 +139,22 @@ def test_metrics_rank_and_breeding_keeps_the_best():
     np.testing.assert_allclose(np.abs(kids[0]), np.abs(members[1]), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="unknown ranking metric"):
         metric_values("beauty", members, supports, chi)
+
+
+def test_only_members_that_fit_about_as_well_as_the_best_are_averaged(drifting_pair):
+    ranked = np.array([3, 0, 2, 1])
+    chi = np.array([0.0108, 0.03, 0.0115, 0.0100])
+    np.testing.assert_array_equal(fitting(ranked, chi, 1.1), [3, 0])
+    np.testing.assert_array_equal(fitting(ranked, chi, 3.0), ranked)
+    np.testing.assert_array_equal(fitting(ranked, np.full(4, np.nan), 1.1), ranked)
+    # through a reconstruction: every member's chi-square is reported and the average holds exactly those that fit
+    (_, intensity), _ = drifting_pair
+    for ratio in (1.0, 10.0):
+        result = reconstruct(intensity, xp=NP, config=PhasingConfig(population=3, average=3, recipe="20HIO, 10ER",
+                                                                    average_max_chi_ratio=ratio), rng=4)
+        chi = np.array(result.metric["chi_square"])
+        assert len(chi) == 3 and result.metric["averaged"] == len(result.members)
+        assert len(result.members) == (1 if ratio == 1.0 else 3) == int(np.sum(chi <= ratio * chi.min() * (1 + 1e-3)))
 
 
 def test_subvoxel_registration_recovers_a_fractional_shift():
