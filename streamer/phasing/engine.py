@@ -261,11 +261,14 @@ def next_generation(problem: Problem, gen: Generation) -> tuple[np.ndarray, np.n
 
 def fitting(candidates: np.ndarray, chi_square, max_ratio: float) -> np.ndarray:
     """The ``candidates`` (member indices, best first) whose chi-square is within ``max_ratio`` of the lowest of
-    theirs: members that fit the data about as well as the best, in their order."""
+    theirs: members that fit the data about as well as the best, in their order (the first, the ranking's best
+    by any metric, always)."""
     chi = np.asarray(chi_square, np.float64)[candidates]
     if not np.isfinite(chi).any():
         return candidates
-    return candidates[chi <= max_ratio * np.nanmin(chi)]
+    fits = chi <= max_ratio * np.nanmin(chi)
+    fits[0] = True
+    return candidates[fits]
 
 
 def join(generations: list[Generation]) -> Generation:

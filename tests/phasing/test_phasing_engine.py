@@ -147,6 +147,8 @@ def test_only_members_that_fit_about_as_well_as_the_best_are_averaged(drifting_p
     np.testing.assert_array_equal(fitting(ranked, chi, 1.1), [3, 0])
     np.testing.assert_array_equal(fitting(ranked, chi, 3.0), ranked)
     np.testing.assert_array_equal(fitting(ranked, np.full(4, np.nan), 1.1), ranked)
+    # another metric ranked member 1 first: it stays, though it fits worst
+    np.testing.assert_array_equal(fitting(np.array([1, 3, 0, 2]), chi, 1.1), [1, 3, 0])
     # through a reconstruction: every member's chi-square is reported and the average holds exactly those that fit
     (_, intensity), _ = drifting_pair
     for ratio in (1.0, 10.0):
