@@ -216,19 +216,23 @@ def threshold(values, limits, out):  # (P, N) float32, (P,) float32, (P, N) uint
         _above(values[k, lo:hi], limits[k], out[k, lo:hi])
 
 
+@numba.njit(inline="always", **OPTS)
+def _from_centre(j, h, n):  # index (FFT order) of the j-th voxel of a line of n read from its centre h = n // 2
+    return j - h if j >= h else j - h + n
+
+
 @numba.njit(**OPTS)
 def _fill_line(src, out):  # a line read about its centre (FFT order): set between its first and last set voxel
     n = src.size
     h = n // 2
     first, last = -1, -1
     for j in range(n):
-        i = j - h if j >= h else j - h + n
-        if src[i]:
+        if src[_from_centre(j, h, n)]:
             if first < 0:
                 first = j
             last = j
     for j in range(first + 1, last):
-        out[j - h if j >= h else j - h + n] = 1
+        out[_from_centre(j, h, n)] = 1
 
 
 @numba.njit(parallel=True, **OPTS)
@@ -245,14 +249,14 @@ def fill_lines(src, out):  # (P, Z, Y, X) uint8 each, out a copy of src: the uni
         first = np.full(ny * nx, -1, np.int64)
         last = np.full(ny * nx, -1, np.int64)
         for j in range(nz):
-            plane = src[k, j - h if j >= h else j - h + nz].reshape(-1)
+            plane = src[k, _from_centre(j, h, nz)].reshape(-1)
             for q in range(plane.size):
                 if plane[q]:
                     if first[q] < 0:
                         first[q] = j
                     last[q] = j
         for j in range(nz):
-            plane = out[k, j - h if j >= h else j - h + nz].reshape(-1)
+            plane = out[k, _from_centre(j, h, nz)].reshape(-1)
             for q in range(plane.size):
                 if first[q] < j < last[q]:
                     plane[q] = 1
