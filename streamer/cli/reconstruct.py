@@ -205,7 +205,9 @@ def run_reconstruct(args, out=None) -> int:
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%{mask_note}, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
-          f"average of {min(phasing.average, phasing.population)}, backend {service.backend}", file=out, flush=True)
+          f"average of {min(phasing.average, phasing.population)}, backend {service.backend}"
+          + (f"; each member's start the best of {len(phasing.coarse_thresholds)} run on the central "
+             f"{100 * phasing.coarse_crop:.0f}% of q" if phasing.searches else ""), file=out, flush=True)
     t0 = time.monotonic()
     with _progress(out, phasing) as report:
         result = run(intensity, xp=xp, config=phasing, rng=args.seed, mask=mask if mask.any() else None,
@@ -299,6 +301,14 @@ class _progress:
         return self
 
     def __call__(self, info: dict) -> None:
+        if "search" in info:  # the cold start's coarse search, one line per candidate threshold
+            text = (f"coarse search {info['search']}/{info['searches']} on {'x'.join(map(str, info['shape']))}, "
+                    f"best chi-square {info['best_chi_square']:.4g}")
+            if self.bar is not None:
+                self.bar.update(self.task, description=text)
+            else:
+                print(f"  {text}", file=self.out, flush=True)
+            return
         text = (f"generation {info['generation']}/{info['generations']}, iteration "
                 f"{info['iteration']}/{info['iterations']}, chi-square {info['best_chi_square']:.4g}")
         if self.bar is not None:

@@ -57,7 +57,9 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
                 choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,
                                 fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
                                 min_population=min(limits.min_population, phasing.population),
-                                max_memory_bytes=limits.max_memory_gb * 2**30 or None)
+                                max_memory_bytes=limits.max_memory_gb * 2**30 or None,
+                                search=(phasing.coarse_crop, len(phasing.coarse_thresholds)) if phasing.searches
+                                else None)
                 chosen = runs_on_stand_in(xp, (choice.population, *choice.shape), threads=phasing.threads or None)
                 settled, stand_in = chosen == stand_in, chosen  # the key the run's own error is remembered under
                 if settled:

@@ -69,14 +69,17 @@ def cropped_shape(shape: tuple[int, ...], crop: float) -> tuple[int, ...]:
 def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, population: int,
            fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
            min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS,
-           max_memory_bytes: float | None = None, keep_iterations: bool = False) -> BudgetChoice:
+           max_memory_bytes: float | None = None, keep_iterations: bool = False,
+           search: tuple[float, int] | None = None) -> BudgetChoice:
     """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
 
     ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
     ``fixed_s`` what the scan costs besides phasing (analysis, writing). Candidates whose memory
     (``BYTES_PER_MEMBER_VOXEL`` per member and voxel) exceeds ``max_memory_bytes`` are never chosen.
     ``keep_iterations``: the recipe is not shortened (a warm start's short recipe is what lets a new
-    feature grow in; members and resolution give way instead).
+    feature grow in; members and resolution give way instead). ``search``: (crop, candidates) of a cold
+    start's coarse search (``PhasingConfig.coarse_crop``, ``len(coarse_thresholds)``): each member first runs
+    the recipe that many times on the grid cropped again by that factor.
     When nothing fits, the cheapest candidate is chosen and the reason says it will be late.
     """
     if not budget_s > 0:
@@ -86,6 +89,13 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
     pops = sorted({p for p in (population, population // 2, population // 4, min_population)
                    if min_population <= p <= population} or {population}, reverse=True)
     full_iterations = recipe_iterations(recipe)
+
+    def cost(grid, n, p):
+        seconds = n * overhead * fft_pair_s(grid, p)
+        if search and search[1] and search[0] < 1:
+            seconds += search[1] * n * overhead * fft_pair_s(cropped_shape(grid, search[0]), p)
+        return fixed_s + seconds
+
     candidates = []
     for crop in crops:
         grid = cropped_shape(shape, crop)
@@ -95,7 +105,7 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
             for p in pops:
                 if max_memory_bytes and p * math.prod(grid) * BYTES_PER_MEMBER_VOXEL > max_memory_bytes:
                     continue
-                seconds = fixed_s + n * overhead * fft_pair_s(grid, p)
+                seconds = cost(grid, n, p)
                 candidates.append((crop, scale, p, grid, steps, n, seconds))
     if not candidates:
         raise ValueError(f"no reconstruction of {'x'.join(map(str, shape))} fits in {max_memory_bytes / 2**30:.2f} GiB "
@@ -113,7 +123,7 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
         reason = ("the full reconstruction fits" if full else
                   f"the full reconstruction ({population} members x {full_iterations} iterations at "
                   f"{'x'.join(map(str, shape))}) would take "
-                  f"{fixed_s + full_iterations * overhead * fft_pair_s(tuple(shape), population):.0f} s")
+                  f"{cost(tuple(shape), full_iterations, population):.0f} s")
     else:
         crop, scale, p, grid, steps, n, seconds = min(candidates, key=lambda c: c[6])
         reason = f"nothing fits {budget_s:.0f} s: the cheapest choice, {seconds:.0f} s, will be late"

@@ -47,9 +47,26 @@ class PhasingConfig(Settings):
     # rms coefficient of a random quadratic phase (in units of the particle's extent) on members 1.. of a warm start
     warm_curvature_rad: float = Field(0.3, ge=0)
     autocorrelation_threshold: float = Field(0.1, gt=0, lt=1)
+    # a cold member starts from the best-fitting of several candidates phased first on the central ``coarse_crop``
+    # of q (an eighth of the voxels at 0.5), one per autocorrelation threshold; [] or a crop of 1: no search
+    # (BENCHMARKS.md, "A coarse search for the start")
+    coarse_crop: float = Field(0.5, gt=0, le=1)
+    coarse_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.04, 0.02])
     shrinkwrap: ShrinkWrap = Field(default_factory=ShrinkWrap)
     phase_constraint: PhaseConstraint = Field(default_factory=PhaseConstraint)
     threads: int = Field(0, ge=0)  # FFTW and numba threads; 0: every core (on a host shared with other work, fewer)
+
+    @field_validator("coarse_thresholds")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if any(not 0 < v < 1 for v in values):
+            raise ValueError(f"coarse_thresholds must lie in (0, 1), got {values}")
+        return values
+
+    @property
+    def searches(self) -> bool:
+        """Whether a cold start searches at a coarse resolution first."""
+        return bool(self.coarse_thresholds) and self.coarse_crop < 1
 
     @field_validator("recipe", "warm_recipe")
     @classmethod
@@ -142,15 +159,19 @@ def make_problem(intensity, *, config: PhasingConfig = PhasingConfig(), rng=None
     )
 
 
-def start_members(problem: Problem, indices, plan=None) -> tuple[np.ndarray, np.ndarray]:
+def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Starting objects and supports (host, FFT order) of members ``indices``.
 
-    Cold: random phases on the measured amplitude, inside the autocorrelation support. Warm: the
-    previous result (member 0 as it is, the others with phase noise), inside its own support. ``plan``: the
-    run's FFT plan (``plan_for``), whose buffers the cold start's transforms may borrow (``inverse_once``).
+    Cold: random phases on the measured amplitude, inside the autocorrelation support; with
+    ``config.searches``, the best of such starts phased first at a coarse resolution (``coarse_starts``, in
+    namespace ``xp``). Warm: the previous result (member 0 as it is, the others with phase noise), inside its
+    own support. ``plan``: the run's FFT plan (``plan_for``), whose buffers the cold start's transforms may
+    borrow (``inverse_once``). ``progress`` gets a dict after each candidate of the coarse search.
     """
     indices = list(indices)
     shape, cfg, sw = problem.shape, problem.config, problem.shrinkwrap
+    if not problem.warm and cfg.searches:
+        return coarse_starts(problem, indices, xp=xp, progress=progress)
     rngs = [np.random.default_rng([problem.seed, k]) for k in indices]
     if problem.warm:
         from scipy import ndimage
@@ -177,6 +198,51 @@ def start_members(problem: Problem, indices, plan=None) -> tuple[np.ndarray, np.
         member *= problem.amplitude
     rho = np.where(support, inverse_once(spectra, threads, plan), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
+
+
+def coarse_starts(problem: Problem, indices, *, xp, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Cold starts of members ``indices`` from a search on the central ``coarse_crop`` of q (same field of view,
+    coarser voxels, an eighth of the work at 0.5): for each member, one candidate per ``coarse_thresholds``
+    (random phases inside the autocorrelation above it, the recipe run on the coarse grid); the member starts
+    from its best-fitting candidate, interpolated onto the full grid, inside that one's blurred amplitude.
+
+    Which solution a population falls into depends on its starting support, and a boundary's pi step or an
+    antiphase particle held every member of one support in another solution at 4-10x the truth's chi-square;
+    the coarse chi-square tells the candidates apart for a fraction of a full run (BENCHMARKS.md)."""
+    from scipy import ndimage
+
+    from streamer.phasing.budget import crop_about_centre, cropped_shape, fourier_pad
+
+    cfg, sw, full = problem.config, problem.shrinkwrap, problem.shape
+    small = cropped_shape(full, cfg.coarse_crop)
+
+    def crop(a):  # FFT order in and out
+        return None if a is None else np.fft.ifftshift(crop_about_centre(np.fft.fftshift(a), small))
+
+    best_rho = np.zeros((len(indices),) + small, np.complex64)
+    best_chi = np.full(len(indices), np.inf)
+    for j, threshold in enumerate(cfg.coarse_thresholds):  # a candidate's random start depends on (seed, member, threshold) only
+        seed = int(np.random.SeedSequence([problem.seed, round(threshold * 1e6)]).generate_state(1, np.uint64)[0] >> 2)
+        coarse = Problem(amplitude=np.ascontiguousarray(crop(problem.amplitude)),
+                         measured=None if problem.measured is None else np.ascontiguousarray(crop(problem.measured)),
+                         config=cfg.replace(coarse_crop=1.0, autocorrelation_threshold=threshold), seed=seed)
+        rho, support = start_members(coarse, indices, plan_for(coarse, len(indices), xp=xp))
+        gen = run_members(coarse, rho, support, xp=xp)
+        better = gen.chi_square < best_chi  # NaN (a diverged candidate) never wins
+        best_rho[better], best_chi[better] = gen.rho[better], gen.chi_square[better]
+        if progress:
+            progress({"search": j + 1, "searches": len(cfg.coarse_thresholds), "shape": small,
+                      "best_chi_square": float(np.nanmin(best_chi))})
+    rho = np.empty((len(indices),) + full, np.complex64)
+    support = np.empty(rho.shape, bool)
+    scale = np.float32(np.sqrt(np.prod(small) / np.prod(full)))  # the engine's FFTs are ortho-normalised
+    for member, sup, coarse_rho in zip(rho, support, best_rho):
+        fine = fourier_pad(np.fft.fftshift(coarse_rho), full) * scale
+        blurred = ndimage.gaussian_filter(np.abs(fine), sw.sigma_end, mode="wrap")
+        inside = blurred > sw.threshold * blurred.max()
+        sup[...] = np.fft.ifftshift(inside)
+        member[...] = np.fft.ifftshift(np.where(inside, fine, 0))
+    return rho, support
 
 
 def _extent_units(start: np.ndarray) -> list[np.ndarray]:
@@ -319,7 +385,7 @@ def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=N
     """
     problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
     plan = plan_for(problem, config.population, xp=xp)
-    rho, support = start_members(problem, range(config.population), plan)
+    rho, support = start_members(problem, range(config.population), plan, xp=xp, progress=progress)
     gens: list[Generation] = []
     for g in range(config.generations):
         gen = run_members(problem, rho, support, xp=xp, progress=progress, generation=g)

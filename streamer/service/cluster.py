@@ -70,7 +70,7 @@ def _run_shard(problem: Problem, indices: list[int], backend: str, parent: Gener
     """Start (generation 0) or breed (later) members ``indices`` and run the recipe on them."""
     if parent is None:
         plan = plan_for(problem, len(indices), xp=get_namespace(backend))
-        rho, support = start_members(problem, indices, plan)
+        rho, support = start_members(problem, indices, plan, xp=get_namespace(backend))
     elif best_index in indices:  # the best stays as it is; breed() leaves its ranking[0] untouched
         rho, support = breed(parent.rho, parent.support, np.array([indices.index(best_index)]),
                              problem.config.breeding)
@@ -104,7 +104,7 @@ def _whole_scan(problem: Problem, backend: str) -> PhasingResult:
     """One scan's reconstruction as one task (the engine's steps composed as in ``reconstruct``)."""
     xp, cfg = get_namespace(backend), problem.config
     plan = plan_for(problem, cfg.population, xp=xp)
-    rho, support = start_members(problem, range(cfg.population), plan)
+    rho, support = start_members(problem, range(cfg.population), plan, xp=xp)
     gens = []
     for g in range(cfg.generations):
         gens.append(run_members(problem, rho, support, xp=xp, generation=g))

@@ -135,3 +135,22 @@ def test_a_warm_starts_short_recipe_is_kept_and_members_and_resolution_give_way(
     assert c.iterations == 60 and c.recipe == "40HIO, 20ER" and c.population == 2 and c.crop == 1.0
     c = choose((64, 64, 64), full / 8, recipe="40HIO, 20ER", population=8, fft_pair_s=cost, keep_iterations=True)
     assert c.iterations == 60 and c.crop < 1.0
+
+
+def test_a_cold_starts_coarse_search_is_counted_and_gives_way_with_the_rest():
+    """Each member first runs the recipe once per candidate on the grid cropped again (PhasingConfig.coarse_crop)."""
+    import math
+
+    from streamer.phasing.budget import ENGINE_OVERHEAD
+
+    cost = fft_cost()
+    plain = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    searched = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(0.5, 3))
+    search_s = 3 * 610 * ENGINE_OVERHEAD * cost((64, 64, 64), 8)
+    assert math.isclose(searched.predicted_s, plain.predicted_s + search_s, rel_tol=1e-9)
+    tight = choose((128, 128, 128), plain.predicted_s * 1.01, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost,
+                   search=(0.5, 3))
+    assert (tight.crop, tight.iterations, tight.population) == (1.0, 305, 8)
+    assert f"would take {searched.predicted_s:.0f} s" in tight.reason
+    off = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(1.0, 3))
+    assert off.predicted_s == plain.predicted_s

@@ -227,7 +227,10 @@ def test_guided_generations_run_and_report(drifting_pair):
     result = reconstruct(intensity, xp=NP, config=cfg, rng=5, progress=seen.append)
     assert result.generations == 2 and result.error_curve.shape == (160,)
     assert [s["generation"] for s in seen if s.get("done")] == [1, 2]
-    assert any(s["iteration"] == 10 for s in seen)
+    assert any(s.get("iteration") == 10 for s in seen)
+    search = [s for s in seen if "search" in s]  # the cold start's coarse search reports each candidate first
+    assert [s["search"] for s in search] == [1, 2, 3] and seen[:3] == search
+    assert search[0]["shape"] == tuple(n // 2 for n in intensity.shape)
     assert result.members.shape[0] == 2
 
 
@@ -255,6 +258,44 @@ def test_boundary_and_low_dose_pristine():
     result = reconstruct(intensity, xp=NP, config=PhasingConfig(), rng=4)
     assert amplitude_correlation(register(result.rho, truth).aligned, truth) >= 0.95
     assert find_vortex_lines(result.rho, xp=NP, mask=particle_support(np.abs(result.rho))) == []
+
+
+def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pair, monkeypatch):
+    """The coarse search: one candidate per autocorrelation threshold, phased on the central half of q; each member
+    starts from the one that fits best there, interpolated onto the full grid inside its support, whatever else
+    shares its batch (a cluster's shards); no search: the plain autocorrelation start."""
+    from streamer.phasing import engine
+
+    (_, intensity), _ = drifting_pair
+    cfg = PhasingConfig(recipe="20HIO, 10ER")
+    chi = {}
+    run = engine.run_members
+
+    def recording(problem, rho, support, **kw):
+        gen = run(problem, rho, support, **kw)
+        chi[problem.config.autocorrelation_threshold] = gen.chi_square
+        assert problem.shape == tuple(n // 2 for n in intensity.shape)  # the central half of q
+        return gen
+
+    monkeypatch.setattr(engine, "run_members", recording)
+    problem = engine.make_problem(intensity, config=cfg, rng=5)
+    rho, support = engine.start_members(problem, range(3))
+    assert rho.shape == (3, *intensity.shape) and support.any(axis=(1, 2, 3)).all() and not np.any(rho[~support])
+    singles = {t: engine.start_members(engine.make_problem(intensity, config=cfg.replace(coarse_thresholds=[t]),
+                                                           rng=5), range(3))[0] for t in cfg.coarse_thresholds}
+    for k in range(3):
+        best = min(cfg.coarse_thresholds, key=lambda t: chi[t][k])
+        np.testing.assert_allclose(rho[k], singles[best][k], atol=1e-6 * np.abs(rho[k]).max())
+    alone = engine.start_members(problem, [2])[0][0]
+    np.testing.assert_allclose(alone, rho[2], atol=1e-4 * np.abs(rho[2]).max())
+
+    monkeypatch.setattr(engine, "run_members", run)
+    plain = engine.make_problem(intensity, config=cfg.replace(coarse_thresholds=[]), rng=5)
+    rho, support = engine.start_members(plain, range(2))
+    ac = np.abs(np.fft.ifftn(plain.amplitude.astype(np.complex128) ** 2))
+    assert (support[0] == (ac > cfg.autocorrelation_threshold * ac.max())).mean() > 0.999
+    with pytest.raises(ValueError, match="coarse_thresholds"):
+        PhasingConfig(coarse_thresholds=[0.1, 1.5])
 
 
 def test_warm_start_of_another_shape_is_refused(drifting_pair):
