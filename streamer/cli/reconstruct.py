@@ -207,7 +207,8 @@ def run_reconstruct(args, out=None) -> int:
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "
           f"average of {min(phasing.average, phasing.population)}, backend {service.backend}"
           + (f"; each member's start the best of {len(phasing.coarse_thresholds)} run on the central "
-             f"{100 * phasing.coarse_crop:.0f}% of q" if phasing.searches else ""), file=out, flush=True)
+             f"{100 * phasing.coarse_crop:.0f}% of q" if phasing.searches(intensity.shape) else ""),
+          file=out, flush=True)
     t0 = time.monotonic()
     with _progress(out, phasing) as report:
         result = run(intensity, xp=xp, config=phasing, rng=args.seed, mask=mask if mask.any() else None,

@@ -28,7 +28,7 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
     wisdom, apart for runs on the scipy stand-in), as the service learns it per run; also returned, with the
     key this run's error is remembered under."""
     from streamer.phasing import reconstruct
-    from streamer.phasing.budget import choose, on_coarser_grid
+    from streamer.phasing.budget import choose, cropped_shape, on_coarser_grid
     from streamer.service.costs import FftCosts, remembered_slowness
 
     explicit = any(v is not None for v in (args.population, args.recipe, args.generations))
@@ -51,6 +51,8 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
 
     try:
         time_pair(tuple(shape))  # the full grid's
+        if phasing.searches(tuple(shape)):  # and the search's (small batched FFTs cost less than N log N scales)
+            time_pair(cropped_shape(tuple(shape), phasing.coarse_crop))
         for rounds_left in (2, 1, 0):
             for _ in range(2):  # choose with the slowness of the FFTs the choice will run on
                 slowness = remembered_slowness(_slowness_key(xp, stand_in))
@@ -58,8 +60,7 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
                                 fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
                                 min_population=min(limits.min_population, phasing.population),
                                 max_memory_bytes=limits.max_memory_gb * 2**30 or None,
-                                search=(phasing.coarse_crop, len(phasing.coarse_thresholds)) if phasing.searches
-                                else None)
+                                search=phasing.search)
                 chosen = runs_on_stand_in(xp, (choice.population, *choice.shape), threads=phasing.threads or None)
                 settled, stand_in = chosen == stand_in, chosen  # the key the run's own error is remembered under
                 if settled:

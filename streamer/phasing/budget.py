@@ -70,16 +70,16 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
            fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
            min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS,
            max_memory_bytes: float | None = None, keep_iterations: bool = False,
-           search: tuple[float, int] | None = None) -> BudgetChoice:
+           search: tuple[float, int, int] | None = None) -> BudgetChoice:
     """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
 
     ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
     ``fixed_s`` what the scan costs besides phasing (analysis, writing). Candidates whose memory
     (``BYTES_PER_MEMBER_VOXEL`` per member and voxel) exceeds ``max_memory_bytes`` are never chosen.
     ``keep_iterations``: the recipe is not shortened (a warm start's short recipe is what lets a new
-    feature grow in; members and resolution give way instead). ``search``: (crop, candidates) of a cold
-    start's coarse search (``PhasingConfig.coarse_crop``, ``len(coarse_thresholds)``): each member first runs
-    the recipe that many times on the grid cropped again by that factor.
+    feature grow in; members and resolution give way instead). ``search``: a cold start's coarse search
+    (``PhasingConfig.search``: crop, candidates, least voxels per axis): where the grid cropped again by that
+    factor keeps that many voxels along every axis, each member first runs the recipe that many times there.
     When nothing fits, the cheapest candidate is chosen and the reason says it will be late.
     """
     if not budget_s > 0:
@@ -92,8 +92,9 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
 
     def cost(grid, n, p):
         seconds = n * overhead * fft_pair_s(grid, p)
-        if search and search[1] and search[0] < 1:
-            seconds += search[1] * n * overhead * fft_pair_s(cropped_shape(grid, search[0]), p)
+        coarse = cropped_shape(grid, search[0]) if search and search[0] < 1 else None
+        if coarse and search[1] and min(coarse) >= search[2]:
+            seconds += search[1] * n * overhead * fft_pair_s(coarse, p)
         return fixed_s + seconds
 
     candidates = []

@@ -52,6 +52,9 @@ class PhasingConfig(Settings):
     # (BENCHMARKS.md, "A coarse search for the start")
     coarse_crop: float = Field(0.5, gt=0, le=1)
     coarse_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.04, 0.02])
+    # ... where the coarse grid keeps at least this many voxels along every axis (on the demo's 48^3 toy grid the
+    # 24^3 search did worse than none)
+    coarse_min_voxels: int = Field(32, ge=4)
     shrinkwrap: ShrinkWrap = Field(default_factory=ShrinkWrap)
     phase_constraint: PhaseConstraint = Field(default_factory=PhaseConstraint)
     threads: int = Field(0, ge=0)  # FFTW and numba threads; 0: every core (on a host shared with other work, fewer)
@@ -63,10 +66,19 @@ class PhasingConfig(Settings):
             raise ValueError(f"coarse_thresholds must lie in (0, 1), got {values}")
         return values
 
+    def searches(self, shape: tuple[int, ...]) -> bool:
+        """Whether a cold start on a ``shape`` grid searches at a coarse resolution first."""
+        from streamer.phasing.budget import cropped_shape
+
+        return (bool(self.coarse_thresholds) and self.coarse_crop < 1
+                and min(cropped_shape(tuple(shape), self.coarse_crop)) >= self.coarse_min_voxels)
+
     @property
-    def searches(self) -> bool:
-        """Whether a cold start searches at a coarse resolution first."""
-        return bool(self.coarse_thresholds) and self.coarse_crop < 1
+    def search(self) -> tuple[float, int, int] | None:
+        """What the time budget needs of the coarse search: (crop, candidates, least coarse voxels per axis)."""
+        if not self.coarse_thresholds or self.coarse_crop >= 1:
+            return None
+        return self.coarse_crop, len(self.coarse_thresholds), self.coarse_min_voxels
 
     @field_validator("recipe", "warm_recipe")
     @classmethod
@@ -163,19 +175,17 @@ def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None)
     """Starting objects and supports (host, FFT order) of members ``indices``.
 
     Cold: random phases on the measured amplitude, inside the autocorrelation support; with
-    ``config.searches``, the best of such starts phased first at a coarse resolution (``coarse_starts``, in
+    ``config.searches(shape)``, the best of such starts phased first at a coarse resolution (``coarse_starts``, in
     namespace ``xp``). Warm: the previous result (member 0 as it is, the others with phase noise), inside its
     own support. ``plan``: the run's FFT plan (``plan_for``), whose buffers the cold start's transforms may
     borrow (``inverse_once``). ``progress`` gets a dict after each candidate of the coarse search.
     """
     indices = list(indices)
     shape, cfg, sw = problem.shape, problem.config, problem.shrinkwrap
-    if not problem.warm and cfg.searches:
-        return coarse_starts(problem, indices, xp=xp, progress=progress)
+    if not problem.warm and cfg.searches(problem.shape):
+        return coarse_starts(problem, indices, plan, xp=xp, progress=progress)
     rngs = [np.random.default_rng([problem.seed, k]) for k in indices]
     if problem.warm:
-        from scipy import ndimage
-
         rho = np.empty((len(indices),) + shape, np.complex64)
         units = _extent_units(problem.start) if cfg.warm_curvature_rad else None
         for member, k, r in zip(rho, indices, rngs):
@@ -185,9 +195,7 @@ def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None)
                 if units is not None:
                     phase += _random_curvature(units, r, cfg.warm_curvature_rad)
                 member *= _phasor(phase)
-        blurred = ndimage.gaussian_filter(np.abs(problem.start), sw.sigma_end, mode="wrap")
-        support = np.broadcast_to(blurred > sw.threshold * blurred.max(), rho.shape)
-        return rho, np.ascontiguousarray(support)
+        return rho, np.ascontiguousarray(np.broadcast_to(_converged_support(problem.start, sw), rho.shape))
     measured = 1.0 if problem.measured is None else problem.measured
     threads = cfg.threads or None
     ac = np.abs(inverse_once((problem.amplitude**2 * measured).astype(np.complex64), threads, plan))
@@ -200,7 +208,7 @@ def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None)
     return rho, np.ascontiguousarray(support)
 
 
-def coarse_starts(problem: Problem, indices, *, xp, progress=None) -> tuple[np.ndarray, np.ndarray]:
+def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Cold starts of members ``indices`` from a search on the central ``coarse_crop`` of q (same field of view,
     coarser voxels, an eighth of the work at 0.5): for each member, one candidate per ``coarse_thresholds``
     (random phases inside the autocorrelation above it, the recipe run on the coarse grid); the member starts
@@ -209,9 +217,7 @@ def coarse_starts(problem: Problem, indices, *, xp, progress=None) -> tuple[np.n
     Which solution a population falls into depends on its starting support, and a boundary's pi step or an
     antiphase particle held every member of one support in another solution at 4-10x the truth's chi-square;
     the coarse chi-square tells the candidates apart for a fraction of a full run (BENCHMARKS.md)."""
-    from scipy import ndimage
-
-    from streamer.phasing.budget import crop_about_centre, cropped_shape, fourier_pad
+    from streamer.phasing.budget import crop_about_centre, cropped_shape
 
     cfg, sw, full = problem.config, problem.shrinkwrap, problem.shape
     small = cropped_shape(full, cfg.coarse_crop)
@@ -221,7 +227,8 @@ def coarse_starts(problem: Problem, indices, *, xp, progress=None) -> tuple[np.n
 
     best_rho = np.zeros((len(indices),) + small, np.complex64)
     best_chi = np.full(len(indices), np.inf)
-    for j, threshold in enumerate(cfg.coarse_thresholds):  # a candidate's random start depends on (seed, member, threshold) only
+    # a candidate's random start depends on (seed, member, threshold) only
+    for j, threshold in enumerate(cfg.coarse_thresholds):
         seed = int(np.random.SeedSequence([problem.seed, round(threshold * 1e6)]).generate_state(1, np.uint64)[0] >> 2)
         coarse = Problem(amplitude=np.ascontiguousarray(crop(problem.amplitude)),
                          measured=None if problem.measured is None else np.ascontiguousarray(crop(problem.measured)),
@@ -233,16 +240,28 @@ def coarse_starts(problem: Problem, indices, *, xp, progress=None) -> tuple[np.n
         if progress:
             progress({"search": j + 1, "searches": len(cfg.coarse_thresholds), "shape": small,
                       "best_chi_square": float(np.nanmin(best_chi))})
-    rho = np.empty((len(indices),) + full, np.complex64)
+    # onto the full grid: each spectrum (ortho-normalised, as the engine's) zero-padded, then one inverse through
+    # the run's plan (FFTW's wisdom; no scipy.fft at start-up)
+    spectra = np.zeros((len(indices),) + full, np.complex64)
+    block = tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for n, k in zip(full, small))
+    centred = np.zeros(full, np.complex64)
+    for spectrum, coarse_rho in zip(spectra, best_rho):
+        centred[block] = np.fft.fftshift(np.fft.fftn(coarse_rho, norm="ortho"))
+        spectrum[...] = np.fft.ifftshift(centred)
+    rho = inverse_once(spectra, cfg.threads or None, plan)
     support = np.empty(rho.shape, bool)
-    scale = np.float32(np.sqrt(np.prod(small) / np.prod(full)))  # the engine's FFTs are ortho-normalised
-    for member, sup, coarse_rho in zip(rho, support, best_rho):
-        fine = fourier_pad(np.fft.fftshift(coarse_rho), full) * scale
-        blurred = ndimage.gaussian_filter(np.abs(fine), sw.sigma_end, mode="wrap")
-        inside = blurred > sw.threshold * blurred.max()
-        sup[...] = np.fft.ifftshift(inside)
-        member[...] = np.fft.ifftshift(np.where(inside, fine, 0))
+    for member, sup in zip(rho, support):
+        sup[...] = _converged_support(member, sw)
+        member[~sup] = 0
     return rho, support
+
+
+def _converged_support(rho: np.ndarray, sw: ShrinkWrap) -> np.ndarray:
+    """The support of a converged object: its amplitude blurred at the shrink-wrap's last width, over its threshold."""
+    from scipy import ndimage
+
+    blurred = ndimage.gaussian_filter(np.abs(rho), sw.sigma_end, mode="wrap")
+    return blurred > sw.threshold * blurred.max()
 
 
 def _extent_units(start: np.ndarray) -> list[np.ndarray]:

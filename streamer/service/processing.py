@@ -185,7 +185,7 @@ class ScanProcessor:
                       population=cfg.population, fft_pair_s=lambda s, n: self.costs(s, n) * slowness,
                       fixed_s=self._fixed_s.get(run, b.fixed_s), min_population=min(b.min_population, cfg.population),
                       max_memory_bytes=b.max_memory_gb * 2**30 or None, keep_iterations=warm,
-                      search=None if warm or not cfg.searches else (cfg.coarse_crop, len(cfg.coarse_thresholds)))
+                      search=None if warm else cfg.search)
 
     def _phasing_shape(self, geometry) -> tuple[int, int, int]:
         if isinstance(geometry, DetectorGeometry):

@@ -145,12 +145,15 @@ def test_a_cold_starts_coarse_search_is_counted_and_gives_way_with_the_rest():
 
     cost = fft_cost()
     plain = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
-    searched = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(0.5, 3))
+    searched = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(0.5, 3, 32))
     search_s = 3 * 610 * ENGINE_OVERHEAD * cost((64, 64, 64), 8)
     assert math.isclose(searched.predicted_s, plain.predicted_s + search_s, rel_tol=1e-9)
     tight = choose((128, 128, 128), plain.predicted_s * 1.01, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost,
-                   search=(0.5, 3))
+                   search=(0.5, 3, 32))
     assert (tight.crop, tight.iterations, tight.population) == (1.0, 305, 8)
     assert f"would take {searched.predicted_s:.0f} s" in tight.reason
-    off = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(1.0, 3))
+    off = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(1.0, 3, 32))
     assert off.predicted_s == plain.predicted_s
+    small = choose((48, 48, 48), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(0.5, 3, 32))
+    assert small.predicted_s == choose((48, 48, 48), 1e6, recipe=DEFAULT_RECIPE, population=8,
+                                       fft_pair_s=cost).predicted_s  # a 24^3 search is not run

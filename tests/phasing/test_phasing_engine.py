@@ -223,7 +223,7 @@ def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting
 def test_guided_generations_run_and_report(drifting_pair):
     (_, intensity), _ = drifting_pair
     seen = []
-    cfg = PhasingConfig(recipe="60HIO, 20ER", population=4, generations=2, average=2)
+    cfg = PhasingConfig(recipe="60HIO, 20ER", population=4, generations=2, average=2, coarse_min_voxels=8)
     result = reconstruct(intensity, xp=NP, config=cfg, rng=5, progress=seen.append)
     assert result.generations == 2 and result.error_curve.shape == (160,)
     assert [s["generation"] for s in seen if s.get("done")] == [1, 2]
@@ -267,7 +267,7 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
     from streamer.phasing import engine
 
     (_, intensity), _ = drifting_pair
-    cfg = PhasingConfig(recipe="20HIO, 10ER")
+    cfg = PhasingConfig(recipe="20HIO, 10ER", coarse_min_voxels=8)  # the 48^3 grid's search, on 24^3
     chi = {}
     run = engine.run_members
 
@@ -296,6 +296,8 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
     assert (support[0] == (ac > cfg.autocorrelation_threshold * ac.max())).mean() > 0.999
     with pytest.raises(ValueError, match="coarse_thresholds"):
         PhasingConfig(coarse_thresholds=[0.1, 1.5])
+    assert not PhasingConfig().searches(intensity.shape)  # 24^3 is too coarse to search on by default
+    assert PhasingConfig().searches((64, 128, 128)) and not PhasingConfig(coarse_crop=1).searches((64, 128, 128))
 
 
 def test_warm_start_of_another_shape_is_refused(drifting_pair):
