@@ -217,7 +217,9 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
     Which solution a population falls into depends on its starting support, and a boundary's pi step or an
     antiphase particle held every member of one support in another solution at 4-10x the truth's chi-square;
     the coarse chi-square tells the candidates apart for a fraction of a full run (BENCHMARKS.md)."""
-    from streamer.phasing.budget import crop_about_centre, cropped_shape
+    from dataclasses import replace
+
+    from streamer.phasing.budget import _centred_block, crop_about_centre, cropped_shape
 
     cfg, sw, full = problem.config, problem.shrinkwrap, problem.shape
     small = cropped_shape(full, cfg.coarse_crop)
@@ -227,12 +229,13 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
 
     best_rho = np.zeros((len(indices),) + small, np.complex64)
     best_chi = np.full(len(indices), np.inf)
+    data = Problem(amplitude=np.ascontiguousarray(crop(problem.amplitude)),
+                   measured=None if problem.measured is None else np.ascontiguousarray(crop(problem.measured)),
+                   config=cfg.replace(coarse_crop=1.0), seed=problem.seed)
     # a candidate's random start depends on (seed, member, threshold) only
     for j, threshold in enumerate(cfg.coarse_thresholds):
         seed = int(np.random.SeedSequence([problem.seed, round(threshold * 1e6)]).generate_state(1, np.uint64)[0] >> 2)
-        coarse = Problem(amplitude=np.ascontiguousarray(crop(problem.amplitude)),
-                         measured=None if problem.measured is None else np.ascontiguousarray(crop(problem.measured)),
-                         config=cfg.replace(coarse_crop=1.0, autocorrelation_threshold=threshold), seed=seed)
+        coarse = replace(data, config=data.config.replace(autocorrelation_threshold=threshold), seed=seed)
         rho, support = start_members(coarse, indices, plan_for(coarse, len(indices), xp=xp))
         gen = run_members(coarse, rho, support, xp=xp)
         better = gen.chi_square < best_chi  # NaN (a diverged candidate) never wins
@@ -243,7 +246,7 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
     # onto the full grid: each spectrum (ortho-normalised, as the engine's) zero-padded, then one inverse through
     # the run's plan (FFTW's wisdom; no scipy.fft at start-up)
     spectra = np.zeros((len(indices),) + full, np.complex64)
-    block = tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for n, k in zip(full, small))
+    block = _centred_block(full, small)
     centred = np.zeros(full, np.complex64)
     for spectrum, coarse_rho in zip(spectra, best_rho):
         centred[block] = np.fft.fftshift(np.fft.fftn(coarse_rho, norm="ortho"))
