@@ -23,7 +23,7 @@ class AnalysisConfig(Settings):
     member_min_fraction: float = Field(0.5, gt=0, le=1)  # lines need this fraction of the population's members
     # a step within this of pi leaves the phase across the plane undefined up to its sign: the plaquettes that
     # straddle such a plane wind at random, and a line whose points mostly lie this close to it is its artefact
-    antiphase_tolerance_rad: float = Field(0.5, ge=0, lt=math.pi / 2)
+    antiphase_tolerance_rad: float = Field(0.75, ge=0, lt=math.pi / 2)  # measured steps read low (blurred)
     antiphase_band_voxels: float = Field(1.5, gt=0)
 
 

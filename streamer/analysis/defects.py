@@ -57,6 +57,21 @@ def plaquette_winding(rho, *, xp, normal_axis: int, steps: list | None = None):
     return xp.astype(xp.round(total / (2 * math.pi)), xp.int8)
 
 
+def tunnels_filled(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every hole that a slice along any axis encloses filled.
+
+    A dislocation core's amplitude dips (to zero at the core, blurred by the resolution), so a support cut at a
+    fraction of the maximum can hold a tunnel along the line: the phase winds around the tunnel, not inside the
+    support. Filled, the core's plaquettes are in again."""
+    mask = np.asarray(mask, bool)
+    out = mask.copy()
+    for axis in range(mask.ndim):
+        in_slice = np.zeros((3,) * mask.ndim, bool)
+        in_slice[_sl(mask.ndim, axis, 1)] = ndimage.generate_binary_structure(mask.ndim - 1, 1)
+        out |= ndimage.binary_fill_holes(mask, structure=in_slice)
+    return out
+
+
 def _plaquette_inside(mask: np.ndarray, normal_axis: int) -> np.ndarray:
     """True where all four corners of the plaquette lie in ``mask``."""
     u, v = _LOOP_AXES[normal_axis]
@@ -74,7 +89,7 @@ class VortexLine:
     direction: np.ndarray  # unit vector (z, y, x): the line's mean direction (a loop: its plane normal),
     # oriented with non-negative z (or largest) part
     winding: int  # +1 / -1: sense of the 2 pi circulation about ``direction``
-    confidence: float  # plaquette agreement x fraction of population members reproducing the line
+    confidence: float  # agreement along the line (``_agreement``) x fraction of population members reproducing it
     closed: bool = False  # a loop (no ends)
     ends_on_surface: bool = False  # an open line whose both ends reach the particle surface
     reproduced_fraction: float | None = None  # members that show the line (None: no population)
@@ -229,13 +244,22 @@ def _make_line(points: np.ndarray, circulation: np.ndarray, depth_at, surface_de
     else:
         direction = net / (np.linalg.norm(net) or 1.0)
     direction = _orient(direction)
-    per_point = np.sign(circulation @ direction)
     sense = 1 if net @ direction >= 0 else -1
-    confidence = float(np.mean(per_point == sense))
     s = centred @ direction
+    confidence = _agreement(s, circulation @ direction, sense)
     ends = points[[int(np.argmin(s)), int(np.argmax(s))]]
     on_surface = bool(np.all(depth_at(np.round(ends).astype(int)) <= surface_depth))
     return VortexLine(points, direction, sense, confidence, closed=False, ends_on_surface=on_surface)
+
+
+def _agreement(along: np.ndarray, circulation: np.ndarray, sense: int) -> float:
+    """The fraction of a line's unit steps (its plaquettes binned by ``along``, their position along the line)
+    whose net ``circulation`` about the line turns with ``sense``. A dislocation winds the same way all along
+    (a pair of vortices of opposite sense beside it adds nothing to a step's net); a chain of plaquettes
+    straddling a phase step near pi winds at random, about half its steps each way."""
+    bins = np.round(along - along.min()).astype(int)
+    net = np.bincount(bins, weights=circulation)[np.bincount(bins) > 0]
+    return float(np.mean(np.sign(net) == sense))
 
 
 def reproduced_lines(lines: list[VortexLine], member_lines: list[list[VortexLine]], *,

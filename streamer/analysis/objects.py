@@ -17,7 +17,7 @@ from streamer.analysis.boundaries import (
     segment_domains,
 )
 from streamer.analysis.config import AnalysisConfig
-from streamer.analysis.defects import find_vortex_lines, reproduced_lines
+from streamer.analysis.defects import find_vortex_lines, reproduced_lines, tunnels_filled
 from streamer.analysis.detections import (
     Boundary,
     DislocationPair,
@@ -30,6 +30,7 @@ from streamer.analysis.displacement import (
     ENERGY_THRESHOLDS,
     ParticleFields,
     displacement_object,
+    eroded,
     particle_fields,
     strain_energy_estimate,
 )
@@ -67,10 +68,12 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
         raise ValueError(f"object shape {rho.shape} does not match geometry {geometry.shape_zyx}")
     particle = particle or fields_of(rho, geometry, config)
     support, inner = particle.support, particle.inner
+    line_mask = tunnels_filled(support)  # a line's core may cut a tunnel through the support
+    line_inner = inner if np.array_equal(line_mask, support) else eroded(line_mask, config.surface_erosion_voxels)
 
     def lines_of(obj):
-        return find_vortex_lines(xp.asarray(obj), xp=xp, mask=support, min_length=config.vortex_min_length,
-                                 erosion=config.surface_erosion_voxels, inner=inner)
+        return find_vortex_lines(xp.asarray(obj), xp=xp, mask=line_mask, min_length=config.vortex_min_length,
+                                 erosion=config.surface_erosion_voxels, inner=line_inner)
 
     obj = displacement_object(rho)  # the one place the analysis of an object turns to the displacement phase
     lines = lines_of(obj)

@@ -438,3 +438,61 @@ def test_the_random_windings_along_an_antiphase_plane_are_not_lines_and_a_line_a
             assert found.vortices == ()
             kept = analyze_object(rho, geometry=geometry, xp=xp, config=AnalysisConfig(antiphase_tolerance_rad=0.0))
             assert len(kept.vortices) >= 1  # the random windings the rule drops
+
+
+def test_a_line_whose_core_cuts_a_tunnel_through_the_support_is_found():
+    """A dislocation core's amplitude dips (blurred by the resolution): cut at the support's threshold, the
+    particle holds a tunnel along the line and the phase winds around it, not inside the support. The
+    tunnel is filled for the line search; without that the same object shows no line."""
+    from streamer.analysis.defects import tunnels_filled
+    from streamer.analysis.displacement import eroded, particle_support
+    from streamer.analysis.objects import analyze_object
+    from streamer.backend import get_namespace
+    from streamer.geometry import OrthogonalGeometry
+
+    z, y, x = _zyx()
+    r2 = (y - 15.3) ** 2 + (x - 12.6) ** 2
+    amplitude = (np.abs(z - 15.5) < 8) * (r2 < 13 ** 2) * (1 - np.exp(-r2 / (2 * 2.5**2)))
+    rho = np.conj(amplitude * np.exp(1j * np.arctan2(y - 15.3, x - 12.6)))  # rho = |rho| exp(-i G.u)
+    support = particle_support(np.abs(rho))
+    assert not support[15, 15, 13]  # the tunnel
+    xp = get_namespace("numpy")
+    hidden = find_vortex_lines(xp.asarray(np.conj(rho)), xp=xp, mask=support, inner=eroded(support, 1))
+    assert hidden == []
+    assert tunnels_filled(support)[15, 15, 13]
+    found = analyze_object(rho, geometry=OrthogonalGeometry(shape_zyx=(M, M, M), voxel_nm=10.0), xp=xp)
+    (line,) = found.vortices
+    assert line.type == "screw" and line.winding == 1
+    np.testing.assert_allclose(line.position[1:], [15.3, 12.6], atol=0.3)
+
+
+def test_tunnels_filled_fills_enclosed_holes_not_notches_open_to_the_outside():
+    from streamer.analysis.defects import tunnels_filled
+
+    block = np.zeros((12, 12, 12), bool)
+    block[2:10, 2:10, 2:10] = True
+    block[:, 5:7, 5:7] = False  # a tube along z, through the block
+    block[4:6, 2:4, 2:10] = False  # a notch open on the block's side
+    filled = tunnels_filled(block)
+    assert filled[2:10, 5:7, 5:7].all() and not filled[:2].any() and not filled[10:].any()
+    assert not filled[4:6, 2:4, 2:10].any()
+    assert (filled & ~block).sum() == 8 * 4
+
+
+def test_a_line_with_a_vortex_pair_beside_it_winds_the_same_way_at_every_step():
+    """Confidence counts the line's steps, not its plaquettes: a pair of opposite vortices beside the line
+    (three plaquettes a layer, winding +1, -1, +1) leaves each step's net winding +1."""
+    z, y, x = _zyx()
+    phase = (np.arctan2(y - 15.5, x - 12.5) - np.arctan2(y - 16.5, x - 12.5) + np.arctan2(y - 17.5, x - 12.5)
+             + 0 * z)
+    (line,) = _analytic(phase)[0]
+    assert line.winding == 1 and line.length == 3 * (M - 2)
+    assert line.confidence == pytest.approx(1.0)
+
+
+def test_a_chain_whose_steps_wind_at_random_has_half_the_agreement():
+    from streamer.analysis.defects import _agreement
+
+    along = np.arange(8.0)
+    assert _agreement(along, np.array([1, -1] * 4, float), 1) == pytest.approx(0.5)
+    assert _agreement(np.repeat(along, 3), np.tile([1.0, -1.0, 1.0], 8), 1) == pytest.approx(1.0)
