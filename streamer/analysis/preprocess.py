@@ -26,6 +26,8 @@ class PreprocessConfig(Settings):
     saturation_counts: float = Field(0.0, ge=0)  # > 0: pixels at or above are masked (count ceiling); 0: none
     hot_pixel_factor: float = Field(0.0, ge=0)  # > 0: a pixel whose median over the frames exceeds factor x
     #                                             the median of its 3x3 neighbourhood (at least 1) is hot
+    unmeasured_min_counts: float = Field(100.0, ge=0)  # > 0: runs of lines without a count between lines holding
+    #                                                    this many each are unmeasured (``unmeasured_lines``); 0: off
     centre: bool = True  # roll the peak's centre of mass to the centre of the array
     fft_friendly: bool = True  # pad (masked) to the next even size whose factors are 2, 3, 5
 
@@ -85,6 +87,46 @@ def hot_pixels(stack: np.ndarray, factor: float) -> np.ndarray:
     return typical > factor * np.maximum(med, 1.0)
 
 
+def unmeasured_lines(volume: np.ndarray, axis: int, min_counts: float, max_gap: int = 8) -> np.ndarray:
+    """True (over the two axes other than ``axis``) where ``volume`` holds no count along ``axis`` in a run of
+    2 to ``max_gap`` such lines side by side, between counting lines that hold ``min_counts`` or more each: the
+    chip gaps of a detector, in data handed over without their mask.
+
+    A fringe minimum can be empty, but alone: near a minimum the intensity rises as the square of the distance,
+    so of two empty lines side by side each expects at least a ninth of its neighbours' counts (a chance of
+    exp(-2 min_counts / 9) to be empty both). Single dead lines are left to the mask."""
+    total = np.asarray(volume, float).sum(axis=axis)
+    empty = total == 0
+    found = np.zeros(total.shape, bool)
+    for ax in (0, 1):
+        sides = []
+        for sign in (-1, 1):
+            nearest, distance = np.zeros_like(total), np.zeros(total.shape, int)
+            for k in range(1, min(max_gap, total.shape[ax] - 1) + 1):
+                shifted = np.zeros_like(total)
+                src, dst = [slice(None)] * 2, [slice(None)] * 2
+                src[ax], dst[ax] = (slice(None, -k), slice(k, None)) if sign < 0 else (slice(k, None), slice(None, -k))
+                shifted[tuple(dst)] = total[tuple(src)]
+                take = (distance == 0) & (shifted > 0)
+                nearest[take], distance[take] = shifted[take], k
+            sides.append((nearest, distance))
+        (lo, dlo), (hi, dhi) = sides
+        width = dlo + dhi - 1
+        found |= empty & (dlo > 0) & (dhi > 0) & (width >= 2) & (np.minimum(lo, hi) >= min_counts)
+    return found
+
+
+def hot_lines(volume: np.ndarray, axis: int, factor: float) -> np.ndarray:
+    """True (over the two axes other than ``axis``) where a line of ``volume`` along ``axis`` counts steadily
+    (its 10th percentile at least half its median) and more than ``factor`` x the median of its 3 x 3
+    neighbourhood's 10th percentiles (at least 1 count): a hot pixel counts in every frame of a stack. Lines
+    through the Bragg peak are not steady: their fringes and the peak's fall reach far below their median."""
+    from scipy import ndimage
+
+    low, mid = np.quantile(np.moveaxis(np.asarray(volume, float), axis, 0), [0.1, 0.5], axis=0)
+    return (low > factor * np.maximum(ndimage.median_filter(low, size=3, mode="nearest"), 1.0)) & (low >= 0.5 * mid)
+
+
 def peak_roll(volume: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, ...]:
     """Integer roll per axis that brings the centre of mass of the peak's bright core (>= 10% of the
     maximum, masked pixels left out) to index n // 2: steadier than the single brightest pixel."""
@@ -138,6 +180,10 @@ def prepare_frames(stack: np.ndarray, *, config: PreprocessConfig | None = None,
     if bad_pixels is not None:
         pix_mask |= np.asarray(bad_pixels, bool)
         info["bad_pixels"] = int(np.count_nonzero(bad_pixels))
+    if config.unmeasured_min_counts > 0:
+        empty = unmeasured_lines(stack, 0, config.unmeasured_min_counts) & ~pix_mask
+        info["unmeasured_pixels_found"] = int(empty.sum())
+        pix_mask |= empty
     mask3 = None
     if config.saturation_counts > 0:
         saturated = stack >= config.saturation_counts
@@ -327,8 +373,22 @@ def prepare_volume(volume: np.ndarray, *, mask: np.ndarray | None = None, q_axis
     order = (q_axis,) + tuple(a for a in range(3) if a != q_axis)
     volume, m = np.transpose(volume, order), np.transpose(m, order)
     volume = np.where(m, 0, volume)
+    info: dict = {"q_axis": q_axis}
+    if config.unmeasured_min_counts > 0:
+        empty = np.zeros(volume.shape, bool)
+        for axis in range(3):
+            empty |= np.expand_dims(unmeasured_lines(volume, axis, config.unmeasured_min_counts), axis)
+        info["unmeasured_voxels_found"] = int((empty & ~m).sum())
+        m = m | empty
+    if config.hot_pixel_factor > 0:  # a hot pixel counts in every frame: a line along the (unknown) rocking axis
+        hot = np.zeros(volume.shape, bool)
+        for axis in range(3):
+            hot |= np.expand_dims(hot_lines(np.where(m, 0, volume), axis, config.hot_pixel_factor), axis)
+        info["hot_voxels"] = int((hot & ~m).sum())
+        m = m | hot
+        volume = np.where(m, 0, volume)
     if config.count_threshold > 0:
         volume = np.where(volume <= config.count_threshold, 0, volume)
     volume, m, sizing = _centre_and_size(volume, m, config)
-    info = {"q_axis": q_axis, **sizing, "output_shape": list(volume.shape), "masked_fraction": round(float(m.mean()), 5)}
+    info.update({**sizing, "output_shape": list(volume.shape), "masked_fraction": round(float(m.mean()), 5)})
     return np.ascontiguousarray(volume, np.float32), np.ascontiguousarray(m), info

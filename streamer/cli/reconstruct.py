@@ -114,7 +114,8 @@ def load_input(path: Path, *, scan: int | None, dataset: str | None, mask_path: 
         return _prepare_detector(data, geometry, detector, meta, extra_bad=mask)
     if mask is not None and np.ndim(mask) == 2 and np.ndim(data) == 3 and np.shape(mask) == np.shape(data)[1:]:
         mask = np.broadcast_to(mask, np.shape(data))  # a detector's (row, col) mask of a frame stack: every frame
-    intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=pre.replace(bin_rows=1, bin_cols=1))
+    intensity, mask, info = prepare_volume(data, mask=mask, q_axis=q_axis, config=pre.replace(
+        bin_rows=1, bin_cols=1, hot_pixel_factor=detector.hot_pixel_factor))
     return Prepared(intensity, mask, {**source, "preprocess": info})
 
 
@@ -202,6 +203,12 @@ def run_reconstruct(args, out=None) -> int:
     run, phasing, choice, slowness, slowness_key = budget_choice(args, phasing, xp, intensity.shape, out,
                                                                  service.budget, spent_s=time.monotonic() - started)
     mask_note = f" (mask: {meta['mask']})" if meta.get("mask") else ""
+    pre_info = meta.get("preprocess") or {}
+    found = pre_info.get("unmeasured_voxels_found") or pre_info.get("unmeasured_pixels_found")
+    if found:
+        mask_note += f", {found} found unmeasured (empty lines between counting ones: detector gaps)"
+    if pre_info.get("hot_voxels"):
+        mask_note += f", {pre_info['hot_voxels']} hot (lines counting steadily far above their neighbours)"
     print(f"reconstruct: {args.input}{'' if args.scan is None else f' scan {args.scan}'} -> intensity "
           f"{intensity.shape}, masked {100 * float(mask.mean()):.2f}%{mask_note}, {grid}; recipe "
           f"{phasing.recipe!r} x {phasing.generations} generation(s), population {phasing.population}, "

@@ -179,3 +179,57 @@ def test_an_i0_monitor_scales_each_frame_to_the_mean_and_a_frame_without_beam_is
     assert mask[4].all() and not mask[good].any() and info["monitor"]["frames_without_beam"] == [4]
     with pytest.raises(ValueError, match="monitor has 5 readings, the scan 8 frames"):
         prepare_frames(counts, config=cfg, monitor=monitor[:5])
+
+
+def test_detector_gaps_in_a_volume_given_without_its_mask_are_found_but_not_a_fringe_minimum():
+    """Two empty planes side by side through the peak are a detector gap (masked and counted); a single
+    empty plane at a fringe minimum, and the empty far field, are data."""
+    from streamer.analysis.preprocess import PreprocessConfig, prepare_volume, unmeasured_lines
+
+    n = 32
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    r2 = (z - 16) ** 2 + (y - 16) ** 2 + (x - 16) ** 2
+    volume = np.random.default_rng(0).poisson(5e4 * np.exp(-r2 / 40.0) * np.sinc((x - 16) / 4.0) ** 2).astype(float)
+    assert np.all(volume[:, :, 20] == 0)  # the sinc's zero: one empty plane between counting ones
+    volume[:, 9:11, :] = 0  # a gap two rows wide
+    found = unmeasured_lines(volume, 0, 100.0)
+    assert found[9:11].any() and not found[:9].any() and not found[11:].any()
+    _, mask, info = prepare_volume(volume, config=PreprocessConfig(centre=False, fft_friendly=False))
+    assert mask[:, 9:11, :].any()
+    assert not mask[:, :9].any() and not mask[:, 11:].any()  # the fringe's empty plane x = 20 among them
+    assert info["unmeasured_voxels_found"] == int(mask.sum())
+    _, mask_off, info_off = prepare_volume(volume, config=PreprocessConfig(centre=False, fft_friendly=False,
+                                                                          unmeasured_min_counts=0))
+    assert not mask_off.any() and "unmeasured_voxels_found" not in info_off
+
+
+def test_a_gap_in_the_frames_given_without_a_bad_pixel_mask_is_masked():
+    from streamer.analysis.preprocess import PreprocessConfig, prepare_frames
+
+    t, r, c = 16, 24, 24
+    steps, rows, cols = np.ogrid[0:t, 0:r, 0:c]
+    stack = np.random.default_rng(1).poisson(2e3 * np.exp(-((steps - 8) ** 2 + (rows - 12) ** 2 + (cols - 12) ** 2) / 30.0))
+    stack = stack.astype(np.float32)
+    stack[:, :, 13:16] = 0  # a chip gap, three columns wide
+    _, mask, info = prepare_frames(stack, config=PreprocessConfig(bin_rows=1, bin_cols=1))
+    assert mask[:, 6:18, 13:16].all() and not mask[:, :, :13].any() and not mask[:, :, 16:].any()
+    assert info["unmeasured_pixels_found"] == int(mask[0].sum())
+
+
+def test_hot_lines_in_a_volume_are_masked_and_the_peak_is_not():
+    """A hot pixel counts in every frame: in a volume given without a mask, a steady line far above its
+    neighbours; lines through the peak rise and fall and stay."""
+    from streamer.analysis.preprocess import PreprocessConfig, prepare_volume
+
+    n = 32
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    rng = np.random.default_rng(2)
+    volume = rng.poisson(1e5 * np.exp(-((z - 16) ** 2 + (y - 16) ** 2 + (x - 16) ** 2) / 8.0)
+                         * np.sinc((z - 16) / 3.0) ** 2 + 0.2).astype(float)
+    volume[:, 4, 25] += rng.poisson(300, n)  # hot along axis 0
+    volume[7, :, 3] += rng.poisson(300, n)  # hot along axis 1
+    _, mask, info = prepare_volume(volume, config=PreprocessConfig(centre=False, fft_friendly=False,
+                                                                   hot_pixel_factor=10))
+    assert mask[:, 4, 25].all() and mask[7, :, 3].all()
+    assert info["hot_voxels"] == int(mask.sum()) == 2 * n
+    assert not mask[10:22, 10:22, 10:22].any()
