@@ -34,7 +34,7 @@ def _n_log_n(shape) -> float:
 class FftCosts:
     """Measured seconds of planned FFT pairs (``costs(shape, batch)``), and plans made in the background."""
 
-    def __init__(self, xp, *, threads: int | None = None, repeats: int = 3):
+    def __init__(self, xp, *, threads: int | None = None, repeats: int = 5):
         self.xp = xp
         self.threads = threads
         self.repeats = max(1, int(repeats))
@@ -44,7 +44,8 @@ class FftCosts:
         self._planned: dict[tuple[int, ...], Future] = {}
 
     def time_pair(self, shape: tuple[int, ...]) -> float:
-        """Median seconds of one member's forward + inverse transform of ``shape`` (plans made once)."""
+        """Least seconds of ``repeats`` forward + inverse transforms of one member of ``shape`` (plans made once):
+        a first pair's warm-up, or another thread's moment on a core, only ever adds."""
         shape = tuple(int(n) for n in shape)
         with self._lock:
             if shape in self._timed:
@@ -59,7 +60,7 @@ class FftCosts:
             else:
                 plan.inverse(spectrum)
             times.append(time.perf_counter() - t0)
-        seconds = float(np.median(times))
+        seconds = float(min(times))
         with self._lock:
             self._timed[shape] = seconds
         log.info("FFT pair %s: %.1f ms on this host", "x".join(map(str, shape)), 1e3 * seconds)
