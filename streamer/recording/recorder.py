@@ -165,7 +165,7 @@ class RunRecorder:
         group = self._file()[DATA]
         group.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                              chunks=(1, *shape), **hdf5plugin.Bitshuffle(cname="lz4"))
-        _create_columns(group, FRAME_COLUMNS, chunk=4096)
+        _create_columns(group, FRAME_COLUMNS, chunk=1024)
         self._frame_ds = {name: group[name] for name in ["data", *FRAME_COLUMNS]}
         self._f.swmr_mode = True
 

@@ -1,10 +1,11 @@
 """Recording off the receive thread: one writer thread applies the recorder calls in order.
 
-Compression releases the GIL, so the receive loop keeps draining the socket while frames are
-compressed and written. The queue is bounded: when the disk falls behind, the receive loop
-blocks and the sender waits at its high-water mark (lossless back-pressure). The writer knows
-which frames reached the file: a scan is recorded complete only when all of them did, and every
-failure is counted, logged and kept as an alarm for the health report.
+The files themselves are written by a recording process (``process.py``), so compression and HDF5
+never hold the service's GIL, and HDF5 crashing on a failed write never stops the service. The queue
+is bounded: when the disk falls behind, the receive loop blocks and the sender waits at its
+high-water mark (lossless back-pressure). The writer knows which frames reached the file: a scan is
+recorded complete only when all of them did, and every failure is counted, logged and kept as an
+alarm for the health report.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import hashlib
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Callable
 
-from streamer.recording.recorder import RunRecorder, single_threaded_compression
+from streamer.recording.process import RecorderCrashed, RecorderProcess, RemoteRecorder
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,14 @@ class RecordingWriter:
     Recordings are flushed at least every ``flush_every_s`` (a paused scan's frames reach readers);
     a run's file is closed ``idle_close_s`` after its last write, at ``end_run``, or when more than
     ``max_open_runs`` are open (least recently used first), and reopened if the run goes on.
+    While the disk has less than ``min_free_bytes`` free, scans and frames are not written (counted,
+    one alarm): HDF5 crashed the process when the disk filled under it.
     """
 
     def __init__(self, out_dir: Path, counters: Counter | None = None, max_queued_frames: int = 512, *,
                  flush_every_s: float = 1.0, idle_close_s: float = 60.0, max_open_runs: int = 16,
-                 detector: dict | None = None):
+                 detector: dict | None = None, min_free_bytes: int = 256 * 2**20,
+                 free_bytes: Callable[[Path], int] | None = None):
         self.out_dir = Path(out_dir)
         self.detector = detector  # recorded in each new file: a replay prepares the frames the same way
         self.counters = counters if counters is not None else Counter()
@@ -52,12 +58,18 @@ class RecordingWriter:
         self.max_open_runs = max_open_runs
         self.alarms: deque[str] = deque(maxlen=20)  # the latest recording failures, newest last
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued_frames)
-        self._recorders: dict[str, RunRecorder] = {}
+        self._recorders: dict[str, RemoteRecorder] = {}
+        self._process: RecorderProcess | None = None  # started with the first file opened
         self._last_write: dict[str, float] = {}
         self._written: dict[tuple[str, int], set[int]] = {}  # (run, scan) -> frames on disk
         self._failed: dict[tuple[str, int], str] = {}  # (run, scan) -> first failure
         self._starts: dict[tuple[str, int], tuple] = {}  # scans started but not yet in the file (no frame yet)
+        self._in_file: set[tuple[str, int]] = set()  # scans whose start reached the file
         self._broken: dict[str, str] = {}  # run -> the I/O failure after which its file is not touched again
+        self._why = ""  # the latest refusal or failure, given to the scan it cost a frame
+        self.min_free_bytes = min_free_bytes
+        self._free_bytes = free_bytes or (lambda path: shutil.disk_usage(path).free)
+        self._disk_full: str | None = None  # the alarm while the disk is under its reserve
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self._thread.start()
 
@@ -103,8 +115,11 @@ class RecordingWriter:
         return len(self._recorders)
 
     def _run(self) -> None:
-        with single_threaded_compression():  # this thread's OpenMP limit, restored when it ends
+        try:
             self._write_until_closed()
+        finally:
+            if self._process is not None:
+                self._process.stop()
 
     def _write_until_closed(self) -> None:
         last_flush = time.monotonic()
@@ -134,45 +149,61 @@ class RecordingWriter:
         elif name == "forget":
             self._starts.pop((run, int(args[0])), None)
             self._written.pop((run, int(args[0])), None)
+            self._in_file.discard((run, int(args[0])))
         elif name == "start_scan":  # written with the scan's first frame or its end: a flood of bare
             key = (run, int(args[0]))  # starts costs the disk nothing
             self._starts[key] = args
             self._written[key] = set()  # a restarted scan starts again
             self._failed.pop(key, None)
+            self._in_file.discard(key)
         elif name == "end_scan":
             self._write_start(run, int(args[0]))
             self._end_scan(run, *args)
         else:
             key = (run, int(args[0]))
             self._write_start(run, key[1])
-            if self._guard(run, name, lambda rec: rec.add_frame(*args)):
+            if key in self._failed and key not in self._in_file:  # its start never reached the file
+                self.counters["recording_refused"] += 1
+            elif self._guard(run, name, lambda rec: rec.add_frame(*args), write=True):
                 self._written.setdefault(key, set()).add(int(args[1]))
             else:
-                self._failed.setdefault(key, self.alarms[-1])
+                self._failed.setdefault(key, self._why)
 
     def _write_start(self, run: str, scan: int) -> None:
         args = self._starts.pop((run, scan), None)
-        if args is not None and not self._guard(run, "start_scan", lambda rec: rec.start_scan(*args)):
-            self._failed.setdefault((run, scan), self.alarms[-1])
+        if args is None:
+            return
+        if self._guard(run, "start_scan", lambda rec: rec.start_scan(*args), write=True):
+            self._in_file.add((run, scan))
+        else:
+            self._failed.setdefault((run, scan), self._why)
 
     def _end_scan(self, run: str, scan: int, missing: list[int], status: str, num_frames, done: Future) -> None:
         key = (run, int(scan))
         on_disk = self._written.pop(key, set())
         error = self._failed.pop(key, None)
+        in_file = key in self._in_file
+        self._in_file.discard(key)
         expected = set(range(num_frames)) if num_frames else on_disk | set(missing)
         lost = sorted(expected - on_disk - set(missing))
         all_missing = sorted(set(missing) | set(lost))
         if lost:
             self.counters["frames_not_recorded"] += len(lost)
-        ok = self._guard(run, "end_scan", lambda rec: rec.end_scan(scan, all_missing, status))
-        error = error or (None if ok else self.alarms[-1])
+        ok = (in_file or not error) and self._guard(run, "end_scan",
+                                                     lambda rec: rec.end_scan(scan, all_missing, status))
+        error = error or (None if ok else self._why)
         done.set_result({"complete": ok and status == "complete" and not all_missing,
                          "frames_on_disk": len(on_disk), "error": error})
 
-    def _guard(self, run: str, name: str, call, *, touch: bool = True) -> bool:
-        """Apply ``call`` to the run's recorder; a failure is counted, logged and kept as an alarm."""
-        if run in self._broken:  # said once, when it broke; each refused write is counted
+    def _guard(self, run: str, name: str, call, *, touch: bool = True, write: bool = False) -> bool:
+        """Apply ``call`` to the run's recorder; a failure is counted, logged and kept as an alarm.
+
+        A ``write`` (a scan's start, a frame) is refused while the disk is under its reserve.
+        """
+        refusal = self._broken.get(run) or (self._short_of_space() if write else None)
+        if refusal:  # said once, when it happened; each refused write is counted
             self.counters["recording_refused"] += 1
+            self._why = refusal
             return False
         try:
             call(self._recorder(run))
@@ -182,15 +213,53 @@ class RecordingWriter:
         except Exception as exc:  # the stream goes on; the failure is logged, counted and shown
             self.counters["recording_error"] += 1
             self.alarms.append(f"recording {name} of run {run!r} failed: {exc}")
+            self._why = self.alarms[-1]
             log.exception("recording %s of run %s failed", name, run)
-            if not isinstance(exc, ValueError) and run not in self._broken:  # an I/O failure (disk full,
-                # unwritable): HDF5 crashed the process when the damaged file was written or reopened, so
+            if isinstance(exc, RecorderCrashed):
+                self._process_died(run, str(exc))
+            elif not isinstance(exc, ValueError) and run not in self._broken:  # an I/O failure (disk full,
+                # unwritable): HDF5 crashed the process when the damaged file was written or closed, so
                 # this run's file is left alone from now on; the scans say what did not reach it
                 self._broken[run] = f"the recording of run {run!r} stopped after: {exc}"
-                _close_failed(self._recorders.pop(run, None))
+                rec = self._recorders.pop(run, None)
+                if rec is not None:
+                    try:
+                        rec.abandon()
+                    except RecorderCrashed as crash:
+                        self._process_died(run, str(crash))
             return False
 
-    def _recorder(self, run: str) -> RunRecorder:
+    def _short_of_space(self) -> str | None:
+        """Why writes are refused while the disk is under its reserve, else None (a statvfs, microseconds)."""
+        try:
+            free = self._free_bytes(self.out_dir)
+        except OSError:  # the folder is gone: the write itself says so
+            return None
+        if free >= self.min_free_bytes:
+            if self._disk_full:
+                log.warning("recording resumes: %.0f MB free in %s", free / 2**20, self.out_dir)
+            self._disk_full = None
+        elif not self._disk_full:
+            self._disk_full = (f"the disk of {self.out_dir} has {free / 2**20:.1f} MB free, under the "
+                               f"{self.min_free_bytes / 2**20:.1f} MB kept free: frames are not recorded")
+            self.counters["recording_disk_full"] += 1
+            self.alarms.append(self._disk_full)
+            log.error("%s", self._disk_full)
+            for r in list(self._recorders):  # what is written reaches the disk while there is room
+                self._guard(r, "flush", lambda rec: rec.flush(), touch=False)
+        return self._disk_full
+
+    def _process_died(self, run: str, why: str) -> None:
+        """The recording process died: ``run``'s file is not touched again; the other runs' open scans may
+        have lost frames since their last flush (incomplete), and their files reopen in a new process."""
+        self.counters["recording_process_died"] += 1
+        self._broken.setdefault(run, f"the recording of run {run!r} stopped: {why}")
+        for key in self._in_file:
+            self._failed.setdefault(key, f"{why}: frames since the last flush may be lost")
+        self._recorders.clear()
+        self._process = None
+
+    def _recorder(self, run: str) -> RemoteRecorder:
         if run in self._broken:
             raise OSError(self._broken[run])
         if run not in self._recorders:
@@ -199,7 +268,9 @@ class RecordingWriter:
                 raise OSError(f"{path} is a link out of the output folder: not followed")
             while len(self._recorders) >= self.max_open_runs:  # least recently written first
                 self._close(min(self._recorders, key=lambda r: self._last_write.get(r, 0.0)))
-            self._recorders[run] = RunRecorder(path, run, detector=self.detector)
+            if self._process is None or not self._process.alive:
+                self._process = RecorderProcess(self.detector)
+            self._recorders[run] = RemoteRecorder(self._process, path, run)
         return self._recorders[run]
 
     def _tick(self, now: float) -> None:
@@ -221,27 +292,10 @@ class RecordingWriter:
             return
         try:
             rec.close()
+        except RecorderCrashed as exc:
+            self._process_died(run, str(exc))
         except Exception:
             if not quiet:
                 self.counters["recording_error"] += 1
                 log.exception("closing the recording of run %s failed", run)
 
-
-def _close_failed(rec: RunRecorder | None) -> None:
-    """Close a recorder whose file failed an I/O write (disk full, unwritable) without writing to it again.
-
-    HDF5 segfaulted the process when it flushed such a file at close (or at exit): its descriptor
-    is pointed at /dev/null first, so the close's writes go nowhere and the bytes already on disk
-    (every scan ended before the failure) stay as they were.
-    """
-    if rec is None or rec._f is None or not rec._f.id.valid:
-        return
-    try:
-        fd = rec._f.id.get_vfd_handle()
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, fd)
-        os.close(null)
-        rec._f.close()
-    except Exception:  # noqa: BLE001 - the file is abandoned either way
-        log.exception("could not close the failed recording %s", rec.path)
-    rec._f = None

@@ -82,6 +82,7 @@ class RecordingConfig(Settings):
     flush_every_s: float = Field(1.0, gt=0)  # frames reach readers (and survive a kill) at least this often
     idle_close_s: float = Field(60.0, gt=0)  # a run's file is closed after this long without a write
     max_open_runs: int = Field(16, ge=1)  # more runs than this: the least recently written is closed
+    min_free_mb: float = Field(256.0, ge=0)  # frames are not recorded while the disk has less free (an alarm)
     keep_results: bool = True  # every live reconstruction also written as a result file (results/<run>/)
     results_budget_gb: float = Field(50.0, gt=0)  # result files beyond this are not written (an alarm)
 

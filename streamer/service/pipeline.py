@@ -78,6 +78,7 @@ class Pipeline:
                              if rec.keep_results else None)
         self.recording = RecordingWriter(self.out_dir, self.counters, flush_every_s=rec.flush_every_s,
                                          idle_close_s=rec.idle_close_s, max_open_runs=rec.max_open_runs,
+                                         min_free_bytes=int(rec.min_free_mb * 2**20),
                                          detector=config.detector.model_dump(mode="json"))
         self.progress = ScanProgress()
         self.skipped_reconstructions = 0

@@ -200,10 +200,12 @@ print(json.dumps({"first": first, "second": second, "alarms": list(writer.alarms
 """
 
 
-@pytest.mark.parametrize("limit_bytes", [300_000, 0], ids=["fills-mid-scan", "no-space-at-all"])
+@pytest.mark.parametrize("limit_bytes", [300_000, 30_000, 12_000, 0],
+                         ids=["fills-mid-scan", "fills-at-the-swmr-switch", "fills-at-the-first-frame", "no-space"])
 def test_a_full_disk_is_an_alarm_not_a_crash(tmp_path, limit_bytes):
-    """HDF5's own writes fail (a file-size limit in a child process: the disk fills mid-scan, or has no
-    space at all): the process lives and exits cleanly, no scan is called complete, one alarm is raised."""
+    """HDF5's own writes fail (a file-size limit in a child process: the disk fills mid-scan, as the file
+    switches to SWMR, which crashed HDF5 at close, or has no space at all): the process lives and exits
+    cleanly, no scan is called complete, one alarm is raised."""
     import json
 
     done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), str(limit_bytes)], capture_output=True,
@@ -215,8 +217,84 @@ def test_a_full_disk_is_an_alarm_not_a_crash(tmp_path, limit_bytes):
     assert len(report["alarms"]) == 1
 
 
+def test_a_disk_under_its_reserve_refuses_frames_with_one_alarm_and_recording_resumes_when_freed(tmp_path):
+    """A disk that fills (its free space is the capacity less the files written): no HDF5 write fails,
+    the scans written before stay complete, those refused are incomplete, one alarm; freed, it goes on."""
+    disk = {"capacity_bytes": 2**20 + 400_000}
+
+    def free_bytes(path):
+        return disk["capacity_bytes"] - sum(f.stat().st_size for f in path.iterdir())
+
+    writer = RecordingWriter(tmp_path, min_free_bytes=2**20, free_bytes=free_bytes, flush_every_s=0.2)
+    rng = np.random.default_rng(0)
+    sent, results = {}, []
+    for scan in range(8):
+        if scan == 6:
+            writer.wait()
+            disk["capacity_bytes"] += 20 * 2**20  # the operator freed space
+        writer.start_scan("r", scan, 20, {})
+        sent[scan] = rng.integers(0, 2**32, (20, 64, 64), dtype=np.uint32)  # 16 KB a frame, incompressible
+        for k in range(20):
+            writer.add_frame("r", scan, k, 7.0 + k, 1.0, sent[scan][k])
+        results.append(writer.end_scan("r", scan, [], "complete", num_frames=20).result(30))
+    writer.close()
+    complete = [r["complete"] for r in results]
+    assert complete[0] and not all(complete[:6]) and complete[6] and complete[7], complete
+    first_refused = complete.index(False)
+    assert not any(complete[first_refused:6]), complete  # refused until space was freed
+    assert all("kept free" in r["error"] for r in results[first_refused:6])
+    assert writer.counters["recording_disk_full"] == 1 and writer.counters["recording_error"] == 0
+    assert writer.counters["recording_refused"] > 0
+    assert [a for a in writer.alarms if "kept free" in a] == list(writer.alarms) and len(writer.alarms) == 1
+    statuses = {s["scan"]: s["status"] for s in list_scans(writer.path("r"))}
+    assert all(statuses[s] == "complete" for s in range(first_refused)) and statuses[7] == "complete"
+    assert all(statuses.get(s, "incomplete") == "incomplete" for s in range(first_refused, 6)), statuses
+    np.testing.assert_array_equal(read_scan(writer.path("r"), 0)["frames"], sent[0])
+    np.testing.assert_array_equal(read_scan(writer.path("r"), 7)["frames"], sent[7])
+
+
+def test_the_service_keeps_its_configured_disk_reserve_and_says_so_in_the_event(tmp_path):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), realtime_policy="all",
+                               recording={"min_free_mb": 2.0**40}))  # more than any disk has
+    p._worker.start()
+    p.ingest(wire.encode("scan_start", run="r", scan=0, num_frames=2, metadata={}))
+    for f in range(2):
+        p.ingest(wire.encode_frame(run="r", scan=0, frame=f, seq=f, theta_deg=7.0, timestamp=1.0, array=_frame(f)))
+    p.ingest(wire.encode("scan_end", run="r", scan=0, num_frames=2))
+    p.shutdown()
+    (event,) = read_events(tmp_path / "events.jsonl")
+    assert event["ingest"]["complete"] is False and "MB kept free" in event["ingest"]["recording_error"]
+    assert p.counters["recording_disk_full"] == 1 and p.counters["frames_not_recorded"] == 2
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_a_recording_process_that_dies_costs_its_open_scans_not_the_service(tmp_path):
+    """The recording process is killed mid-scan: that scan is incomplete and says why, the run's file is
+    not touched again, and the next run is recorded by a new process."""
+    import signal
+
+    writer = RecordingWriter(tmp_path)
+    writer.start_scan("r", 0, 3, {})
+    writer.add_frame("r", 0, 0, 7.0, 1.0, _frame(1))
+    writer.wait()
+    first_pid = writer._process.pid
+    os.kill(first_pid, signal.SIGKILL)
+    writer.add_frame("r", 0, 1, 7.1, 1.0, _frame(2))
+    writer.add_frame("r", 0, 2, 7.2, 1.0, _frame(3))
+    lost = writer.end_scan("r", 0, [], "complete", num_frames=3).result(30)
+    writer.start_scan("s", 0, 1, {})
+    writer.add_frame("s", 0, 0, 7.0, 1.0, _frame(4))
+    kept = writer.end_scan("s", 0, [], "complete", num_frames=1).result(30)
+    second_pid = writer._process.pid
+    writer.close()
+    assert lost["complete"] is False and "SIGKILL" in lost["error"], lost
+    assert kept["complete"] is True and second_pid != first_pid
+    assert writer.counters["recording_process_died"] == 1
+    assert read_scan(writer.path("s"), 0)["frames"][0, 0, 0] == 4
+
+
 UNWRITABLE_CHILD = """
-import json, os, sys, time
+import json, os, subprocess, sys, time
 import numpy as np
 from streamer.messaging import wire
 from streamer.service.config import ServiceConfig
@@ -229,51 +307,68 @@ def scan(p, run, k):
                                    array=np.full((8, 8), f + 1, np.uint32)))
     p.ingest(wire.encode("scan_end", run=run, scan=k, num_frames=2))
 
-# a first run while still allowed to read everything: every module the service loads lazily is loaded
-warm = Pipeline(ServiceConfig(out_dir=sys.argv[1] + "/warm", realtime_policy="all"))
-warm._worker.start()
-scan(warm, "w", 0)
-warm.shutdown()
-os.chdir(sys.argv[1] + "/out")  # relative paths: the unprivileged user need not reach the folders above
-if os.geteuid() == 0:  # root writes anywhere: become nobody, who owns ./ and may make it read-only
-    os.setgid(65534)
-    os.setuid(65534)
-p = Pipeline(ServiceConfig(out_dir=".", realtime_policy="all"))
+out, how = sys.argv[1], sys.argv[2]
+p = Pipeline(ServiceConfig(out_dir=out, realtime_policy="all"))
 p._worker.start()
 scan(p, "a", 0)
+events = os.path.join(out, "events.jsonl")
 deadline = time.monotonic() + 60
-while time.monotonic() < deadline and not os.path.exists("events.jsonl") or not open("events.jsonl").read():
+while time.monotonic() < deadline and not os.path.exists(events) or not open(events).read():
     time.sleep(0.05)  # scan 0's event: its recording confirmed
-os.chmod(".", 0o500)  # the folder becomes unwritable mid-run
+if how == "chmod":  # the folder becomes unwritable mid-run
+    os.chmod(out, 0o500)
+elif how == "chattr":  # root writes anywhere, but not into an immutable folder
+    subprocess.run(["chattr", "+i", out], check=True)
+else:  # no way to stop root writing here: the new run's file name is taken by a folder
+    os.mkdir(os.path.join(out, "b.h5"))
 scan(p, "a", 1)  # its file is open already
 scan(p, "b", 0)  # a new run needs a new file
 p.shutdown()
+if how == "chattr":
+    subprocess.run(["chattr", "-i", out], check=True)
 print(json.dumps({"alarms": list(p.recording.alarms), "counters": dict(p.counters),
-                  "recording": dict(p.recording.counters), "euid": os.geteuid()}))
+                  "recording": dict(p.recording.counters)}))
 """
 
 
+def _unwritable_folder_method(tmp_path) -> str:
+    """chmod for a user; for root (whom permissions do not stop) an immutable folder where the file system
+    allows it, else a folder in the place of the new run's file."""
+    if os.geteuid() != 0:
+        return "chmod"
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode == 0:
+        blocked = subprocess.run(["touch", str(probe / "x")], capture_output=True).returncode != 0
+        subprocess.run(["chattr", "-i", str(probe)], check=True)
+        if blocked:
+            return "chattr"
+    return "folder-in-the-way"
+
+
 def test_a_folder_made_unwritable_mid_run_is_an_alarm_not_a_crash(tmp_path):
-    """As a non-root process (root drops to nobody): the run whose file is open goes on; the new run that
-    cannot get a file is an alarm and its scan is not complete; the process exits cleanly."""
+    """The run whose file is open goes on; the new run that cannot get a file is an alarm and its scan is
+    not complete; the process (and its recording process) exits cleanly."""
     import json
 
     out = tmp_path / "out"
     out.mkdir()
-    if os.geteuid() == 0:
-        os.chown(out, 65534, 65534)
-    done = subprocess.run([sys.executable, "-c", UNWRITABLE_CHILD, str(tmp_path)], capture_output=True, text=True,
-                          timeout=180)
-    os.chmod(out, 0o700)
-    assert done.returncode == 0, done.stderr[-3000:]  # alive to the end, no segfault
+    how = _unwritable_folder_method(tmp_path)
+    try:
+        done = subprocess.run([sys.executable, "-c", UNWRITABLE_CHILD, str(out), how], capture_output=True,
+                              text=True, timeout=180)
+    finally:
+        if how == "chattr":
+            subprocess.run(["chattr", "-i", str(out)], capture_output=True)
+        os.chmod(out, 0o700)
+    assert done.returncode == 0, f"{how}: {done.stderr[-3000:]}"  # alive to the end, no segfault
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["euid"] != 0
     events = {(e["run"], e["scan"]): e for e in read_events(out / "events.jsonl")}
-    assert events[("a", 0)]["ingest"]["complete"] is True and events[("a", 1)]["ingest"]["complete"] is True
-    assert events[("b", 0)]["ingest"]["complete"] is False
+    assert events[("a", 0)]["ingest"]["complete"] is True and events[("a", 1)]["ingest"]["complete"] is True, how
+    assert events[("b", 0)]["ingest"]["complete"] is False, how
     assert event_alarm(events[("b", 0)]).startswith("recording: ")
     assert report["alarms"] and any("b" in a or "ermission" in a for a in report["alarms"])
-    recorded = [s for f in out.glob("*.h5") for s in list_scans(f)]
+    recorded = [s for f in out.glob("*.h5") if f.is_file() for s in list_scans(f)]
     assert sorted((s["scan"], s["frames_recorded"]) for s in recorded) == [(0, 2), (1, 2)]
 
 

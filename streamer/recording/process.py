@@ -1,0 +1,204 @@
+"""The recordings are written by a child process, because HDF5 crashes the process holding a file whose write failed.
+
+A full disk, a quota or a file-size limit met inside HDF5 left its state damaged: closing the file, or
+the interpreter's exit, then ended in a segmentation fault. The service's writer thread calls a
+``RemoteRecorder`` as it would a ``RunRecorder``; each call is a request and its reply over a socket
+pair to our own child (never the network). If the child dies, the call raises ``RecorderCrashed``
+and the next file opened starts a new child. Run as ``python -m streamer.recording.process FD``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class RecorderCrashed(OSError):
+    """The recording process died (or stopped answering) during a call."""
+
+
+class RecorderProcess:
+    """One child process holding the open recordings, by path; calls are synchronous."""
+
+    def __init__(self, detector: dict | None = None, reply_timeout_s: float = 300.0):
+        self.reply_timeout_s = reply_timeout_s
+        ours, theirs = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[2])  # the child imports this checkout's streamer
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self._proc = subprocess.Popen([sys.executable, "-m", "streamer.recording.process", str(theirs.fileno())],
+                                      pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._lock = threading.Lock()
+        self._conn.send(detector)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None and not self._conn.closed
+
+    def call(self, op: str, path: Path, run: str, *args):
+        """Apply ``op`` to the recorder of ``path`` in the child; its exception is raised here."""
+        with self._lock:
+            try:
+                self._conn.send((op, str(path), run, args))
+                if not self._conn.poll(self.reply_timeout_s):
+                    self._proc.kill()
+                    raise RecorderCrashed(f"the recording process did not answer {op} of {path} within "
+                                          f"{self.reply_timeout_s:.0f} s: stopped")
+                ok, value = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                if isinstance(exc, RecorderCrashed):
+                    raise
+                raise RecorderCrashed(f"the recording process died during {op} of {path} "
+                                      f"({self._exit_reason()})") from None
+        if ok:
+            return value
+        raise value
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Close every recording the child holds, and let it exit."""
+        with self._lock:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.error("the recording process did not exit within %.0f s: killed", timeout_s)
+                self._proc.kill()
+                self._proc.wait()
+            self._conn.close()
+
+    def _exit_reason(self) -> str:
+        try:
+            code = self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return "it stopped answering; killed"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+
+class RemoteRecorder:
+    """A ``RunRecorder`` held by the recording process: the same calls, made there."""
+
+    def __init__(self, process: RecorderProcess, path: Path, run: str):
+        self.process, self.path, self.run = process, Path(path), run
+        process.call("open", self.path, run)
+
+    def start_scan(self, scan: int, num_frames: int, metadata: dict) -> None:
+        self.process.call("start_scan", self.path, self.run, scan, num_frames, metadata)
+
+    def add_frame(self, scan: int, frame: int, theta_deg: float, timestamp: float, array) -> None:
+        from streamer.messaging.wire import EncodedFrame
+
+        if isinstance(array, EncodedFrame):  # a memoryview does not cross a pipe; its bytes do
+            array = ("bslz4", bytes(array.chunk), tuple(array.shape), np.dtype(array.dtype).str)
+        self.process.call("add_frame", self.path, self.run, scan, frame, theta_deg, timestamp, array)
+
+    def end_scan(self, scan: int, missing: list[int], status: str = "complete") -> None:
+        self.process.call("end_scan", self.path, self.run, scan, missing, status)
+
+    def flush(self) -> None:
+        self.process.call("flush", self.path, self.run)
+
+    def close(self) -> None:
+        self.process.call("close", self.path, self.run)
+
+    def abandon(self) -> None:
+        """A write failed inside HDF5: the child never writes or closes this file again."""
+        self.process.call("abandon", self.path, self.run)
+
+
+# -- the child ---------------------------------------------------------------------------------------
+def _serve(conn: Connection) -> None:
+    from streamer.recording.recorder import RunRecorder, single_threaded_compression
+
+    detector = conn.recv()
+    recorders: dict[str, RunRecorder] = {}
+    abandoned: list[RunRecorder] = []  # kept referenced, so HDF5 never flushes them
+    with single_threaded_compression():
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:  # the service is gone: close what is open
+                break
+            if message is None:
+                break
+            op, path, run, args = message
+            try:
+                if op == "open":
+                    if path not in recorders:
+                        recorders[path] = RunRecorder(Path(path), run, detector=detector)
+                    value = None
+                elif op == "abandon":
+                    value = _abandon(recorders.pop(path, None), abandoned)
+                elif op == "close":
+                    rec = recorders.pop(path, None)
+                    value = rec.close() if rec is not None else None
+                else:
+                    if op == "add_frame":
+                        args = (*args[:4], _frame(args[4]))
+                    value = getattr(recorders[path], op)(*args)
+                reply = (True, value)
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+                reply = (False, exc)
+            try:
+                conn.send(reply)
+            except Exception as exc:  # noqa: BLE001 - an exception that does not pickle
+                conn.send((False, OSError(f"{type(reply[1]).__name__}: {reply[1]} ({exc})")))
+    for path, rec in recorders.items():
+        try:
+            rec.close()
+        except Exception:  # noqa: BLE001 - the others are still closed
+            log.exception("closing the recording %s failed", path)
+
+
+def _frame(array):
+    from streamer.messaging.wire import EncodedFrame
+
+    if isinstance(array, tuple) and array and array[0] == "bslz4":
+        return EncodedFrame(memoryview(array[1]), array[2], np.dtype(array[3]))
+    return array
+
+
+def _abandon(rec, abandoned: list) -> None:
+    """Point the file's descriptor at /dev/null and keep the recorder: no byte reaches the damaged file again."""
+    if rec is None or rec._f is None or not rec._f.id.valid:
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, rec._f.id.get_vfd_handle())
+    os.close(null)
+    abandoned.append(rec)
+
+
+def main(argv: list[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when its recordings close:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a Ctrl-C or a stop reaching the group leaves them open
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s recording-process %(levelname)s %(message)s")
+    conn = Connection(int(argv[0]))
+    _serve(conn)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # HDF5's exit handlers would close an abandoned file, and crash
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
