@@ -1,7 +1,7 @@
 """Recording off the receive thread: one writer thread applies the recorder calls in order.
 
-The files themselves are written by a recording process (``process.py``), so compression and HDF5
-never hold the service's GIL, and HDF5 crashing on a failed write never stops the service. The queue
+The thread compresses each frame (bitshuffle + LZ4 release the GIL); a recording process
+(``process.py``) writes the files, so HDF5 crashing on a failed write never stops the service. The queue
 is bounded: when the disk falls behind, the receive loop blocks and the sender waits at its
 high-water mark (lossless back-pressure). The writer knows which frames reached the file: a scan is
 recorded complete only when all of them did, and every failure is counted, logged and kept as an
@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Callable
 
 from streamer.recording.process import RecorderCrashed, RecorderProcess, RemoteRecorder
+from streamer.recording.recorder import single_threaded_compression
 
 log = logging.getLogger(__name__)
+FRAME_BATCH = 32  # queued frames of one scan sent to the recording process in one call
 
 
 def safe_stem(run: str) -> str:
@@ -116,16 +118,18 @@ class RecordingWriter:
 
     def _run(self) -> None:
         try:
-            self._write_until_closed()
+            with single_threaded_compression():  # this thread compresses the frames: OpenMP limited here
+                self._write_until_closed()
         finally:
             if self._process is not None:
                 self._process.stop()
 
     def _write_until_closed(self) -> None:
         last_flush = time.monotonic()
+        held = ()  # an item taken from the queue while gathering frames, applied next
         while True:
             try:
-                item = self._queue.get(timeout=self.flush_every_s / 2)
+                item, held = (held, ()) if held != () else (self._queue.get(timeout=self.flush_every_s / 2), ())
             except queue.Empty:
                 item = ()
             now = time.monotonic()
@@ -134,7 +138,19 @@ class RecordingWriter:
                 self._tick(now)
             if item is None:
                 break
-            if item:
+            if item and item[0] == "add_frame":  # queued frames of the scan go over in one call
+                batch = [item[2]]
+                while len(batch) < FRAME_BATCH:
+                    try:
+                        held = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not (held and held[:2] == item[:2] and held[2][0] == item[2][0]):
+                        break
+                    batch.append(held[2])
+                    held = ()
+                self._add_frames(item[1], batch)
+            elif item:
                 self._apply(*item)
         for run in list(self._recorders):
             self._close(run)
@@ -159,15 +175,25 @@ class RecordingWriter:
         elif name == "end_scan":
             self._write_start(run, int(args[0]))
             self._end_scan(run, *args)
-        else:
-            key = (run, int(args[0]))
-            self._write_start(run, key[1])
-            if key in self._failed and key not in self._in_file:  # its start never reached the file
-                self.counters["recording_refused"] += 1
-            elif self._guard(run, name, lambda rec: rec.add_frame(*args), write=True):
+
+    def _add_frames(self, run: str, frames: list[tuple]) -> None:
+        """Write frames of one scan (``add_frame`` arguments) in one call; each failure is its frame's."""
+        key = (run, int(frames[0][0]))
+        self._write_start(run, key[1])
+        if key in self._failed and key not in self._in_file:  # its start never reached the file
+            self.counters["recording_refused"] += len(frames)
+            return
+        outcomes: list = []
+        if not self._guard(run, "add_frame", lambda rec: outcomes.extend(rec.add_frames(frames)), write=True):
+            outcomes = []
+        for k, args in enumerate(frames):
+            failure = outcomes[k] if k < len(outcomes) else None
+            if k < len(outcomes) and failure is None:
                 self._written.setdefault(key, set()).add(int(args[1]))
-            else:
-                self._failed.setdefault(key, self._why)
+                continue
+            if failure is not None:
+                self._failed_call(run, "add_frame", failure)
+            self._failed.setdefault(key, self._why)
 
     def _write_start(self, run: str, scan: int) -> None:
         args = self._starts.pop((run, scan), None)
@@ -211,23 +237,27 @@ class RecordingWriter:
                 self._last_write[run] = time.monotonic()
             return True
         except Exception as exc:  # the stream goes on; the failure is logged, counted and shown
-            self.counters["recording_error"] += 1
-            self.alarms.append(f"recording {name} of run {run!r} failed: {exc}")
-            self._why = self.alarms[-1]
-            log.exception("recording %s of run %s failed", name, run)
-            if isinstance(exc, RecorderCrashed):
-                self._process_died(run, str(exc))
-            elif not isinstance(exc, ValueError) and run not in self._broken:  # an I/O failure (disk full,
-                # unwritable): HDF5 crashed the process when the damaged file was written or closed, so
-                # this run's file is left alone from now on; the scans say what did not reach it
-                self._broken[run] = f"the recording of run {run!r} stopped after: {exc}"
-                rec = self._recorders.pop(run, None)
-                if rec is not None:
-                    try:
-                        rec.abandon()
-                    except RecorderCrashed as crash:
-                        self._process_died(run, str(crash))
+            self._failed_call(run, name, exc)
             return False
+
+    def _failed_call(self, run: str, name: str, exc: Exception) -> None:
+        """Count, log and keep as an alarm a call that failed; an I/O failure stops the run's file."""
+        self.counters["recording_error"] += 1
+        self.alarms.append(f"recording {name} of run {run!r} failed: {exc}")
+        self._why = self.alarms[-1]
+        log.error("recording %s of run %s failed", name, run, exc_info=exc)
+        if isinstance(exc, RecorderCrashed):
+            self._process_died(run, str(exc))
+        elif not isinstance(exc, ValueError) and run not in self._broken:  # an I/O failure (disk full,
+            # unwritable): HDF5 crashed the process when the damaged file was written or closed, so
+            # this run's file is left alone from now on; the scans say what did not reach it
+            self._broken[run] = f"the recording of run {run!r} stopped after: {exc}"
+            rec = self._recorders.pop(run, None)
+            if rec is not None:
+                try:
+                    rec.abandon()
+                except RecorderCrashed as crash:
+                    self._process_died(run, str(crash))
 
     def _short_of_space(self) -> str | None:
         """Why writes are refused while the disk is under its reserve, else None (a statvfs, microseconds)."""
