@@ -30,7 +30,7 @@ class RecorderCrashed(OSError):
 
 
 class RecorderProcess:
-    """One child process holding the open recordings, by path; calls are synchronous."""
+    """One child process holding the open recordings by path, and writing result files; calls are synchronous."""
 
     def __init__(self, detector: dict | None = None, reply_timeout_s: float = 300.0):
         self.reply_timeout_s = reply_timeout_s
@@ -157,6 +157,10 @@ def _serve(conn: Connection) -> None:
                 elif op == "close":
                     rec = recorders.pop(path, None)
                     value = rec.close() if rec is not None else None
+                elif op == "write_result":  # a whole result file (result_file.py), returns its path
+                    from streamer.recording.result_file import write_result
+
+                    value = str(write_result(Path(path), **args[0]))
                 elif op == "add_frames":
                     value = _add_frames(recorders[path], args[0])
                 else:

@@ -3,18 +3,21 @@
 ``RESULTS_DIR/<run>/scan-00003.h5`` (docs/results.md), beside the run's recording; the run's name made
 safe as for recordings. When the folder's result files would pass ``budget_bytes`` the file is not
 written: the scan is counted (``result_not_kept``) and an alarm raised, once per run. A write that
-fails (disk full, unwritable folder) is an alarm too; nothing here stops the pipeline.
+fails (disk full, unwritable folder) is an alarm too, and so is a disk with less than ``min_free_bytes``
+free; nothing here stops the pipeline. The files are written by a recording process (``process.py``):
+HDF5 crashed the process that wrote a file when the disk filled under it.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 from collections import Counter, deque
 from pathlib import Path
 
-from streamer.recording.result_file import write_result
+from streamer.recording.process import RecorderCrashed, RecorderProcess
 from streamer.recording.thread import safe_stem
 
 log = logging.getLogger(__name__)
@@ -24,10 +27,12 @@ RESULTS_DIR = "results"
 class ResultWriter:
     """Writes result files from a queue; ``submit`` never blocks the caller on the disk."""
 
-    def __init__(self, out_dir: Path, counters: Counter, *, budget_bytes: float):
+    def __init__(self, out_dir: Path, counters: Counter, *, budget_bytes: float, min_free_bytes: int = 256 * 2**20):
         self.root = Path(out_dir) / RESULTS_DIR
         self.counters = counters
         self.budget_bytes = float(budget_bytes)
+        self.min_free_bytes = min_free_bytes
+        self._process: RecorderProcess | None = None  # started with the first file
         self.alarms: deque[str] = deque(maxlen=20)
         self._used = sum(p.stat().st_size for p in self.root.rglob("*.h5")) if self.root.is_dir() else 0
         self._over: set[str] = set()  # runs already told that the budget is spent
@@ -43,17 +48,19 @@ class ResultWriter:
         self._queue.put((run, scan, fields))
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            run, scan, fields = item
-            try:
-                self._write(run, scan, fields)
-            except Exception as exc:  # a full disk or a vanished folder: said, never raised into the pipeline
-                self.counters["result_not_written"] += 1
-                self.alarms.append(f"result file of scan {scan} of run {run!r} not written: {exc}")
-                log.error("%s", self.alarms[-1])
+        try:
+            while (item := self._queue.get()) is not None:
+                run, scan, fields = item
+                try:
+                    self._write(run, scan, fields)
+                except Exception as exc:  # a full disk or a vanished folder: said, never raised into the pipeline
+                    self.counters["result_not_written"] += 1
+                    self.alarms.append(f"result file of scan {scan} of run {run!r} not written: {exc}")
+                    log.error("%s", self.alarms[-1])
+                    self.path(run, scan).with_suffix(".h5.partial").unlink(missing_ok=True)
+        finally:
+            if self._process is not None:
+                self._process.stop()
 
     def _write(self, run: str, scan: int, fields: dict) -> None:
         estimate = sum(getattr(v, "nbytes", 0) for v in fields.values())  # before compression: an upper bound
@@ -65,7 +72,18 @@ class ResultWriter:
                                    f"scan {scan} of run {run!r} and later ones are not kept")
                 log.warning("%s", self.alarms[-1])
             return
-        path = write_result(self.path(run, scan), **fields)
+        self.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        if free - estimate < self.min_free_bytes:
+            raise OSError(f"the disk has {free / 2**20:.1f} MB free, and {self.min_free_bytes / 2**20:.1f} MB "
+                          "are kept free")
+        if self._process is None or not self._process.alive:
+            self._process = RecorderProcess()
+        try:
+            path = Path(self._process.call("write_result", self.path(run, scan), run, fields))
+        except RecorderCrashed:
+            self._process = None
+            raise
         self._used += path.stat().st_size
 
     def close(self, timeout_s: float = 60.0) -> None:

@@ -74,7 +74,8 @@ class Pipeline:
         self.documents: deque[tuple[str, dict]] = deque(maxlen=config.max_documents)  # the newest (name, doc)
         self.run_metadata: dict[str, dict] = {}  # run -> metadata of its run_start
         rec = config.recording
-        self.result_files = (ResultWriter(self.out_dir, self.counters, budget_bytes=rec.results_budget_gb * 2**30)
+        self.result_files = (ResultWriter(self.out_dir, self.counters, budget_bytes=rec.results_budget_gb * 2**30,
+                                         min_free_bytes=int(rec.min_free_mb * 2**20))
                              if rec.keep_results else None)
         self.recording = RecordingWriter(self.out_dir, self.counters, flush_every_s=rec.flush_every_s,
                                          idle_close_s=rec.idle_close_s, max_open_runs=rec.max_open_runs,
