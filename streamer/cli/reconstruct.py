@@ -165,7 +165,7 @@ def run_reconstruct(args, out=None) -> int:
     from streamer.analysis.peak import peak_metrics
     from streamer.backend import get_namespace
     from streamer.phasing.wisdom import load_wisdom, save_wisdom
-    from streamer.recording.result_file import write_result
+    from streamer.recording.result_file import check_room, write_result
 
     overrides = {"backend": args.backend}
     if args.scan is not None and Path(args.input).is_file():  # a recording's scan: prepared as it was live
@@ -188,6 +188,8 @@ def run_reconstruct(args, out=None) -> int:
                           binning=args.bin, geometry_path=args.geometry, detector=service.detector)
     intensity, mask, meta = prepared.intensity, prepared.mask, prepared.meta
     det = prepared.detector
+    folder = next(p for p in Path(args.out).resolve().parents if p.exists())
+    check_room(folder, intensity.size * (17 + 8 * min(phasing.average, phasing.population)))  # before phasing
     if det is None:
         voxel = _voxel_nm(meta, intensity.shape, args.voxel_nm)
         peak = peak_metrics(intensity, pixel_inv_nm=tuple(2 * np.pi / (n * v) for n, v in zip(intensity.shape, voxel)))

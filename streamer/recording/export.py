@@ -25,6 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from streamer.recording.result_file import check_room
+
 FORMATS = ("cxi", "vti", "npz")
 SUFFIX = {"cxi": ".cxi", "vti": ".vti", "npz": ".npz"}
 
@@ -129,6 +131,7 @@ def write_cxi(path: Path, fields: dict, *, source: Path | None = None) -> None:
     meta = fields["metadata"]
     obj, support = fields["object"], fields["support"].astype(bool)
     voxel_m = fields["voxel_nm"] * 1e-9
+    check_room(Path(path).resolve().parent, 4 * obj.nbytes)  # object, amplitude, phase, displacement, strain
     with h5py.File(path, "w") as f:
         f.attrs["creator"] = "bcdi-stream"
         f.attrs["HDF5_Version"] = h5py.version.hdf5_version

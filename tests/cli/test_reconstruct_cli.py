@@ -432,3 +432,18 @@ def test_a_recordings_scan_is_prepared_as_recorded_unless_the_config_says_otherw
                  *FAST]) == 0
     assert "as recorded" not in capsys.readouterr().err
     assert read_result(tmp_path / "b.h5")["metadata"]["preprocess"].get("bad_pixels", 0) == 0
+
+
+def test_a_disk_without_room_for_the_result_is_said_before_phasing(tmp_path, intensity, capsys, monkeypatch):
+    """HDF5 crashed the process when the disk filled under a result file: the room is checked first."""
+    import collections
+    import shutil
+
+    np.save(tmp_path / "i.npy", intensity)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**19, 2**19))  # 0.5 MB free
+    assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / "r.h5"), *FAST]) != 0
+    err = capsys.readouterr().err
+    assert "0.5 MB free" in err and "the result needs up to" in err
+    assert "\nreconstruct: " not in "\n" + err  # no phasing started
+    assert not list(tmp_path.glob("r.h5*"))
