@@ -93,7 +93,10 @@ class RecorderProcess:
             self._proc.kill()
             return "it stopped answering; killed"
         if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
         return f"exit status {code}"
 
 

@@ -17,7 +17,7 @@ import threading
 from collections import Counter, deque
 from pathlib import Path
 
-from streamer.recording.process import RecorderCrashed, RecorderProcess
+from streamer.recording.process import RecorderProcess
 from streamer.recording.thread import safe_stem
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ class ResultWriter:
             self._process = RecorderProcess()
         try:
             path = Path(self._process.call("write_result", self.path(run, scan), run, fields))
-        except RecorderCrashed:
+        except Exception:  # the failed file may have left HDF5 damaged in that process: the next one is new
+            self._process.stop(timeout_s=5)
             self._process = None
             raise
         self._used += path.stat().st_size

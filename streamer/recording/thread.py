@@ -287,6 +287,8 @@ class RecordingWriter:
         for key in self._in_file:
             self._failed.setdefault(key, f"{why}: frames since the last flush may be lost")
         self._recorders.clear()
+        if self._process is not None:
+            self._process.stop(timeout_s=5)  # reaped, its socket closed
         self._process = None
 
     def _recorder(self, run: str) -> RemoteRecorder:
