@@ -165,7 +165,8 @@ def run_reconstruct(args, out=None) -> int:
     from streamer.analysis.peak import peak_metrics
     from streamer.backend import get_namespace
     from streamer.phasing.wisdom import load_wisdom, save_wisdom
-    from streamer.recording.result_file import check_room, write_result
+    from streamer.recording.result_file import write_result
+    from streamer.recording.room import check_room
 
     overrides = {"backend": args.backend}
     if args.scan is not None and Path(args.input).is_file():  # a recording's scan: prepared as it was live

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from streamer.recording.result_file import check_room
+from streamer.recording.room import check_room
 
 FORMATS = ("cxi", "vti", "npz")
 SUFFIX = {"cxi": ".cxi", "vti": ".vti", "npz": ".npz"}

@@ -21,6 +21,7 @@ import numpy as np
 
 from streamer.messaging.wire import EncodedFrame, bslz4_chunk
 from streamer.recording.checksum import lookup3
+from streamer.recording.room import check_room
 
 LAYOUT_VERSION = 2
 DATA = "entry/data"  # the frames and one row of per-frame columns per frame
@@ -30,6 +31,7 @@ STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 # column -> (dtype, fill value); the last column is written last, and its fill value marks a row not yet written
 FRAME_COLUMNS = {"frame_index": ("i8", 0), "theta_deg": ("f8", math.nan), "timestamp": ("f8", math.nan),
                  "attempt": ("i8", -1)}
+ROOM_HEADROOM = 16 * 2**20  # a frame or a scan start is refused (ENOSPC) with less free: HDF5 crashed on a full disk
 GROW_ROWS = 64  # the data dataset grows this many frames at a time; the columns say how many are real
 COLUMN_BATCH = 256  # per-frame columns are written in batches of this many rows (and at every flush)
 SCAN_COLUMNS = {"num_frames": ("i8", 0), "status": ("i1", 0), "voltage_v": ("f8", math.nan),
@@ -57,6 +59,7 @@ class RunRecorder:
         self._frame_ds: dict[str, h5py.Dataset] = {}
         self._rows = 0  # frames written to the data dataset
         self._pending: list[tuple] = []  # per-frame column rows not yet written
+        check_room(self.path.parent, 0, headroom_bytes=ROOM_HEADROOM)
         f = self._file()
         recorded_run = f["entry"].attrs["run"]
         if recorded_run != run:
@@ -67,6 +70,7 @@ class RunRecorder:
 
     def start_scan(self, scan: int, num_frames: int, metadata: dict) -> None:
         """Add a scan attempt; a scan index started again supersedes its earlier attempt."""
+        check_room(self.path.parent, 0, headroom_bytes=ROOM_HEADROOM)
         self._attempts[int(scan)] = _add_attempt(self._file()[SCANS], int(scan), int(num_frames), metadata)
         if time.monotonic() - self._last_sync >= self.flush_every_s:  # a flood of starts: one flush a period
             self._sync()
@@ -83,6 +87,7 @@ class RunRecorder:
         else:
             array = np.ascontiguousarray(array)
             chunk, shape, dtype = bslz4_chunk(array), array.shape, array.dtype
+        check_room(self.path.parent, len(chunk), headroom_bytes=ROOM_HEADROOM)
         self._file()
         if not self._frame_ds:
             self._create_frame_datasets(shape, dtype)

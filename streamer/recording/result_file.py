@@ -17,26 +17,16 @@ Layout (HDF5)::
 
 from __future__ import annotations
 
-import errno
 import json
-import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from streamer.recording.room import check_room
+
 SCHEMA = 1
 _ARRAYS = ("object", "support", "amplitude_error", "phase_error", "error_curve", "members")
-
-
-def check_room(folder: Path, nbytes: int) -> None:
-    """OSError (ENOSPC) when ``folder``'s disk has less than ``nbytes`` and 1 MB free: HDF5 crashed the process
-    that wrote a file when the disk filled under it."""
-    need = int(nbytes) + 2**20
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise OSError(errno.ENOSPC, f"{folder} has {free / 2**20:.1f} MB free; the result needs up to "
-                                    f"{need / 2**20:.1f} MB")
 
 
 def write_result(path: str | Path, *, obj: np.ndarray, support: np.ndarray, recipe: str, metadata: dict,

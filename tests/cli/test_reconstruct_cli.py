@@ -444,6 +444,6 @@ def test_a_disk_without_room_for_the_result_is_said_before_phasing(tmp_path, int
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**19, 2**19))  # 0.5 MB free
     assert main(["reconstruct", str(tmp_path / "i.npy"), "--out", str(tmp_path / "r.h5"), *FAST]) != 0
     err = capsys.readouterr().err
-    assert "0.5 MB free" in err and "the result needs up to" in err
+    assert "0.5 MB free" in err and "the write needs up to" in err
     assert "\nreconstruct: " not in "\n" + err  # no phasing started
     assert not list(tmp_path.glob("r.h5*"))

@@ -175,3 +175,29 @@ def test_the_detector_preparation_is_recorded_once_with_the_layout(tmp_path):
     with RunRecorder(tmp_path / "plain.h5", "run-2") as rec:
         _record(rec, 0, 1)
     assert recorded_detector(tmp_path / "plain.h5") is None
+
+
+def test_a_frame_the_disk_has_no_room_for_is_refused_before_hdf5_meets_the_full_disk(tmp_path, monkeypatch):
+    """HDF5 crashed the process that wrote a file when the disk filled under it: the recorder refuses first
+    (ENOSPC, naming the folder), and the file stays whole with the scans ended before."""
+    import collections
+    import errno
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    free = {"bytes": 2**30}
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**31, 2**31 - free["bytes"], free["bytes"]))
+    path = tmp_path / "run.h5"
+    rec = RunRecorder(path, "r")
+    rec.start_scan(0, 1, {})
+    rec.add_frame(0, 0, 7.0, 1.0, np.full((8, 8), 5, np.uint32))
+    rec.end_scan(0, [])
+    free["bytes"] = 2**20  # 1 MB left
+    with pytest.raises(OSError) as refused:
+        rec.add_frame(0, 1, 7.1, 1.0, np.full((8, 8), 6, np.uint32))
+    assert refused.value.errno == errno.ENOSPC and str(tmp_path) in str(refused.value)
+    with pytest.raises(OSError, match="MB free"):
+        rec.start_scan(1, 1, {})
+    rec.close()
+    (scan,) = list_scans(path)
+    assert scan["status"] == "complete" and read_scan(path, 0)["frames"][0, 0, 0] == 5
