@@ -95,7 +95,11 @@ class Pipeline:
     def _emit(self, event: dict, scan: AssembledScan) -> None:
         """Write and publish one event (caller holds the lock)."""
         event["latency_s"] = round(time.time() - scan.last_frame_time, 3)
-        self.events.write(event)
+        try:
+            self.events.write(event)
+        except OSError as exc:  # a full disk: the operator still gets the event; what is held is retried
+            self.counters["event_not_written"] += 1
+            log.error("the event of scan %s of run %s did not reach %s: %s", scan.scan, scan.run, self.events.path, exc)
         self._publish("event", {"event": event})
 
     def _publish(self, topic: str, body: dict) -> None:

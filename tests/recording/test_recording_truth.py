@@ -428,3 +428,36 @@ def test_a_frame_larger_than_the_configured_detector_is_refused_and_counted(tmp_
     p.shutdown()
     (scan,) = list_scans(next(tmp_path.glob("*.h5")))
     assert scan["frames_recorded"] == 1 and not scan["complete"]
+
+
+def test_an_event_the_disk_refuses_is_counted_and_the_next_scan_goes_on(tmp_path):
+    import errno
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), realtime_policy="all"))
+    p._worker.start()
+    kept, p.events._f = p.events._f, FullDisk()
+    published, publish = [], p.results.publish
+    p.results.publish = lambda topic, body: (published.append((topic, body)), publish(topic, body))[1]
+
+    def scan(k):
+        p.ingest(wire.encode("scan_start", run="r", scan=k, num_frames=1, metadata={}))
+        p.ingest(wire.encode_frame(run="r", scan=k, frame=0, seq=k, theta_deg=7.0, timestamp=1.0, array=_frame(k)))
+        p.ingest(wire.encode("scan_end", run="r", scan=k, num_frames=1))
+
+    scan(0)
+    deadline = time.monotonic() + 60
+    while not p.counters["event_not_written"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.events._f = kept  # space freed
+    scan(1)
+    p.shutdown()
+    assert p.counters["event_not_written"] == 1
+    assert [e["scan"] for e in read_events(tmp_path / "events.jsonl")] == [1]
+    assert [b["event"]["scan"] for t, b in published if t == "event"] == [0, 1]  # the operator saw both
