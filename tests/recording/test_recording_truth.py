@@ -461,3 +461,50 @@ def test_an_event_the_disk_refuses_is_counted_and_the_next_scan_goes_on(tmp_path
     assert p.counters["event_not_written"] == 1
     assert [e["scan"] for e in read_events(tmp_path / "events.jsonl")] == [1]
     assert [b["event"]["scan"] for t, b in published if t == "event"] == [0, 1]  # the operator saw both
+
+
+KILLED_SERVICE = """
+import sys, time
+import numpy as np
+from streamer.recording.thread import RecordingWriter
+w = RecordingWriter(sys.argv[1])
+w.start_scan("r", 0, 2, {})
+for k in range(2):
+    w.add_frame("r", 0, k, 7.0, 1.0, np.full((8, 8), k + 1, np.uint32))
+w.end_scan("r", 0, [], "complete", num_frames=2).result(30)
+w.start_scan("r", 1, 5, {})
+for k in range(3):
+    w.add_frame("r", 1, k, 7.0, 1.0, np.full((8, 8), 10 + k, np.uint32))
+w.wait()
+print(w._process.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_service_killed_with_sigkill_leaves_its_files_closed_by_the_recording_process(tmp_path):
+    import signal
+
+    import h5py
+
+    with subprocess.Popen([sys.executable, "-c", KILLED_SERVICE, str(tmp_path)], stdout=subprocess.PIPE,
+                          text=True) as service:
+        child = int(service.stdout.readline())
+        service.send_signal(signal.SIGKILL)
+        service.wait(30)
+
+    def running(pid):  # an exited child not yet reaped by whoever adopted it is a zombie: not running
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child), "the recording process outlived the service"
+    with h5py.File(tmp_path / "r.h5", "r"):  # closed: a reader without SWMR opens it
+        pass
+    assert [(s["scan"], s["status"], s["frames_recorded"]) for s in list_scans(tmp_path / "r.h5")] == \
+        [(0, "complete", 2), (1, "partial", 3)]
+    assert list(read_scan(tmp_path / "r.h5", 1)["frames"][:, 0, 0]) == [10, 11, 12]
