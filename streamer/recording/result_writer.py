@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 from collections import Counter, deque
 from pathlib import Path
 
 from streamer.recording.process import RecorderProcess
+from streamer.recording.room import check_room
 from streamer.recording.thread import safe_stem
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,7 @@ class ResultWriter:
                 log.warning("%s", self.alarms[-1])
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.root).free
-        if free - estimate < self.min_free_bytes:
-            raise OSError(f"the disk has {free / 2**20:.1f} MB free, and {self.min_free_bytes / 2**20:.1f} MB "
-                          "are kept free")
+        check_room(self.root, estimate, headroom_bytes=self.min_free_bytes)
         if self._process is None or not self._process.alive:
             self._process = RecorderProcess()
         try:

@@ -32,7 +32,7 @@ def test_a_disk_under_its_reserve_keeps_no_result_and_says_so(tmp_path):
     writer = ResultWriter(tmp_path, counters, budget_bytes=1e9, min_free_bytes=2**60)  # more than any disk has
     writer.submit("r", 0, **_fields())
     writer.close()
-    assert counters["result_not_written"] == 1 and "kept free" in writer.alarms[0]
+    assert counters["result_not_written"] == 1 and "MB free" in writer.alarms[0]
     assert not list(tmp_path.rglob("*.h5*"))
 
 
