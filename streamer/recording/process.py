@@ -3,15 +3,15 @@
 A full disk, a quota or a file-size limit met inside HDF5 left its state damaged: closing the file, or
 the interpreter's exit, then ended in a segmentation fault. The service's writer thread calls a
 ``RemoteRecorder`` as it would a ``RunRecorder``; each call is a request and its reply over a socket
-pair to our own child (never the network). If the child dies, the call raises ``RecorderCrashed``
-and the next file opened starts a new child. Run as ``python -m streamer.recording.process FD``.
+pair to our own child (never the network), in msgpack (arrays as dtype, shape and bytes; nothing is
+pickled). If the child dies, the call raises ``RecorderCrashed`` and the next file opened starts a
+new child. Run as ``python -m streamer.recording.process FD``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -20,6 +20,7 @@ import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import msgpack
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RecorderProcess:
         theirs.close()
         self._conn = Connection(ours.detach())
         self._lock = threading.Lock()
-        self._conn.send(detector)
+        self._conn.send_bytes(_pack(detector))
 
     @property
     def pid(self) -> int:
@@ -56,12 +57,12 @@ class RecorderProcess:
         """Apply ``op`` to the recorder of ``path`` in the child; its exception is raised here."""
         with self._lock:
             try:
-                self._conn.send((op, str(path), run, args))
+                self._conn.send_bytes(_pack([op, str(path), run, list(args)]))
                 if not self._conn.poll(self.reply_timeout_s):
                     self._proc.kill()
                     raise RecorderCrashed(f"the recording process did not answer {op} of {path} within "
                                           f"{self.reply_timeout_s:.0f} s: stopped")
-                ok, value = self._conn.recv()
+                ok, value = _unpack(self._conn.recv_bytes())
             except (EOFError, OSError) as exc:
                 if isinstance(exc, RecorderCrashed):
                     raise
@@ -69,13 +70,13 @@ class RecorderProcess:
                                       f"({self._exit_reason()})") from None
         if ok:
             return value
-        raise value
+        raise _exception(value)
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Close every recording the child holds, and let it exit."""
         with self._lock:
             try:
-                self._conn.send(None)
+                self._conn.send_bytes(_pack(None))
             except OSError:
                 pass
             try:
@@ -118,7 +119,8 @@ class RemoteRecorder:
         I/O failure the frames behind it are not attempted (the list is shorter).
         """
         portable = [(*f[:4], _portable_frame(f[4])) for f in frames]
-        return self.process.call("add_frames", self.path, self.run, portable)
+        outcomes = self.process.call("add_frames", self.path, self.run, portable)
+        return [None if o is None else _exception(o) for o in outcomes]
 
     def end_scan(self, scan: int, missing: list[int], status: str = "complete") -> None:
         self.process.call("end_scan", self.path, self.run, scan, missing, status)
@@ -138,13 +140,13 @@ class RemoteRecorder:
 def _serve(conn: Connection) -> None:
     from streamer.recording.recorder import RunRecorder, single_threaded_compression
 
-    detector = conn.recv()
+    detector = _unpack(conn.recv_bytes())
     recorders: dict[str, RunRecorder] = {}
     abandoned: list[RunRecorder] = []  # kept referenced, so HDF5 never flushes them
     with single_threaded_compression():
         while True:
             try:
-                message = conn.recv()
+                message = _unpack(conn.recv_bytes())
             except EOFError:  # the service is gone: close what is open
                 break
             if message is None:
@@ -171,7 +173,7 @@ def _serve(conn: Connection) -> None:
                 reply = (True, value)
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
                 reply = (False, _portable(exc))
-            conn.send(reply)
+            conn.send_bytes(_pack(reply))
     for path, rec in recorders.items():
         try:
             rec.close()
@@ -188,10 +190,10 @@ def _portable_frame(array) -> tuple:
     return bslz4_chunk(array), array.shape, array.dtype.str
 
 
-def _add_frames(rec, frames: list[tuple]) -> list[Exception | None]:
+def _add_frames(rec, frames: list) -> list[list[str] | None]:
     from streamer.messaging.wire import EncodedFrame
 
-    outcomes: list[Exception | None] = []
+    outcomes: list[list[str] | None] = []
     for *head, (chunk, shape, dtype) in frames:
         try:
             rec.add_frame(*head, EncodedFrame(memoryview(chunk), tuple(shape), np.dtype(dtype)))
@@ -203,13 +205,39 @@ def _add_frames(rec, frames: list[tuple]) -> list[Exception | None]:
     return outcomes
 
 
-def _portable(exc: Exception) -> Exception:
-    """The exception itself if it crosses the socket, else an OSError that says what it was."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:  # noqa: BLE001 - any exception that does not round-trip
-        return OSError(f"{type(exc).__name__}: {exc}")
+def _portable(exc: Exception) -> list[str]:
+    """An exception as it crosses the socket: its kind (a ValueError, or an I/O failure) and its message."""
+    return ["value" if isinstance(exc, ValueError) else "io", str(exc)]
+
+
+def _exception(portable: list[str]) -> Exception:
+    kind, message = portable
+    return ValueError(message) if kind == "value" else OSError(message)
+
+
+def _pack(value) -> bytes:
+    return msgpack.packb(value, default=_encode, use_bin_type=True)
+
+
+def _unpack(data: bytes):
+    return msgpack.unpackb(data, ext_hook=_decode, raw=False, strict_map_key=False)
+
+
+def _encode(value):
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        return msgpack.ExtType(1, msgpack.packb([array.dtype.str, list(array.shape), array.tobytes()],
+                                                use_bin_type=True))
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)  # a path, or anything else the result's JSON would write as text
+
+
+def _decode(code: int, data: bytes):
+    if code != 1:
+        raise ValueError(f"unknown msgpack extension {code}")
+    dtype, shape, raw = msgpack.unpackb(data, raw=False)
+    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape)
 
 
 def _abandon(rec, abandoned: list) -> None:
