@@ -381,9 +381,9 @@ def prepare_volume(volume: np.ndarray, *, mask: np.ndarray | None = None, q_axis
         info["unmeasured_voxels_found"] = int((empty & ~m).sum())
         m = m | empty
     if config.hot_pixel_factor > 0:  # a hot pixel counts in every frame: a line along the (unknown) rocking axis
-        hot = np.zeros(volume.shape, bool)
+        hot, measured = np.zeros(volume.shape, bool), np.where(m, 0, volume)
         for axis in range(3):
-            hot |= np.expand_dims(hot_lines(np.where(m, 0, volume), axis, config.hot_pixel_factor), axis)
+            hot |= np.expand_dims(hot_lines(measured, axis, config.hot_pixel_factor), axis)
         info["hot_voxels"] = int((hot & ~m).sum())
         m = m | hot
         volume = np.where(m, 0, volume)

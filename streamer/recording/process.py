@@ -184,8 +184,8 @@ def _serve(conn: Connection) -> None:
 def _portable_frame(array) -> tuple:
     from streamer.messaging.wire import EncodedFrame, bslz4_chunk
 
-    if isinstance(array, EncodedFrame):  # a memoryview does not cross a pipe; its bytes do
-        return bytes(array.chunk), tuple(array.shape), np.dtype(array.dtype).str
+    if isinstance(array, EncodedFrame):  # arrived compressed: its chunk crosses as it came
+        return array.chunk, tuple(array.shape), np.dtype(array.dtype).str
     array = np.ascontiguousarray(array)
     return bslz4_chunk(array), array.shape, array.dtype.str
 
