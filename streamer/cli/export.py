@@ -9,17 +9,22 @@ from streamer.cli.common import add_result_files, add_subcommand, result_paths
 
 
 def run_export(paths: list[Path], *, fmt: str, out: Path | None = None, stdout=None) -> int:
-    """Export each result file; ``out`` is the file (one result) or a folder (any number)."""
-    from streamer.recording.export import SUFFIX, export_result
+    """Export each result file; ``out`` is the file (one result) or a folder (any number). The files are written
+    by a recording process (HDF5 crashed the process whose write failed)."""
+    from streamer.recording.export import FORMATS, SUFFIX
+    from streamer.recording.process import RecorderProcess, write_apart
 
     stdout = stdout or sys.stdout
     if not paths:
         raise ValueError("give at least one result file")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     folder = out is not None and (out.is_dir() or len(paths) > 1 or not out.suffix)
-    for path in paths:
-        target = (out / path.with_suffix(SUFFIX[fmt]).name) if folder else out
-        written = export_result(path, target, fmt=fmt)
-        print(f"bcdi-stream export: {path} -> {written}", file=stdout)
+    with RecorderProcess() as writer:
+        for path in paths:
+            target = out / path.with_suffix(SUFFIX[fmt]).name if folder else out or path.with_suffix(SUFFIX[fmt])
+            written = write_apart(writer, "export", target, path, fmt)
+            print(f"bcdi-stream export: {path} -> {written}", file=stdout)
     return 0
 
 

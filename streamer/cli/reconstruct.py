@@ -160,12 +160,20 @@ def _full_stack(s: dict) -> np.ndarray:
 
 
 def run_reconstruct(args, out=None) -> int:
+    """The command; its result file is written by a recording process of its own (HDF5 crashed the process
+    whose write failed), started here so that it is ready when the phasing ends."""
+    from streamer.recording.process import RecorderProcess
+
     started = time.monotonic()
-    out = out or sys.stderr  # looked up at call time, so a redirected stderr is honoured
+    with RecorderProcess() as writer:
+        return _reconstruct(args, out or sys.stderr, writer, started)  # stderr looked up at call time
+
+
+def _reconstruct(args, out, writer, started: float) -> int:
     from streamer.analysis.peak import peak_metrics
     from streamer.backend import get_namespace
     from streamer.phasing.wisdom import load_wisdom, save_wisdom
-    from streamer.recording.result_file import write_result
+    from streamer.recording.process import write_apart
     from streamer.recording.room import check_room
 
     overrides = {"backend": args.backend}
@@ -260,10 +268,10 @@ def run_reconstruct(args, out=None) -> int:
         meta["voxel_nm_zyx"] = [lab.voxel_nm] * 3
         print(f"lab frame: {lab.shape_zyx} voxels of {lab.voxel_nm:.2f} nm (z along q, y along the rocking axis)",
               file=out, flush=True)
-    path = write_result(args.out, obj=obj, support=support, recipe=result.recipe, metadata=meta,
-                        peak=peak, phasing=info, amplitude_error=errors.get("amplitude_error"),
-                        phase_error=errors.get("phase_error"), error_curve=result.error_curve, members=members,
-                        compress=False)
+    fields = dict(obj=obj, support=support, recipe=result.recipe, metadata=meta, peak=peak, phasing=info,
+                  amplitude_error=errors.get("amplitude_error"), phase_error=errors.get("phase_error"),
+                  error_curve=result.error_curve, members=members, compress=False)
+    path = write_apart(writer, "write_result", args.out, fields)
     print(f"wrote {path}: chi-square {info['chi_square_best']:.4g} after {result.iterations} iterations x "
           f"{result.generations} generation(s) in {seconds:.1f} s", file=out, flush=True)
     print(json.dumps({"out": str(path), **info}), flush=True)
