@@ -4,8 +4,10 @@ A full disk, a quota or a file-size limit met inside HDF5 left its state damaged
 the interpreter's exit, then ended in a segmentation fault. The service's writer thread calls a
 ``RemoteRecorder`` as it would a ``RunRecorder``; each call is a request and its reply over a socket
 pair to our own child (never the network), in msgpack (arrays as dtype, shape and bytes; nothing is
-pickled; a large array's bytes follow the message as a message of their own, never copied into it). If the child dies, the call raises ``RecorderCrashed`` and the next file opened starts a
-new child. Run as ``python -m streamer.recording.process FD``.
+pickled; a large array's bytes follow the message as a message of their own, never copied into it). If
+the child dies, the call raises ``RecorderCrashed`` and the next file opened starts a new child. The
+one-shot commands (``reconstruct``, ``export``) write their files through one too (``write_apart``).
+Run as ``python -m streamer.recording.process FD``.
 """
 
 from __future__ import annotations

@@ -31,6 +31,12 @@ def _n_log_n(shape) -> float:
     return n * math.log2(max(n, 2))
 
 
+#: the pairs of a shape are timed for at least this long: in a process that has just prepared a detector scan,
+#: the first four pairs of 64x128x128 took 13-18 ms and the next ones 4.4-5 ms (a least of five read 5-10 ms,
+#: and the budget predicted the detector scans twice the iterations' cost of the same shape phased from an array)
+WARM_UP_S = 0.2
+
+
 class FftCosts:
     """Measured seconds of planned FFT pairs (``costs(shape, batch)``), and plans made in the background."""
 
@@ -44,15 +50,17 @@ class FftCosts:
         self._planned: dict[tuple[int, ...], Future] = {}
 
     def time_pair(self, shape: tuple[int, ...]) -> float:
-        """Least seconds of ``repeats`` forward + inverse transforms of one member of ``shape`` (plans made once):
-        a first pair's warm-up, or another thread's moment on a core, only ever adds."""
+        """Least seconds of forward + inverse transforms of one member of ``shape`` (plans made once), repeated
+        ``repeats`` times and for at least ``WARM_UP_S``: a first pairs' warm-up, or another thread's moment on
+        a core, only ever adds."""
         shape = tuple(int(n) for n in shape)
         with self._lock:
             if shape in self._timed:
                 return self._timed[shape]
         plan = get_plan(self.xp, (1, *shape), threads=self.threads)
         times = []
-        for _ in range(self.repeats):
+        started = time.perf_counter()
+        while len(times) < self.repeats or (time.perf_counter() - started < WARM_UP_S and len(times) < 100):
             t0 = time.perf_counter()
             spectrum = plan.forward(plan.input)  # the pair as an iteration runs it
             if getattr(plan, "conjugate_inverse", False):

@@ -91,3 +91,34 @@ def test_fftw_transforms_both_ways_with_one_planned_problem():
     a, b = pyfftw.empty_aligned(shape, "complex64"), pyfftw.empty_aligned(shape, "complex64")
     pyfftw.FFTW(a, b, axes=(1, 2, 3), direction="FFTW_FORWARD", flags=("FFTW_MEASURE",), threads=1)
     fft.FFTWPlan(shape, 1, "FFTW_MEASURE", wisdom_only=True)  # no RuntimeError: nothing else to plan
+
+
+def test_a_shape_is_timed_past_its_first_pairs_warm_up(monkeypatch):
+    """In a process that has just prepared a detector scan the first pairs ran three times slower: the least of
+    five read the warm-up, and the budget halved the iterations of every detector scan. A fake clock: the first
+    eight pairs take 15 ms, then 4 ms."""
+    import types
+
+    from streamer.service import costs as module
+
+    clock = types.SimpleNamespace(now=0.0, calls=0)
+
+    class Plan:
+        input = None
+
+        def forward(self, x):
+            clock.calls += 1
+            clock.now += 0.015 if clock.calls <= 8 else 0.004
+            return x
+
+        def inverse(self, y):
+            return y
+
+    monkeypatch.setattr(module, "get_plan", lambda xp, shape, threads=None: Plan())
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    costs = FftCosts(np, threads=1)
+    try:
+        assert costs.time_pair((64, 128, 128)) == pytest.approx(0.004)
+        assert clock.calls >= 8 + 5 and clock.now >= module.WARM_UP_S
+    finally:
+        costs.close()
