@@ -25,7 +25,8 @@ import numpy as np
 from streamer.geometry import from_dict
 from streamer.messaging.wire import FRAME_DTYPES
 from streamer.recording.frame_sources import FrameSource, ImportInputError
-from streamer.recording.recorder import RunRecorder
+from streamer.recording.process import RecorderProcess, RemoteRecorder
+from streamer.recording.thread import FRAME_BATCH
 from streamer.settings import ConfigError
 
 OUTPUT_SUFFIXES = (".h5", ".hdf5", ".nxs")
@@ -182,23 +183,34 @@ def import_scans(out: Path, scans: list[ScanImport], geometry: dict, *, run: str
     mask_part = part.with_suffix(".npy")
     t0, done, nbytes = time.monotonic(), 0, 0
     try:
-        with RunRecorder(part, run, detector=None if bad is None else {"bad_pixel_map_file": str(mask_file)}) as recorder:
-            for spec, (missing, theta, metadata) in zip(scans, plan):
-                n, steps = spec.source.num_frames, n_steps(geometry)
-                recorder.start_scan(spec.scan, steps, metadata)
-                stamps = _timestamps(steps, frame_time_s, start_time)
-                k = -1
-                for k, frame in enumerate(spec.source.frames()):
-                    if k >= n:
-                        raise ImportInputError(f"{spec.source.path} grew while importing (more than {n} frames)")
-                    frame = orientation.apply(frame) if orientation else frame
-                    recorder.add_frame(spec.scan, k, float(theta[k]), float(stamps[k]), frame)
-                    done, nbytes = done + 1, nbytes + frame.nbytes
-                    if progress is not None:
-                        progress(done, total, f"scan {spec.scan}")
-                if k + 1 != n:
-                    raise ImportInputError(f"{spec.source.path} gave {k + 1} frames, not the {n} it declared")
-                recorder.end_scan(spec.scan, missing, "incomplete" if missing else "complete")
+        detector = None if bad is None else {"bad_pixel_map_file": str(mask_file)}
+        with RecorderProcess(detector) as process:  # HDF5 crashed the process whose write failed: not this one
+            recorder = RemoteRecorder(process, part, run)
+            try:
+                for spec, (missing, theta, metadata) in zip(scans, plan):
+                    n, steps = spec.source.num_frames, n_steps(geometry)
+                    recorder.start_scan(spec.scan, steps, metadata)
+                    stamps = _timestamps(steps, frame_time_s, start_time)
+                    k, batch = -1, []
+                    for k, frame in enumerate(spec.source.frames()):
+                        if k >= n:
+                            raise ImportInputError(f"{spec.source.path} grew while importing (more than {n} frames)")
+                        frame = orientation.apply(frame) if orientation else frame
+                        batch.append((spec.scan, k, float(theta[k]), float(stamps[k]), frame))
+                        if len(batch) == FRAME_BATCH:
+                            _write_frames(recorder, batch)
+                        done, nbytes = done + 1, nbytes + frame.nbytes
+                        if progress is not None:
+                            progress(done, total, f"scan {spec.scan}")
+                    _write_frames(recorder, batch)
+                    if k + 1 != n:
+                        raise ImportInputError(f"{spec.source.path} gave {k + 1} frames, not the {n} it declared")
+                    recorder.end_scan(spec.scan, missing, "incomplete" if missing else "complete")
+                recorder.close()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the hidden file is removed below, never closed by HDF5
+                    recorder.abandon()
+                raise
         if bad is not None:
             with open(mask_part, "wb") as fh:
                 np.save(fh, bad)
@@ -330,6 +342,19 @@ def _checked_angles(angles: np.ndarray, num_frames: int, geometry: dict, what: s
     theta = theta.copy()
     theta[:num_frames] = angles
     return theta
+
+
+def _write_frames(recorder: RemoteRecorder, batch: list[tuple]) -> None:
+    """Write ``batch`` (``add_frame`` argument tuples) and empty it; the first frame's failure is raised."""
+    if not batch:
+        return
+    outcomes = recorder.add_frames(batch)
+    failure = next((o for o in outcomes if o is not None), None)
+    if failure is None and len(outcomes) < len(batch):
+        failure = OSError(f"frame {batch[len(outcomes)][1]} of scan {batch[0][0]} was not written")
+    batch.clear()
+    if failure is not None:
+        raise failure
 
 
 def _timestamps(steps: int, frame_time_s: float | None, start_time: float | None) -> np.ndarray:
