@@ -56,32 +56,22 @@ def test_export_says_the_file_was_not_written_instead_of_crashing(tmp_path):
     assert (tmp_path / "r.cxi").is_file()
 
 
-DETECTOR_TOML = """kind = "detector"
-energy_kev = 9.0
-distance_m = 0.5
-pixel_um = 55.0
-detector_shape_px = [64, 64]
-roi_px = [0, 64, 16, 48]
-binning = 2
-d_spacing_nm = 0.2335
-delta_deg = -32.174
-gamma_deg = 12.6346
-rocking_axis = [0.0, 1.0, 0.0]
-rocking_step_deg = 0.005
-num_rocking_steps = 12
-theta_bragg_deg = 0.22
-"""
-
 
 @pytest.mark.parametrize("limit_bytes", [20_000, 60_000])
 def test_import_says_the_recording_was_not_written_instead_of_crashing(tmp_path, limit_bytes):
-    import h5py
+    import json
 
-    frames = np.random.default_rng(3).integers(0, 2**16, (12, 32, 16), dtype=np.uint16)
-    with h5py.File(tmp_path / "scan.nxs", "w") as f:
-        f["entry/instrument/detector/data"] = frames
-    (tmp_path / "geometry.toml").write_text(DETECTOR_TOML)
-    args = ["import", "scan.nxs", "--geometry", "geometry.toml", "--out", "out/rec.h5"]
+    import tifffile
+
+    from streamer.recording.recorder import read_scan
+
+    geometry = OrthogonalGeometry(shape_zyx=(16, 16, 16), voxel_nm=16.0)
+    frames = np.random.default_rng(3).integers(0, 2**16, (16, 16, 16), dtype=np.uint32)
+    (tmp_path / "scan").mkdir()
+    for k, frame in enumerate(frames):
+        tifffile.imwrite(tmp_path / "scan" / f"img_{k}.tif", frame)
+    (tmp_path / "geometry.toml").write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in geometry.to_dict().items()))
+    args = ["import", "scan", "--geometry", "geometry.toml", "--out", "out/rec.h5"]
     (tmp_path / "out").mkdir()
     done = _command(args, limit_bytes, tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
@@ -89,6 +79,4 @@ def test_import_says_the_recording_was_not_written_instead_of_crashing(tmp_path,
     assert not list((tmp_path / "out").iterdir())  # neither the recording nor its hidden part
     ok = _command(args, 2**30, tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    from streamer.recording.recorder import read_scan
-
     assert np.array_equal(read_scan(tmp_path / "out" / "rec.h5", 0)["frames"], frames)
