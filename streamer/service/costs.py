@@ -51,7 +51,7 @@ class FftCosts:
 
     def time_pair(self, shape: tuple[int, ...]) -> float:
         """Least seconds of forward + inverse transforms of one member of ``shape`` (plans made once), repeated
-        ``repeats`` times and for at least ``WARM_UP_S``: a first pairs' warm-up, or another thread's moment on
+        ``repeats`` times and for at least ``WARM_UP_S``: the first pairs' warm-up, or another thread's moment on
         a core, only ever adds."""
         shape = tuple(int(n) for n in shape)
         with self._lock:
