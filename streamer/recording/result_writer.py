@@ -16,7 +16,7 @@ import threading
 from collections import Counter, deque
 from pathlib import Path
 
-from streamer.recording.process import RecorderProcess
+from streamer.recording.process import RecorderProcess, write_apart
 from streamer.recording.room import check_room
 from streamer.recording.thread import safe_stem
 
@@ -57,7 +57,6 @@ class ResultWriter:
                     self.counters["result_not_written"] += 1
                     self.alarms.append(f"result file of scan {scan} of run {run!r} not written: {exc}")
                     log.error("%s", self.alarms[-1])
-                    self.path(run, scan).with_suffix(".h5.partial").unlink(missing_ok=True)
         finally:
             if self._process is not None:
                 self._process.stop()
@@ -77,7 +76,7 @@ class ResultWriter:
         if self._process is None or not self._process.alive:
             self._process = RecorderProcess()
         try:
-            path = Path(self._process.call("write_result", self.path(run, scan), run, fields))
+            path = write_apart(self._process, "write_result", self.path(run, scan), fields)
         except Exception:  # the failed file may have left HDF5 damaged in that process: the next one is new
             self._process.stop(timeout_s=5)
             self._process = None
