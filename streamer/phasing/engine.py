@@ -39,6 +39,9 @@ class PhasingConfig(Settings):
     # ... those of them whose chi-square is within this factor of the best's (a member stuck in another solution
     # fits worse, and averaging it in blurs steps and slow phases; BENCHMARKS.md, "Members that fit worse")
     average_max_chi_ratio: float = Field(1.2, ge=1)
+    # error-reduction iterations run on the average itself, inside the best member's support: each member keeps a
+    # slightly different error, and the average of them fits the data better once polished (BENCHMARKS.md)
+    polish_er: int = Field(0, ge=0)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool = True
@@ -366,7 +369,20 @@ def join(generations: list[Generation]) -> Generation:
                       np.concatenate([g.errors for g in generations], axis=1))
 
 
-def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
+def polish(problem: Problem, rho: np.ndarray, support: np.ndarray, iterations: int, *, xp=np) -> tuple[np.ndarray, float]:
+    """``iterations`` of error reduction on one object inside a fixed ``support`` (both centred: the modulus
+    projection commutes with a translation); returns the object and its chi-square."""
+    plan = get_plan(xp, (1,) + problem.shape, threads=problem.config.threads or None, effort="FFTW_ESTIMATE")
+    measured = None if problem.measured is None else xp.asarray(problem.measured)
+    state = PhasingState(xp, xp.asarray(np.ascontiguousarray(rho[None], np.complex64)), None,
+                         xp.asarray(problem.amplitude), measured, None, PhaseConstraint(), plan)
+    state.support = xp.asarray(np.ascontiguousarray(support[None]))
+    parse_recipe(f"{iterations}ER").apply(state)
+    chi = float(to_numpy(state.chi_square())[0])
+    return to_numpy(state.rho)[0].copy(), chi
+
+
+def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
     """Align and average the best members of the last generation; centre the result."""
     cfg, last = problem.config, gens[-1]
     ranking, scores = rank(problem, last)
@@ -384,6 +400,9 @@ def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
         rho, amp_err, phase_err, members = (np.roll(a, shift, axis=(-3, -2, -1))
                                             for a in (mean, amp_err, phase_err, aligned))
     support = np.roll(last.support[best], tuple(h + s for h, s in zip(half, shift)), axis=(0, 1, 2))
+    polished = None
+    if cfg.polish_er and len(keep) > 1:
+        rho, polished = polish(problem, rho, support, cfg.polish_er, xp=xp)
     curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
     return PhasingResult(
@@ -391,7 +410,8 @@ def finish(problem: Problem, gens: list[Generation]) -> PhasingResult:
         iterations=op.iterations, amplitude_error=amp_err, phase_error=phase_err, error_curve=curve,
         members=members, generations=len(gens), warm_started=problem.warm,
         metric={"name": cfg.metric, "best": float(scores[best]), "averaged": len(keep),
-                "chi_square": [float(f"{v:.4g}") for v in np.asarray(last.chi_square, np.float64)]},
+                "chi_square": [float(f"{v:.4g}") for v in np.asarray(last.chi_square, np.float64)],
+                **({} if polished is None else {"polished_chi_square": float(f"{polished:.4g}")})},
     )
 
 
@@ -418,7 +438,7 @@ def reconstruct(intensity, *, xp, config: PhasingConfig = PhasingConfig(), rng=N
                       "done": True})
         if g < config.generations - 1:
             rho, support = next_generation(problem, gen)
-    return finish(problem, gens)
+    return finish(problem, gens, xp=xp)
 
 
 def _load(state: PhasingState, host: np.ndarray):
