@@ -60,7 +60,7 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
                                 fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
                                 min_population=min(limits.min_population, phasing.population),
                                 max_memory_bytes=limits.max_memory_gb * 2**30 or None,
-                                search=phasing.search)
+                                search=phasing.search, polish=phasing.polish_er)
                 chosen = runs_on_stand_in(xp, (choice.population, *choice.shape), threads=phasing.threads or None)
                 settled, stand_in = chosen == stand_in, chosen  # the key the run's own error is remembered under
                 if settled:

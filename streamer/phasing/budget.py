@@ -70,7 +70,7 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
            fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
            min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS,
            max_memory_bytes: float | None = None, keep_iterations: bool = False,
-           search: tuple[float, int, int] | None = None) -> BudgetChoice:
+           search: tuple[float, int, int] | None = None, polish: int = 0) -> BudgetChoice:
     """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
 
     ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
@@ -80,6 +80,7 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
     feature grow in; members and resolution give way instead). ``search``: a cold start's coarse search
     (``PhasingConfig.search``: crop, candidates, least voxels per axis): where the grid cropped again by that
     factor keeps that many voxels along every axis, each member first runs the recipe that many times there.
+    ``polish``: error-reduction iterations run afterwards on the averaged object alone (one member's cost each).
     When nothing fits, the cheapest candidate is chosen and the reason says it will be late.
     """
     if not budget_s > 0:
@@ -95,6 +96,8 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
         coarse = cropped_shape(grid, search[0]) if search and search[0] < 1 else None
         if coarse and search[1] and min(coarse) >= search[2]:
             seconds += search[1] * n * overhead * fft_pair_s(coarse, p)
+        if polish and p > 1:
+            seconds += polish * overhead * fft_pair_s(grid, 1)
         return fixed_s + seconds
 
     candidates = []

@@ -39,9 +39,10 @@ class PhasingConfig(Settings):
     # ... those of them whose chi-square is within this factor of the best's (a member stuck in another solution
     # fits worse, and averaging it in blurs steps and slow phases; BENCHMARKS.md, "Members that fit worse")
     average_max_chi_ratio: float = Field(1.2, ge=1)
-    # error-reduction iterations run on the average itself, inside the best member's support: each member keeps a
-    # slightly different error, and the average of them fits the data better once polished (BENCHMARKS.md)
-    polish_er: int = Field(0, ge=0)
+    # a cold start's average, polished by this many error-reduction iterations inside the best member's support: the
+    # plain average of members with errors of their own fits the data 10x worse than each, and reads boundary steps
+    # short; not on warm starts, where it raised the strain-free control's scatter (BENCHMARKS.md, "A polished average")
+    polish_er: int = Field(100, ge=0)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool = True
@@ -135,6 +136,11 @@ class Problem:
     @property
     def recipe(self) -> str:
         return self.config.warm_recipe if self.warm else self.config.recipe
+
+    @property
+    def polish(self) -> int:
+        """Error-reduction iterations on the averaged object (cold starts only)."""
+        return 0 if self.warm else self.config.polish_er
 
     @property
     def shrinkwrap(self) -> ShrinkWrap:
@@ -401,8 +407,8 @@ def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
                                             for a in (mean, amp_err, phase_err, aligned))
     support = np.roll(last.support[best], tuple(h + s for h, s in zip(half, shift)), axis=(0, 1, 2))
     polished = None
-    if cfg.polish_er and len(keep) > 1:
-        rho, polished = polish(problem, rho, support, cfg.polish_er, xp=xp)
+    if problem.polish and len(keep) > 1:
+        rho, polished = polish(problem, rho, support, problem.polish, xp=xp)
     curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
     return PhasingResult(

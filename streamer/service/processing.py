@@ -185,7 +185,7 @@ class ScanProcessor:
                       population=cfg.population, fft_pair_s=lambda s, n: self.costs(s, n) * slowness,
                       fixed_s=self._fixed_s.get(run, b.fixed_s), min_population=min(b.min_population, cfg.population),
                       max_memory_bytes=b.max_memory_gb * 2**30 or None, keep_iterations=warm,
-                      search=None if warm else cfg.search)
+                      search=None if warm else cfg.search, polish=0 if warm else cfg.polish_er)
 
     def _phasing_shape(self, geometry) -> tuple[int, int, int]:
         if isinstance(geometry, DetectorGeometry):

@@ -157,3 +157,18 @@ def test_a_cold_starts_coarse_search_is_counted_and_gives_way_with_the_rest():
     small = choose((48, 48, 48), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, search=(0.5, 3, 32))
     assert small.predicted_s == choose((48, 48, 48), 1e6, recipe=DEFAULT_RECIPE, population=8,
                                        fft_pair_s=cost).predicted_s  # a 24^3 search is not run
+
+
+def test_the_polish_of_the_average_is_counted_at_one_members_cost():
+    import math
+
+    from streamer.phasing.budget import ENGINE_OVERHEAD
+
+    cost = fft_cost()
+    plain = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    polished = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost, polish=100)
+    assert math.isclose(polished.predicted_s, plain.predicted_s + 100 * ENGINE_OVERHEAD * cost((128, 128, 128), 1),
+                        rel_tol=1e-9)
+    alone = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=1, fft_pair_s=cost, polish=100)
+    assert alone.predicted_s == choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=1,
+                                       fft_pair_s=cost).predicted_s  # one member: nothing averaged, nothing polished
