@@ -272,8 +272,11 @@ def _reconstruct(args, out, writer, started: float) -> int:
                   amplitude_error=errors.get("amplitude_error"), phase_error=errors.get("phase_error"),
                   error_curve=result.error_curve, members=members, compress=False)
     path = write_apart(writer, "write_result", args.out, fields)
-    print(f"wrote {path}: chi-square {info['chi_square_best']:.4g} after {result.iterations} iterations x "
-          f"{result.generations} generation(s) in {seconds:.1f} s", file=out, flush=True)
+    polished = result.metric.get("polished_chi_square")
+    print(f"wrote {path}: chi-square {info['chi_square_best']:.4g}"
+          + ("" if polished is None else f" (the polished average {polished:.4g})")
+          + f" after {result.iterations} iterations x {result.generations} generation(s) in {seconds:.1f} s",
+          file=out, flush=True)
     print(json.dumps({"out": str(path), **info}), flush=True)
     return 0
 

@@ -39,10 +39,11 @@ class PhasingConfig(Settings):
     # ... those of them whose chi-square is within this factor of the best's (a member stuck in another solution
     # fits worse, and averaging it in blurs steps and slow phases; BENCHMARKS.md, "Members that fit worse")
     average_max_chi_ratio: float = Field(1.2, ge=1)
-    # a cold start's average, polished by this many error-reduction iterations inside the best member's support: the
-    # plain average of members with errors of their own fits the data 10x worse than each, and reads boundary steps
-    # short; not on warm starts, where it raised the strain-free control's scatter (BENCHMARKS.md, "A polished average")
-    polish_er: int = Field(100, ge=0)
+    # a cold start's average, polished by this many error-reduction iterations inside the best member's support (the
+    # plain average of members with errors of their own fits the data up to 10x worse than each); off: on the scoring
+    # cases it found more boundaries but added a false line and lowered antiphase correlations (BENCHMARKS.md, "A
+    # polished average"). Never on warm starts, where it raised the strain-free control's scatter
+    polish_er: int = Field(0, ge=0)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool = True
