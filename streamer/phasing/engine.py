@@ -390,7 +390,8 @@ def polish(problem: Problem, rho: np.ndarray, support: np.ndarray, iterations: i
 
 
 def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
-    """Align and average the best members of the last generation; centre the result."""
+    """Align and average the best members of the last generation; centre the result (and polish a cold start's
+    average with ``polish_er`` error-reduction iterations)."""
     cfg, last = problem.config, gens[-1]
     ranking, scores = rank(problem, last)
     best = int(ranking[0])

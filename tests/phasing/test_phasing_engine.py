@@ -261,10 +261,12 @@ def test_guided_generations_run_and_report(drifting_pair):
 
 def test_guided_run_is_the_same_on_the_strict_namespace(drifting_pair):
     (_, intensity), _ = drifting_pair
-    cfg = PhasingConfig(recipe="20ER", population=3, generations=2, average=2, polish_er=5)  # ER: no chaos
+    cfg = PhasingConfig(recipe="20ER", population=3, generations=2, average=2, polish_er=5,  # ER: no chaos
+                        average_max_chi_ratio=10.0)  # both averaged, so the average is polished too
     strict = reconstruct(intensity, xp=get_namespace("strict"), config=cfg, rng=4)
     plain = reconstruct(intensity, xp=NP, config=cfg, rng=4)
     np.testing.assert_allclose(strict.chi_square, plain.chi_square, rtol=2e-3)
+    assert strict.metric["polished_chi_square"] == pytest.approx(plain.metric["polished_chi_square"], rel=2e-3)
     assert np.abs(strict.rho - plain.rho).max() <= 2e-3 * np.abs(plain.rho).max()
 
 
