@@ -18,7 +18,7 @@ from streamer.phasing.genetic import (
     breed,
     metric_values,
 )
-from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap
+from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap, polish_object
 from streamer.phasing.recipe import DEFAULT_RECIPE, parse_recipe
 from streamer.settings import Settings
 
@@ -39,10 +39,8 @@ class PhasingConfig(Settings):
     # ... those of them whose chi-square is within this factor of the best's (a member stuck in another solution
     # fits worse, and averaging it in blurs steps and slow phases; BENCHMARKS.md, "Members that fit worse")
     average_max_chi_ratio: float = Field(1.2, ge=1)
-    # a cold start's average, polished by this many error-reduction iterations inside the best member's support (the
-    # plain average of members with errors of their own fits the data up to 10x worse than each); off: on the scoring
-    # cases it found more boundaries but added a false line and lowered antiphase correlations (BENCHMARKS.md, "A
-    # polished average"). Never on warm starts, where it raised the strain-free control's scatter
+    # ER iterations polishing a cold start's average (never a warm one's); off: it added false lines and lowered
+    # antiphase correlations on the scoring cases (BENCHMARKS.md, "A polished average")
     polish_er: int = Field(0, ge=0)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
@@ -137,11 +135,6 @@ class Problem:
     @property
     def recipe(self) -> str:
         return self.config.warm_recipe if self.warm else self.config.recipe
-
-    @property
-    def polish(self) -> int:
-        """Error-reduction iterations on the averaged object (cold starts only)."""
-        return 0 if self.warm else self.config.polish_er
 
     @property
     def shrinkwrap(self) -> ShrinkWrap:
@@ -376,22 +369,8 @@ def join(generations: list[Generation]) -> Generation:
                       np.concatenate([g.errors for g in generations], axis=1))
 
 
-def polish(problem: Problem, rho: np.ndarray, support: np.ndarray, iterations: int, *, xp=np) -> tuple[np.ndarray, float]:
-    """``iterations`` of error reduction on one object inside a fixed ``support`` (both centred: the modulus
-    projection commutes with a translation); returns the object and its chi-square."""
-    plan = get_plan(xp, (1,) + problem.shape, threads=problem.config.threads or None, effort="FFTW_ESTIMATE")
-    measured = None if problem.measured is None else xp.asarray(problem.measured)
-    state = PhasingState(xp, xp.asarray(np.ascontiguousarray(rho[None], np.complex64)), None,
-                         xp.asarray(problem.amplitude), measured, None, PhaseConstraint(), plan)
-    state.support = xp.asarray(np.ascontiguousarray(support[None]))
-    parse_recipe(f"{iterations}ER").apply(state)
-    chi = float(to_numpy(state.chi_square())[0])
-    return to_numpy(state.rho)[0].copy(), chi
-
-
 def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
-    """Align and average the best members of the last generation; centre the result (and polish a cold start's
-    average with ``polish_er`` error-reduction iterations)."""
+    """Align and average the best members of the last generation (a cold start's polished: ``polish_er``); centre."""
     cfg, last = problem.config, gens[-1]
     ranking, scores = rank(problem, last)
     best = int(ranking[0])
@@ -408,9 +387,9 @@ def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
         rho, amp_err, phase_err, members = (np.roll(a, shift, axis=(-3, -2, -1))
                                             for a in (mean, amp_err, phase_err, aligned))
     support = np.roll(last.support[best], tuple(h + s for h, s in zip(half, shift)), axis=(0, 1, 2))
-    polished = None
-    if problem.polish and len(keep) > 1:
-        rho, polished = polish(problem, rho, support, problem.polish, xp=xp)
+    polished, n = None, 0 if problem.warm else cfg.polish_er
+    if n and len(keep) > 1:
+        rho, polished = polish_object(xp, rho, support, problem.amplitude, problem.measured, n, cfg.threads or None)
     curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
     return PhasingResult(

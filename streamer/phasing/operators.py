@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from pydantic import Field
 
+from streamer.backend import to_numpy
 from streamer.phasing.fft import get_plan
 from streamer.phasing.kernels import Kernels
 from streamer.settings import Settings
@@ -229,3 +232,14 @@ class Sequence(Operator):
 
     def __str__(self):
         return ", ".join(str(op) for op in self.ops)
+
+
+def polish_object(xp, rho, support, amplitude, measured, iterations: int, threads: int | None = None):
+    """``iterations`` of error reduction on one object inside a fixed ``support`` (both centred: the modulus
+    projection commutes with a translation; ``amplitude`` and ``measured`` in FFT order); (object, chi-square)."""
+    plan = get_plan(xp, (1,) + tuple(amplitude.shape), threads=threads, effort="FFTW_ESTIMATE")
+    state = PhasingState(xp, xp.asarray(np.ascontiguousarray(rho[None], np.complex64)), None, xp.asarray(amplitude),
+                         None if measured is None else xp.asarray(measured), None, plan=plan)
+    state.support = xp.asarray(np.ascontiguousarray(support[None]))
+    Repeat(ER(), iterations).apply(state)
+    return to_numpy(state.rho)[0].copy(), float(to_numpy(state.chi_square())[0])
