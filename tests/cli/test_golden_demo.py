@@ -3,7 +3,8 @@
 Flags, their kinds and windings, the number of lines, domains and boundaries, strings and booleans compare
 exactly; measured values within the slack that floating point rounding on another CPU produces once HIO has
 amplified it (session 13: a CPU with AVX-512 moved lines by up to 8 nm, phase steps by 0.2-0.3 rad and strain
-energies by 40%, with the same flags, lines and windings). The golden file's history: its README.
+energies by 40%, with the same flags, lines and windings; session 23, an AMD EPYC: a step by 0.40 rad, the low end
+of an energy's error bar from 1.2e-18 to 0.45e-18 J). The golden file's history: its README.
 """
 
 import io
@@ -20,7 +21,7 @@ IGNORED = {"run", "latency_s", "points", "twin_flipped"}  # clocks, times, a lin
 # unit, then by field): (absolute, relative) slack, the larger applies. Kinds, counts, windings, strings and
 # booleans compare exactly; lists of flags, lines, domains and boundaries compare as sets (matched by kind,
 # winding and place), since two lines of equal rank may come out in either order.
-SLACK_BY_SUFFIX = (("_nm", (20.0, 0.0)), ("_rad", (0.4, 0.0)), ("_deg", (5.0, 0.0)), ("_voxels", (3.0, 0.1)),
+SLACK_BY_SUFFIX = (("_nm", (20.0, 0.0)), ("_rad", (0.5, 0.0)), ("_deg", (5.0, 0.0)), ("_voxels", (3.0, 0.1)),
                    ("_mpa", (0.0, 0.35)), ("_j_per_m", (0.0, 0.35)))
 VOXELS = (1.7, 0.0)  # a place in voxels of the grid
 SLACK_BY_FIELD = {"position": VOXELS, "last_position": VOXELS, "centroid": VOXELS, "from": VOXELS, "to": VOXELS,
@@ -28,12 +29,13 @@ SLACK_BY_FIELD = {"position": VOXELS, "last_position": VOXELS, "centroid": VOXEL
                   "coherence": (0.05, 0.0), "correlation_to_previous": (0.05, 0.0), "volume_fraction": (0.05, 0.0),
                   "chi_square": (0.0, 0.2)}
 STRAIN_SLACK = (0.0, 0.6)  # the strain energy of one reconstruction moves by tens of percent (issue 19)
+ENERGY_SLACK = (1e-18, 0.6)  # ... and an energy's error bar's ends by a part of this grid's noise floor (2.5e-18 J)
 
 
 def _slack(path: str) -> tuple[float, float]:
     name = path.rsplit(".", 1)[-1].split("[")[0]
     if ".strain." in path:
-        return STRAIN_SLACK
+        return ENERGY_SLACK if name.startswith("energy_j") else STRAIN_SLACK
     for suffix, slack in SLACK_BY_SUFFIX:
         if name.endswith(suffix):
             return slack
