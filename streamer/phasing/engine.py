@@ -11,13 +11,7 @@ from pydantic import Field, field_validator
 
 from streamer.backend import to_numpy
 from streamer.phasing.fft import get_plan, inverse_once
-from streamer.phasing.genetic import (
-    BREEDING,
-    METRICS,
-    average_aligned,
-    breed,
-    metric_values,
-)
+from streamer.phasing.genetic import BREEDING, METRICS, average_aligned, breed, metric_values
 from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap, polish_object
 from streamer.phasing.recipe import DEFAULT_RECIPE, parse_recipe
 from streamer.settings import Settings
@@ -39,6 +33,9 @@ class PhasingConfig(Settings):
     # ... those of them whose chi-square is within this factor of the best's (a member stuck in another solution
     # fits worse, and averaging it in blurs steps and slow phases; BENCHMARKS.md, "Members that fit worse")
     average_max_chi_ratio: float = Field(1.2, ge=1)
+    # ... and whose amplitude, aligned, correlates with the best's at least this much: an antiphase particle's members
+    # fit equally well in two solutions (BENCHMARKS.md, "Members that agree with the best"); 0: no check
+    average_min_agreement: float = Field(0.9, ge=0, le=1)
     # ER iterations polishing a cold start's average (never a warm one's); off: it added false lines and lowered
     # antiphase correlations on the scoring cases (BENCHMARKS.md, "A polished average")
     polish_er: int = Field(0, ge=0)
@@ -382,7 +379,9 @@ def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
         members, amp_err = rho[None], np.zeros(problem.shape, np.float32)
         phase_err = amp_err.copy()
     else:
-        mean, amp_err, phase_err, aligned = average_aligned(np.fft.fftshift(last.rho[keep], axes=(1, 2, 3)), 0)
+        mean, amp_err, phase_err, aligned, agree = average_aligned(
+            np.fft.fftshift(last.rho[keep], axes=(1, 2, 3)), 0, cfg.average_min_agreement)
+        keep = keep[agree]
         shift = _com_shift(np.abs(mean))
         rho, amp_err, phase_err, members = (np.roll(a, shift, axis=(-3, -2, -1))
                                             for a in (mean, amp_err, phase_err, aligned))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.phasing.alignment import follow, register
+from streamer.phasing.alignment import amplitude_correlation, follow, register
 
 METRICS = ("chi", "sharpness", "area")
 BREEDING = ("sqrt_ab", "avg_ab")
@@ -51,17 +51,23 @@ def breed(members: np.ndarray, supports: np.ndarray, ranking: np.ndarray, mode: 
     return children, child_supports
 
 
-def average_aligned(members: np.ndarray, reference_index: int = 0):
-    """Align every member to one reference and average: (mean, amplitude std, phase std, aligned members).
+def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement: float = 0.0):
+    """Align every member to one reference and average those whose amplitude correlates with the reference's at
+    least ``min_agreement``: (mean, amplitude std, phase std, aligned members averaged, their mask).
 
-    The phase spread is that of each member's phase about the mean's, wrapped to (-pi, pi].
+    Members within the chi-square cut can still have converged to another solution (an antiphase particle's
+    amplitude shared otherwise between its domains); averaging one in blurs what the others agree on. The phase
+    spread is that of each member's phase about the mean's, wrapped to (-pi, pi].
     """
     ref = members[reference_index]
     aligned = np.empty_like(members)
     for k, m in enumerate(members):
         aligned[k] = ref if k == reference_index else register(m, ref, subvoxel=True).aligned
+    agree = np.array([k == reference_index or amplitude_correlation(a, ref) >= min_agreement
+                      for k, a in enumerate(aligned)])
+    aligned = aligned[agree]
     mean = aligned.mean(axis=0)
     amp_err = np.abs(aligned).std(axis=0).astype(np.float32)
     dphi = np.angle(aligned * np.conj(mean)[None])
     phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32)
-    return mean.astype(np.complex64), amp_err, phase_err, aligned
+    return mean.astype(np.complex64), amp_err, phase_err, aligned, agree

@@ -42,8 +42,8 @@ def test_npz_with_mask_and_q_on_the_last_axis(tmp_path, intensity, capsys):
     mask = np.zeros(intensity.shape, bool)
     mask[16, 16, :3] = True
     np.savez(tmp_path / "i.npz", data=np.moveaxis(intensity, 0, 2), mask=np.moveaxis(mask, 0, 2))
-    # 40 iterations leave the two members' fits far apart: both averaged whatever their chi-squares
-    (tmp_path / "both.toml").write_text("[phasing]\naverage_max_chi_ratio = 1000.0\n")
+    # 40 iterations leave the two members far apart: both averaged whatever their chi-squares and agreement
+    (tmp_path / "both.toml").write_text("[phasing]\naverage_max_chi_ratio = 1000.0\naverage_min_agreement = 0.0\n")
     assert main(["reconstruct", str(tmp_path / "i.npz"), "--q-axis", "2", "--out", str(tmp_path / "r.h5"),
                  "--voxel-nm", "16", "--config", str(tmp_path / "both.toml"), *FAST]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

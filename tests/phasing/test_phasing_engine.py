@@ -18,7 +18,7 @@ from streamer.phasing.alignment import (
     twin_image,
 )
 from streamer.phasing.engine import fitting
-from streamer.phasing.genetic import breed, metric_values
+from streamer.phasing.genetic import average_aligned, breed, metric_values
 from streamer.phasing.kernels import Kernels
 
 NP = get_namespace("numpy")
@@ -152,11 +152,30 @@ def test_only_members_that_fit_about_as_well_as_the_best_are_averaged(drifting_p
     # through a reconstruction: every member's chi-square is reported and the average holds exactly those that fit
     (_, intensity), _ = drifting_pair
     for ratio in (1.0, 10.0):
-        result = reconstruct(intensity, xp=NP, config=PhasingConfig(population=3, average=3, recipe="20HIO, 10ER",
-                                                                    average_max_chi_ratio=ratio), rng=4)
+        cfg = PhasingConfig(population=3, average=3, recipe="20HIO, 10ER", average_max_chi_ratio=ratio,
+                            average_min_agreement=0.0)
+        result = reconstruct(intensity, xp=NP, config=cfg, rng=4)
         chi = np.array(result.metric["chi_square"])
         assert len(chi) == 3 and result.metric["averaged"] == len(result.members)
         assert len(result.members) == (1 if ratio == 1.0 else 3) == int(np.sum(chi <= ratio * chi.min() * (1 + 1e-3)))
+    # members that fit but do not agree with the best are left out too (at 1.0 every other one)
+    alone = reconstruct(intensity, xp=NP, config=cfg.replace(average_min_agreement=1.0), rng=4)
+    assert alone.metric["averaged"] == len(alone.members) == 1
+
+
+def test_members_that_disagree_with_the_best_are_not_averaged():
+    """Two solutions that fit alike (an antiphase particle's amplitude shared otherwise between its domains):
+    only the best's is averaged, moved, twinned or phase-shifted as its members may be."""
+    truth, _ = _scan(_pair(54.0), 0)
+    a = truth.astype(np.complex64)
+    z = np.arange(a.shape[0])[:, None, None]
+    b = (a * np.where(z < a.shape[0] // 2, 0.3, 1.0)).astype(np.complex64)  # half the particle faint
+    members = np.stack([a, shift_array(a, (1.0, -2.0, 0.0)) * np.exp(0.7j), b, twin_image(b)])
+    mean, amp_err, _, aligned, agree = average_aligned(members, 0, 0.9)
+    np.testing.assert_array_equal(agree, [True, True, False, False])
+    assert len(aligned) == 2 and amplitude_correlation(mean, a) > 0.999 and float(amp_err.max()) < 0.05 * np.abs(a).max()
+    everyone = average_aligned(members, 0, 0.0)
+    assert everyone[4].all() and amplitude_correlation(everyone[0], a) < 0.99
 
 
 def _chi_square(rho, intensity):
@@ -215,8 +234,8 @@ def drifting_pair():
 
 @pytest.fixture(scope="module")
 def cold_results(drifting_pair):
-    # every member averaged, whichever fit best (which members pass the cut turns on the CPU's rounding)
-    cfg = PhasingConfig(population=4, average=4, average_max_chi_ratio=100.0)
+    # every member averaged, whichever fit best (which members pass the cuts turns on the CPU's rounding)
+    cfg = PhasingConfig(population=4, average=4, average_max_chi_ratio=100.0, average_min_agreement=0.0)
     (_, i1), (_, i2) = drifting_pair
     return reconstruct(i1, xp=NP, config=cfg, rng=1), reconstruct(i2, xp=NP, config=cfg, rng=2)
 
