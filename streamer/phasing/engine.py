@@ -14,6 +14,13 @@ from streamer.phasing.fft import get_plan, inverse_once
 from streamer.phasing.genetic import BREEDING, METRICS, average_aligned, breed, metric_values
 from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap, polish_object
 from streamer.phasing.recipe import DEFAULT_RECIPE, parse_recipe
+from streamer.phasing.starts import (
+    autocorrelation_support,
+    converged_support,
+    extent_units,
+    phasor,
+    random_curvature,
+)
 from streamer.settings import Settings
 
 # Shrink-wrap runs every 20 iterations: a warm start's last one (iteration 60) reads an ER iterate and 10 ER follow
@@ -47,11 +54,15 @@ class PhasingConfig(Settings):
     # rms coefficient of a random quadratic phase (in units of the particle's extent) on members 1.. of a warm start
     warm_curvature_rad: float = Field(0.3, ge=0)
     autocorrelation_threshold: float = Field(0.1, gt=0, lt=1)
+    # a cold start's support is the autocorrelation's support (the particle's difference body: twice a centrally
+    # symmetric particle) scaled by this about the origin; the coarse search's candidates by the next
+    autocorrelation_scale: float = Field(1.0, gt=0, le=1)
     # a cold member starts from the best-fitting of several candidates phased first on the central ``coarse_crop``
     # of q (an eighth of the voxels at 0.5), one per autocorrelation threshold; [] or a crop of 1: no search
     # (BENCHMARKS.md, "A coarse search for the start")
     coarse_crop: float = Field(0.5, gt=0, le=1)
     coarse_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.04, 0.02])
+    coarse_autocorrelation_scale: float = Field(0.5, gt=0, le=1)  # (BENCHMARKS.md, "Half the autocorrelation")
     # ... where the coarse grid keeps at least this many voxels along every axis (on the demo's 48^3 toy grid the
     # 24^3 search did worse than none)
     coarse_min_voxels: int = Field(32, ge=4)
@@ -174,7 +185,8 @@ def make_problem(intensity, *, config: PhasingConfig = PhasingConfig(), rng=None
 def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Starting objects and supports (host, FFT order) of members ``indices``.
 
-    Cold: random phases on the measured amplitude, inside the autocorrelation support; with
+    Cold: random phases on the measured amplitude, inside the autocorrelation's support scaled by
+    ``autocorrelation_scale`` (``autocorrelation_support``); with
     ``config.searches(shape)``, the best of such starts phased first at a coarse resolution (``coarse_starts``, in
     namespace ``xp``). Warm: the previous result (member 0 as it is, the others with phase noise), inside its
     own support. ``plan``: the run's FFT plan (``plan_for``), whose buffers the cold start's transforms may
@@ -187,22 +199,23 @@ def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None)
     rngs = [np.random.default_rng([problem.seed, k]) for k in indices]
     if problem.warm:
         rho = np.empty((len(indices),) + shape, np.complex64)
-        units = _extent_units(problem.start) if cfg.warm_curvature_rad else None
+        units = extent_units(problem.start) if cfg.warm_curvature_rad else None
         for member, k, r in zip(rho, indices, rngs):
             member[...] = problem.start
-            if k:  # phase noise, and a smooth phase the data barely constrain (see _random_curvature)
+            if k:  # phase noise, and a smooth phase the data barely constrain (see random_curvature)
                 phase = r.standard_normal(shape, dtype=np.float32) * np.float32(cfg.warm_perturbation_rad)
                 if units is not None:
-                    phase += _random_curvature(units, r, cfg.warm_curvature_rad)
-                member *= _phasor(phase)
-        return rho, np.ascontiguousarray(np.broadcast_to(_converged_support(problem.start, sw), rho.shape))
+                    phase += random_curvature(units, r, cfg.warm_curvature_rad)
+                member *= phasor(phase)
+        return rho, np.ascontiguousarray(np.broadcast_to(converged_support(problem.start, sw), rho.shape))
     measured = 1.0 if problem.measured is None else problem.measured
     threads = cfg.threads or None
     ac = np.abs(inverse_once((problem.amplitude**2 * measured).astype(np.complex64), threads, plan))
-    support = np.broadcast_to(ac > cfg.autocorrelation_threshold * ac.max(), (len(indices),) + shape)
+    support = autocorrelation_support(ac, cfg.autocorrelation_threshold, cfg.autocorrelation_scale)
+    support = np.broadcast_to(support, (len(indices),) + shape)
     spectra = np.empty((len(indices),) + shape, np.complex64)
     for member, r in zip(spectra, rngs):  # random phases on the measured amplitude
-        member[...] = _phasor(r.uniform(0, 2 * np.pi, shape).astype(np.float32))
+        member[...] = phasor(r.uniform(0, 2 * np.pi, shape).astype(np.float32))
         member *= problem.amplitude
     rho = np.where(support, inverse_once(spectra, threads, plan), 0).astype(np.complex64)
     return rho, np.ascontiguousarray(support)
@@ -211,8 +224,9 @@ def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None)
 def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Cold starts of members ``indices`` from a search on the central ``coarse_crop`` of q (same field of view,
     coarser voxels, an eighth of the work at 0.5): for each member, one candidate per ``coarse_thresholds``
-    (random phases inside the autocorrelation above it, the recipe run on the coarse grid); the member starts
-    from its best-fitting candidate, interpolated onto the full grid, inside that one's blurred amplitude.
+    (random phases inside the autocorrelation above it, scaled by ``coarse_autocorrelation_scale``: a half gives
+    the particle's own size; the recipe run on the coarse grid); the member starts from its best-fitting
+    candidate, interpolated onto the full grid, inside that one's blurred amplitude.
 
     Which solution a population falls into depends on its starting support, and a boundary's pi step or an
     antiphase particle held every member of one support in another solution at 4-10x the truth's chi-square;
@@ -235,7 +249,9 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
     # a candidate's random start depends on (seed, member, threshold) only
     for j, threshold in enumerate(cfg.coarse_thresholds):
         seed = int(np.random.SeedSequence([problem.seed, round(threshold * 1e6)]).generate_state(1, np.uint64)[0] >> 2)
-        coarse = replace(data, config=data.config.replace(autocorrelation_threshold=threshold), seed=seed)
+        coarse = replace(data, config=data.config.replace(autocorrelation_threshold=threshold,
+                                                          autocorrelation_scale=cfg.coarse_autocorrelation_scale),
+                         seed=seed)
         rho, support = start_members(coarse, indices, plan_for(coarse, len(indices), xp=xp))
         gen = run_members(coarse, rho, support, xp=xp)
         better = gen.chi_square < best_chi  # NaN (a diverged candidate) never wins
@@ -254,48 +270,9 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
     rho = inverse_once(spectra, cfg.threads or None, plan)
     support = np.empty(rho.shape, bool)
     for member, sup in zip(rho, support):
-        sup[...] = _converged_support(member, sw)
+        sup[...] = converged_support(member, sw)
         member[~sup] = 0
     return rho, support
-
-
-def _converged_support(rho: np.ndarray, sw: ShrinkWrap) -> np.ndarray:
-    """The support of a converged object: its amplitude blurred at the shrink-wrap's last width, over its threshold."""
-    from scipy import ndimage
-
-    blurred = ndimage.gaussian_filter(np.abs(rho), sw.sigma_end, mode="wrap")
-    return blurred > sw.threshold * blurred.max()
-
-
-def _extent_units(start: np.ndarray) -> list[np.ndarray]:
-    """Signed voxel coordinates of ``start``'s grid (FFT order: the particle about the origin) per axis, in units of
-    the particle's rms extent along that axis (|start|^2-weighted), as sparse grids."""
-    weight = np.abs(start) ** 2
-    total = float(weight.sum()) or 1.0
-    grids = np.meshgrid(*[np.fft.fftfreq(n, 1 / n).astype(np.float32) for n in start.shape], indexing="ij", sparse=True)
-    return [g / np.float32(max(np.sqrt(float((weight * g**2).sum()) / total), 1.0)) for g in grids]
-
-
-def _random_curvature(units: list[np.ndarray], rng, rms_rad: float) -> np.ndarray:
-    """A random quadratic phase sum_ab c_ab u_a u_b (``_extent_units``; the six c_ab normal, sd ``rms_rad``).
-
-    A warm start's members otherwise share the previous object's slow phase modes, which a scan's data barely
-    constrain (a curvature through a thin plate's thickness): they were carried from scan to scan, read as a
-    strain energy several times the cold reconstructions', and the members' spread (the error bars) missed them.
-    Given their own, the members average that mode down and their spread holds it (BENCHMARKS.md, "Strain
-    energy")."""
-    phase = np.zeros(np.broadcast_shapes(*[u.shape for u in units]), np.float32)
-    for a in range(3):
-        for b in range(a, 3):
-            phase += np.float32(rng.standard_normal() * rms_rad) * units[a] * units[b]
-    return phase
-
-
-def _phasor(phase: np.ndarray) -> np.ndarray:
-    """exp(i phase) as complex64, from float32 cos and sin (10x a complex128 exp)."""
-    out = np.empty(phase.shape, np.complex64)
-    out.real, out.imag = np.cos(phase), np.sin(phase)
-    return out
 
 
 @dataclass

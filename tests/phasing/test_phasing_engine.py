@@ -19,6 +19,7 @@ from streamer.phasing.alignment import (
 )
 from streamer.phasing.engine import fitting
 from streamer.phasing.genetic import average_aligned, breed, metric_values
+from streamer.phasing.starts import autocorrelation_support
 from streamer.phasing.kernels import Kernels
 
 NP = get_namespace("numpy")
@@ -322,6 +323,7 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
         gen = run(problem, rho, support, **kw)
         chi[problem.config.autocorrelation_threshold] = gen.chi_square
         assert problem.shape == tuple(n // 2 for n in intensity.shape)  # the central half of q
+        assert problem.config.autocorrelation_scale == cfg.coarse_autocorrelation_scale == 0.5
         return gen
 
     monkeypatch.setattr(engine, "run_members", recording)
@@ -340,7 +342,8 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
     plain = engine.make_problem(intensity, config=cfg.replace(coarse_thresholds=[]), rng=5)
     rho, support = engine.start_members(plain, range(2))
     ac = np.abs(np.fft.ifftn(plain.amplitude.astype(np.complex128) ** 2))
-    assert (support[0] == (ac > cfg.autocorrelation_threshold * ac.max())).mean() > 0.999
+    expected = autocorrelation_support(ac, cfg.autocorrelation_threshold, cfg.autocorrelation_scale)
+    assert (support[0] == expected).mean() > 0.999
     with pytest.raises(ValueError, match="coarse_thresholds"):
         PhasingConfig(coarse_thresholds=[0.1, 1.5])
     assert not PhasingConfig().searches(intensity.shape)  # 24^3 is too coarse to search on by default
