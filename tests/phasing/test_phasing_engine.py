@@ -323,7 +323,7 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
         gen = run(problem, rho, support, **kw)
         chi[problem.config.autocorrelation_threshold] = gen.chi_square
         assert problem.shape == tuple(n // 2 for n in intensity.shape)  # the central half of q
-        assert problem.config.autocorrelation_scale == cfg.coarse_autocorrelation_scale == 0.5
+        assert problem.config.autocorrelation_scale == 0.5  # half the autocorrelation: the particle's size
         return gen
 
     monkeypatch.setattr(engine, "run_members", recording)
@@ -346,6 +346,11 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
     assert (support[0] == expected).mean() > 0.999
     with pytest.raises(ValueError, match="coarse_thresholds"):
         PhasingConfig(coarse_thresholds=[0.1, 1.5])
+    with pytest.raises(ValueError, match="coarse_autocorrelation_scales"):
+        PhasingConfig(coarse_autocorrelation_scales=[])
+    both = PhasingConfig(coarse_autocorrelation_scales=[0.5, 1.0])
+    assert both.coarse_candidates == [(t, s) for s in (0.5, 1.0) for t in (0.1, 0.04, 0.02)]
+    assert both.search == (0.5, 6, 32)  # what the time budget counts
     assert not PhasingConfig().searches(intensity.shape)  # 24^3 is too coarse to search on by default
     assert PhasingConfig().searches((64, 128, 128)) and not PhasingConfig(coarse_crop=1).searches((64, 128, 128))
 
