@@ -29,10 +29,8 @@ def test_half_the_autocorrelation_is_a_centrally_symmetric_particle(step_rad):
 
 
 def test_scaling_a_mask_about_the_origin():
-    box = np.zeros((16, 12, 10), bool)
-    box[:4, :3, :2] = box[-4:, -3:, -2:] = True  # FFT order: offsets -4..3, -3..2, -2..1
-    box[:4, -3:, :2] = box[-4:, :3, -2:] = box[:4, :3, -2:] = box[-4:, -3:, :2] = box[:4, -3:, -2:] = True
-    box[-4:, :3, :2] = True
+    # FFT order: the box holds offsets -4..3, -3..2, -2..1 about the origin
+    box = np.fft.ifftshift(np.pad(np.ones((8, 6, 4), bool), ((4, 4), (3, 3), (3, 3))))
     half = scaled_about_origin(box, 0.5)
     offsets = [np.fft.fftfreq(n, 1 / n)[np.flatnonzero(half.any(axis=tuple(b for b in range(3) if b != a)))]
                for a, n in enumerate(box.shape)]
