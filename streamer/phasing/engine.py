@@ -62,7 +62,8 @@ class PhasingConfig(Settings):
     # (BENCHMARKS.md, "A coarse search for the start")
     coarse_crop: float = Field(0.5, gt=0, le=1)
     coarse_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.04, 0.02])
-    # ... and per scale of the autocorrelation's support (BENCHMARKS.md, "Half the autocorrelation")
+    # ... the members taking these scales of the autocorrelation's support in turn (BENCHMARKS.md, "Half the
+    # autocorrelation")
     coarse_autocorrelation_scales: list[float] = Field(default_factory=lambda: [0.5])
     # ... where the coarse grid keeps at least this many voxels along every axis (on the demo's 48^3 toy grid the
     # 24^3 search did worse than none)
@@ -85,10 +86,11 @@ class PhasingConfig(Settings):
             raise ValueError(f"coarse_autocorrelation_scales must be one or more values in (0, 1], got {values}")
         return values
 
-    @property
-    def coarse_candidates(self) -> list[tuple[float, float]]:
-        """The coarse search's (threshold, scale) candidates of a member."""
-        return [(t, s) for s in self.coarse_autocorrelation_scales for t in self.coarse_thresholds]
+    def coarse_candidates(self, member: int) -> list[tuple[float, float]]:
+        """The coarse search's (threshold, scale) candidates of member ``member``: every threshold, at the scale
+        that member takes in turn (a population of 8 with two scales: four members each)."""
+        scales = self.coarse_autocorrelation_scales
+        return [(t, scales[member % len(scales)]) for t in self.coarse_thresholds]
 
     def searches(self, shape: tuple[int, ...]) -> bool:
         """Whether a cold start on a ``shape`` grid searches at a coarse resolution first."""
@@ -102,7 +104,7 @@ class PhasingConfig(Settings):
         """What the time budget needs of the coarse search: (crop, candidates, least coarse voxels per axis)."""
         if not self.coarse_thresholds or self.coarse_crop >= 1:
             return None
-        return self.coarse_crop, len(self.coarse_candidates), self.coarse_min_voxels
+        return self.coarse_crop, len(self.coarse_thresholds), self.coarse_min_voxels
 
     @field_validator("recipe", "warm_recipe")
     @classmethod
@@ -236,7 +238,7 @@ def start_members(problem: Problem, indices, plan=None, *, xp=np, progress=None)
 
 def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Cold starts of members ``indices`` from a search on the central ``coarse_crop`` of q (same field of view,
-    coarser voxels, an eighth of the work at 0.5): for each member, one candidate per ``coarse_candidates``
+    coarser voxels, an eighth of the work at 0.5): for each member, one candidate per ``coarse_candidates(member)``
     (random phases inside the autocorrelation above the threshold, scaled about the origin by the scale: a half
     gives the particle's own size; the recipe run on the coarse grid); the member starts from its best-fitting
     candidate, interpolated onto the full grid, inside that one's blurred amplitude.
@@ -259,18 +261,23 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
     data = Problem(amplitude=np.ascontiguousarray(crop(problem.amplitude)),
                    measured=None if problem.measured is None else np.ascontiguousarray(crop(problem.measured)),
                    config=cfg.replace(coarse_crop=1.0), seed=problem.seed)
-    # a candidate's random start depends on (seed, member, threshold) only
-    candidates = cfg.coarse_candidates
-    for j, (threshold, scale) in enumerate(candidates):
+    # a candidate's random start depends on (seed, member, threshold) only; the members sharing a candidate run together
+    runs: dict[tuple[float, float], list[int]] = {}
+    for i, k in enumerate(indices):
+        for candidate in cfg.coarse_candidates(k):
+            runs.setdefault(candidate, []).append(i)
+    for j, ((threshold, scale), rows) in enumerate(runs.items()):
         seed = int(np.random.SeedSequence([problem.seed, round(threshold * 1e6)]).generate_state(1, np.uint64)[0] >> 2)
         coarse = replace(data, config=data.config.replace(autocorrelation_threshold=threshold,
                                                           autocorrelation_scale=scale), seed=seed)
-        rho, support = start_members(coarse, indices, plan_for(coarse, len(indices), xp=xp))
+        members = [indices[i] for i in rows]
+        rho, support = start_members(coarse, members, plan_for(coarse, len(members), xp=xp))
         gen = run_members(coarse, rho, support, xp=xp)
-        better = gen.chi_square < best_chi  # NaN (a diverged candidate) never wins
-        best_rho[better], best_chi[better] = gen.rho[better], gen.chi_square[better]
+        rows = np.asarray(rows)
+        better = gen.chi_square < best_chi[rows]  # NaN (a diverged candidate) never wins
+        best_rho[rows[better]], best_chi[rows[better]] = gen.rho[better], gen.chi_square[better]
         if progress:
-            progress({"search": j + 1, "searches": len(candidates), "shape": small,
+            progress({"search": j + 1, "searches": len(runs), "shape": small,
                       "best_chi_square": float(np.nanmin(best_chi))})
     # onto the full grid: each spectrum (ortho-normalised, as the engine's) zero-padded, then one inverse through
     # the run's plan (FFTW's wisdom; no scipy.fft at start-up)

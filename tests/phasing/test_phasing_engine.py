@@ -349,10 +349,34 @@ def test_a_cold_member_starts_from_its_best_fitting_coarse_candidate(drifting_pa
     with pytest.raises(ValueError, match="coarse_autocorrelation_scales"):
         PhasingConfig(coarse_autocorrelation_scales=[])
     both = PhasingConfig(coarse_autocorrelation_scales=[0.5, 1.0])
-    assert both.coarse_candidates == [(t, s) for s in (0.5, 1.0) for t in (0.1, 0.04, 0.02)]
-    assert both.search == (0.5, 6, 32)  # what the time budget counts
+    assert both.coarse_candidates(1) == [(t, 1.0) for t in (0.1, 0.04, 0.02)]  # odd members: the whole support
+    assert both.search == (0.5, 3, 32)  # what the time budget counts: three candidates a member, as with one scale
     assert not PhasingConfig().searches(intensity.shape)  # 24^3 is too coarse to search on by default
     assert PhasingConfig().searches((64, 128, 128)) and not PhasingConfig(coarse_crop=1).searches((64, 128, 128))
+
+
+def test_members_take_the_coarse_scales_in_turn(drifting_pair, monkeypatch):
+    """Two scales: even members search from half the autocorrelation, odd ones from all of it, each batch of
+    members sharing a candidate run together; a member's start is the one a search of its own scale alone gives."""
+    from streamer.phasing import engine
+
+    (_, intensity), _ = drifting_pair
+    cfg = PhasingConfig(recipe="20HIO, 10ER", coarse_min_voxels=8, coarse_thresholds=[0.1, 0.04],
+                        coarse_autocorrelation_scales=[0.5, 1.0])
+    calls = []
+    run = engine.run_members
+
+    def recording(problem, rho, support, **kw):
+        calls.append((problem.config.autocorrelation_threshold, problem.config.autocorrelation_scale, len(rho)))
+        return run(problem, rho, support, **kw)
+
+    monkeypatch.setattr(engine, "run_members", recording)
+    rho, _ = engine.start_members(engine.make_problem(intensity, config=cfg, rng=5), range(3))
+    assert sorted(calls) == [(0.04, 0.5, 2), (0.04, 1.0, 1), (0.1, 0.5, 2), (0.1, 1.0, 1)]
+    for scale, members in ((0.5, [0, 2]), (1.0, [1])):
+        one = cfg.replace(coarse_autocorrelation_scales=[scale])
+        alone = engine.start_members(engine.make_problem(intensity, config=one, rng=5), members)[0]
+        np.testing.assert_allclose(alone, rho[members], atol=1e-4 * np.abs(rho).max())
 
 
 def test_warm_start_of_another_shape_is_refused(drifting_pair):
