@@ -88,14 +88,26 @@ def to_lab(geometry: DetectorGeometry, lab: OrthogonalGeometry, rho: np.ndarray,
     grid onto ``lab`` (linear interpolation), the object's amplitude centre of mass (within ``support``)
     landing on the lab origin, index n // 2: phasing centres it to a whole voxel of the detector grid, which
     along the rocking direction is a resolution element (24.6 nm on the demo's quad), a lab voxel's fraction
-    that would shift every position."""
+    that would shift every position.
+
+    An object's amplitude is interpolated apart from its phase (the linearly interpolated field's): a crystal's
+    density is continuous across an antiphase boundary, and the field interpolated across its pi step opened an
+    amplitude gap a detector voxel wide there (BENCHMARKS.md, "The amplitude kept across a boundary")."""
     origin = amplitude_centre(np.abs(np.asarray(rho)) * (1 if support is None else np.asarray(support, bool)))
 
     def resample(a):
         return geometry.to_orthogonal(np.asarray(a), voxel_nm=lab.voxel_nm, shape_zyx=lab.shape_zyx,
                                       origin_index=origin)
 
-    rho_lab = resample(rho).astype(np.complex64)
+    def resample_field(a):  # the amplitude kept apart (see the docstring)
+        a = np.asarray(a)
+        linear = resample(a)
+        magnitude = np.abs(linear)
+        gain = np.divide(resample(np.abs(a).astype(np.float32)), magnitude, out=np.zeros_like(magnitude),
+                         where=magnitude > 0)
+        return (linear * gain).astype(np.complex64)
+
+    rho_lab = resample_field(rho)
     if support is None:
         amp = np.abs(rho_lab)
         support_lab = amp > 0.1 * amp.max()
@@ -103,7 +115,7 @@ def to_lab(geometry: DetectorGeometry, lab: OrthogonalGeometry, rho: np.ndarray,
         support_lab = resample(np.asarray(support, np.float32)) > 0.5
     errors_lab = {k: resample(np.asarray(v, np.float32)).astype(np.float32) for k, v in (errors or {}).items()
                   if v is not None}
-    members_lab = None if members is None else np.stack([resample(m) for m in members]).astype(np.complex64)
+    members_lab = None if members is None else np.stack([resample_field(m) for m in members])
     return LabObject(rho_lab, support_lab, errors_lab, members_lab, lab)
 
 
