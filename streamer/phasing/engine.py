@@ -273,9 +273,9 @@ def coarse_starts(problem: Problem, indices, plan=None, *, xp, progress=None) ->
         members = [indices[i] for i in rows]
         rho, support = start_members(coarse, members, plan_for(coarse, len(members), xp=xp))
         gen = run_members(coarse, rho, support, xp=xp)
-        rows = np.asarray(rows)
         better = gen.chi_square < best_chi[rows]  # NaN (a diverged candidate) never wins
-        best_rho[rows[better]], best_chi[rows[better]] = gen.rho[better], gen.chi_square[better]
+        won = np.asarray(rows)[better]
+        best_rho[won], best_chi[won] = gen.rho[better], gen.chi_square[better]
         if progress:
             progress({"search": j + 1, "searches": len(runs), "shape": small,
                       "best_chi_square": float(np.nanmin(best_chi))})
