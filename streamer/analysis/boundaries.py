@@ -330,6 +330,14 @@ def _plane_boundary(flat, inner, idx, centre, normal, offset, *, jump_rad, min_c
     fractions = (float(np.mean(d < 0)), float(np.mean(d > 0)))
     if min(fractions) < min_side_fraction:
         return None
+    # the step read again once the ramp is the domains' own: a step blurred over a few voxels tilts a ramp taken
+    # across the plane, and a tilt against the step shortens it over the span it is read across
+    domains = inside.copy()
+    domains[tuple(idx[np.abs(d) <= GAP + SLAB].T)] = False
+    if domains.sum() >= 64:
+        again, _, read_again = _local_steps(flattened(flat, domains), inside, centre, normal, offset)
+        if read_again:
+            step = float(np.angle(again))
     near = region & (np.abs(d) <= 0.5)
     position = (idx[near].mean(axis=0) - d[near].mean() * normal) if near.any() else centre + offset * normal
     return DomainBoundary(position, normal, step, int(in_plane), coherence, fractions)

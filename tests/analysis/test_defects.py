@@ -412,7 +412,8 @@ def test_the_random_windings_along_an_antiphase_plane_are_not_lines_and_a_line_a
     """Across a pi step the wrapped phase change is +-pi, its sign left to noise: where a reconstruction's
     amplitude dips along the plane and its phase is noisy, the plaquettes straddling the plane wind at random
     and join into 'lines' inside it. Those are dropped (``in_antiphase_plane``); an edge line crossing the plane
-    keeps most of its points away from it and stays. With the tolerance at 0 the same object keeps them."""
+    keeps most of its points away from it and stays. With the band at 0.01 voxel (the rule off) the same object keeps
+    them."""
     from streamer.analysis.config import AnalysisConfig
     from streamer.analysis.objects import analyze_object
     from streamer.backend import get_namespace
@@ -436,7 +437,7 @@ def test_the_random_windings_along_an_antiphase_plane_are_not_lines_and_a_line_a
             assert abs(line.direction[2]) > 0.95  # along x, across the plane
         else:
             assert found.vortices == ()
-            kept = analyze_object(rho, geometry=geometry, xp=xp, config=AnalysisConfig(antiphase_tolerance_rad=0.0))
+            kept = analyze_object(rho, geometry=geometry, xp=xp, config=AnalysisConfig(antiphase_band_voxels=0.01))
             assert len(kept.vortices) >= 1  # the random windings the rule drops
 
 
@@ -496,3 +497,20 @@ def test_a_chain_whose_steps_wind_at_random_has_half_the_agreement():
     along = np.arange(8.0)
     assert _agreement(along, np.array([1, -1] * 4, float), 1) == pytest.approx(0.5)
     assert _agreement(np.repeat(along, 3), np.tile([1.0, -1.0, 1.0], 8), 1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("step", [1.2, 2.0])
+def test_a_step_blurred_over_two_voxels_is_read_whole(step):
+    """A reconstruction blurs a boundary's step over a voxel or two; the ramp taken across the plane then tilts
+    with it and shortened the step read across the plane (1.06 for 1.2, 1.91 for 2.0): the ramp is taken again
+    from the domains alone."""
+    from streamer.analysis.displacement import particle_support
+
+    true = _unit(20, 50)
+    n = 48
+    z, y, x = np.ogrid[0:n, 0:n, 0:n]
+    plate = ((np.abs(z - 24) <= 7) & ((y - 24) ** 2 + (x - 24) ** 2 <= 19**2)).astype(float)
+    d = true[0] * (z - 24) + true[1] * (y - 24) + true[2] * (x - 24) - 3.0
+    rho = plate * np.exp(1j * step * np.clip(d / 2.0 + 0.5, 0, 1))
+    (b,) = find_domain_boundaries(rho, mask=particle_support(np.abs(rho)))
+    assert abs(abs(b.phase_step_rad) - step) < 0.03
