@@ -58,7 +58,7 @@ class PhasingConfig(Settings):
     # symmetric particle) scaled by this about the origin (the coarse search's candidates: by its own scales)
     autocorrelation_scale: float = Field(1.0, gt=0, le=1)
     # a cold member starts from the best-fitting of several candidates phased first on the central ``coarse_crop``
-    # of q (an eighth of the voxels at 0.5), one per autocorrelation threshold and scale; [] or a crop of 1: no search
+    # of q (an eighth of the voxels at 0.5), one per autocorrelation threshold; [] or a crop of 1: no search
     # (BENCHMARKS.md, "A coarse search for the start")
     coarse_crop: float = Field(0.5, gt=0, le=1)
     coarse_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.04, 0.02])
