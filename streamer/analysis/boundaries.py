@@ -47,6 +47,7 @@ class DomainBoundary:
 SLAB, GAP = 4, 2
 LOCAL_HALF_SPAN = 2  # voxels either side of the plane over which the local step is read
 LOCAL_REACH = 5  # ... or as far as the nearest voxels inside, across a gap along the plane
+WHOLE_HALF_SPAN = 4  # the farthest a found plane's step is read again, where a reconstruction blurred it (_whole_step)
 COARSE_DIRECTIONS = 1200  # normals on the half sphere (about 4 degrees apart), then refined to 0.5 degree
 # particles larger than this are searched for candidate planes on a fixed random sample of their voxels (each
 # plane is then fitted and checked on all of them): at real size (49K voxels) the search took 2-3 s a scan
@@ -335,12 +336,30 @@ def _plane_boundary(flat, inner, idx, centre, normal, offset, *, jump_rad, min_c
     domains = inside.copy()
     domains[tuple(idx[np.abs(d) <= GAP + SLAB].T)] = False
     if domains.sum() >= 64:
-        again, _, read_again = _local_steps(flattened(flat, domains), inside, centre, normal, offset)
-        if read_again:
-            step = float(np.angle(again))
+        whole = _whole_step(flattened(flat, domains), inside, centre, normal, offset)
+        if whole is not None:
+            step = whole
     near = region & (np.abs(d) <= 0.5)
     position = (idx[near].mean(axis=0) - d[near].mean() * normal) if near.any() else centre + offset * normal
     return DomainBoundary(position, normal, step, int(in_plane), coherence, fractions)
+
+
+def _whole_step(flat, inside, centre, normal, offset, *, growth: float = 1.05) -> float | None:
+    """The step across the plane read where it has stopped growing: from LOCAL_HALF_SPAN voxels either side out to
+    WHOLE_HALF_SPAN, one voxel further while that reads a step more than ``growth`` times the last. A reconstruction
+    blurs a step over its resolution (a detector grid's rocking voxel: three lab voxels either side), and a reading
+    across less than that reads it short (BENCHMARKS.md, "Steps read where they stop growing")."""
+    step = None
+    for half_span in range(LOCAL_HALF_SPAN, WHOLE_HALF_SPAN + 1):
+        mean, _, read = _local_steps(flat, inside, centre, normal, offset, half_span=half_span,
+                                     reach=max(LOCAL_REACH, half_span))
+        if not read:
+            break
+        value = float(np.angle(mean))
+        if step is not None and not (abs(value) > growth * abs(step) and value * step > 0):
+            break
+        step = value
+    return step
 
 
 def reproduced_boundaries(boundaries: list[DomainBoundary], members: list[np.ndarray], inner: np.ndarray, *,
