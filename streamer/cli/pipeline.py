@@ -31,8 +31,9 @@ def format_event_line(ev: dict) -> str:
             f"{len(ev.get('vortices') or []):>8} {ev['latency_s']:>7.2f}s  {', '.join(names) or '-'}")
 
 
-def _print_results(endpoint: str, done: threading.Event, out=sys.stdout) -> None:
-    """Subscribe to the pipeline's results and print one line per scan until the run is done."""
+def _print_results(endpoint: str, done: threading.Event, out=sys.stdout, heard=lambda: None) -> None:
+    """Subscribe to the pipeline's results and print one line per scan until the run is done (``heard`` is called
+    on every message)."""
     last_seq = 0
     with ResultsSubscriber(endpoint) as sub:  # unreadable messages are skipped (and counted) there
         while True:
@@ -41,6 +42,7 @@ def _print_results(endpoint: str, done: threading.Event, out=sys.stdout) -> None
                 if done.is_set():
                     return
                 continue
+            heard()
             if result.seq != last_seq + 1:
                 print(f"  (missed {result.seq - last_seq - 1} result message(s))", file=out, flush=True)
             last_seq = result.seq
@@ -72,18 +74,29 @@ class EmbeddedPipeline:
         self.endpoints = parent.recv()
         if "web" in self.endpoints:
             print(f"live page: {self.endpoints['web']}", file=out, flush=True)
+        self.out = out
+        self._heard = time.monotonic()  # the last result message's arrival
         self._done = threading.Event()
-        self._printer = threading.Thread(target=_print_results, args=(self.endpoints["results"], self._done, out),
-                                         daemon=True)
+        self._printer = threading.Thread(target=_print_results, args=(self.endpoints["results"], self._done, out,
+                                                                      self._hear), daemon=True)
         self._printer.start()
         time.sleep(0.3)  # let the subscription reach the publisher before the first result
 
-    def wait(self, timeout_s: float = 600) -> int:
-        """Wait for the pipeline to finish the run; its exit code (1 if it had to be killed)."""
-        self.proc.join(timeout=timeout_s)
+    def _hear(self) -> None:
+        self._heard = time.monotonic()
+
+    def wait(self, idle_s: float = 600) -> int:
+        """Wait for the pipeline to finish the run, for as long as it keeps publishing: a replay sends its frames
+        faster than they are reconstructed, and its last scans come minutes after its last frame. Its exit code;
+        1 if it published nothing for ``idle_s`` and was stopped (said on ``out``)."""
+        self._heard = max(self._heard, time.monotonic())
+        while self.proc.is_alive() and time.monotonic() - self._heard < idle_s:
+            self.proc.join(timeout=min(1.0, idle_s))
         self._done.set()
         self._printer.join(timeout=5)
         if self.proc.exitcode is None:
             self.proc.kill()
+            print(f"the pipeline published nothing for {idle_s:g} s and was stopped: scans still in it are lost",
+                  file=self.out, flush=True)
             return 1
         return 0 if self.proc.exitcode == 0 else 1
