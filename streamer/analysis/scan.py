@@ -99,13 +99,12 @@ def to_lab(geometry: DetectorGeometry, lab: OrthogonalGeometry, rho: np.ndarray,
         return geometry.to_orthogonal(np.asarray(a), voxel_nm=lab.voxel_nm, shape_zyx=lab.shape_zyx,
                                       origin_index=origin)
 
-    def resample_field(a):  # the amplitude kept apart (see the docstring)
+    def resample_field(a):  # the amplitude kept apart (see the docstring), at the field's points
         a = np.asarray(a)
-        linear = resample(a)
-        magnitude = np.abs(linear)
-        gain = np.divide(resample(np.abs(a).astype(np.float32)), magnitude, out=np.zeros_like(magnitude),
-                         where=magnitude > 0)
-        return (linear * gain).astype(np.complex64)
+        real, imag, amplitude = resample(np.stack([a.real, a.imag, np.abs(a)]).astype(np.float32))
+        magnitude = np.hypot(real, imag)
+        gain = np.divide(amplitude, magnitude, out=np.zeros_like(magnitude), where=magnitude > 0)
+        return ((real * gain) + 1j * (imag * gain)).astype(np.complex64)
 
     rho_lab = resample_field(rho)
     if support is None:

@@ -233,7 +233,8 @@ class DetectorGeometry:
     def to_orthogonal(self, stack: np.ndarray, *, voxel_nm: float | None = None,
                       shape_zyx: tuple[int, int, int] | None = None, order: int = 1,
                       origin_index: tuple[float, float, float] | None = None) -> np.ndarray:
-        """Resample a real-space array on the conjugate (step, row, col) grid onto a lab (z, y, x) grid.
+        """Resample a real-space array on the conjugate (step, row, col) grid onto a lab (z, y, x) grid; or
+        several, stacked on a leading axis, at the same points (the lab coordinates computed once).
 
         The lab grid has cubic voxels ``voxel_nm`` (default: the finest of ``voxel_sizes_nm``) with its
         origin at index n // 2, where the stack's (fractional) index ``origin_index`` lands (default its
@@ -282,24 +283,27 @@ class DetectorGeometry:
         from scipy.ndimage import map_coordinates
 
         stack = np.asarray(stack)
-        if stack.shape != self.stack_shape:
+        several = stack.ndim == len(self.stack_shape) + 1  # arrays on a leading axis, resampled at the same points
+        if stack.shape[int(several):] != self.stack_shape:
             raise ValueError(f"stack shape {stack.shape} does not match the geometry's {self.stack_shape}")
         if not spacing > 0:
             raise ValueError(f"grid spacing must be > 0, got {spacing}")
         shape = tuple(int(n) for n in (shape_zyx or (self.stack_shape[1], self.stack_shape[2], self.stack_shape[0])))
         axes = [(np.arange(n) - n // 2) * spacing for n in shape]
         origin = np.array(self.center_index if origin_index is None else origin_index, float)[:, None]
-        out = np.zeros(shape, np.result_type(stack.real.dtype, np.complex64) if np.iscomplexobj(stack) else stack.dtype)
-        parts = (stack.real, stack.imag) if np.iscomplexobj(stack) else (stack,)
+        arrays = stack if several else stack[None]
+        complex_ = np.iscomplexobj(stack)
+        out = np.zeros((len(arrays),) + shape, np.result_type(stack.real.dtype, np.complex64) if complex_ else stack.dtype)
         per_slab = max(1, RESAMPLE_CHUNK_VOXELS // max(1, shape[1] * shape[2]))
         for z0 in range(0, shape[0], per_slab):  # slabs bound the coordinates' memory (48 bytes a voxel)
             zs = axes[0][z0:z0 + per_slab]
             lab = np.stack(np.meshgrid(zs, axes[1], axes[2], indexing="ij")).reshape(3, -1)
             idx = lab_to_index @ lab + origin
-            sampled = [map_coordinates(a, idx, order=order, mode="constant", cval=0.0).reshape(len(zs), *shape[1:])
-                       for a in parts]
-            out[z0:z0 + len(zs)] = sampled[0] + 1j * sampled[1] if len(sampled) == 2 else sampled[0]
-        return out
+            for array, target in zip(arrays, out):
+                sampled = [map_coordinates(a, idx, order=order, mode="constant", cval=0.0).reshape(len(zs), *shape[1:])
+                           for a in ((array.real, array.imag) if complex_ else (array,))]
+                target[z0:z0 + len(zs)] = sampled[0] + 1j * sampled[1] if complex_ else sampled[0]
+        return out if several else out[0]
 
     # -- internals and serialisation -------------------------------------------------------------
     def _detector_axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -196,6 +196,22 @@ def test_resampling_in_slabs_gives_the_same_grid(monkeypatch):
     assert whole.dtype == np.complex64 and np.abs(whole).max() > 0.5
 
 
+def test_arrays_stacked_are_resampled_as_each_alone():
+    """Several arrays on a leading axis share the lab coordinates (to_lab resamples a field and its amplitude)."""
+    g = DetectorGeometry(roi_px=(64, 192, 64, 192), rocking_step_deg=0.03, num_rocking_steps=32).binned(2)
+    rho = _ellipsoid_on(g, (50.0, 130.0, 150.0)).astype(np.complex64) * np.exp(0.3j * np.arange(32))[:, None, None]
+    parts = np.stack([rho.real, rho.imag, np.abs(rho)]).astype(np.float32)
+    together = g.to_orthogonal(parts, shape_zyx=(24, 40, 40), origin_index=(15.5, 30.2, 31.0))
+    alone = [g.to_orthogonal(p, shape_zyx=(24, 40, 40), origin_index=(15.5, 30.2, 31.0)) for p in parts]
+    assert together.shape == (3, 24, 40, 40)
+    np.testing.assert_array_equal(together, np.stack(alone))
+    np.testing.assert_allclose(together[0] + 1j * together[1], g.to_orthogonal(rho, shape_zyx=(24, 40, 40),
+                                                                                origin_index=(15.5, 30.2, 31.0)),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="does not match"):
+        g.to_orthogonal(parts[:, :-1])
+
+
 def test_the_peak_grid_stays_bounded_for_a_fine_rocking_step():
     from streamer.service.detector_scan import MAX_PEAK_GRID_VOXELS, peak_grid_step
 
