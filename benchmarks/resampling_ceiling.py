@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defect_validation import SIZES, draw_case, true_object  # noqa: E402
 from sim.particle import complex_image_at  # noqa: E402
+from streamer.analysis.scan import to_lab  # noqa: E402
 from streamer.geometry import DetectorGeometry  # noqa: E402
 from streamer.phasing.alignment import amplitude_correlation, register  # noqa: E402
 
@@ -48,8 +49,7 @@ def main() -> None:
         shape = SIZES[case.size]
         truth = true_object(case.particle, shape, voxel)
         linear = grid.to_orthogonal(rho, voxel_nm=voxel, shape_zyx=shape)
-        amplitude = grid.to_orthogonal(np.abs(rho).astype(np.float32), voxel_nm=voxel, shape_zyx=shape)
-        kept = amplitude * np.exp(1j * np.angle(linear))
+        kept = to_lab(grid, grid.lab_geometry(shape, voxel), rho).rho  # as reconstruct resamples
         print(f"{name} ({case.kind}; detector voxels {np.round(grid.voxel_sizes_nm, 1).tolist()} nm, lab {voxel:.1f} nm):"
               f" field interpolated {correlation(linear, truth):.3f}, amplitude apart {correlation(kept, truth):.3f}",
               flush=True)
