@@ -215,6 +215,8 @@ def _reconstruct(args, out, writer, started: float) -> int:
     load_wisdom()
     if preload is not None:  # FFTs timed beside the loading kernels read up to twice their cost on two cores
         preload.join()
+    binned = binned_pixels(meta, det)
+    phasing = phasing.replace(binned_pixels=binned)
     run, phasing, choice, slowness, slowness_key = budget_choice(args, phasing, xp, intensity.shape, out,
                                                                  service.budget, spent_s=time.monotonic() - started)
     mask_note = f" (mask: {meta['mask']})" if meta.get("mask") else ""
@@ -292,6 +294,15 @@ def _result_geometry(source: dict | None, shape, voxel: list[float], out) -> dic
         print(f"warning: the voxels are not cubic ({voxel} nm, from binning); analysis in nm uses the "
               f"voxel along q, {voxel[0]} nm", file=out)
     return replace(base, shape_zyx=tuple(int(n) for n in shape), voxel_nm=float(voxel[0])).to_dict()
+
+
+def binned_pixels(meta: dict, det) -> tuple[int, int, int]:
+    """Detector pixels summed into each voxel along the phasing axes: a detector-geometry scan's binning along its
+    rows and columns (step, row, col); a recording's frames binned by ``prepare_scan`` (row, col, theta); else none."""
+    if det is not None:
+        return (1, int(det.binning), int(det.binning))
+    rows, cols = (meta.get("preprocess") or {}).get("binning", [1, 1])
+    return (int(rows), int(cols), 1)
 
 
 def _voxel_nm(meta: dict, shape, given: float | None) -> list[float]:

@@ -28,7 +28,7 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
     wisdom, apart for runs on the scipy stand-in), as the service learns it per run; also returned, with the
     key this run's error is remembered under."""
     from streamer.phasing import reconstruct
-    from streamer.phasing.budget import choose, cropped_shape, on_coarser_grid
+    from streamer.phasing.budget import choose, cropped_shape, iteration_overhead, on_coarser_grid
     from streamer.service.costs import FftCosts, remembered_slowness
 
     explicit = any(v is not None for v in (args.population, args.recipe, args.generations))
@@ -59,6 +59,7 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
                 choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,
                                 fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
                                 min_population=min(limits.min_population, phasing.population),
+                                overhead=iteration_overhead(phasing.binned_pixels),
                                 max_memory_bytes=limits.max_memory_gb * 2**30 or None,
                                 search=phasing.search, polish=phasing.polish_er)
                 chosen = runs_on_stand_in(xp, (choice.population, *choice.shape), threads=phasing.threads or None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt, field_validator
 
 from streamer.backend import to_numpy
 from streamer.phasing.fft import get_plan, inverse_once
@@ -71,6 +71,9 @@ class PhasingConfig(Settings):
     shrinkwrap: ShrinkWrap = Field(default_factory=ShrinkWrap)
     phase_constraint: PhaseConstraint = Field(default_factory=PhaseConstraint)
     threads: int = Field(0, ge=0)  # FFTW and numba threads; 0: every core (on a host shared with other work, fewer)
+    # detector pixels summed into each voxel along (z, y, x) when the data were binned: the modulus step then meets
+    # the summed intensity (streamer/phasing/pixels.py); set by whoever binned (reconstruct, the service)
+    binned_pixels: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 1, 1)
 
     @field_validator("coarse_thresholds")
     @classmethod
@@ -319,7 +322,7 @@ def run_members(problem: Problem, rho: np.ndarray, support: np.ndarray, *, xp, p
     plan = plan_for(problem, len(rho), xp=xp)
     measured = None if problem.measured is None else xp.asarray(problem.measured)
     state = PhasingState(xp, plan.input, None, xp.asarray(problem.amplitude), measured, problem.shrinkwrap,
-                         cfg.phase_constraint, plan)
+                         cfg.phase_constraint, plan, binned=cfg.binned_pixels)
     state.rho = _load(state, rho)
     state.support = xp.asarray(np.ascontiguousarray(support))
     if progress:
@@ -385,7 +388,8 @@ def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
     support = np.roll(last.support[best], tuple(h + s for h, s in zip(half, shift)), axis=(0, 1, 2))
     polished, n = None, 0 if problem.warm else cfg.polish_er
     if n and len(keep) > 1:
-        rho, polished = polish_object(xp, rho, support, problem.amplitude, problem.measured, n, cfg.threads or None)
+        rho, polished = polish_object(xp, rho, support, problem.amplitude, problem.measured, n, cfg.threads or None,
+                                      binned=cfg.binned_pixels)
     curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
     return PhasingResult(

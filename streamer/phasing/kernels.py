@@ -41,7 +41,7 @@ def _numba_kernels():
         from streamer.phasing import numba_kernels as nk
     except ImportError:
         return None
-    return nk.modulus, nk.update, nk.blur_peak, nk.threshold, nk.fill_lines
+    return nk.modulus, nk.update, nk.blur_peak, nk.threshold, nk.fill_lines, nk.squared_magnitude, nk.binned_modulus
 
 
 @lru_cache(maxsize=1)
@@ -55,7 +55,7 @@ def preload_numba_kernels() -> bool:
     import numba
     import numpy as np
 
-    modulus, update, blur_peak, threshold, fill_lines = kernels
+    modulus, update, blur_peak, threshold, fill_lines, squared_magnitude, binned_modulus = kernels
     f32 = np.float32(1.0)
     pairs, values, flags = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8)
     volume, weights = np.zeros((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)
@@ -63,7 +63,9 @@ def preload_numba_kernels() -> bool:
                   (update, (pairs, pairs, flags, f32, f32, f32, values)),
                   (blur_peak, (volume, volume, weights, values, 1)),
                   (threshold, (values, weights, flags)),
-                  (fill_lines, (volume.astype(np.uint8), volume.astype(np.uint8))))
+                  (fill_lines, (volume.astype(np.uint8), volume.astype(np.uint8))),
+                  (squared_magnitude, (pairs, f32, values)),
+                  (binned_modulus, (pairs, values, weights, flags[0], f32, f32, f32)))
     for kernel, args in signatures:
         kernel.compile(tuple(numba.typeof(a) for a in args))
     return True
@@ -146,6 +148,40 @@ class Kernels:
             buf = self._buffers[name] = np.empty(shape, np.float32)
         return buf
 
+    def _flat_measured(self, amp, measured):
+        import numpy as np
+
+        if measured is not None:
+            return measured.reshape(-1).view(np.uint8)
+        if self._all_measured is None or self._all_measured.size != amp.size:
+            self._all_measured = np.ones(amp.size, np.uint8)
+        return self._all_measured
+
+    def squared_magnitude(self, psi, c: float, out=None):
+        """|psi|^2 c^2, float32, psi's shape (numba: into ``out`` or a kept buffer)."""
+        xp = self.xp
+        if self.kind != "numba":
+            return xp.real(psi * xp.conj(psi)) * xp.asarray(c * c, dtype=xp.float32)
+        import numpy as np
+
+        self._numba_threads()
+        out = self.buffer("squared", tuple(psi.shape)) if out is None else out
+        p = psi.shape[0]
+        _numba_kernels()[5](psi.reshape(p, -1).view(np.float32), np.float32(c * c), out.reshape(p, -1))
+        return out
+
+    def binned_modulus(self, psi, summed, amp, measured, c: float, limit: float, *, conjugate: bool = False):
+        """The numba modulus step against binned voxels' intensity ``summed`` (pixels.py): psi scaled towards
+        amp / sqrt(summed), the ratio |psi| c / sqrt(summed) at most ``limit``; per member misfit of sqrt(summed)."""
+        import numpy as np
+
+        self._numba_threads()
+        p = psi.shape[0]
+        sums = _numba_kernels()[6](psi.reshape(p, -1).view(np.float32), summed.reshape(p, -1), amp.reshape(-1),
+                                   self._flat_measured(amp, measured), np.float32(c), np.float32(limit * limit),
+                                   np.float32(-1.0 if conjugate else 1.0))
+        return psi, sums
+
     def modulus(self, psi, amp, measured, c: float, *, conjugate: bool = False):
         xp = self.xp
         if self.kind == "numba":
@@ -153,12 +189,7 @@ class Kernels:
 
             modulus = _numba_kernels()[0]
             self._numba_threads()
-            if measured is None:
-                if self._all_measured is None or self._all_measured.size != amp.size:
-                    self._all_measured = np.ones(amp.size, np.uint8)
-                flat_meas = self._all_measured
-            else:
-                flat_meas = measured.reshape(-1).view(np.uint8)
+            flat_meas = self._flat_measured(amp, measured)
             p = psi.shape[0]
             sums = modulus(psi.reshape(p, -1).view(np.float32), amp.reshape(-1), flat_meas, np.float32(c),
                            np.float32(-1.0 if conjugate else 1.0))

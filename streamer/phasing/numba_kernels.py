@@ -56,6 +56,50 @@ def modulus(psi, amp, measured, c, sign):  # psi (P, 2N) float32, amp (N,) float
     return partial.reshape(p, chunks).sum(axis=1)
 
 
+@numba.njit(parallel=True, **OPTS)
+def squared_magnitude(psi, c2, out):  # psi (P, 2N) float32, out (P, N) float32: |psi|^2 c2
+    p, n = out.shape
+    chunks = (n + CHUNK - 1) // CHUNK
+    for j in numba.prange(p * chunks):
+        k, lo = j // chunks, (j % chunks) * CHUNK
+        hi = min(lo + CHUNK, n)
+        row = out[k, lo:hi]
+        _squared(psi[k, 2 * lo:2 * hi], row)
+        for i in range(row.size):
+            row[i] *= c2
+
+
+@numba.njit(**OPTS)
+def _binned_factor(m2s, summed, amp, measured, c, limit2):  # m2s: |psi|^2 c^2 in, the scale factor out
+    tiny, acc = F32(1e-30), F32(0.0)
+    for i in range(m2s.size):
+        m2, s, a, m = m2s[i], summed[i], amp[i], F32(measured[i])
+        d = m * (np.sqrt(max(s, F32(0.0))) - a)
+        acc += d * d
+        # the target a |psi| c / sqrt(s), the ratio at most sqrt(limit2); the scale a / sqrt(s) c, or c^2 unmeasured
+        ratio2 = min(m2, limit2 * s) / (s + tiny) if s > 0 else F32(1.0)
+        factor = a * np.sqrt(ratio2 / (m2 + tiny)) * c * c
+        m2s[i] = m * factor + (F32(1.0) - m) * (c * c)
+    return acc
+
+
+@numba.njit(parallel=True, **OPTS)
+def binned_modulus(psi, summed, amp, measured, c, limit2, sign):  # summed (P, N): the binned voxels' intensity
+    p, n = psi.shape[0], amp.size
+    chunks = (n + CHUNK - 1) // CHUNK
+    partial = np.zeros(p * chunks, np.float64)
+    for j in numba.prange(p * chunks):
+        k, lo = j // chunks, (j % chunks) * CHUNK
+        hi = min(lo + CHUNK, n)
+        row, factor = psi[k, 2 * lo:2 * hi], np.empty(hi - lo, np.float32)
+        _squared(row, factor)
+        for i in range(factor.size):
+            factor[i] *= c * c
+        partial[j] = _binned_factor(factor, summed[k, lo:hi], amp[lo:hi], measured[lo:hi], c, limit2)
+        _scale(row, factor, sign)
+    return partial.reshape(p, chunks).sum(axis=1)
+
+
 @numba.njit(**OPTS)
 def _update(rho, rho_p, support, a, b, sign):  # sign -1: rho_p holds the conjugate
     for i in range(support.size):

@@ -16,6 +16,7 @@ from pydantic import Field
 from streamer.backend import to_numpy
 from streamer.phasing.fft import get_plan
 from streamer.phasing.kernels import Kernels
+from streamer.phasing.pixels import RATIO_LIMIT, BinnedPixels
 from streamer.settings import Settings
 
 
@@ -51,10 +52,13 @@ class PhasingState:
     """
 
     def __init__(self, xp, rho, support, amplitude, measured, shrinkwrap: ShrinkWrap | None,
-                 phase_constraint: PhaseConstraint = PhaseConstraint(), plan=None):
+                 phase_constraint: PhaseConstraint = PhaseConstraint(), plan=None,
+                 binned: tuple[int, int, int] = (1, 1, 1)):
         self.xp = xp
         self.plan = plan or get_plan(xp, tuple(rho.shape))
         self.kernels = Kernels(xp, threads=getattr(self.plan, "threads", None))
+        # binned data: the modulus step meets the voxels' summed pixels (pixels.py), not |F|^2 at their centres
+        self.binned = BinnedPixels.make(xp, tuple(amplitude.shape), binned, getattr(self.plan, "threads", None))
         if getattr(self.plan, "kind", "") == "fftw":
             self.plan.input[...] = rho
             rho = self.plan.input
@@ -83,6 +87,10 @@ class PhasingState:
         """Normalised misfit sum((|F rho| - sqrt(I))^2) / sum(I) over measured pixels, per member."""
         xp, parts = self.xp, []
         for k in self.plan.blocks:
+            if self.binned is not None:
+                summed = self.binned.intensity(self.kernels.squared_magnitude(self._spectrum(k), self.c))
+                parts.append(self.binned.misfit(summed, self.amplitude, self.measured))
+                continue
             d = xp.abs(self._spectrum(k)) * self.c - self.amplitude
             if self.measured is not None:
                 d = xp.where(self.measured, d, xp.zeros_like(d))
@@ -107,8 +115,7 @@ class PhasingState:
         support, sums = self.effective_support(), []
         conj = getattr(self.plan, "conjugate_inverse", False)  # the inverse as a forward FFT of the conjugate
         for k in self.plan.blocks:
-            psi, misfit = self.kernels.modulus(self._spectrum(k), self.amplitude, self.measured, self.c,
-                                               conjugate=conj)
+            psi, misfit = self._modulus(self._spectrum(k), conj)
             sums.append(misfit)
             rho_p = self.plan.inverse_conjugate(psi) if conj else self.plan.inverse(psi)
             if k is None:
@@ -120,6 +127,19 @@ class PhasingState:
                                     conjugated=conj)
         self.errors.append(sums[0] if len(sums) == 1 else self.xp.concat(sums))
         self.step_done(magnitude)
+
+    def _modulus(self, spectrum, conj: bool):
+        """The Fourier projection of a block's spectra, in place, and each one's misfit."""
+        if self.binned is None:
+            return self.kernels.modulus(spectrum, self.amplitude, self.measured, self.c, conjugate=conj)
+        if self.kernels.kind == "numba":  # |F|^2 straight into the FFT's input
+            buffer = self.binned.input_buffer(spectrum.shape[0])
+            summed = self.binned.intensity(self.kernels.squared_magnitude(spectrum, self.c, out=buffer))
+            return self.kernels.binned_modulus(spectrum, summed, self.amplitude, self.measured, self.c, RATIO_LIMIT,
+                                               conjugate=conj)
+        squared = self.kernels.squared_magnitude(spectrum, self.c)
+        target = self.binned.target(squared, self.binned.intensity(squared), self.amplitude)
+        return self.kernels.modulus(spectrum, target, self.measured, self.c, conjugate=conj)
 
     def update_support(self, magnitude=None) -> None:
         """Shrink-wrap: the support becomes where the blurred |rho| exceeds the threshold of its peak (filled along
@@ -234,12 +254,13 @@ class Sequence(Operator):
         return ", ".join(str(op) for op in self.ops)
 
 
-def polish_object(xp, rho, support, amplitude, measured, iterations: int, threads: int | None = None):
+def polish_object(xp, rho, support, amplitude, measured, iterations: int, threads: int | None = None,
+                  binned: tuple[int, int, int] = (1, 1, 1)):
     """``iterations`` of error reduction on one object inside a fixed ``support`` (both centred: the modulus
     projection commutes with a translation; ``amplitude`` and ``measured`` in FFT order); (object, chi-square)."""
     plan = get_plan(xp, (1,) + tuple(amplitude.shape), threads=threads, effort="FFTW_ESTIMATE")
     state = PhasingState(xp, xp.asarray(np.ascontiguousarray(rho[None], np.complex64)), None, xp.asarray(amplitude),
-                         None if measured is None else xp.asarray(measured), None, plan=plan)
+                         None if measured is None else xp.asarray(measured), None, plan=plan, binned=binned)
     state.support = xp.asarray(np.ascontiguousarray(support[None]))
     Repeat(ER(), iterations).apply(state)
     return to_numpy(state.rho)[0].copy(), float(to_numpy(state.chi_square())[0])

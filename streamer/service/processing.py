@@ -31,7 +31,7 @@ from streamer.geometry import (
     from_dict,
 )
 from streamer.phasing import PhasingConfig, reconstruct
-from streamer.phasing.budget import BudgetChoice, choose, on_coarser_grid
+from streamer.phasing.budget import BudgetChoice, choose, iteration_overhead, on_coarser_grid
 from streamer.phasing.kernels import preload_numba_kernels
 from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
@@ -177,15 +177,22 @@ class ScanProcessor:
             return float(exposure) * num_frames
         return b.budget_s
 
-    def choose(self, run: str, shape: tuple[int, int, int], budget_s: float, warm: bool) -> BudgetChoice:
+    def choose(self, run: str, shape: tuple[int, int, int], budget_s: float, warm: bool,
+               binned: tuple[int, int, int] = (1, 1, 1)) -> BudgetChoice:
         """What to reconstruct of a ``shape`` intensity within ``budget_s`` (``share`` of it for this work)."""
         cfg, b = self.config.phasing, self.config.budget
         slowness = self._slowness.get(run, 1.0)
         return choose(shape, budget_s * b.share, recipe=cfg.warm_recipe if warm else cfg.recipe,
+                      overhead=iteration_overhead(binned),
                       population=cfg.population, fft_pair_s=lambda s, n: self.costs(s, n) * slowness,
                       fixed_s=self._fixed_s.get(run, b.fixed_s), min_population=min(b.min_population, cfg.population),
                       max_memory_bytes=b.max_memory_gb * 2**30 or None, keep_iterations=warm,
                       search=None if warm else cfg.search, polish=0 if warm else cfg.polish_er)
+
+    @staticmethod
+    def _binned(geometry) -> tuple[int, int, int]:
+        """Pixels summed per voxel of a scan's phasing grid: a detector scan's (step, row, col) binning."""
+        return (1, geometry.binning, geometry.binning) if isinstance(geometry, DetectorGeometry) else (1, 1, 1)
 
     def _phasing_shape(self, geometry) -> tuple[int, int, int]:
         if isinstance(geometry, DetectorGeometry):
@@ -204,7 +211,10 @@ class ScanProcessor:
         if self.costs is None or not isinstance(metadata.get("geometry"), dict):
             return
         try:
-            shape = self._phasing_shape(from_dict(metadata["geometry"]))
+            geometry = from_dict(metadata["geometry"])
+            shape = self._phasing_shape(geometry)
+            if isinstance(geometry, DetectorGeometry):
+                geometry = geometry.rebinned(self.config.detector.binning)[0]
         except (ValueError, TypeError):  # ConfigError is a ValueError
             return
         budget = self.budget_s(metadata, num_frames)
@@ -212,19 +222,20 @@ class ScanProcessor:
         def plan():
             if is_numpy(self.costs.xp):  # the CPU kernels' machine code too (the first scan's start loads it)
                 preload_numba_kernels()
-            choice = self.choose(run, shape, budget, self._warm(run, shape))
+            choice = self.choose(run, shape, budget, self._warm(run, shape), self._binned(geometry))
             self.costs.plan_ahead(choice.shape, choice.population)
 
         self.costs.submit(shape, plan)
 
     def _budgeted(self, job: ScanJob, shape) -> tuple[PhasingConfig, object, BudgetChoice | None]:
         """The phasing configuration and reconstructor the scan's budget allows (the configured ones without)."""
-        cfg = self.config.phasing
+        binned = self._binned(job.geometry)
+        cfg = self.config.phasing.replace(binned_pixels=binned)
         if self.costs is None:
             return cfg, self.reconstructor, None
         warm = self._warm(job.scan.run, shape)
         choice = self.choose(job.scan.run, tuple(shape), self.budget_s(job.scan.metadata, int(shape[0] if
-                             isinstance(job.geometry, DetectorGeometry) else shape[2])), warm)
+                             isinstance(job.geometry, DetectorGeometry) else shape[2])), warm, binned)
         phasing = cfg.replace(population=choice.population, average=min(cfg.average, choice.population),
                               **({"warm_recipe": choice.recipe} if warm else {"recipe": choice.recipe}))
         if choice.shape == tuple(shape):
