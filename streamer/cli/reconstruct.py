@@ -242,7 +242,7 @@ def _reconstruct(args, out, writer, started: float) -> int:
     info = {"recipe": result.recipe, "iterations": result.iterations, "generations": result.generations,
             "population": phasing.population, "averaged": result.metric.get("averaged"), "seed": args.seed,
             "chi_square_best": float(result.chi_square[result.best]), "seconds": round(seconds, 2),
-            "backend": service.backend, "metric": result.metric}
+            "backend": service.backend, "metric": result.metric, "binned_pixels": list(phasing.binned_pixels)}
     if choice is not None:
         from streamer.service.costs import remember_slowness
 

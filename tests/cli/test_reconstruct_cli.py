@@ -160,6 +160,7 @@ def test_a_detector_scan_is_phased_on_its_grid_and_written_in_the_lab_frame(tmp_
     assert meta["voxel_nm_zyx"] == [pytest.approx(voxel)] * 3 and meta["geometry"]["kind"] == "orthogonal"
     assert meta["geometry"]["shape_zyx"] == list(r["object"].shape) == list(r["support"].shape)
     assert meta["detector_geometry"]["binning"] == 2 and meta["preprocess"]["binned_shape"] == [32, 64, 64]
+    assert r["phasing"]["binned_pixels"] == [1, 2, 2]  # the modulus step met the 2 x 2 pixels' sum
     assert r["members"].shape[1:] == r["object"].shape and r["peak"]["frame"] == "lab"
     assert r["peak"]["width_parallel"] > 2 * r["peak"]["width_perpendicular"]  # the plate is thin along q
     inside = np.argwhere(np.abs(r["object"]) > 0.5 * np.abs(r["object"]).max())

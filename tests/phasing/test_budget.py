@@ -172,3 +172,21 @@ def test_the_polish_of_the_average_is_counted_at_one_members_cost():
     alone = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=1, fft_pair_s=cost, polish=100)
     assert alone.predicted_s == choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=1,
                                        fft_pair_s=cost).predicted_s  # one member: nothing averaged, nothing polished
+
+
+def test_binned_data_cost_their_summed_intensity_and_give_way_sooner():
+    """The modulus step of binned data (pixels.py) costs BINNED_OVERHEAD FFT pairs more per member-iteration."""
+    import math
+
+    from streamer.phasing.budget import BINNED_OVERHEAD, ENGINE_OVERHEAD, iteration_overhead
+
+    assert iteration_overhead((1, 1, 1)) == ENGINE_OVERHEAD
+    assert iteration_overhead((1, 2, 2)) == iteration_overhead((2, 1, 1)) == ENGINE_OVERHEAD + BINNED_OVERHEAD
+    cost, shape = fft_cost(), (64, 128, 128)
+    plain = choose(shape, 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
+    binned = choose(shape, 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost,
+                    overhead=iteration_overhead((1, 2, 2)))
+    assert math.isclose(binned.predicted_s / plain.predicted_s, iteration_overhead((1, 2, 2)) / ENGINE_OVERHEAD)
+    tight = choose(shape, plain.predicted_s * 1.01, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost,
+                   overhead=iteration_overhead((1, 2, 2)))
+    assert tight.iterations < plain.iterations and tight.predicted_s <= plain.predicted_s * 1.01
