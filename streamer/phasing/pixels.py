@@ -16,7 +16,7 @@ import numpy as np
 
 from streamer.backend import is_numpy
 
-RATIO_LIMIT = 3.0  # |F|^2 / integrated, at most: where the integrated intensity is near 0 (aliasing in early iterates)
+RATIO_LIMIT = 3.0  # |F| / sqrt(integrated), at most: where the integrated intensity is near 0 (early iterates alias)
 
 
 def binning_transfer(shape: tuple[int, int, int], binned: tuple[int, int, int]) -> np.ndarray | None:
@@ -45,7 +45,7 @@ class BinnedPixels:
 
     def __init__(self, xp, shape: tuple[int, int, int], transfer: np.ndarray, threads: int | None = None):
         self.xp, self.shape, self.threads = xp, tuple(shape), threads
-        self.host = is_numpy(xp)  # scipy.fft: float32 kept, threads
+        self.host = is_numpy(xp)  # FFTW (else scipy.fft) real transforms in float32, all threads
         self.transfer = transfer if self.host else xp.asarray(transfer)
         self._pairs: dict = {}  # batch -> FFTW buffers and plans (host)
 
