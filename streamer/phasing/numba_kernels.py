@@ -70,10 +70,10 @@ def squared_magnitude(psi, c2, out):  # psi (P, 2N) float32, out (P, N) float32:
 
 
 @numba.njit(**OPTS)
-def _binned_factor(m2s, summed, amp, measured, c, limit2):  # m2s: |psi|^2 c^2 in, the scale factor out
-    tiny, acc = F32(1e-30), F32(0.0)
+def _binned_factor(m2s, summed, amp, measured, c, limit2):  # m2s: |psi|^2 in, the scale factor out
+    tiny, acc, c2 = F32(1e-30), F32(0.0), c * c
     for i in range(m2s.size):
-        m2, s, a, m = m2s[i], summed[i], amp[i], F32(measured[i])
+        m2, s, a, m = m2s[i] * c2, summed[i], amp[i], F32(measured[i])
         d = m * (np.sqrt(max(s, F32(0.0))) - a)
         acc += d * d
         # the target a |psi| c / sqrt(s), the ratio at most sqrt(limit2); the scale a / sqrt(s) c, or c^2 unmeasured
@@ -93,8 +93,6 @@ def binned_modulus(psi, summed, amp, measured, c, limit2, sign):  # summed (P, N
         hi = min(lo + CHUNK, n)
         row, factor = psi[k, 2 * lo:2 * hi], np.empty(hi - lo, np.float32)
         _squared(row, factor)
-        for i in range(factor.size):
-            factor[i] *= c * c
         partial[j] = _binned_factor(factor, summed[k, lo:hi], amp[lo:hi], measured[lo:hi], c, limit2)
         _scale(row, factor, sign)
     return partial.reshape(p, chunks).sum(axis=1)
