@@ -217,6 +217,7 @@ class ParticleFields:
     strain_error: str | None = None  # why there is no strain (a particle too thin to differentiate)
     reliable: np.ndarray | None = None  # the reliable interior, where ``strain`` is read (``reliable_interior``)
     volumes_voxels: dict | None = None  # threshold -> voxels of the particle cut of ENERGY_THRESHOLDS (not eroded)
+    erosion: int = 1  # the outer layers ``inner`` and ``reliable`` leave out
 
 
 def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, threshold: float = 0.2,
@@ -244,7 +245,7 @@ def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresh
         strain, error = np.full(rho.shape, np.nan), str(exc)
     return ParticleFields(amplitude, support, eroded(support, erosion), flat, strain, cuts,
                           tuple(float(r) for r in ramp), offset, error, reliable,
-                          {t: int(c.sum()) for t, c in whole.items()})
+                          {t: int(c.sum()) for t, c in whole.items()}, erosion)
 
 
 def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float | None = None,
@@ -280,7 +281,7 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     by_cut = [density * v * voxel_m3 for v in volumes.values()]
     jackknife = nan
     if members is not None and len(members) >= 2 and q_inv_nm is not None and particle.reliable is not None:
-        jackknife = _members_jackknife(np.asarray(members), particle.reliable, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm,
+        jackknife = _members_jackknife(np.asarray(members), particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm,
                                        scale=0.5 * youngs_modulus_pa * volume)
     terms = [t for t in (noise, jackknife, (max(by_cut) - min(by_cut)) / 2) if np.isfinite(t)]
     error = float(np.sqrt(np.sum(np.square(terms))))
@@ -289,17 +290,27 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
             "rms_strain": float(np.sqrt(mean_square)), "volume_m3": volume, "strain_voxels": int(inside.sum())}
 
 
-def _members_jackknife(members: np.ndarray, reliable: np.ndarray, *, voxel_nm: float, q_inv_nm: float,
+def _members_jackknife(members: np.ndarray, particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float,
                        scale: float) -> float:
-    """Jackknife standard error of ``scale`` * mean eps^2 of the members' mean, from the K means of K - 1."""
+    """Jackknife standard error of ``scale`` * mean eps^2 of the members' mean, from the K means of K - 1.
+
+    Each mean of K - 1 is read where the object's phase is trusted and its own is too (its own ``reliable_interior``),
+    as the estimator reads the object: on the lab grid the object keeps its amplitude apart from its phase
+    (``streamer.analysis.scan.to_lab``), so where the members disagree (beside their dislocation cores) a mean of
+    K - 1 can cancel where the object is whole, and its noise read as strain widened a live bar 300-fold."""
     k = len(members)
+    reliable = particle.reliable
     if members.ndim != 4 or members.shape[1:] != reliable.shape:
         raise ValueError(f"members must be (K, z, y, x) like the object, got {members.shape}")
     total = members.sum(axis=0)
     values = []
     for m in members:
-        flat, _, _ = remove_ramp(displacement_object((total - m) / (k - 1)), reliable)
-        eps = strain_along_q(flat, reliable, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        mean = (total - m) / (k - 1)
+        trusted = reliable & reliable_interior(np.abs(mean), particle.support, particle.erosion)
+        if not (trusted[1:] & trusted[:-1]).any():
+            trusted = reliable
+        flat, _, _ = remove_ramp(displacement_object(mean), trusted)
+        eps = strain_along_q(flat, trusted, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
         values.append(scale * float(np.nanmean(eps**2)))
     values = np.asarray(values)
     return float(np.sqrt((k - 1) / k * np.sum((values - values.mean()) ** 2)))
