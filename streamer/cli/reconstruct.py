@@ -300,7 +300,7 @@ def binned_pixels(meta: dict, det) -> tuple[int, int, int]:
     """Detector pixels summed into each voxel along the phasing axes: a detector-geometry scan's binning along its
     rows and columns (step, row, col); a recording's frames binned by ``prepare_scan`` (row, col, theta); else none."""
     if det is not None:
-        return (1, int(det.binning), int(det.binning))
+        return det.pixels_per_voxel
     rows, cols = (meta.get("preprocess") or {}).get("binning", [1, 1])
     return (int(rows), int(cols), 1)
 

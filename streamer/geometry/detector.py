@@ -120,6 +120,12 @@ class DetectorGeometry:
         return (self.num_rocking_steps, *self.frame_shape)
 
     @property
+    def pixels_per_voxel(self) -> tuple[int, int, int]:
+        """Detector pixels summed into each voxel of the stack along (step, row, col): what the phasing's modulus
+        step models (``PhasingConfig.binned_pixels``)."""
+        return (1, self.binning, self.binning)
+
+    @property
     def q_bragg_inv_nm(self) -> float:
         """|q| at the central pixel and step (nm^-1)."""
         return float(np.linalg.norm(self.q_center_inv_nm))

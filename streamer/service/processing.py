@@ -192,7 +192,7 @@ class ScanProcessor:
     @staticmethod
     def _binned(geometry) -> tuple[int, int, int]:
         """Pixels summed per voxel of a scan's phasing grid: a detector scan's (step, row, col) binning."""
-        return (1, geometry.binning, geometry.binning) if isinstance(geometry, DetectorGeometry) else (1, 1, 1)
+        return geometry.pixels_per_voxel if isinstance(geometry, DetectorGeometry) else (1, 1, 1)
 
     def _phasing_shape(self, geometry) -> tuple[int, int, int]:
         if isinstance(geometry, DetectorGeometry):
