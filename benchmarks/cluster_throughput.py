@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 from streamer.backend import get_namespace
 from streamer.cli import process_settings
 from streamer.phasing import PhasingConfig, parse_recipe, reconstruct
-from streamer.service.cluster import reconstruct_on_cluster, submit_scan
+from streamer.service.cluster import reconstruct_on_cluster, scheduler_workers, submit_scan
 
 
 def intensity(n: int, seed: int = 0) -> np.ndarray:
@@ -70,7 +70,7 @@ def main() -> None:
     cluster = None if args.scheduler else LocalCluster(n_workers=args.workers, threads_per_worker=args.threads,
                                                        processes=True, host="127.0.0.1", dashboard_address=":0")
     with Client(args.scheduler or cluster, set_as_default=False) as client:
-        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        workers = len(scheduler_workers(client))
         reports = []
 
         def sharded():

@@ -144,8 +144,11 @@ def _moved_bytes(client: Client) -> int:
     return sum(client.run(_outgoing_bytes, on_error="ignore").values())
 
 
-def _workers(client: Client) -> list[str]:
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+def scheduler_workers(client: Client) -> list[str]:
+    """The scheduler's workers now, asked of the scheduler itself: ``client.scheduler_info`` returns a cache that the
+    client's periodic refresh can overwrite with one listing no worker between the fetch and the return (a worker
+    "lost" that was not)."""
+    return sorted(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
 
 
 def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig = DEFAULT_CONFIG, rng=None,
@@ -162,7 +165,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
     and the workers lost during the scan (their shards were recomputed).
     """
     problem = make_problem(intensity, config=config, rng=rng, mask=mask, start=start)
-    before = _workers(client)
+    before = scheduler_workers(client)
     if not before:
         raise TimeoutError(f"the cluster at {client.scheduler.address} has no workers")
     n = max(1, min(shards or len(before), config.population))
@@ -192,7 +195,7 @@ def reconstruct_on_cluster(client: Client, intensity, *, config: PhasingConfig =
                    for part, f in zip(parts, futures)]
     [result] = _results([client.submit(_finish, pf, futures, errors[:-1], members, pure=False)], deadline)
     seconds = time.perf_counter() - t0
-    after = _workers(client)
+    after = scheduler_workers(client)
     lost = sorted(set(before) - set(after))
     if lost:
         log.warning("lost worker(s) %s during the reconstruction; Dask recomputed their shards", ", ".join(lost))
@@ -297,7 +300,7 @@ class ClusterCosts(FftCosts):
         when, workers = self._seen
         if time.monotonic() - when > 1.0:
             try:
-                workers = _workers(client)
+                workers = scheduler_workers(client)
             except CLUSTER_ERRORS:
                 return None, []
             self._seen = (time.monotonic(), workers)
