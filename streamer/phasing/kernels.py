@@ -41,7 +41,7 @@ def _numba_kernels():
         from streamer.phasing import numba_kernels as nk
     except ImportError:
         return None
-    return nk.modulus, nk.update, nk.blur_peak, nk.threshold, nk.fill_lines, nk.squared_magnitude, nk.binned_modulus
+    return nk.modulus, nk.update, nk.blur_peak, nk.threshold, nk.fill_lines, nk.squared_magnitude
 
 
 @lru_cache(maxsize=1)
@@ -55,17 +55,16 @@ def preload_numba_kernels() -> bool:
     import numba
     import numpy as np
 
-    modulus, update, blur_peak, threshold, fill_lines, squared_magnitude, binned_modulus = kernels
+    modulus, update, blur_peak, threshold, fill_lines, squared_magnitude = kernels
     f32 = np.float32(1.0)
     pairs, values, flags = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8)
     volume, weights = np.zeros((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)
-    signatures = ((modulus, (pairs, weights, flags[0], f32, f32)),
+    signatures = ((modulus, (pairs, values, weights, flags[0], f32, f32, f32)),
                   (update, (pairs, pairs, flags, f32, f32, f32, values)),
                   (blur_peak, (volume, volume, weights, values, 1)),
                   (threshold, (values, weights, flags)),
                   (fill_lines, (volume.astype(np.uint8), volume.astype(np.uint8))),
-                  (squared_magnitude, (pairs, f32, values)),
-                  (binned_modulus, (pairs, values, weights, flags[0], f32, f32, f32)))
+                  (squared_magnitude, (pairs, f32, values)))
     for kernel, args in signatures:
         kernel.compile(tuple(numba.typeof(a) for a in args))
     return True
@@ -130,6 +129,7 @@ class Kernels:
         self.kind = _namespace_kind(xp)
         self._scratch = None  # cupy: per-voxel misfit of the last projection
         self._all_measured = None  # the mask of "every pixel measured", made once per shape
+        self._empty_sums = None  # the numba modulus kernel's "not binned" (``_no_sums``)
         self._buffers: dict = {}  # numba: reused float32 arrays by name
         self.threads = threads  # numba threads for this caller (None: numba's default, all cores)
 
@@ -157,6 +157,14 @@ class Kernels:
             self._all_measured = np.ones(amp.size, np.uint8)
         return self._all_measured
 
+    def _no_sums(self, p: int):
+        """The (P, 0) ``summed`` that tells the numba modulus kernel the data are not binned."""
+        import numpy as np
+
+        if self._empty_sums is None or self._empty_sums.shape[0] != p:
+            self._empty_sums = np.zeros((p, 0), np.float32)
+        return self._empty_sums
+
     def squared_magnitude(self, psi, c: float, out=None):
         """|psi|^2 c^2, float32, psi's shape (numba: into ``out`` or a kept buffer)."""
         xp = self.xp
@@ -177,7 +185,7 @@ class Kernels:
 
         self._numba_threads()
         p = psi.shape[0]
-        sums = _numba_kernels()[6](psi.reshape(p, -1).view(np.float32), summed.reshape(p, -1), amp.reshape(-1),
+        sums = _numba_kernels()[0](psi.reshape(p, -1).view(np.float32), summed.reshape(p, -1), amp.reshape(-1),
                                    self._flat_measured(amp, measured), np.float32(c), np.float32(limit * limit),
                                    np.float32(-1.0 if conjugate else 1.0))
         return psi, sums
@@ -191,8 +199,8 @@ class Kernels:
             self._numba_threads()
             flat_meas = self._flat_measured(amp, measured)
             p = psi.shape[0]
-            sums = modulus(psi.reshape(p, -1).view(np.float32), amp.reshape(-1), flat_meas, np.float32(c),
-                           np.float32(-1.0 if conjugate else 1.0))
+            sums = modulus(psi.reshape(p, -1).view(np.float32), self._no_sums(p), amp.reshape(-1), flat_meas,
+                           np.float32(c), np.float32(1.0), np.float32(-1.0 if conjugate else 1.0))
             return psi, sums
         if conjugate:  # only FFTW plans ask for it: numpy, here without numba
             projected, sums = self.modulus(psi, amp, measured, c)

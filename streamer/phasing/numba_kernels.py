@@ -42,21 +42,6 @@ def _scale(psi, factor, sign):  # sign -1: the conjugate out
 
 
 @numba.njit(parallel=True, **OPTS)
-def modulus(psi, amp, measured, c, sign):  # psi (P, 2N) float32, amp (N,) float32, measured (N,) uint8
-    p, n = psi.shape[0], amp.size
-    chunks = (n + CHUNK - 1) // CHUNK
-    partial = np.zeros(p * chunks, np.float64)
-    for j in numba.prange(p * chunks):
-        k, lo = j // chunks, (j % chunks) * CHUNK
-        hi = min(lo + CHUNK, n)
-        row, factor = psi[k, 2 * lo:2 * hi], np.empty(hi - lo, np.float32)
-        _squared(row, factor)
-        partial[j] = _modulus_factor(factor, amp[lo:hi], measured[lo:hi], c)
-        _scale(row, factor, sign)
-    return partial.reshape(p, chunks).sum(axis=1)
-
-
-@numba.njit(parallel=True, **OPTS)
 def squared_magnitude(psi, c2, out):  # psi (P, 2N) float32, out (P, N) float32: |psi|^2 c2
     p, n = out.shape
     chunks = (n + CHUNK - 1) // CHUNK
@@ -84,8 +69,10 @@ def _binned_factor(m2s, summed, amp, measured, c, limit2):  # m2s: |psi|^2 in, t
 
 
 @numba.njit(parallel=True, **OPTS)
-def binned_modulus(psi, summed, amp, measured, c, limit2, sign):  # summed (P, N): the binned voxels' intensity
+def modulus(psi, summed, amp, measured, c, limit2, sign):  # psi (P, 2N) float32, amp (N,) float32, measured (N,) uint8
+    # summed (P, N): binned voxels' intensity, the binned step (_binned_factor); (P, 0): the plain one
     p, n = psi.shape[0], amp.size
+    binned = summed.shape[1] > 0
     chunks = (n + CHUNK - 1) // CHUNK
     partial = np.zeros(p * chunks, np.float64)
     for j in numba.prange(p * chunks):
@@ -93,7 +80,10 @@ def binned_modulus(psi, summed, amp, measured, c, limit2, sign):  # summed (P, N
         hi = min(lo + CHUNK, n)
         row, factor = psi[k, 2 * lo:2 * hi], np.empty(hi - lo, np.float32)
         _squared(row, factor)
-        partial[j] = _binned_factor(factor, summed[k, lo:hi], amp[lo:hi], measured[lo:hi], c, limit2)
+        if binned:
+            partial[j] = _binned_factor(factor, summed[k, lo:hi], amp[lo:hi], measured[lo:hi], c, limit2)
+        else:
+            partial[j] = _modulus_factor(factor, amp[lo:hi], measured[lo:hi], c)
         _scale(row, factor, sign)
     return partial.reshape(p, chunks).sum(axis=1)
 
