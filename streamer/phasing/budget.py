@@ -55,7 +55,7 @@ def iteration_overhead(binned: tuple[int, int, int] = (1, 1, 1)) -> float:
 
 def scaled_recipe(recipe: str, scale: float) -> str:
     """``recipe`` with every operator count multiplied by ``scale`` (at least 1), repeats kept:
-    ``"(180HIO, 20ER)*3, 10ER"`` at 0.5 is ``"(90HIO, 10ER)*3, 5ER"``."""
+    ``"(180HIO, 20ER)*2, 210ER"`` at 0.5 is ``"(90HIO, 10ER)*2, 105ER"``."""
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     out = re.sub(r"(?<![*\d])(\d+)(?=\s*[A-Za-z])", lambda m: str(max(1, round(int(m.group(1)) * scale))), recipe)

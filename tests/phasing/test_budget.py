@@ -24,7 +24,7 @@ def fft_cost(per_voxel_s=4e-9):
 
 
 def test_a_recipe_scales_its_counts_and_keeps_its_repeats():
-    assert scaled_recipe(DEFAULT_RECIPE, 0.5) == "(90HIO, 10ER)*3, 5ER"
+    assert scaled_recipe(DEFAULT_RECIPE, 0.5) == "(90HIO, 10ER)*2, 105ER"
     assert recipe_iterations(scaled_recipe(DEFAULT_RECIPE, 0.5)) == 305
     assert scaled_recipe("HIO, 2ER", 0.1) == "HIO, 1ER"  # never below one
     with pytest.raises(ValueError):

@@ -95,7 +95,7 @@ def test_reconstruction_matches_the_simulated_truth(pair_scan):
     geometry, truth, intensity = pair_scan
     xp = get_namespace("numpy")
     result = reconstruct(intensity, xp=xp, config=PhasingConfig(population=2), rng=3)
-    assert result.iterations == 610 and result.recipe == "(180HIO, 20ER)*3, 10ER"
+    assert result.iterations == 610 and result.recipe == "(180HIO, 20ER)*2, 210ER"
     reg = register(result.rho, truth)
     assert amplitude_correlation(reg.aligned, truth) >= 0.9
     lines = find_vortex_lines(reg.aligned, xp=xp, mask=particle_support(np.abs(reg.aligned)))
