@@ -178,9 +178,8 @@ class Kernels:
         _numba_kernels()[5](psi.reshape(p, -1).view(np.float32), np.float32(c * c), out.reshape(p, -1))
         return out
 
-    def binned_modulus(self, psi, summed, amp, measured, c: float, limit: float, *, conjugate: bool = False):
-        """The numba modulus step against binned voxels' intensity ``summed`` (pixels.py): psi scaled towards
-        amp / sqrt(summed), the ratio |psi| c / sqrt(summed) at most ``limit``; per member misfit of sqrt(summed)."""
+    def _numba_modulus(self, psi, summed, amp, measured, c: float, limit: float, conjugate: bool):
+        """The one numba modulus kernel on a block: ``summed`` (P, N) binned, or (P, 0) plain."""
         import numpy as np
 
         self._numba_threads()
@@ -190,18 +189,15 @@ class Kernels:
                                    np.float32(-1.0 if conjugate else 1.0))
         return psi, sums
 
+    def binned_modulus(self, psi, summed, amp, measured, c: float, limit: float, *, conjugate: bool = False):
+        """The numba modulus step against binned voxels' intensity ``summed`` (pixels.py): psi scaled towards
+        amp / sqrt(summed), the ratio |psi| c / sqrt(summed) at most ``limit``; per member misfit of sqrt(summed)."""
+        return self._numba_modulus(psi, summed, amp, measured, c, limit, conjugate)
+
     def modulus(self, psi, amp, measured, c: float, *, conjugate: bool = False):
         xp = self.xp
         if self.kind == "numba":
-            import numpy as np
-
-            modulus = _numba_kernels()[0]
-            self._numba_threads()
-            flat_meas = self._flat_measured(amp, measured)
-            p = psi.shape[0]
-            sums = modulus(psi.reshape(p, -1).view(np.float32), self._no_sums(p), amp.reshape(-1), flat_meas,
-                           np.float32(c), np.float32(1.0), np.float32(-1.0 if conjugate else 1.0))
-            return psi, sums
+            return self._numba_modulus(psi, self._no_sums(psi.shape[0]), amp, measured, c, 1.0, conjugate)
         if conjugate:  # only FFTW plans ask for it: numpy, here without numba
             projected, sums = self.modulus(psi, amp, measured, c)
             return xp.conj(projected), sums
