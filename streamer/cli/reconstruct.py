@@ -401,7 +401,7 @@ def register(sub) -> None:
     r.add_argument("--population", type=int, default=None, help="members reconstructed in one batch")
     r.add_argument("--generations", type=int, default=None, help="generations of the guided algorithm")
     r.add_argument("--average", type=int, default=None, help="best members of the last generation averaged")
-    r.add_argument("--recipe", default=None, help='operator sequence, e.g. "(180HIO, 20ER)*3, 10ER"')
+    r.add_argument("--recipe", default=None, help='operator sequence, e.g. "(180HIO, 20ER)*2, 210ER"')
     r.add_argument("--budget-s", type=float, default=None,
                    help=f"seconds the phasing may take: members, iterations and resolution are chosen from FFT costs "
                         f"timed here (default {DEFAULT_BUDGET_S:g} s unless --population/--recipe/--generations are "

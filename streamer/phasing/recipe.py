@@ -1,4 +1,4 @@
-"""A small grammar for phasing recipes, e.g. ``"(180HIO, 20ER)*3, 10ER"``; never ``eval``.
+"""A small grammar for phasing recipes, e.g. ``"(180HIO, 20ER)*2, 210ER"``; never ``eval``.
 
     recipe := item ("," item)*
     item   := [COUNT] NAME  |  "(" recipe ")" ["*" COUNT]
