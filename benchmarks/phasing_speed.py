@@ -8,6 +8,10 @@ Runs unchanged on a CUDA machine:
     .venv/bin/python benchmarks/phasing_speed.py --size 128 --population 1 8
     .venv/bin/python benchmarks/phasing_speed.py --size --shape 200 256 256 --population 1   # the real scan's shape
     .venv/bin/python benchmarks/phasing_speed.py --backend cupy --size 128 256 --population 1 8 32
+    .venv/bin/python benchmarks/phasing_speed.py --size --shape 64 128 128 --population 8 --binned 1 2 2   # a binned Timepix
+
+``--binned``: the data's pixels summed per voxel (the detector demo's 2 x 2: ``1 2 2``); the modulus step then meets
+the binned voxels (streamer/phasing/pixels.py), as the live detector path's does.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def floor_pair(xp, shape):
     return lambda: xp.fft.ifftn(xp.fft.fftn(x, axes=(-3, -2, -1)), axes=(-3, -2, -1))
 
 
-def state_for(xp, shape: tuple[int, int, int], population: int, shrinkwrap: ShrinkWrap = NEVER) -> PhasingState:
+def state_for(xp, shape: tuple[int, int, int], population: int, shrinkwrap: ShrinkWrap = NEVER,
+              binned: tuple[int, int, int] = (1, 1, 1)) -> PhasingState:
     rng = np.random.default_rng(0)
     nz, ny, nx = shape
     z, y, x = np.ogrid[-nz // 2:nz - nz // 2, -ny // 2:ny - ny // 2, -nx // 2:nx - nx // 2]
@@ -77,12 +82,13 @@ def state_for(xp, shape: tuple[int, int, int], population: int, shrinkwrap: Shri
     support = np.ascontiguousarray(np.broadcast_to(np.abs(obj) > 0, start.shape))
     plan = get_plan(xp, start.shape)
     return PhasingState(xp, xp.asarray(start), xp.asarray(support), xp.asarray(amplitude), None,
-                        shrinkwrap, plan=plan)
+                        shrinkwrap, plan=plan, binned=binned)
 
 
-def measure(xp, shape: tuple[int, int, int], population: int, repeats: int) -> dict:
-    state = state_for(xp, shape, population)
-    wrapped = state_for(xp, shape, population, EVERY_ITERATION)
+def measure(xp, shape: tuple[int, int, int], population: int, repeats: int,
+            binned: tuple[int, int, int] = (1, 1, 1)) -> dict:
+    state = state_for(xp, shape, population, binned=binned)
+    wrapped = state_for(xp, shape, population, EVERY_ITERATION, binned=binned)
     er, hio = ER(), HIO(0.9)
     return _interleaved(xp, {"fft_pair_s": floor_pair(xp, (population,) + tuple(shape)),
                              "er_s": lambda: er.apply(state), "hio_s": lambda: hio.apply(state),
@@ -98,6 +104,8 @@ def main() -> None:
     ap.add_argument("--population", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--binned", type=int, nargs=3, default=[1, 1, 1], metavar=("Z", "Y", "X"),
+                    help="pixels summed per voxel of the data (default 1 1 1: none)")
     ap.add_argument("--learned-plans", action="store_true",
                     help="load the FFTW plans learned ahead with ops/fft/learn_plans.py (the floor uses them too)")
     args = ap.parse_args()
@@ -109,13 +117,13 @@ def main() -> None:
     kernels = Kernels(xp).kind
     print(f"backend {args.backend} (element-wise: {kernels}, threads {cpu_count()}); complex64; per iteration of "
           f"the whole batch; ER and HIO without shrink-wrap, HIO+SW with a shrink-wrap every iteration (sigma 1, "
-          f"threshold 0.1); floor = planned FFT pair of the batch")
+          f"threshold 0.1); floor = planned FFT pair of the batch; data binned {'x'.join(map(str, args.binned))}")
     print(f"{'size':>11} {'P':>3} {'FFT pair s':>11} {'ER s':>9} {'HIO s':>9} {'HIO+SW s':>9} {'ER/FFT':>7} "
           f"{'HIO/FFT':>8} {'HIO+SW/FFT':>11} {'member-iter/s':>14}")
     single = {}
     for size in [(s, s, s) for s in args.size] + [tuple(s) for s in args.shape]:
         for p in args.population:
-            m = measure(xp, size, p, args.repeats)
+            m = measure(xp, size, p, args.repeats, tuple(args.binned))
             if p == 1:
                 single[size] = m["hio_s"]
             print(f"{'x'.join(map(str, size)):>11} {p:>3} {m['fft_pair_s']:>11.4f} {m['er_s']:>9.4f} {m['hio_s']:>9.4f} "

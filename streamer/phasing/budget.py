@@ -22,7 +22,7 @@ from streamer.phasing.recipe import parse_recipe
 CROPS = (1.0, 0.875, 0.75, 0.625, 0.5)  # fraction of the q range kept along each axis
 ITERATION_SCALES = (1.0, 0.5, 0.34)
 ENGINE_OVERHEAD = 1.25  # one iteration of one member, in planned FFT pairs of its shape
-BINNED_OVERHEAD = 0.7  # ... more on binned data: |F|^2 summed through a real FFT pair (pixels.py; BENCHMARKS.md)
+BINNED_OVERHEAD = 0.55  # ... more on binned data: |F|^2 summed through a real FFT pair (pixels.py; BENCHMARKS.md)
 # memory of one member per voxel: object, spectrum, FFT buffers, support and the averaging's copies
 # (complex64 and float32 arrays; measured peak RSS per member-voxel at 128^3: BENCHMARKS.md)
 BYTES_PER_MEMBER_VOXEL = 48

@@ -43,9 +43,14 @@ class BinnedPixels:
     """The intensity of a batch of spectra as binned voxels measure it, in namespace ``xp`` (``None`` from
     ``make`` when nothing is binned)."""
 
-    def __init__(self, xp, shape: tuple[int, int, int], transfer: np.ndarray, threads: int | None = None):
+    def __init__(self, xp, shape: tuple[int, int, int], transfer: np.ndarray, threads: int | None = None,
+                 first: int = 0):
         self.xp, self.shape, self.threads = xp, tuple(shape), threads
         self.host = is_numpy(xp)  # FFTW (else scipy.fft) real transforms in float32, all threads
+        # the transfer is 1 along the axes before the first binned one: they are not transformed (a detector's
+        # 2 x 2 binning: 2D transforms of each rocking step's (row, col) plane, not 3D)
+        self.axes = tuple(range(1 + first, 4))
+        transfer = transfer[(slice(0, 1),) * first]
         self.transfer = transfer if self.host else xp.asarray(transfer)
         self._pairs: dict = {}  # batch -> FFTW buffers and plans (host)
 
@@ -65,8 +70,8 @@ class BinnedPixels:
             real = pyfftw.empty_aligned((batch, *self.shape), "float32")
             half = pyfftw.empty_aligned((batch, *self.shape[:2], self.shape[2] // 2 + 1), "complex64")
             threads = self.threads or os.cpu_count() or 1
-            forward = pyfftw.FFTW(real, half, axes=(1, 2, 3), threads=threads, flags=("FFTW_ESTIMATE",))
-            backward = pyfftw.FFTW(half, real, axes=(1, 2, 3), direction="FFTW_BACKWARD", threads=threads,
+            forward = pyfftw.FFTW(real, half, axes=self.axes, threads=threads, flags=("FFTW_ESTIMATE",))
+            backward = pyfftw.FFTW(half, real, axes=self.axes, direction="FFTW_BACKWARD", threads=threads,
                                    flags=("FFTW_ESTIMATE",))
             self._pairs[batch] = (real, half, forward, backward)
         return self._pairs[batch]
@@ -74,7 +79,8 @@ class BinnedPixels:
     @classmethod
     def make(cls, xp, shape, binned, threads: int | None = None) -> BinnedPixels | None:
         transfer = binning_transfer(tuple(shape), tuple(binned))
-        return None if transfer is None else cls(xp, shape, transfer, threads)
+        first = next(axis for axis, b in enumerate(binned) if int(b) > 1) if transfer is not None else 0
+        return None if transfer is None else cls(xp, shape, transfer, threads, first)
 
     def intensity(self, squared):
         """(P, z, y, x) |F|^2 in (float32), the binned voxels' intensity out (its sum kept)."""
@@ -91,12 +97,12 @@ class BinnedPixels:
             import scipy.fft
 
             workers = self.threads or os.cpu_count() or 1
-            half = scipy.fft.rfftn(squared, axes=(1, 2, 3), workers=workers)
+            half = scipy.fft.rfftn(squared, axes=self.axes, workers=workers)
             half *= self.transfer
-            return scipy.fft.irfftn(half, s=self.shape, axes=(1, 2, 3), workers=workers)
+            return scipy.fft.irfftn(half, s=self.shape[self.axes[0] - 1:], axes=self.axes, workers=workers)
         xp = self.xp
-        half = xp.fft.rfftn(squared, axes=(1, 2, 3)) * xp.astype(self.transfer, xp.complex64)
-        return xp.fft.irfftn(half, s=self.shape, axes=(1, 2, 3))
+        half = xp.fft.rfftn(squared, axes=self.axes) * xp.astype(self.transfer, xp.complex64)
+        return xp.fft.irfftn(half, s=self.shape[self.axes[0] - 1:], axes=self.axes)
 
     def target(self, squared, summed, amplitude):
         """The amplitude the plain modulus step should give |F| so that the binned voxels meet the measured
