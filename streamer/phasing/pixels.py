@@ -47,7 +47,7 @@ class BinnedPixels:
                  first: int = 0):
         self.xp, self.shape, self.threads = xp, tuple(shape), threads
         self.host = is_numpy(xp)  # FFTW (else scipy.fft) real transforms in float32, all threads
-        # the transfer is 1 along the axes before the first binned one: they are not transformed (a detector's
+        # the transfer is 1 along the axes before the ``first`` binned one: they are not transformed (a detector's
         # 2 x 2 binning: 2D transforms of each rocking step's (row, col) plane, not 3D)
         self.axes = tuple(range(1 + first, 4))
         transfer = transfer[(slice(0, 1),) * first]
@@ -79,8 +79,9 @@ class BinnedPixels:
     @classmethod
     def make(cls, xp, shape, binned, threads: int | None = None) -> BinnedPixels | None:
         transfer = binning_transfer(tuple(shape), tuple(binned))
-        first = next(axis for axis, b in enumerate(binned) if int(b) > 1) if transfer is not None else 0
-        return None if transfer is None else cls(xp, shape, transfer, threads, first)
+        if transfer is None:
+            return None
+        return cls(xp, shape, transfer, threads, first=next(axis for axis, b in enumerate(binned) if int(b) > 1))
 
     def intensity(self, squared):
         """(P, z, y, x) |F|^2 in (float32), the binned voxels' intensity out (its sum kept)."""
