@@ -10,14 +10,6 @@ DEFAULT_BUDGET_S = 60.0  # the CLI default for a large input finishes in about a
 RESULT_WRITE_BYTES_PER_S = 200e6  # an uncompressed result file written on a busy 2-core machine (300 MB/s measured)
 
 
-def _slowness_key(xp, stand_in: bool = False) -> str:
-    """The array namespace, by name, and whether the FFTs ran on the scipy stand-in of an unplanned shape: each
-    backend's model error is remembered apart, and so is the stand-in's (a slowness learned on planned FFTW
-    runs made the budget choose a grid that then ran on pocketfft: 67 s where 36 were predicted)."""
-    name = str(getattr(xp, "__name__", "numpy")).rsplit(".", 1)[-1]
-    return f"{name}-stand-in" if stand_in else name
-
-
 def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0):
     """The reconstructor and phasing the time budget allows (``--budget-s``), with the choice; None: no budget.
 
@@ -25,16 +17,16 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
     writing of the result file (the object, its support and error maps, the members) come off it first, then
     the phasing gets ``share`` of the rest (the margin for its prediction's error). The prediction is scaled
     by the slowness the last budgeted runs on this host found (taken / predicted, kept beside the FFT
-    wisdom, apart for runs on the scipy stand-in), as the service learns it per run; also returned, with the
-    key this run's error is remembered under."""
+    wisdom, apart for runs on the scipy stand-in), as the service learns it per run (and starts a run from it);
+    also returned, with the key this run's error is remembered under."""
     from streamer.phasing import reconstruct
     from streamer.phasing.budget import choose, cropped_shape, iteration_overhead, on_coarser_grid
-    from streamer.service.costs import FftCosts, remembered_slowness
+    from streamer.service.costs import FftCosts, remembered_slowness, slowness_key
 
     explicit = any(v is not None for v in (args.population, args.recipe, args.generations))
     budget = args.budget_s if args.budget_s is not None else (None if explicit else DEFAULT_BUDGET_S)
     if not budget:
-        return reconstruct, phasing, None, 1.0, _slowness_key(xp)
+        return reconstruct, phasing, None, 1.0, slowness_key(xp)
     from streamer.phasing.fft import runs_on_stand_in
 
     voxels = int(np.prod(shape))
@@ -55,7 +47,7 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
             time_pair(cropped_shape(tuple(shape), phasing.coarse_crop))
         for rounds_left in (2, 1, 0):
             for _ in range(2):  # choose with the slowness of the FFTs the choice will run on
-                slowness = remembered_slowness(_slowness_key(xp, stand_in))
+                slowness = remembered_slowness(slowness_key(xp, stand_in))
                 choice = choose(tuple(shape), phasing_s, recipe=phasing.recipe, population=phasing.population,
                                 fft_pair_s=lambda s, b: costs(s, b) * phasing.generations * slowness,
                                 min_population=min(limits.min_population, phasing.population),
@@ -80,4 +72,4 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
           f"{choice.reason}" + ("" if choice.reason == "the full reconstruction fits" else
                                 "; for the full treatment: --budget-s 0"), file=out, flush=True)
     run = reconstruct if choice.shape == tuple(shape) else on_coarser_grid(reconstruct, choice.shape)
-    return run, phasing, choice, slowness, _slowness_key(xp, stand_in)
+    return run, phasing, choice, slowness, slowness_key(xp, stand_in)

@@ -130,6 +130,14 @@ class FftCosts:
 SLOWNESS_FILE = "phasing-slowness.json"
 
 
+def slowness_key(xp, stand_in: bool = False) -> str:
+    """The array namespace, by name, and whether the FFTs ran on the scipy stand-in of an unplanned shape: each
+    backend's model error is remembered apart, and so is the stand-in's (a slowness learned on planned FFTW
+    runs made the budget choose a grid that then ran on pocketfft: 67 s where 36 were predicted)."""
+    name = str(getattr(xp, "__name__", "numpy")).rsplit(".", 1)[-1]
+    return f"{name}-stand-in" if stand_in else name
+
+
 def remembered_slowness(backend: str, folder: Path | None = None) -> float:
     """Phasing seconds taken / predicted from the FFT costs, as the last budgeted runs on this host found it
     (1 when none is remembered, or the file cannot be read): a one-shot command's stand-in for the

@@ -36,7 +36,7 @@ from streamer.phasing.kernels import preload_numba_kernels
 from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
 from streamer.service.config import ServiceConfig
-from streamer.service.costs import FftCosts
+from streamer.service.costs import FftCosts, remembered_slowness, slowness_key
 from streamer.service.detector_scan import (
     DetectorMaps,
     detector_peak,
@@ -88,6 +88,10 @@ class ScanProcessor:
         self.costs = costs_for(config, self.reconstructor, self.xp) if config.budget.mode != "off" else None
         self._fixed_s: dict[str, float] = {}  # run -> what its last scan cost besides phasing (s)
         self._slowness: dict[str, float] = {}  # run -> phasing seconds taken / predicted (the model's error here)
+        # a run's first scan: what the last budgeted runs on this host found, never below 1 (only more careful);
+        # it predicted 39 s for a cold real-size scan that took 63 on a slow day (BENCHMARKS.md)
+        self._first_slowness = (max(1.0, remembered_slowness(slowness_key(self.xp)))
+                                if self.costs is not None and not config.cluster.scheduler else 1.0)
         self._q_ref: dict[str, tuple[float, float, int]] = {}  # run -> (|q|, its error, scan) of its first scan
 
     def tracker(self, run: str) -> SeriesTracker:
@@ -181,7 +185,7 @@ class ScanProcessor:
                binned: tuple[int, int, int] = (1, 1, 1)) -> BudgetChoice:
         """What to reconstruct of a ``shape`` intensity within ``budget_s`` (``share`` of it for this work)."""
         cfg, b = self.config.phasing, self.config.budget
-        slowness = self._slowness.get(run, 1.0)
+        slowness = self._slowness.get(run, self._first_slowness)
         return choose(shape, budget_s * b.share, recipe=cfg.warm_recipe if warm else cfg.recipe,
                       overhead=iteration_overhead(binned),
                       population=cfg.population, fft_pair_s=lambda s, n: self.costs(s, n) * slowness,
@@ -392,7 +396,7 @@ class ScanProcessor:
             fixed = self._fixed_s.get(scan.run, self.config.budget.fixed_s)
             predicted = choice.predicted_s - fixed
             if predicted > 0 and spent.get("phasing_s"):  # learn how far this host is from the FFT model
-                ratio = spent["phasing_s"] / predicted * self._slowness.get(scan.run, 1.0)
+                ratio = spent["phasing_s"] / predicted * self._slowness.get(scan.run, self._first_slowness)
                 self._slowness[scan.run] = min(10.0, max(0.5, ratio))
             self._fixed_s[scan.run] = max(0.0, total - spent.get("phasing_s", 0.0))
             result.phasing["budget"] = {**choice.record(), "actual_s": round(total, 2),

@@ -5,6 +5,7 @@ a budget below any cost gets the cheapest choice, and the budget itself comes fr
 """
 
 import numpy as np
+import pytest
 
 from streamer.geometry import OrthogonalGeometry
 from streamer.messaging import wire
@@ -72,3 +73,33 @@ def test_a_scan_start_plans_its_ffts_in_the_background_before_its_frames_arrive(
         assert p.processor.costs((16, 16, 16)) > 0 and (16, 16, 16) in p.processor.costs._timed
     finally:
         p.shutdown()
+
+
+def test_a_runs_first_scan_is_predicted_with_the_hosts_remembered_slowness_never_below_one():
+    """The service learns each run's slowness from its scans; the first scan starts from what the last budgeted
+    runs on this host found (a cold real-size scan took 63 s where 39 were predicted), never below 1."""
+    from streamer.phasing.wisdom import wisdom_path
+    from streamer.service.costs import SLOWNESS_FILE
+    from streamer.service.processing import ScanProcessor
+
+    path = wisdom_path().parent / SLOWNESS_FILE
+    config = ServiceConfig(phasing=PHASING, budget={"mode": "fixed", "budget_s": 1e6})
+
+    def predicted(remembered):
+        if remembered is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f'{{"numpy": {remembered}}}')
+        processor = ScanProcessor(config)
+        processor.costs.close()
+        processor.costs = lambda shape, batch: 0.01  # the same FFT costs for every processor
+        choice = processor.choose("r", (16, 16, 16), 1e6, warm=False)
+        return choice.predicted_s - config.budget.fixed_s
+
+    try:
+        alone = predicted(None)
+        assert predicted(2.0) == pytest.approx(2 * alone)
+        assert predicted(0.5) == pytest.approx(alone)  # a faster host's memory never makes the first scan bolder
+    finally:
+        path.unlink(missing_ok=True)
