@@ -49,7 +49,7 @@ class BinnedPixels:
         self.host = is_numpy(xp)  # FFTW (else scipy.fft) real transforms in float32, all threads
         # the transfer is 1 along the axes before the ``first`` binned one: they are not transformed (a detector's
         # 2 x 2 binning: 2D transforms of each rocking step's (row, col) plane, not 3D)
-        self.axes = tuple(range(1 + first, 4))
+        self.axes, self.lengths = tuple(range(1 + first, 4)), self.shape[first:]  # transformed axes of a batch
         transfer = transfer[(slice(0, 1),) * first]
         self.transfer = transfer if self.host else xp.asarray(transfer)
         self._pairs: dict = {}  # batch -> FFTW buffers and plans (host)
@@ -100,10 +100,10 @@ class BinnedPixels:
             workers = self.threads or os.cpu_count() or 1
             half = scipy.fft.rfftn(squared, axes=self.axes, workers=workers)
             half *= self.transfer
-            return scipy.fft.irfftn(half, s=self.shape[self.axes[0] - 1:], axes=self.axes, workers=workers)
+            return scipy.fft.irfftn(half, s=self.lengths, axes=self.axes, workers=workers)
         xp = self.xp
         half = xp.fft.rfftn(squared, axes=self.axes) * xp.astype(self.transfer, xp.complex64)
-        return xp.fft.irfftn(half, s=self.shape[self.axes[0] - 1:], axes=self.axes)
+        return xp.fft.irfftn(half, s=self.lengths, axes=self.axes)
 
     def target(self, squared, summed, amplitude):
         """The amplitude the plain modulus step should give |F| so that the binned voxels meet the measured
