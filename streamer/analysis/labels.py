@@ -206,7 +206,10 @@ def _scan_status(event: dict) -> list[Sentence]:
     out = []
     rec = event.get("reconstruction") if isinstance(event.get("reconstruction"), dict) else {}
     status = rec.get("status")
-    if status == "skipped":
+    if status == "skipped" and rec.get("reason") == "stopped":
+        out.append(Sentence("reconstruction", "warn", "Not reconstructed: the service was stopped while the scan "
+                            "waited (its frames are recorded: replay the recording to reconstruct it)", rec))
+    elif status == "skipped":
         out.append(Sentence("reconstruction", "info", f"Not reconstructed: scan {rec.get('superseded_by', '?')} was "
                             "newer and went first (peak metrics and broadening flags only)", rec))
     elif status in ("failed", "not_possible"):

@@ -22,7 +22,8 @@ def format_event_line(ev: dict) -> str:
     names = [flag_label(f) for f in flags] + [pair_label(p) for p in ev.get("dislocation_pairs") or []]
     recon = ev.get("reconstruction") or {}
     if recon.get("status") == "skipped":
-        names.append(f"(not reconstructed: scan {recon.get('superseded_by')} was newer)")
+        names.append("(not reconstructed: the service stopped first)" if recon.get("reason") == "stopped"
+                     else f"(not reconstructed: scan {recon.get('superseded_by')} was newer)")
     if ev.get("error"):
         names.append(f"ERROR: {ev['error']}")
     wpar = peak.get("width_parallel", float("nan"))

@@ -123,10 +123,10 @@ class Pipeline:
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            with self._wake:
-                while not self._pending and not self._closing:
-                    self._wake.wait()
-                if not self._pending:
+            with self._wake:  # once stopped, no new scan is taken: ``shutdown`` says what waits
+                while (not self._pending or self._stop.is_set()) and not self._closing:
+                    self._wake.wait(0.5)
+                if not self._pending or self._stop.is_set():
                     return
                 job = self._pending.pop(0)
             _say_what_was_recorded(job, wait_s=RECORDING_WAIT_S)
@@ -342,12 +342,22 @@ class Pipeline:
         return self._stop.wait(timeout_s)
 
     def shutdown(self) -> None:
-        """Record open scans as ended, finish queued work, flush and close, tell subscribers."""
+        """Record open scans as ended, finish queued work (after ``stop()``: the scan in hand only, the waiting ones
+        get a "stopped" event), flush and close, tell subscribers."""
         for run, scan in self.assembler.open_scans:
             log.warning("scan %s of run %s was still open at shutdown; recorded as incomplete", scan, run)
             done = self.assembler.finish(run, scan)
             self.recording.end_scan(run, scan, done.missing, "incomplete")
         with self._wake:
+            if self._stop.is_set():  # stopped, not at a run's end: what waits is recorded, said, not reconstructed
+                for job in self._pending:
+                    _say_what_was_recorded(job, wait_s=0.0)
+                    self._emit(self.processor.stopped(job), job.scan)
+                    self.skipped_reconstructions += 1
+                if self._pending:
+                    log.warning("stopped with %d scan(s) waiting: recorded, not reconstructed (replay them)",
+                                len(self._pending))
+                self._pending.clear()
             self._closing = True
             self._wake.notify()
         if self._worker.is_alive():
@@ -382,8 +392,9 @@ def rotating_log(path: str, max_bytes: int = 10 << 20, keep: int = 5) -> logging
 
 
 def _stop_when_orphaned(pipeline: Pipeline, poll_s: float = 1.0) -> None:
-    """Stop ``pipeline`` (flushing everything) once the process that started it is gone: a command killed by a
-    signal runs no clean-up, and its pipeline would otherwise go on alone."""
+    """Stop ``pipeline`` (flushing what it received; scans still waiting are not reconstructed) once the process
+    that started it is gone: a command killed by a signal runs no clean-up, and its pipeline would otherwise go on
+    alone, reconstructing a replay's whole queue."""
     parent = os.getppid()
 
     def watch():
@@ -396,7 +407,8 @@ def _stop_when_orphaned(pipeline: Pipeline, poll_s: float = 1.0) -> None:
 
 
 def serve(config: ServiceConfig, ready_conn=None, on_ready: Callable[[dict], None] | None = None) -> dict:
-    """Run a pipeline until run stop, SIGINT or SIGTERM (then flush and exit cleanly).
+    """Run a pipeline until run stop, SIGINT or SIGTERM (then flush and exit cleanly: on a signal the scan being
+    reconstructed finishes, the waiting ones are recorded and said not reconstructed).
 
     The endpoints it bound are sent on ``ready_conn`` (a multiprocessing Pipe end) and/or given to
     ``on_ready``. Returns the rejection counters.

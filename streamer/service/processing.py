@@ -348,7 +348,12 @@ class ScanProcessor:
 
     def skipped(self, job: ScanJob, superseded_by: int) -> dict:
         """The event of a scan that is not reconstructed because a newer one is waiting."""
-        return self.event(job, reconstruction={"status": "skipped", "superseded_by": superseded_by})
+        return self.event(job, reconstruction={"status": "skipped", "reason": "superseded", "superseded_by": superseded_by})
+
+    def stopped(self, job: ScanJob) -> dict:
+        """The event of a scan still waiting when the service was stopped (a signal, or its command gone): its
+        frames are recorded, it is not reconstructed."""
+        return self.event(job, reconstruction={"status": "skipped", "reason": "stopped"})
 
     def process(self, job: ScanJob) -> dict:
         """Reconstruct, find defects, compare with the previous reconstructed scan."""

@@ -75,6 +75,10 @@ def test_skipped_failed_and_incomplete_scans_are_said_too():
     assert [s.kind for s in said] == ["peak_broadening", "reconstruction"]
     assert said[1].text == ("Not reconstructed: scan 8 was newer and went first (peak metrics and broadening flags "
                             "only)")
+    stopped = {"scan": 9, "flags": [], "reconstruction": {"status": "skipped", "reason": "stopped"}}
+    (said,) = describe_event(stopped)
+    assert said.severity == "warn" and said.text.startswith("Not reconstructed: the service was stopped while the scan "
+                                                         "waited")
     failed = {"scan": 2, "flags": [], "reconstruction": {"status": "failed"},
               "error": "analysis of scan 2 failed: the object has no amplitude",
               "ingest": {"complete": False, "status": "timed_out", "missing_frames": [3, 4]}}

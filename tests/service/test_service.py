@@ -202,11 +202,46 @@ def test_latest_scan_wins_when_reconstruction_falls_behind(tmp_path, rng):
     sender.close()
     t.join(60)
     events = {e["scan"]: e for e in read_events(tmp_path / "events.jsonl")}
-    assert events[1]["reconstruction"] == {"status": "skipped", "superseded_by": 2}
+    assert events[1]["reconstruction"] == {"status": "skipped", "reason": "superseded", "superseded_by": 2}
     assert events[1]["peak"]["width_parallel"] > 0  # every scan gets its quick metrics
     assert events[0]["reconstruction"]["status"] == "done"
     assert events[2]["reconstruction"] == {"status": "done", "compared_with_scan": 0}
 
+
+
+def test_a_stop_finishes_the_scan_in_hand_and_says_the_waiting_ones_were_not_reconstructed(tmp_path, rng):
+    """A stop (SIGTERM, or the command of a replay gone) must not reconstruct a whole queue first (a killed replay's
+    pipeline ran 40 minutes alone): the scan in hand finishes, the waiting ones are recorded and get an event."""
+    cfg = ServiceConfig(out_dir=str(tmp_path), realtime_policy="all", phasing=PhasingConfig(recipe="10HIO", population=1))
+    p = Pipeline(cfg)
+    gate, entered = threading.Event(), threading.Event()
+    original = p.processor.process
+    p.processor.process = lambda job: (entered.set(), gate.wait(30), original(job))[2]
+    t, _ = _pipeline_thread(p)
+    sender = FrameSender(p.frames_endpoint)
+    vol = _volume(rng)
+    for scan in range(3):
+        sender.scan_start("r", scan, 16, {"geometry": GEOM.to_dict()})
+        for k in range(16):
+            sender.frame("r", scan, k, 7.0, np.ascontiguousarray(vol[:, :, k]))
+        sender.scan_end("r", scan, 16)
+    sender.close()
+    assert entered.wait(10)  # scan 0 is being reconstructed (and held there)
+    deadline = time.time() + 10
+    while time.time() < deadline and len(p._pending) < 2:
+        time.sleep(0.05)
+    assert len(p._pending) == 2
+    p.stop()
+    gate.set()
+    t.join(60)
+    assert not t.is_alive()
+    events = {e["scan"]: e for e in read_events(tmp_path / "events.jsonl")}
+    assert events[0]["reconstruction"]["status"] == "done"
+    for scan in (1, 2):
+        assert events[scan]["reconstruction"] == {"status": "skipped", "reason": "stopped"}
+        assert events[scan]["peak"]["width_parallel"] > 0 and events[scan]["ingest"]["complete"]
+        assert read_scan(tmp_path / "r.h5", scan)["status"] == "complete"
+    assert p.skipped_reconstructions == 2
 
 def test_compressed_frames_are_recorded_as_sent_and_analysed(tmp_path, rng):
     from streamer.messaging import wire
