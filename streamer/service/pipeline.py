@@ -123,11 +123,15 @@ class Pipeline:
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            with self._wake:  # once stopped, no new scan is taken: ``shutdown`` says what waits
-                while (not self._pending or self._stop.is_set()) and not self._closing:
+            with self._wake:
+                while not self._pending and not self._closing:
                     self._wake.wait(0.5)
-                if not self._pending or self._stop.is_set():
-                    return
+                if self._stop.is_set():  # also while a run's end drains the queue: no new scan is taken
+                    self._say_stopped()
+                if not self._pending:
+                    if self._closing:
+                        return
+                    continue
                 job = self._pending.pop(0)
             _say_what_was_recorded(job, wait_s=RECORDING_WAIT_S)
             try:
@@ -147,6 +151,17 @@ class Pipeline:
                 log.exception("the event of scan %s of run %s could not be written or published",
                               job.scan.scan, job.scan.run)
             self._keep_result(job, event)
+
+    def _say_stopped(self) -> None:
+        """After ``stop()``: the scans waiting for reconstruction are recorded, each gets an event saying it was not
+        reconstructed, and none is taken (caller holds the lock)."""
+        if self._pending:
+            log.warning("stopped with %d scan(s) waiting: recorded, not reconstructed (replay them)", len(self._pending))
+        for job in self._pending:
+            _say_what_was_recorded(job, wait_s=0.0)
+            self._emit(self.processor.stopped(job), job.scan)
+            self.skipped_reconstructions += 1
+        self._pending.clear()
 
     def _keep_result(self, job, event: dict) -> None:
         """The scan's reconstruction to its result file, after its event (off the critical path)."""
@@ -349,15 +364,8 @@ class Pipeline:
             done = self.assembler.finish(run, scan)
             self.recording.end_scan(run, scan, done.missing, "incomplete")
         with self._wake:
-            if self._stop.is_set():  # stopped, not at a run's end: what waits is recorded, said, not reconstructed
-                for job in self._pending:
-                    _say_what_was_recorded(job, wait_s=0.0)
-                    self._emit(self.processor.stopped(job), job.scan)
-                    self.skipped_reconstructions += 1
-                if self._pending:
-                    log.warning("stopped with %d scan(s) waiting: recorded, not reconstructed (replay them)",
-                                len(self._pending))
-                self._pending.clear()
+            if self._stop.is_set():
+                self._say_stopped()
             self._closing = True
             self._wake.notify()
         if self._worker.is_alive():

@@ -21,6 +21,7 @@ from streamer.phasing.engine import fitting
 from streamer.phasing.genetic import average_aligned, breed, metric_values
 from streamer.phasing.starts import autocorrelation_support
 from streamer.phasing.kernels import Kernels
+from streamer.phasing.recipe import parse_recipe
 
 NP = get_namespace("numpy")
 GEOMETRY = OrthogonalGeometry()
@@ -259,8 +260,11 @@ def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting
     first, cold = cold_results
     warm = reconstruct(i2, xp=NP, config=PhasingConfig(population=4, average=4), rng=2, start=first.rho)
     assert warm.warm_started and warm.recipe == "40HIO, 30ER"
-    # the cold recipe's HIO cycles end at 400 iterations; its 210 ER of tail then polish below what 70 warm iterations do
-    cycles_done = cold.error_curve[2 * (180 + 20) - 1]
+    # where the cold recipe's cycles end (400 iterations of `(180HIO, 20ER)*2, 210ER`): its ER tail then polishes
+    # below what 70 warm iterations do
+    steps = parse_recipe(cold.recipe).ops
+    assert str(steps[-1]).endswith("ER") and "HIO" in str(steps[0])
+    cycles_done = cold.error_curve[cold.iterations - steps[-1].iterations - 1]
     reached = np.flatnonzero(warm.error_curve <= cycles_done)
     assert reached.size and reached[0] + 1 <= len(cold.error_curve) / 3, (reached[:1], cycles_done)
     assert amplitude_correlation(register(warm.rho, truth2).aligned, truth2) >= 0.95

@@ -209,9 +209,11 @@ def test_latest_scan_wins_when_reconstruction_falls_behind(tmp_path, rng):
 
 
 
-def test_a_stop_finishes_the_scan_in_hand_and_says_the_waiting_ones_were_not_reconstructed(tmp_path, rng):
+@pytest.mark.parametrize("run_ended", [False, True])
+def test_a_stop_finishes_the_scan_in_hand_and_says_the_waiting_ones_were_not_reconstructed(tmp_path, rng, run_ended):
     """A stop (SIGTERM, or the command of a replay gone) must not reconstruct a whole queue first (a killed replay's
-    pipeline ran 40 minutes alone): the scan in hand finishes, the waiting ones are recorded and get an event."""
+    pipeline ran 40 minutes alone): the scan in hand finishes, the waiting ones are recorded and get an event; also
+    when the run had ended and its queue was being worked through (a replay sends its run stop at once)."""
     cfg = ServiceConfig(out_dir=str(tmp_path), realtime_policy="all", phasing=PhasingConfig(recipe="10HIO", population=1))
     p = Pipeline(cfg)
     gate, entered = threading.Event(), threading.Event()
@@ -225,12 +227,14 @@ def test_a_stop_finishes_the_scan_in_hand_and_says_the_waiting_ones_were_not_rec
         for k in range(16):
             sender.frame("r", scan, k, 7.0, np.ascontiguousarray(vol[:, :, k]))
         sender.scan_end("r", scan, 16)
+    if run_ended:
+        sender.run_stop("r")
     sender.close()
     assert entered.wait(10)  # scan 0 is being reconstructed (and held there)
     deadline = time.time() + 10
-    while time.time() < deadline and len(p._pending) < 2:
+    while time.time() < deadline and (len(p._pending) < 2 or (run_ended and not p._closing)):
         time.sleep(0.05)
-    assert len(p._pending) == 2
+    assert len(p._pending) == 2 and p._closing == run_ended
     p.stop()
     gate.set()
     t.join(60)
