@@ -147,9 +147,9 @@ def ours_config(*, box: bool):
     """Our engine set to the same recipe. A box start goes through the ``start`` path, so its recipe too."""
     from streamer.phasing import PhasingConfig, ShrinkWrap
 
-    sw = ShrinkWrap(every=1, sigma_start=SW_SIGMA, sigma_end=SW_SIGMA, threshold=SW_THRESHOLD)
+    sw = ShrinkWrap(every=1, sigma_start=SW_SIGMA, sigma_end=SW_SIGMA, threshold=SW_THRESHOLD, fill_lines=False)
     return PhasingConfig(recipe=RECIPE_OURS, warm_recipe=RECIPE_OURS, warm_start=box, hio_beta=HIO_BETA,
-                         population=1, average=1, shrinkwrap=sw)
+                         population=1, average=1, shrinkwrap=sw, coarse_crop=1.0)  # no coarse search (ours_toml)
 
 
 def run_ours(intensity: np.ndarray, *, seed: int, box: bool) -> tuple[np.ndarray, Timing]:
@@ -262,10 +262,13 @@ np.save(sys.argv[2], np.asarray(rec.get_image()))
 
 
 def ours_toml() -> str:
-    """Our [phasing] table for the recipe (the reconstruct command's --config)."""
-    return (f'[phasing]\nrecipe = "{RECIPE_OURS}"\nhio_beta = {HIO_BETA}\npopulation = 1\naverage = 1\n'
+    """Our [phasing] table for the recipe (the reconstruct command's --config). The coarse search for the start
+    (`coarse_crop` < 1: three candidate runs on the central half of q before the recipe, our default since session
+    18) is off, and so is the shrink-wrap's filling along lines (`fill_lines`, since session 16): cohere runs the recipe
+    alone from its random start and thresholds its blurred amplitude only, and so does ours here."""
+    return (f'[phasing]\nrecipe = "{RECIPE_OURS}"\nhio_beta = {HIO_BETA}\npopulation = 1\naverage = 1\ncoarse_crop = 1.0\n'
             f'[phasing.shrinkwrap]\nevery = 1\nsigma_start = {SW_SIGMA}\nsigma_end = {SW_SIGMA}\n'
-            f'threshold = {SW_THRESHOLD}\n')
+            f'threshold = {SW_THRESHOLD}\nfill_lines = false\n')
 
 
 def _timed_process(cmd: list[str], env: dict | None = None) -> float:
