@@ -161,7 +161,9 @@ class Pipeline:
             _say_what_was_recorded(job, wait_s=0.0)
             self._emit(self.processor.stopped(job), job.scan)
             self.skipped_reconstructions += 1
-        self._pending.clear()
+        if self._pending:
+            self._pending.clear()
+            self._publish_health()
 
     def _keep_result(self, job, event: dict) -> None:
         """The scan's reconstruction to its result file, after its event (off the critical path)."""

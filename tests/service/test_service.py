@@ -177,21 +177,30 @@ def test_receiver_restart_mid_run_loses_no_later_frame(tmp_path, rng):
     assert list(read_scan(tmp_path / "r.h5", 1)["frame_index"]) == list(range(6, 16))
 
 
-def test_latest_scan_wins_when_reconstruction_falls_behind(tmp_path, rng):
-    cfg = ServiceConfig(out_dir=str(tmp_path), realtime_policy="latest",
-                        phasing=PhasingConfig(recipe="10HIO", population=1))
+def _held_pipeline(tmp_path, policy: str):
+    """A pipeline whose worker holds each scan until ``gate`` is set (``entered``: one is held), its thread, and a
+    sender of 16-frame scans of ``vol``."""
+    cfg = ServiceConfig(out_dir=str(tmp_path), realtime_policy=policy, phasing=PhasingConfig(recipe="10HIO", population=1))
     p = Pipeline(cfg)
     gate, entered = threading.Event(), threading.Event()
     original = p.processor.process
     p.processor.process = lambda job: (entered.set(), gate.wait(30), original(job))[2]
     t, _ = _pipeline_thread(p)
-    sender = FrameSender(p.frames_endpoint)
+    return p, t, gate, entered, FrameSender(p.frames_endpoint)
+
+
+def _send_scan(sender, scan: int, vol) -> None:
+    sender.scan_start("r", scan, 16, {"geometry": GEOM.to_dict()})
+    for k in range(16):
+        sender.frame("r", scan, k, 7.0, np.ascontiguousarray(vol[:, :, k]))
+    sender.scan_end("r", scan, 16)
+
+
+def test_latest_scan_wins_when_reconstruction_falls_behind(tmp_path, rng):
+    p, t, gate, entered, sender = _held_pipeline(tmp_path, "latest")
     vol = _volume(rng)
     for scan in range(3):
-        sender.scan_start("r", scan, 16, {"geometry": GEOM.to_dict()})
-        for k in range(16):
-            sender.frame("r", scan, k, 7.0, np.ascontiguousarray(vol[:, :, k]))
-        sender.scan_end("r", scan, 16)
+        _send_scan(sender, scan, vol)
         if scan == 0:
             assert entered.wait(10)  # scan 0 is being reconstructed (and held there)
     deadline = time.time() + 10
@@ -208,25 +217,15 @@ def test_latest_scan_wins_when_reconstruction_falls_behind(tmp_path, rng):
     assert events[2]["reconstruction"] == {"status": "done", "compared_with_scan": 0}
 
 
-
 @pytest.mark.parametrize("run_ended", [False, True])
 def test_a_stop_finishes_the_scan_in_hand_and_says_the_waiting_ones_were_not_reconstructed(tmp_path, rng, run_ended):
     """A stop (SIGTERM, or the command of a replay gone) must not reconstruct a whole queue first (a killed replay's
     pipeline ran 40 minutes alone): the scan in hand finishes, the waiting ones are recorded and get an event; also
     when the run had ended and its queue was being worked through (a replay sends its run stop at once)."""
-    cfg = ServiceConfig(out_dir=str(tmp_path), realtime_policy="all", phasing=PhasingConfig(recipe="10HIO", population=1))
-    p = Pipeline(cfg)
-    gate, entered = threading.Event(), threading.Event()
-    original = p.processor.process
-    p.processor.process = lambda job: (entered.set(), gate.wait(30), original(job))[2]
-    t, _ = _pipeline_thread(p)
-    sender = FrameSender(p.frames_endpoint)
+    p, t, gate, entered, sender = _held_pipeline(tmp_path, "all")
     vol = _volume(rng)
     for scan in range(3):
-        sender.scan_start("r", scan, 16, {"geometry": GEOM.to_dict()})
-        for k in range(16):
-            sender.frame("r", scan, k, 7.0, np.ascontiguousarray(vol[:, :, k]))
-        sender.scan_end("r", scan, 16)
+        _send_scan(sender, scan, vol)
     if run_ended:
         sender.run_stop("r")
     sender.close()
