@@ -233,3 +233,12 @@ def test_hot_lines_in_a_volume_are_masked_and_the_peak_is_not():
     assert mask[:, 4, 25].all() and mask[7, :, 3].all()
     assert info["hot_voxels"] == int(mask.sum()) == 2 * n
     assert not mask[10:22, 10:22, 10:22].any()
+
+
+def test_the_3x3_median_is_scipys_median_filter_with_edges_repeated(rng):
+    from scipy import ndimage
+
+    from streamer.analysis.preprocess import median_3x3
+
+    for image in (rng.poisson(5.0, (17, 23)).astype(float), rng.random((4, 3)), np.arange(12.0).reshape(3, 4)):
+        np.testing.assert_array_equal(median_3x3(image), ndimage.median_filter(image, size=3, mode="nearest"))
