@@ -77,7 +77,8 @@ def bin_frames(stack: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def median_3x3(image: np.ndarray) -> np.ndarray:
     """The median of every pixel's 3 x 3 neighbourhood, edges repeated (scipy.ndimage's median_filter(size=3,
-    mode="nearest")), in numpy: scipy.ndimage's import alone cost a command 0.2-1 s of its start."""
+    mode="nearest")), in numpy: a command's start need not import scipy.ndimage (0.2 s alone; about 0.1 s of a
+    one-iteration reconstruct measured, BENCHMARKS.md)."""
     image = np.asarray(image)
     padded = np.pad(image, 1, mode="edge")
     rows, cols = image.shape
