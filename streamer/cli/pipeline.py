@@ -60,7 +60,7 @@ class EmbeddedPipeline:
     """The pipeline service in a second process, with a printer of its results in this one."""
 
     def __init__(self, service: ServiceConfig, out=sys.stdout):
-        from streamer.service.pipeline import serve
+        from streamer.service.launch import serve
 
         Path(service.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(service.out_dir) / "events.jsonl").unlink(missing_ok=True)

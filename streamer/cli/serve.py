@@ -10,7 +10,7 @@ from streamer.settings import load_config
 
 
 def _cmd_serve(args) -> int:
-    from streamer.service.pipeline import serve
+    from streamer.service.launch import serve
 
     service = load_config(args.config, ServiceConfig, {"out_dir": args.out, "backend": args.backend,
                                                        "frames_port": args.frames_port,

@@ -348,7 +348,8 @@ class ScanProcessor:
 
     def skipped(self, job: ScanJob, superseded_by: int) -> dict:
         """The event of a scan that is not reconstructed because a newer one is waiting."""
-        return self.event(job, reconstruction={"status": "skipped", "reason": "superseded", "superseded_by": superseded_by})
+        return self.event(job, reconstruction={"status": "skipped", "reason": "superseded",
+                                               "superseded_by": superseded_by})
 
     def stopped(self, job: ScanJob) -> dict:
         """The event of a scan still waiting when the service was stopped (a signal, or its command gone): its

@@ -277,7 +277,7 @@ def test_compressed_frames_are_recorded_as_sent_and_analysed(tmp_path, rng):
 def test_the_log_file_rotates(tmp_path):
     import logging
 
-    from streamer.service.pipeline import rotating_log
+    from streamer.service.launch import rotating_log
 
     handler = rotating_log(str(tmp_path / "service.log"), max_bytes=2000, keep=2)
     logger = logging.getLogger("rotation-test")
