@@ -40,6 +40,16 @@ def xp(request):
     return get_namespace(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_slowness():
+    """Every test starts with no phasing slowness remembered in the session's cache: a budgeted `reconstruct` of
+    one test must not change what a later test's budget chooses (the order of the tests would then matter)."""
+    from streamer.phasing.wisdom import wisdom_path
+    from streamer.service.costs import SLOWNESS_FILE
+
+    (wisdom_path().parent / SLOWNESS_FILE).unlink(missing_ok=True)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

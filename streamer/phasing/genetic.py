@@ -56,8 +56,11 @@ def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement
     least ``min_agreement``: (mean, amplitude std, phase std, aligned members averaged, their mask).
 
     Members within the chi-square cut can still have converged to another solution (an antiphase particle's
-    amplitude shared otherwise between its domains); averaging one in blurs what the others agree on. The phase
-    spread is that of each member's phase about the mean's, wrapped to (-pi, pi].
+    amplitude shared otherwise between its domains); averaging one in blurs what the others agree on. The mean
+    is the members' mean amplitude with the phase of their sum (as ``breed``'s children): where members put a
+    phase step of pi a voxel apart (an antiphase boundary), their sum cancels, but the crystal is no thinner there
+    (BENCHMARKS.md, "The members' amplitude kept across a boundary"). The phase spread is that of each member's
+    phase about the mean's, wrapped to (-pi, pi].
     """
     ref = members[reference_index]
     aligned = np.empty_like(members)
@@ -66,7 +69,7 @@ def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement
     agree = np.array([k == reference_index or amplitude_correlation(a, ref) >= min_agreement
                       for k, a in enumerate(aligned)])
     aligned = aligned[agree]
-    mean = aligned.mean(axis=0)
+    mean = np.abs(aligned).mean(axis=0) * np.exp(1j * np.angle(aligned.sum(axis=0)))
     amp_err = np.abs(aligned).std(axis=0).astype(np.float32)
     dphi = np.angle(aligned * np.conj(mean)[None])
     phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32)

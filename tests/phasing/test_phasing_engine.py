@@ -180,6 +180,24 @@ def test_members_that_disagree_with_the_best_are_not_averaged():
     assert everyone[4].all() and amplitude_correlation(everyone[0], a) < 0.99
 
 
+def test_the_average_keeps_the_amplitude_where_members_put_a_step_a_voxel_apart():
+    """Two members of a plate with a pi step, one's a voxel further along z than the other's over half the plate
+    (no translation of one member makes it the other): their sum cancels on that half layer, the crystal does not;
+    the average keeps the members' amplitude there, with the phase of their sum."""
+    shape = (16, 16, 16)
+    z, y = np.arange(shape[0])[:, None, None], np.arange(shape[1])[None, :, None]
+    plate = np.zeros(shape, np.complex64)
+    plate[4:12, 4:12, 4:12] = 1.0
+    members = np.stack([plate * np.where(z < 8, 1, -1), plate * np.where(z < 8 + (y >= 8), 1, -1)])
+    mean, _, phase_err, aligned, _ = average_aligned(members.astype(np.complex64), 0, 0.0)
+    np.testing.assert_allclose(np.abs(mean), np.abs(aligned).mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.angle(mean * np.conj(aligned.sum(axis=0)))[5:11, 5:11, 5:11], 0.0, atol=1e-5)
+    layer = (8, slice(9, 11), slice(5, 11))  # where the members' steps differ, away from the plate's edges
+    assert float(np.abs(aligned.mean(axis=0))[layer].max()) < 0.3  # the sum cancels there
+    assert float(np.abs(mean)[layer].min()) > 0.8
+    assert float(phase_err[layer].min()) > 1.0  # the members disagree there, in phase
+
+
 def _chi_square(rho, intensity):
     """The engine's misfit of a centred object against a centred intensity (orthonormal FFT, no mask)."""
     spectrum = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(rho), norm="ortho"))
