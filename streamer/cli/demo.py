@@ -114,7 +114,7 @@ def register(sub) -> None:
     d.add_argument("--scenario", default="reference", help="scenario name in sim/scenarios or a TOML path")
     d.add_argument("--exposure-s", type=float, default=0.2, help="exposure per frame, seconds (default 0.2)")
     d.add_argument("--fast", action="store_true", help="do not wait for the simulated exposures (and reconstruct "
-                   "every scan in full: no time budget)")
+                   "every scan in full, each from a cold start: no time budget; minutes a scan on the detector grid)")
     d.add_argument("--geometry", choices=["detector", "orthogonal"], default="detector",
                    help="detector (default): Timepix quad frames on the sheared detector grid, analysed in the lab "
                         "frame; orthogonal: the toy 48^3 grid with plain Poisson frames")

@@ -105,7 +105,7 @@ def register(sub) -> None:
     r.add_argument("--out", type=Path, default=Path("replay-out"), help="output folder of the embedded pipeline")
     r.add_argument("--speed", type=float, default=None,
                    help="1 = original timing, N = N times faster (default: as fast as possible, every scan "
-                        "reconstructed in full: no time budget)")
+                        "reconstructed in full, each from a cold start: no time budget)")
     r.add_argument("--scans", default=None, help="scan range: 3, 2:5 or 4:")
     r.add_argument("--policy", choices=["all", "latest"], default="all",
                    help="reconstruct every scan (default) or only the newest waiting one")

@@ -40,6 +40,7 @@ class BudgetChoice:
     predicted_s: float
     budget_s: float
     reason: str
+    full: bool = False  # the whole recipe, every member, the full grid
 
     def record(self) -> dict:
         """What an event or result file says of the choice."""
@@ -136,8 +137,9 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
                   f"{cost(tuple(shape), full_iterations, population):.0f} s")
     else:
         crop, scale, p, grid, steps, n, seconds = min(candidates, key=lambda c: c[6])
+        full = False
         reason = f"nothing fits {budget_s:.0f} s: the cheapest choice, {seconds:.0f} s, will be late"
-    return BudgetChoice(tuple(grid), crop, p, steps, n, seconds, budget_s, reason)
+    return BudgetChoice(tuple(grid), crop, p, steps, n, seconds, budget_s, reason, full)
 
 
 def crop_about_centre(volume, shape: tuple[int, ...]):

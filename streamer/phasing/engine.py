@@ -48,7 +48,10 @@ class PhasingConfig(Settings):
     polish_er: int = Field(0, ge=0)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
-    warm_start: bool = True
+    # start scan k from scan k-1's result: "auto" only when a time budget cannot afford the cold treatment in full
+    # (warm starts carry the previous scan's slow phase modes, which a scan's data barely constrain: the
+    # strain-free control's energy 6x higher and 2-3x more scattered; BENCHMARKS.md, "Every scan cold")
+    warm_start: bool | Literal["auto"] = "auto"
     warm_recipe: str = WARM_RECIPE  # run instead of ``recipe`` when starting from the previous scan
     warm_perturbation_rad: float = Field(0.2, ge=0)  # phase noise on members 1.. of a warm start
     # rms coefficient of a random quadratic phase (in units of the particle's extent) on members 1.. of a warm start
@@ -183,13 +186,13 @@ def _validate(intensity, mask):
 
 
 def make_problem(intensity, *, config: PhasingConfig = PhasingConfig(), rng=None, mask=None, start=None) -> Problem:
-    """Check the data and put it in FFT order; ``start`` is used only when ``config.warm_start``."""
+    """Check the data and put it in FFT order; ``start`` is used only when ``config.warm_start`` is True."""
     intensity = _validate(intensity, mask)
     if isinstance(rng, np.random.Generator):
         seed = int(rng.integers(2**62))
     else:
         seed = int(np.random.SeedSequence(rng).generate_state(1, np.uint64)[0] >> 2) if rng is None else int(rng)
-    warm = start is not None and config.warm_start
+    warm = start is not None and config.warm_start is True  # "auto" is the service's to resolve (processing.py)
     if warm and np.shape(start) != intensity.shape:
         raise ValueError(f"warm start has shape {np.shape(start)}, the intensity {intensity.shape}")
     return Problem(

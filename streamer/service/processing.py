@@ -203,11 +203,14 @@ class ScanProcessor:
             return geometry.rebinned(self.config.detector.binning)[0].stack_shape
         return tuple(geometry.shape_zyx)
 
-    def _warm(self, run: str, shape) -> bool:
-        if not self.config.phasing.warm_start:
-            return False
+    def _warm(self, run: str, shape, budget_s: float, binned: tuple[int, int, int]) -> bool:
+        """Whether the scan starts from the run's previous object (one of its shape): with ``warm_start = "auto"``
+        only when the time budget cannot afford the cold treatment in full (without a budget it can)."""
+        mode = self.config.phasing.warm_start
         start = self._stack_starts.get(run) if run in self._labs else self.tracker(run).previous_rho
-        return start is not None and tuple(np.shape(start)) == tuple(shape)
+        if mode is False or start is None or tuple(np.shape(start)) != tuple(shape):
+            return False
+        return mode is True or (self.costs is not None and not self.choose(run, shape, budget_s, False, binned).full)
 
     def scan_started(self, run: str, metadata: dict, num_frames: int) -> None:
         """A scan's shape is known when it starts: time its FFT and make the plans its budget will choose,
@@ -226,7 +229,8 @@ class ScanProcessor:
         def plan():
             if is_numpy(self.costs.xp):  # the CPU kernels' machine code too (the first scan's start loads it)
                 preload_numba_kernels()
-            choice = self.choose(run, shape, budget, self._warm(run, shape), self._binned(geometry))
+            binned = self._binned(geometry)
+            choice = self.choose(run, shape, budget, self._warm(run, shape, budget, binned), binned)
             self.costs.plan_ahead(choice.shape, choice.population)
 
         self.costs.submit(shape, plan)
@@ -234,12 +238,12 @@ class ScanProcessor:
     def _budgeted(self, job: ScanJob, shape) -> tuple[PhasingConfig, object, BudgetChoice | None]:
         """The phasing configuration and reconstructor the scan's budget allows (the configured ones without)."""
         binned = self._binned(job.geometry)
-        cfg = self.config.phasing.replace(binned_pixels=binned)
+        budget = self.budget_s(job.scan.metadata, int(shape[0] if isinstance(job.geometry, DetectorGeometry) else shape[2]))
+        warm = self._warm(job.scan.run, tuple(shape), budget, binned)
+        cfg = self.config.phasing.replace(binned_pixels=binned, warm_start=warm)
         if self.costs is None:
             return cfg, self.reconstructor, None
-        warm = self._warm(job.scan.run, shape)
-        choice = self.choose(job.scan.run, tuple(shape), self.budget_s(job.scan.metadata, int(shape[0] if
-                             isinstance(job.geometry, DetectorGeometry) else shape[2])), warm, binned)
+        choice = self.choose(job.scan.run, tuple(shape), budget, warm, binned)
         phasing = cfg.replace(population=choice.population, average=min(cfg.average, choice.population),
                               **({"warm_recipe": choice.recipe} if warm else {"recipe": choice.recipe}))
         if choice.shape == tuple(shape):

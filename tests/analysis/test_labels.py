@@ -24,8 +24,8 @@ def _texts(event):
 def test_a_new_pair_is_one_sentence_with_its_place_confidence_and_nucleation_stress():
     said = describe_event(EVENTS[3])
     assert [s.kind for s in said] == ["new_pair", "domain_boundary"]
-    assert said[0].text == ("New screw dislocation pair, 107 nm apart, 96 nm below the surface (confidence 1.0): "
-                            "a nucleation stress of about 74 MPa; about 16 MPa keeps them drifting apart")
+    assert said[0].text == ("New screw dislocation pair, 107 nm apart, 91 nm below the surface (confidence 1.0): "
+                            "a nucleation stress of about 74 MPa; about 15 MPa keeps them drifting apart")
     assert said[0].severity == "alert"
     assert said[0].evidence["pair"] == EVENTS[3]["dislocation_pairs"][0]
     assert [f["kind"] for f in said[0].evidence["flags"]] == ["new_vortex", "new_vortex"]
@@ -34,7 +34,7 @@ def test_a_new_pair_is_one_sentence_with_its_place_confidence_and_nucleation_str
 
 def test_a_pair_that_drifted_to_where_the_surface_pulls_says_so_instead_of_a_stress():
     texts = _texts(EVENTS[4])
-    assert texts[0] == ("Screw dislocation (winding -1) moved 35 nm, from z 4, y 0, x -52 nm to z 0, y -3, x -87 nm "
+    assert texts[0] == ("Screw dislocation (winding -1) moved 34 nm, from z 0, y 1, x -54 nm to z 0, y 0, x -89 nm "
                         "(confidence 1.0)")
     assert texts[2] == ("Screw dislocation pair now 180 nm apart, 54 nm below the surface: the surface's image force "
                         "pulls the lines out, no stress needed")
@@ -42,7 +42,7 @@ def test_a_pair_that_drifted_to_where_the_surface_pulls_says_so_instead_of_a_str
 
 def test_lines_lost_through_the_surface_and_inside():
     lost = EVENTS[5]["flags"][0]
-    assert flag_sentence(lost) == ("Screw dislocation (winding -1) gone, last seen at z 0, y -3, x -87 nm, 65 nm below "
+    assert flag_sentence(lost) == ("Screw dislocation (winding -1) gone, last seen at z 0, y 0, x -89 nm, 65 nm below "
                                    "the surface: it left through the surface (confidence 1.0)")
     inside = flag_sentence({**lost, "left_through_surface": False, "last_surface_distance_nm": 120.0})
     assert "120 nm below the surface: lost inside the particle (farther than 80 nm" in inside
@@ -50,8 +50,8 @@ def test_lines_lost_through_the_surface_and_inside():
 
 def test_a_boundary_says_where_its_angle_and_step():
     assert _texts(EVENTS[2]) == [
-        ("Domain boundary appeared: a plane at z 0, y 0, x 6 nm, 90 deg to the layers, displacement step 0.189 nm "
-         "(phase 2.16 rad); 1 boundary(ies) now, 0 before (confidence 1.0)")]
+        ("Domain boundary appeared: a plane at z 0, y -1, x -6 nm, 90 deg to the layers, displacement step 0.187 nm "
+         "(phase 2.13 rad); 1 boundary(ies) now, 0 before (confidence 1.0)")]
     antiphase = {**EVENTS[2]["flags"][0], "boundaries": [{**EVENTS[2]["flags"][0]["boundaries"][0],
                                                           "phase_step_rad": 3.1}]}
     assert "(phase 3.10 rad, antiphase)" in flag_sentence(antiphase)

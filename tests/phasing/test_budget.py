@@ -34,14 +34,14 @@ def test_a_recipe_scales_its_counts_and_keeps_its_repeats():
 def test_the_full_reconstruction_is_kept_when_it_fits():
     c = choose((64, 64, 64), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost())
     assert (c.shape, c.population, c.iterations, c.crop) == ((64, 64, 64), 8, 610, 1.0)
-    assert c.reason == "the full reconstruction fits" and c.predicted_s <= c.budget_s
+    assert c.reason == "the full reconstruction fits" and c.predicted_s <= c.budget_s and c.full
 
 
 def test_resolution_is_kept_first_then_half_the_iterations_then_members():
     cost = fft_cost()
     full = choose((128, 128, 128), 1e6, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost).predicted_s
     c = choose((128, 128, 128), full / 2, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
-    assert (c.crop, c.iterations, c.population) == (1.0, 305, 8)  # every member, half the iterations
+    assert (c.crop, c.iterations, c.population) == (1.0, 305, 8) and not c.full  # every member, half the iterations
     c = choose((128, 128, 128), full / 3, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
     assert (c.crop, c.iterations, c.population) == (1.0, 305, 4)  # then members
     c = choose((128, 128, 128), full / 7, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=cost)
@@ -53,7 +53,7 @@ def test_resolution_is_kept_first_then_half_the_iterations_then_members():
 
 def test_nothing_fits_gives_the_cheapest_and_says_it_will_be_late():
     c = choose((256, 256, 200), 1e-3, recipe=DEFAULT_RECIPE, population=8, fft_pair_s=fft_cost(), fixed_s=2.0)
-    assert c.predicted_s > c.budget_s and "will be late" in c.reason
+    assert c.predicted_s > c.budget_s and "will be late" in c.reason and not c.full
     assert c.population == 2 and c.crop == 0.5
 
 

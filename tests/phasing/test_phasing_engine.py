@@ -219,7 +219,7 @@ def test_the_polished_average_fits_the_data_better_than_the_average(drifting_pai
     assert after < 0.5 * before, (before, after)
     single = reconstruct(intensity, xp=NP, config=cfg.replace(polish_er=40, average=1), rng=6)
     assert "polished_chi_square" not in single.metric  # one member is already a fit: nothing to polish
-    warm = reconstruct(intensity, xp=NP, config=cfg.replace(polish_er=40), rng=6, start=plain.rho)
+    warm = reconstruct(intensity, xp=NP, config=cfg.replace(polish_er=40, warm_start=True), rng=6, start=plain.rho)
     assert warm.warm_started and "polished_chi_square" not in warm.metric  # warm starts are not polished
 
 
@@ -276,7 +276,7 @@ def test_averaged_population_matches_the_truth_with_error_bars(drifting_pair, co
 def test_warm_start_reaches_the_cold_error_in_a_third_of_the_iterations(drifting_pair, cold_results):
     (_, _), (truth2, i2) = drifting_pair
     first, cold = cold_results
-    warm = reconstruct(i2, xp=NP, config=PhasingConfig(population=4, average=4), rng=2, start=first.rho)
+    warm = reconstruct(i2, xp=NP, config=PhasingConfig(population=4, average=4, warm_start=True), rng=2, start=first.rho)
     assert warm.warm_started and warm.recipe == "40HIO, 30ER"
     # where the cold recipe's cycles end (400 iterations of `(180HIO, 20ER)*2, 210ER`): its ER tail then polishes
     # below what 70 warm iterations do
@@ -406,7 +406,7 @@ def test_members_take_the_coarse_scales_in_turn(drifting_pair, monkeypatch):
 def test_warm_start_of_another_shape_is_refused(drifting_pair):
     (_, intensity), _ = drifting_pair
     with pytest.raises(ValueError, match="warm start has shape"):
-        reconstruct(intensity, xp=NP, config=PhasingConfig().replace(population=1), start=np.ones((8, 8, 8)))
+        reconstruct(intensity, xp=NP, config=PhasingConfig(warm_start=True, population=1), start=np.ones((8, 8, 8)))
 
 
 def test_cold_starts_fill_the_support_along_lines_and_warm_starts_do_not(drifting_pair):
@@ -416,7 +416,7 @@ def test_cold_starts_fill_the_support_along_lines_and_warm_starts_do_not(driftin
 
     (_, intensity), _ = drifting_pair
     cold = make_problem(intensity, config=PhasingConfig())
-    warm = make_problem(intensity, config=PhasingConfig(), start=np.ones(intensity.shape, np.complex64))
+    warm = make_problem(intensity, config=PhasingConfig(warm_start=True), start=np.ones(intensity.shape, np.complex64))
     assert cold.shrinkwrap.fill_lines and not warm.shrinkwrap.fill_lines
     assert warm.shrinkwrap.sigma_start == warm.shrinkwrap.sigma_end
     assert not make_problem(intensity, config=PhasingConfig(shrinkwrap={"fill_lines": False})).shrinkwrap.fill_lines
@@ -567,7 +567,7 @@ def test_warm_members_each_get_their_own_smooth_curvature():
     start = np.zeros(shape, np.complex64)
     start[4:12, 5:15, 6:18] = 1.0  # a box about the centre (the start as a result holds it, centred)
     intensity = np.ones(shape, np.float32)
-    cfg = PhasingConfig(population=4, warm_perturbation_rad=0.0, warm_curvature_rad=0.3)
+    cfg = PhasingConfig(population=4, warm_start=True, warm_perturbation_rad=0.0, warm_curvature_rad=0.3)
     rho, _ = start_members(make_problem(intensity, config=cfg, rng=1, start=start), range(4))
     shifted = np.fft.fftshift(rho, axes=(1, 2, 3))  # back to the centred frame
     np.testing.assert_array_equal(shifted[0], start)

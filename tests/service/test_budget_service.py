@@ -29,8 +29,8 @@ def _scan(p, k, metadata):
     p.ingest(wire.encode("scan_end", run="r", scan=k, num_frames=16))
 
 
-def _events(tmp_path, budget, metadata):
-    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), realtime_policy="all", phasing=PHASING, budget=budget))
+def _events(tmp_path, budget, metadata, phasing=PHASING):
+    p = Pipeline(ServiceConfig(out_dir=str(tmp_path), realtime_policy="all", phasing=phasing, budget=budget))
     p._worker.start()
     for k in range(2):
         _scan(p, k, metadata)
@@ -46,7 +46,13 @@ def test_the_budget_is_the_scans_acquisition_time_and_the_event_says_what_it_bou
         assert budget["actual_s"] > 0 and budget["predicted_s"] > 0 and budget["reason"]
         assert budget["phasing_voxel_nm"] == [20.0 * 16 / n for n in budget["shape"]]
         assert ev["reconstruction"]["status"] == "done"
-    assert events[1]["phasing"]["warm_started"] and events[1]["phasing"]["budget"]["recipe"].endswith("10ER")
+    # the cold treatment in full fits: scan 1 starts cold too (warm_start "auto"; a warm start carries the last
+    # scan's slow phase modes)
+    assert not events[1]["phasing"]["warm_started"] and events[1]["phasing"]["budget"]["recipe"] == PHASING.recipe
+    assert events[1]["phasing"]["budget"]["reason"] == "the full reconstruction fits"
+    always = _events(tmp_path / "warm", {"mode": "acquisition", "share": 0.5}, {"exposure_s": 2.0},
+                     PHASING.replace(warm_start=True))
+    assert always[1]["phasing"]["warm_started"] and always[1]["phasing"]["budget"]["recipe"] == PHASING.warm_recipe
 
 
 def test_a_budget_below_any_cost_reconstructs_the_cheapest_on_a_coarser_grid_and_says_it_is_late(tmp_path):
@@ -56,11 +62,14 @@ def test_a_budget_below_any_cost_reconstructs_the_cheapest_on_a_coarser_grid_and
         assert budget["crop"] == 0.5 and budget["shape"] == [8, 8, 8] and budget["population"] == 2
         assert "will be late" in budget["reason"] and budget["phasing_voxel_nm"] == [40.0] * 3
         assert ev["reconstruction"]["status"] == "done" and ev["phasing"]["population"] == 2
+    # the cold treatment does not fit: scan 1 starts from scan 0 (warm_start "auto"), with the warm recipe
+    assert events[1]["phasing"]["warm_started"] and events[1]["phasing"]["budget"]["recipe"] == PHASING.warm_recipe
 
 
 def test_no_budget_keeps_the_configured_phasing(tmp_path):
     events = _events(tmp_path, {"mode": "off"}, {"exposure_s": 0.001})
     assert all("budget" not in ev["phasing"] and ev["phasing"]["population"] == 4 for ev in events)
+    assert not events[1]["phasing"]["warm_started"]  # nothing to keep up with: every scan cold, in full
 
 
 def test_a_scan_start_plans_its_ffts_in_the_background_before_its_frames_arrive(tmp_path):

@@ -237,14 +237,14 @@ def test_the_3d_view_draws_the_lines_of_the_scan_it_shows_and_flags_read_as_sent
     # the flag in words: kind, place and confidence, with the mechanics; the raw record one click away
     row = browser.find_element(By.CSS_SELECTOR, "#flags tbody tr[data-scan='3']")
     said = [e.text for e in row.find_elements(By.CSS_SELECTOR, ".sentence .said")]
-    assert said[0] == ("New screw dislocation pair, 107 nm apart, 96 nm below the surface (confidence 1.0): a "
-                       "nucleation stress of about 74 MPa; about 16 MPa keeps them drifting apart")
+    assert said[0] == ("New screw dislocation pair, 107 nm apart, 91 nm below the surface (confidence 1.0): a "
+                       "nucleation stress of about 74 MPa; about 15 MPa keeps them drifting apart")
     evidence = row.find_element(By.CSS_SELECTOR, ".sentence pre.evidence")
     assert not evidence.is_displayed()
     row.find_element(By.CSS_SELECTOR, ".sentence summary").click()
     assert evidence.is_displayed() and '"kind": "new_vortex"' in evidence.text and '"winding": -1' in evidence.text
     lost = browser.find_element(By.CSS_SELECTOR, "#flags tbody tr[data-scan='5'] .sentence .said").text
-    assert lost.startswith("Screw dislocation (winding -1) gone, last seen at z 0, y -3, x -87 nm, 65 nm below the "
+    assert lost.startswith("Screw dislocation (winding -1) gone, last seen at z 0, y 0, x -89 nm, 65 nm below the "
                            "surface: it left through the surface (confidence 1.0)")
     # markup from the wire is shown as text, never run
     assert browser.execute_script("return document.body.dataset.pwned") is None
