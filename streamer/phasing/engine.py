@@ -50,7 +50,7 @@ class PhasingConfig(Settings):
     breeding: Literal[BREEDING] = "sqrt_ab"
     # start scan k from scan k-1's result: "auto" only when a time budget cannot afford the cold treatment in full
     # (warm starts carry the previous scan's slow phase modes, which a scan's data barely constrain: the
-    # strain-free control's energy 6x higher and 2-3x more scattered; BENCHMARKS.md, "Every scan cold")
+    # strain-free control's energy 6x higher, its scatter 10x; BENCHMARKS.md, "Every scan cold")
     warm_start: bool | Literal["auto"] = "auto"
     warm_recipe: str = WARM_RECIPE  # run instead of ``recipe`` when starting from the previous scan
     warm_perturbation_rad: float = Field(0.2, ge=0)  # phase noise on members 1.. of a warm start
