@@ -238,7 +238,8 @@ class ScanProcessor:
     def _budgeted(self, job: ScanJob, shape) -> tuple[PhasingConfig, object, BudgetChoice | None]:
         """The phasing configuration and reconstructor the scan's budget allows (the configured ones without)."""
         binned = self._binned(job.geometry)
-        budget = self.budget_s(job.scan.metadata, int(shape[0] if isinstance(job.geometry, DetectorGeometry) else shape[2]))
+        frames = int(shape[0] if isinstance(job.geometry, DetectorGeometry) else shape[2])
+        budget = self.budget_s(job.scan.metadata, frames)
         warm = self._warm(job.scan.run, tuple(shape), budget, binned)
         cfg = self.config.phasing.replace(binned_pixels=binned, warm_start=warm)
         if self.costs is None:
