@@ -48,10 +48,7 @@ class PhasingConfig(Settings):
     polish_er: int = Field(0, ge=0)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
-    # start scan k from scan k-1's result: "auto" only when a time budget cannot afford the cold treatment in full
-    # (warm starts carry the previous scan's slow phase modes, which a scan's data barely constrain: the
-    # strain-free control's energy 6x higher, its scatter 10x; BENCHMARKS.md, "Every scan cold")
-    warm_start: bool | Literal["auto"] = "auto"
+    warm_start: bool | Literal["auto"] = "auto"  # "auto": only where a budget can't afford a cold start (phasing.md)
     warm_recipe: str = WARM_RECIPE  # run instead of ``recipe`` when starting from the previous scan
     warm_perturbation_rad: float = Field(0.2, ge=0)  # phase noise on members 1.. of a warm start
     # rms coefficient of a random quadratic phase (in units of the particle's extent) on members 1.. of a warm start

@@ -69,8 +69,9 @@ def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement
     agree = np.array([k == reference_index or amplitude_correlation(a, ref) >= min_agreement
                       for k, a in enumerate(aligned)])
     aligned = aligned[agree]
-    mean = np.abs(aligned).mean(axis=0) * np.exp(1j * np.angle(aligned.sum(axis=0)))
-    amp_err = np.abs(aligned).std(axis=0).astype(np.float32)
+    amplitudes = np.abs(aligned)
+    mean = amplitudes.mean(axis=0) * np.exp(1j * np.angle(aligned.sum(axis=0)))
+    amp_err = amplitudes.std(axis=0).astype(np.float32)
     dphi = np.angle(aligned * np.conj(mean)[None])
     phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32)
     return mean.astype(np.complex64), amp_err, phase_err, aligned, agree
