@@ -9,7 +9,8 @@ calibrated: the spread of (energy - mean) / half-bar across scans (1 for one-sta
 and how many scans lie beyond 1, 2 and 3 half-bars of the mean.
 
 ``--scenario`` runs another unchanged control (a scenario file, e.g. benchmarks/scenarios/pristine-strained.toml:
-the same particle with a static strain); ``--variants default`` skips the warm-started replay. (The replays have no
+the same particle with a static strain); ``--variants default`` skips the warm-started replay, ``--variants demo``
+reads the demo's own live events and replays nothing. (The replays have no
 time budget, so with the default ``warm_start = "auto"`` every scan starts cold: BENCHMARKS.md, "Every scan cold".)
 
     .venv/bin/python benchmarks/pristine_energy.py --seeds 0 1 2 --workdir /tmp/pristine-energy
@@ -63,8 +64,9 @@ def main() -> None:
     ap.add_argument("--geometry", choices=["detector", "orthogonal"], default="detector",
                     help="the demo's grid: the Timepix quad's detector grid (its default) or the orthogonal toy grid")
     ap.add_argument("--scenario", default="pristine", help="the control's scenario (name or file; default pristine)")
-    ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS),
-                    help="replays to run: the defaults (every scan cold), and every scan after the first warm-started")
+    ap.add_argument("--variants", nargs="+", choices=sorted([*VARIANTS, "demo"]), default=list(VARIANTS),
+                    help="replays to run: the defaults (every scan cold), and every scan after the first warm-started; "
+                         "'demo': no replay, the demo's own live events (every scan cold too)")
     args = ap.parse_args()
     cli = [sys.executable, "-m", "streamer.cli"]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -79,11 +81,12 @@ def main() -> None:
                  "--out", str(folder)], args.workdir / f"demo-{tag}.log")
         (recording,) = folder.glob("demo-*.h5")
         for name in args.variants:
-            table = VARIANTS[name]
-            out = args.workdir / f"{tag}-{name}"
-            config = out.with_suffix(".toml")
-            config.write_text(table)
-            run([*cli, "replay", str(recording), "--out", str(out), "--config", str(config)], out.with_suffix(".log"))
+            out = folder if name == "demo" else args.workdir / f"{tag}-{name}"
+            if name != "demo":
+                config = out.with_suffix(".toml")
+                config.write_text(VARIANTS[name])
+                run([*cli, "replay", str(recording), "--out", str(out), "--config", str(config)],
+                    out.with_suffix(".log"))
             rows.append((seed, name, summary(*energies(out / "events.jsonl"))))
             s = rows[-1][2]
             print(f"{args.geometry}, seed {seed}, {name}: {s['scans']} scans, mean {s['mean_j']:.2e} J, CV {100 * s['cv']:.0f}%, "

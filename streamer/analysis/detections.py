@@ -79,6 +79,7 @@ class StrainSummary:
     support_thresholds: tuple[float, ...] = ()
     surface_erosion_voxels: int = 0
     error: str | None = None
+    gradient_energy_j: float = float("nan")  # of the strain's linear variation along q, left out of energy_j
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,8 @@ def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int, *, q
     e = strain_energy_estimate(particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm, members=members)
     return StrainSummary(float(f"{e['energy_j']:.4g}"), tuple(float(f"{v:.4g}") for v in e["energy_j_range"]),
                          float(f"{e['energy_density_j_per_m3']:.4g}"), float(f"{e['rms_strain']:.4g}"),
-                         tuple(ENERGY_THRESHOLDS), erosion)
+                         tuple(ENERGY_THRESHOLDS), erosion,
+                         gradient_energy_j=float(f"{e['gradient_energy_j']:.4g}"))
 
 
 def surface_mask(amplitude: np.ndarray, support: np.ndarray) -> np.ndarray:
