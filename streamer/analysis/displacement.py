@@ -276,7 +276,7 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
                 "strain_gradient_per_nm": nan, "rms_strain": nan, "volume_m3": nan, "strain_voxels": 0}
     rest, slope = beyond_gradient_along_q(strain)
     mean_square = float(np.mean(rest**2))
-    gradient_square = float(np.mean(strain[inside] ** 2)) - mean_square
+    whole_square = float(np.mean(strain[inside] ** 2))
     density = 0.5 * youngs_modulus_pa * mean_square
     volumes = particle.volumes_voxels or {min(ENERGY_THRESHOLDS): int(particle.support.sum())}
     volume = volumes[min(volumes)] * voxel_m3
@@ -291,8 +291,8 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     error = float(np.sqrt(np.sum(np.square(terms))))
     return {"energy_j": energy, "energy_error_j": error, "energy_j_range": (max(0.0, energy - error), energy + error),
             "noise_energy_j": noise, "members_error_j": jackknife, "energy_density_j_per_m3": density,
-            "gradient_energy_j": 0.5 * youngs_modulus_pa * max(gradient_square, 0.0) * volume,
-            "strain_gradient_per_nm": slope / voxel_nm, "rms_strain": float(np.sqrt(np.mean(strain[inside] ** 2))),
+            "gradient_energy_j": 0.5 * youngs_modulus_pa * max(whole_square - mean_square, 0.0) * volume,
+            "strain_gradient_per_nm": slope / voxel_nm, "rms_strain": float(np.sqrt(whole_square)),
             "volume_m3": volume, "strain_voxels": int(inside.sum())}
 
 
