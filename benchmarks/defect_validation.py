@@ -1,9 +1,11 @@
 """Defect validation (issue 18): randomised particles with known defects, through the real commands.
 
-Every case is drawn from distributions fixed in this file before any tuning (``draw_case``), from one of two
-seed sets: ``tuning`` (free to look at while changing the analysis) and ``scoring`` (only for the figures in
-BENCHMARKS.md). A case is a plate-like particle (ellipse or hexagon, 3-5 times thinner than wide, any rotation
-about q, rounded edges, a weak strain region in half of them) holding one kind of content:
+Every case is drawn from distributions fixed in this file before any tuning (``draw_case``), from one of three
+seed sets: ``tuning`` (free to look at while changing the analysis), ``scoring`` (only for the figures in
+BENCHMARKS.md) and ``holdout`` (added in session 34, after every change so far: scoring's figures judged those
+changes, so its cases are no longer unseen; holdout's are, until a change is judged on them). A case is a
+plate-like particle (ellipse or hexagon, 3-5 times thinner than wide, any rotation about q, rounded edges, a weak
+strain region in half of them) holding one kind of content:
 
   pristine    nothing
   screw       one screw line or a pair of opposite windings, tilted up to 20 deg from q
@@ -69,7 +71,7 @@ from sim.truth import defects_truth  # noqa: E402
 
 # -- fixed before tuning: kinds, seed sets, sizes, distributions ---------------------------------------------
 KINDS = ("pristine", "screw", "edge_mixed", "boundary", "antiphase", "gaps")
-SET_SEEDS = {"tuning": 18_001, "scoring": 18_002}  # case i of a set: numpy default_rng([SET_SEEDS[set], i])
+SET_SEEDS = {"tuning": 18_001, "scoring": 18_002, "holdout": 18_003}  # case i of a set: numpy default_rng([SET_SEEDS[set], i])
 SIZES = {"full": (64, 128, 128), "small": (32, 64, 64)}  # intensity (orthogonal) or binned stack (detector)
 DETECTOR_FRACTION = 1 / 3  # of the kinds other than gaps
 GAP_PLANE_FRACTION = 1 / 3  # of the orthogonal cases
