@@ -24,12 +24,7 @@ from streamer.analysis.scan import analyze_scan, frame_info
 from streamer.analysis.series import SeriesTracker, TrackedScan
 from streamer.analysis.views import central_slices, projected_peak, scene_3d
 from streamer.backend import get_namespace, is_numpy
-from streamer.geometry import (
-    STACK_TO_LAB_AXES,
-    DetectorGeometry,
-    OrthogonalGeometry,
-    from_dict,
-)
+from streamer.geometry import STACK_TO_LAB_AXES, DetectorGeometry, OrthogonalGeometry, from_dict
 from streamer.phasing import PhasingConfig, reconstruct
 from streamer.phasing.budget import BudgetChoice, choose, iteration_overhead, on_coarser_grid
 from streamer.phasing.kernels import preload_numba_kernels
@@ -37,11 +32,7 @@ from streamer.phasing.wisdom import load_wisdom, save_wisdom
 from streamer.service.assembly import AssembledScan
 from streamer.service.config import ServiceConfig
 from streamer.service.costs import FftCosts, remembered_slowness, slowness_key
-from streamer.service.detector_scan import (
-    DetectorMaps,
-    detector_peak,
-    prepare_detector_scan,
-)
+from streamer.service.detector_scan import DetectorMaps, detector_peak, prepare_detector_scan
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +194,21 @@ class ScanProcessor:
             return geometry.rebinned(self.config.detector.binning)[0].stack_shape
         return tuple(geometry.shape_zyx)
 
-    def _warm(self, run: str, shape, budget_s: float, binned: tuple[int, int, int]) -> bool:
-        """Whether the scan starts from the run's previous object (one of its shape): with ``warm_start = "auto"``
-        only when the time budget cannot afford the cold treatment in full (without a budget it can)."""
+    def _start(self, run: str, shape, budget_s: float, binned) -> tuple[bool, BudgetChoice | None]:
+        """Whether the scan starts from the run's previous object (one of its shape), and what the budget chooses
+        (None without measured costs). ``warm_start = "auto"``: warm only when the budget cannot afford the cold
+        treatment in full (without a budget it can)."""
         mode = self.config.phasing.warm_start
         start = self._stack_starts.get(run) if run in self._labs else self.tracker(run).previous_rho
-        if mode is False or start is None or tuple(np.shape(start)) != tuple(shape):
-            return False
-        return mode is True or (self.costs is not None and not self.choose(run, shape, budget_s, False, binned).full)
+        possible = start is not None and tuple(np.shape(start)) == tuple(shape)
+        if self.costs is None:
+            return bool(possible and mode is True), None
+        if possible and mode is True:
+            return True, self.choose(run, shape, budget_s, True, binned)
+        cold = self.choose(run, shape, budget_s, False, binned)
+        if possible and mode == "auto" and not cold.full:
+            return True, self.choose(run, shape, budget_s, True, binned)
+        return False, cold
 
     def scan_started(self, run: str, metadata: dict, num_frames: int) -> None:
         """A scan's shape is known when it starts: time its FFT and make the plans its budget will choose,
@@ -230,7 +228,7 @@ class ScanProcessor:
             if is_numpy(self.costs.xp):  # the CPU kernels' machine code too (the first scan's start loads it)
                 preload_numba_kernels()
             binned = self._binned(geometry)
-            choice = self.choose(run, shape, budget, self._warm(run, shape, budget, binned), binned)
+            choice = self._start(run, shape, budget, binned)[1]
             self.costs.plan_ahead(choice.shape, choice.population)
 
         self.costs.submit(shape, plan)
@@ -240,11 +238,10 @@ class ScanProcessor:
         binned = self._binned(job.geometry)
         frames = int(shape[0] if isinstance(job.geometry, DetectorGeometry) else shape[2])
         budget = self.budget_s(job.scan.metadata, frames)
-        warm = self._warm(job.scan.run, tuple(shape), budget, binned)
+        warm, choice = self._start(job.scan.run, tuple(shape), budget, binned)
         cfg = self.config.phasing.replace(binned_pixels=binned, warm_start=warm)
-        if self.costs is None:
+        if choice is None:
             return cfg, self.reconstructor, None
-        choice = self.choose(job.scan.run, tuple(shape), budget, warm, binned)
         phasing = cfg.replace(population=choice.population, average=min(cfg.average, choice.population),
                               **({"warm_recipe": choice.recipe} if warm else {"recipe": choice.recipe}))
         if choice.shape == tuple(shape):

@@ -15,6 +15,8 @@ const energyText = (s) => { // the strain energy with its error bar (energy_j_ra
   const hi = (s.energy_j_range || [])[1];
   return (typeof s.energy_j === "number" && typeof hi === "number") ? `${sci(s.energy_j)} ± ${sci(hi - s.energy_j)}` : sci(s.energy_j);
 };
+const energyTitle = (s) => (typeof s.gradient_energy_j === "number") ? // what energy_j leaves out (docs/events.md)
+  `gradient along q: ${sci(s.gradient_energy_j)} J, left out of the energy (one reflection hardly fixes it)` : "";
 
 function f32(packed) {
   const s = atob(packed.f32);
@@ -226,7 +228,7 @@ function renderTimeline() {
     const rec = e.reconstruction || {};
     return `<tr data-scan="${e.scan}" class="${(e.flags || []).length ? "flagged" : ""}"><td>${e.scan}</td><td>${fmt(e.voltage_v, 3)}</td>` +
       `<td>${fmt(e.capacity_mah_g, 1)}</td><td>${fmt((e.peak || {}).width_parallel, 4)}</td><td>${fmt((e.peak || {}).width_perpendicular, 4)}</td>` +
-      `<td>${energyText(e.strain || {})}</td><td>${(e.vortices || []).length}</td><td>${esc(rec.status || "-")}</td>` +
+      `<td title="${energyTitle(e.strain || {})}">${energyText(e.strain || {})}</td><td>${(e.vortices || []).length}</td><td>${esc(rec.status || "-")}</td>` +
       `<td>${fmt(e.latency_s, 2)} s</td><td class="flags">${flags || "-"}${e.error ? ` <span class="alert">${esc(e.error)}</span>` : ""}</td></tr>`;
   }).join("");
 }
