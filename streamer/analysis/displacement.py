@@ -281,7 +281,7 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     volumes = particle.volumes_voxels or {min(ENERGY_THRESHOLDS): int(particle.support.sum())}
     volume = volumes[min(volumes)] * voxel_m3
     energy = density * volume
-    noise = 0.5 * youngs_modulus_pa * min(strain_noise(np.where(inside, strain, np.nan)), mean_square) * volume
+    noise = 0.5 * youngs_modulus_pa * min(strain_noise(strain), mean_square) * volume
     by_cut = [density * v * voxel_m3 for v in volumes.values()]
     jackknife = nan
     if members is not None and len(members) >= 2 and q_inv_nm is not None and particle.reliable is not None:
