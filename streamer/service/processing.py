@@ -189,10 +189,12 @@ class ScanProcessor:
         """Pixels summed per voxel of a scan's phasing grid: a detector scan's (step, row, col) binning."""
         return geometry.pixels_per_voxel if isinstance(geometry, DetectorGeometry) else (1, 1, 1)
 
-    def _phasing_shape(self, geometry) -> tuple[int, int, int]:
+    def _phasing_grid(self, geometry) -> tuple[OrthogonalGeometry | DetectorGeometry, tuple[int, int, int]]:
+        """A scan's geometry as it is phased (a detector scan's binned by [detector] binning) and its grid's shape."""
         if isinstance(geometry, DetectorGeometry):
-            return geometry.rebinned(self.config.detector.binning)[0].stack_shape
-        return tuple(geometry.shape_zyx)
+            geometry = geometry.rebinned(self.config.detector.binning)[0]
+            return geometry, geometry.stack_shape
+        return geometry, tuple(geometry.shape_zyx)
 
     def _start(self, run: str, shape, budget_s: float, binned) -> tuple[bool, BudgetChoice | None]:
         """Whether the scan starts from the run's previous object (one of its shape), and what the budget chooses
@@ -216,10 +218,7 @@ class ScanProcessor:
         if self.costs is None or not isinstance(metadata.get("geometry"), dict):
             return
         try:
-            geometry = from_dict(metadata["geometry"])
-            shape = self._phasing_shape(geometry)
-            if isinstance(geometry, DetectorGeometry):
-                geometry = geometry.rebinned(self.config.detector.binning)[0]
+            geometry, shape = self._phasing_grid(from_dict(metadata["geometry"]))
         except (ValueError, TypeError):  # ConfigError is a ValueError
             return
         budget = self.budget_s(metadata, num_frames)
