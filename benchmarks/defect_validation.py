@@ -71,7 +71,8 @@ from sim.truth import defects_truth  # noqa: E402
 
 # -- fixed before tuning: kinds, seed sets, sizes, distributions ---------------------------------------------
 KINDS = ("pristine", "screw", "edge_mixed", "boundary", "antiphase", "gaps")
-SET_SEEDS = {"tuning": 18_001, "scoring": 18_002, "holdout": 18_003}  # case i of a set: numpy default_rng([SET_SEEDS[set], i])
+# case i of a set: numpy default_rng([SET_SEEDS[set], i])
+SET_SEEDS = {"tuning": 18_001, "scoring": 18_002, "holdout": 18_003}
 SIZES = {"full": (64, 128, 128), "small": (32, 64, 64)}  # intensity (orthogonal) or binned stack (detector)
 DETECTOR_FRACTION = 1 / 3  # of the kinds other than gaps
 GAP_PLANE_FRACTION = 1 / 3  # of the orthogonal cases
