@@ -13,10 +13,17 @@ the same particle with a static strain); ``--variants default`` skips the warm-s
 reads the demo's own live events and replays nothing. (The replays have no
 time budget, so with the default ``warm_start = "auto"`` every scan starts cold: BENCHMARKS.md, "Every scan cold".)
 
+``--repeat-scans K ... --repeat-seeds S ...`` also phases those scans of the recording again with other seeds
+(`bcdi-stream reconstruct REC --scan K --seed S --budget-s 0`, as the service phases them) and prints each scan's
+live energy beside its repeats' and their bars: how much of the scan-to-scan scatter one scan's own data leave to the
+phasing (BENCHMARKS.md, "The same data phased again").
+
     .venv/bin/python benchmarks/pristine_energy.py --seeds 0 1 2 --workdir /tmp/pristine-energy
     .venv/bin/python benchmarks/pristine_energy.py --geometry orthogonal --workdir /tmp/pristine-energy
     .venv/bin/python benchmarks/pristine_energy.py --scenario benchmarks/scenarios/pristine-strained.toml --seeds 0 \
         --variants default --workdir /tmp/pristine-energy
+    .venv/bin/python benchmarks/pristine_energy.py --seeds 3 --variants demo --repeat-scans 7 11 --repeat-seeds 1 2 3 \
+        --workdir /tmp/pristine-energy
 """
 
 from __future__ import annotations
@@ -51,6 +58,75 @@ def summary(energy: np.ndarray, span: np.ndarray) -> dict:
             "beyond_half_bars": {k: int(np.sum(z > k)) for k in (1, 2, 3)}}
 
 
+def repeat_energy(result: dict) -> tuple[float, float]:
+    """The energy and error bar of a result written by ``reconstruct`` (with its members), as the service reads
+    a scan's object."""
+    from streamer.analysis.displacement import strain_energy_estimate
+    from streamer.analysis.objects import fields_of
+    from streamer.analysis.offline import result_geometry
+
+    geometry = result_geometry(result)
+    e = strain_energy_estimate(fields_of(result["object"], geometry), voxel_nm=geometry.voxel_nm,
+                               q_inv_nm=geometry.q_bragg_inv_nm, members=result["members"])
+    return e["energy_j"], e["energy_error_j"]
+
+
+def shared_parts(results: list[dict]) -> dict:
+    """Mean eps^2 (beyond its gradient along q) of one scan's members phased with several seeds, read where every
+    object's phase is trusted: of a member alone, shared by two members of one reconstruction, and shared by
+    members of different reconstructions (what the scan's data fix, whatever the seed)."""
+    from streamer.analysis.displacement import (beyond_gradient_along_q, displacement_object, remove_ramp,
+                                                strain_along_q)
+    from streamer.analysis.objects import fields_of
+    from streamer.analysis.offline import result_geometry
+
+    geometry = result_geometry(results[0])
+    common = np.logical_and.reduce([fields_of(r["object"], result_geometry(r)).reliable for r in results])
+    rests, seeds = [], []
+    for i, r in enumerate(results):
+        for member in r["members"]:
+            flat, _, _ = remove_ramp(displacement_object(member), common)
+            eps = strain_along_q(flat, common, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
+            rest = np.zeros(eps.shape)
+            rest[np.isfinite(eps)] = beyond_gradient_along_q(eps)[0]
+            rests.append(rest[common])
+            seeds.append(i)
+    rests, seeds = np.array(rests), np.array(seeds)
+    gram = rests @ rests.T / rests.shape[1]
+    same = (seeds[:, None] == seeds[None, :]) & ~np.eye(len(seeds), dtype=bool)
+    return {"own": float(np.mean(np.diag(gram))), "one_reconstruction": float(np.mean(gram[same])),
+            "every_reconstruction": float(np.mean(gram[seeds[:, None] != seeds[None, :]]))}
+
+
+def repeats(cli: list[str], recording: Path, events_path: Path, scans: list[int], seeds: list[int],
+            folder: Path) -> list[dict]:
+    """Each of ``scans`` phased again with each of ``seeds``; printed beside its live energy (``events_path``)."""
+    events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
+    live = {e["scan"]: (e.get("strain") or {}).get("energy_j", float("nan")) for e in events}
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    from streamer.recording.result_file import read_result
+
+    for scan in scans:
+        values, results = [], []
+        for seed in seeds:
+            out = folder / f"repeat-scan{scan}-seed{seed}.h5"
+            if not out.exists():
+                run([*cli, "reconstruct", str(recording), "--scan", str(scan), "--seed", str(seed), "--budget-s", "0",
+                     "--out", str(out)], out.with_suffix(".log"))
+            results.append(read_result(out))
+            values.append(repeat_energy(results[-1]))
+        energy = np.array([v[0] for v in values])
+        parts = shared_parts(results) if len(results) > 1 else {}
+        rows.append({"scan": scan, "live_j": live[scan], "repeats_j": energy.tolist(),
+                     "bars_j": [v[1] for v in values], "mean_square_strain": parts})
+        print(f"scan {scan}: live {live[scan]:.3g} J; seeds {seeds}: {', '.join(f'{e:.3g}' for e in energy)} J "
+              f"(bars {', '.join(f'{v[1]:.2g}' for v in values)}); std of all {np.std([live[scan], *energy]):.2g} J; mean "
+              f"eps^2 x 1e12 of a member alone, shared in one reconstruction, shared by all: "
+              f"{', '.join(f'{1e12 * v:.1f}' for v in parts.values())}", flush=True)
+    return rows
+
+
 def run(cmd: list[str], log: Path) -> None:
     with log.open("w") as f:
         if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode:
@@ -67,6 +143,9 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", choices=sorted([*VARIANTS, "demo"]), default=list(VARIANTS),
                     help="replays to run: the defaults (every scan cold), and every scan after the first warm-started; "
                          "'demo': no replay, the demo's own live events (every scan cold too)")
+    ap.add_argument("--repeat-scans", type=int, nargs="*", default=[],
+                    help="scans of each recording to phase again with --repeat-seeds (the phasing's own spread)")
+    ap.add_argument("--repeat-seeds", type=int, nargs="+", default=[1, 2, 3])
     args = ap.parse_args()
     cli = [sys.executable, "-m", "streamer.cli"]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +172,9 @@ def main() -> None:
                   f"max/min {s['max_over_min']:.1f}, error bars excluding the mean {s['bars_excluding_mean']} "
                   f"of {s['scans']}; |energy - mean| / half-bar rms {s['deviation_over_half_bar_rms']:.2f}, beyond "
                   f"1/2/3 half-bars {'/'.join(str(v) for v in s['beyond_half_bars'].values())}", flush=True)
+            if args.repeat_scans:
+                s["repeats"] = repeats(cli, recording, out / "events.jsonl", args.repeat_scans, args.repeat_seeds,
+                                       args.workdir / f"{tag}-repeats")
     print(json.dumps([{"geometry": args.geometry, "seed": seed, "variant": name, **s} for seed, name, s in rows]))
 
 
