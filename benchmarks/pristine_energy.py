@@ -71,31 +71,34 @@ def repeat_energy(result: dict) -> tuple[float, float]:
     return e["energy_j"], e["energy_error_j"]
 
 
-def shared_parts(results: list[dict]) -> dict:
-    """Mean eps^2 (beyond its gradient along q) of one scan's members phased with several seeds, read where every
-    object's phase is trusted: of a member alone, shared by two members of one reconstruction, and shared by
-    members of different reconstructions (what the scan's data fix, whatever the seed)."""
+def shared_parts(results: dict[tuple[int, int], dict]) -> dict:
+    """Mean eps^2 (beyond its gradient along q) of the members of ``results`` ((scan, seed) -> result), read where
+    every object's phase is trusted: of a member alone, and shared by two members of one reconstruction, of two
+    reconstructions of one scan (what that scan's data fix, whatever the seed), of two scans (what the particle,
+    the geometry and the phasing fix, whatever the counts)."""
     from streamer.analysis.displacement import (beyond_gradient_along_q, displacement_object, remove_ramp,
                                                 strain_along_q)
     from streamer.analysis.objects import fields_of
     from streamer.analysis.offline import result_geometry
 
-    geometry = result_geometry(results[0])
-    common = np.logical_and.reduce([fields_of(r["object"], result_geometry(r)).reliable for r in results])
-    rests, seeds = [], []
-    for i, r in enumerate(results):
+    geometry = result_geometry(next(iter(results.values())))
+    common = np.logical_and.reduce([fields_of(r["object"], result_geometry(r)).reliable for r in results.values()])
+    rests, tags = [], []
+    for tag, r in results.items():
         for member in r["members"]:
             flat, _, _ = remove_ramp(displacement_object(member), common)
             eps = strain_along_q(flat, common, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
             rest = np.zeros(eps.shape)
             rest[np.isfinite(eps)] = beyond_gradient_along_q(eps)[0]
             rests.append(rest[common])
-            seeds.append(i)
-    rests, seeds = np.array(rests), np.array(seeds)
+            tags.append(tag)
+    rests, scan, seed = np.array(rests), np.array([t[0] for t in tags]), np.array([t[1] for t in tags])
     gram = rests @ rests.T / rests.shape[1]
-    same = (seeds[:, None] == seeds[None, :]) & ~np.eye(len(seeds), dtype=bool)
-    return {"own": float(np.mean(np.diag(gram))), "one_reconstruction": float(np.mean(gram[same])),
-            "every_reconstruction": float(np.mean(gram[seeds[:, None] != seeds[None, :]]))}
+    one_scan = scan[:, None] == scan[None, :]
+    one_seed = one_scan & (seed[:, None] == seed[None, :]) & ~np.eye(len(tags), dtype=bool)
+    return {"member_alone": float(np.mean(np.diag(gram))), "one_reconstruction": float(np.mean(gram[one_seed])),
+            "one_scan": float(np.mean(gram[one_scan & (seed[:, None] != seed[None, :])])),
+            "two_scans": float(np.mean(gram[~one_scan])) if (~one_scan).any() else float("nan")}
 
 
 def repeats(cli: list[str], recording: Path, events_path: Path, scans: list[int], seeds: list[int],
@@ -107,23 +110,27 @@ def repeats(cli: list[str], recording: Path, events_path: Path, scans: list[int]
     rows = []
     from streamer.recording.result_file import read_result
 
+    everything = {}
     for scan in scans:
-        values, results = [], []
+        values = []
         for seed in seeds:
             out = folder / f"repeat-scan{scan}-seed{seed}.h5"
             if not out.exists():
                 run([*cli, "reconstruct", str(recording), "--scan", str(scan), "--seed", str(seed), "--budget-s", "0",
                      "--out", str(out)], out.with_suffix(".log"))
-            results.append(read_result(out))
-            values.append(repeat_energy(results[-1]))
+            everything[scan, seed] = read_result(out)
+            values.append(repeat_energy(everything[scan, seed]))
         energy = np.array([v[0] for v in values])
-        parts = shared_parts(results) if len(results) > 1 else {}
         rows.append({"scan": scan, "live_j": live[scan], "repeats_j": energy.tolist(),
-                     "bars_j": [v[1] for v in values], "mean_square_strain": parts})
+                     "bars_j": [v[1] for v in values]})
         print(f"scan {scan}: live {live[scan]:.3g} J; seeds {seeds}: {', '.join(f'{e:.3g}' for e in energy)} J "
-              f"(bars {', '.join(f'{v[1]:.2g}' for v in values)}); std of all {np.std([live[scan], *energy]):.2g} J; mean "
-              f"eps^2 x 1e12 of a member alone, shared in one reconstruction, shared by all: "
-              f"{', '.join(f'{1e12 * v:.1f}' for v in parts.values())}", flush=True)
+              f"(bars {', '.join(f'{v[1]:.2g}' for v in values)}); std of all {np.std([live[scan], *energy]):.2g} J",
+              flush=True)
+    if len(seeds) > 1:
+        parts = shared_parts(everything)
+        print("mean eps^2 (x 1e12) of a member alone, and shared by two members of one reconstruction, of two "
+              f"reconstructions of one scan, of two scans: {', '.join(f'{1e12 * v:.1f}' for v in parts.values())}")
+        rows.append({"mean_square_strain": parts})
     return rows
 
 
