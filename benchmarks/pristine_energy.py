@@ -15,14 +15,15 @@ time budget, so with the default ``warm_start = "auto"`` every scan starts cold:
 
 ``--repeat-scans K ... --repeat-seeds S ...`` also phases those scans of the recording again with other seeds
 (`bcdi-stream reconstruct REC --scan K --seed S --budget-s 0`, as the service phases them) and prints each scan's
-live energy beside its repeats' and their bars: how much of the scan-to-scan scatter one scan's own data leave to the
-phasing (BENCHMARKS.md, "The same data phased again").
+live energy beside its repeats' and their bars (how much of the scan-to-scan scatter one scan's own data leave to the
+phasing), then what the repeats' members share: within a reconstruction, a scan, and across scans (BENCHMARKS.md,
+"The same data phased again").
 
     .venv/bin/python benchmarks/pristine_energy.py --seeds 0 1 2 --workdir /tmp/pristine-energy
     .venv/bin/python benchmarks/pristine_energy.py --geometry orthogonal --workdir /tmp/pristine-energy
     .venv/bin/python benchmarks/pristine_energy.py --scenario benchmarks/scenarios/pristine-strained.toml --seeds 0 \
         --variants default --workdir /tmp/pristine-energy
-    .venv/bin/python benchmarks/pristine_energy.py --seeds 3 --variants demo --repeat-scans 7 11 --repeat-seeds 1 2 3 \
+    .venv/bin/python benchmarks/pristine_energy.py --seeds 3 --variants demo --repeat-scans 7 11 16 0 --repeat-seeds 1 2 3 \
         --workdir /tmp/pristine-energy
 """
 
@@ -104,13 +105,12 @@ def shared_parts(results: dict[tuple[int, int], dict]) -> dict:
 def repeats(cli: list[str], recording: Path, events_path: Path, scans: list[int], seeds: list[int],
             folder: Path) -> list[dict]:
     """Each of ``scans`` phased again with each of ``seeds``; printed beside its live energy (``events_path``)."""
+    from streamer.recording.result_file import read_result
+
     events = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
     live = {e["scan"]: (e.get("strain") or {}).get("energy_j", float("nan")) for e in events}
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    from streamer.recording.result_file import read_result
-
-    everything = {}
+    rows, everything = [], {}
     for scan in scans:
         values = []
         for seed in seeds:
