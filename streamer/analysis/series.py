@@ -40,6 +40,7 @@ class TrackedScan:
     errors: dict = field(default_factory=dict)  # per-voxel error bars, aligned with rho
     alignment: Alignment = field(default_factory=Alignment)
     compared_with_scan: int | None = None
+    members: np.ndarray | None = field(default=None, repr=False)  # the averaged members, aligned with rho
 
 
 class SeriesTracker:
@@ -89,7 +90,7 @@ class SeriesTracker:
             analysis = in_object_frame(analysis, alignment, rho.shape)
         flags = [] if self.last is None else defect_flags(self.last.analysis, analysis, self.flag_config)
         tracked = TrackedScan(scan, rho, analysis, flags, particle, errors, alignment,
-                              None if self.last is None else self.last.scan)
+                              None if self.last is None else self.last.scan, members)
         self.last = tracked
         return tracked
 

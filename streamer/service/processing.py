@@ -335,7 +335,8 @@ class ScanProcessor:
         errors = result.errors
         return {"obj": result.rho, "support": result.tracked.particle.support, "recipe": result.phasing.get("recipe", ""),
                 "metadata": metadata, "peak": job.peak, "phasing": result.phasing,
-                "amplitude_error": errors.get("amplitude_error"), "phase_error": errors.get("phase_error")}
+                "amplitude_error": errors.get("amplitude_error"), "phase_error": errors.get("phase_error"),
+                "members": result.tracked.members if self.config.recording.keep_members else None}
 
     def failed(self, job: ScanJob) -> dict:
         """The event of a scan whose processing failed; a bare record if even that cannot be built."""
