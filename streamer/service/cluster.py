@@ -217,7 +217,8 @@ def submit_scan(client: Client, intensity, *, config: PhasingConfig = DEFAULT_CO
 
 
 class ClusterReconstructor:
-    """``reconstruct`` for the pipeline service, run on the cluster at ``address``.
+    """``reconstruct`` for the pipeline service, run on the cluster at ``address`` (the averaged members come back,
+    as in-process: the analysis checks vortex lines and the strain energy's error on them).
 
     Connects at the first scan; while the cluster cannot be reached (or fails during a scan), scans
     are reconstructed in-process and a warning says so. ``last_report`` describes the last scan.
@@ -262,7 +263,7 @@ class ClusterReconstructor:
             try:
                 result, self.last_report = reconstruct_on_cluster(
                     client, intensity, config=config, rng=rng, mask=mask, start=start, backend=self.backend,
-                    timeout_s=self.scan_timeout_s)
+                    timeout_s=self.scan_timeout_s, members=True)  # as in-process: the analysis checks lines on them
                 return result
             except CLUSTER_ERRORS as exc:
                 self._error = f"the reconstruction on the Dask cluster at {self.address} failed: {exc!r}"
