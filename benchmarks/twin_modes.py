@@ -18,26 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.analysis.displacement import (beyond_gradient_along_q, displacement_object, reliable_interior,
-                                            remove_ramp, strain_along_q, strain_energy_estimate)
+from streamer.analysis.displacement import beyond_gradient_along_q, strain_as_read, strain_energy_estimate
 from streamer.analysis.objects import fields_of
 from streamer.analysis.offline import result_geometry
-from streamer.phasing.alignment import _best_shifts, shift_array, twin_image
+from streamer.phasing.alignment import register
+from streamer.phasing.genetic import members_mean
 from streamer.recording.result_file import read_result
 
 
-def twin_aligned(member: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """The member's twin, shifted and phase-offset onto ``reference`` (the averaging's registration, twin forced)."""
-    twin = twin_image(member)
-    moved = shift_array(twin, _best_shifts(twin, reference, True)[0])
-    return moved * np.exp(1j * np.angle(np.vdot(moved, reference)))
-
-
 def slope_along_q(member: np.ndarray, particle, geometry) -> float:
-    """Slope (per voxel) of a member's strain along q, read where it and the object are trusted (as the jackknife)."""
-    trusted = particle.reliable & reliable_interior(np.abs(member), particle.support, particle.erosion)
-    flat, _, _ = remove_ramp(displacement_object(member), trusted)
-    strain = strain_along_q(flat, trusted, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
+    """Slope (per voxel) of a member's strain along q, read as the jackknife reads a mean of members."""
+    strain = strain_as_read(particle, member, voxel_nm=geometry.voxel_nm, q_inv_nm=geometry.q_bragg_inv_nm)
     return beyond_gradient_along_q(strain)[1]
 
 
@@ -77,12 +68,12 @@ def main() -> None:
             raise SystemExit(f"{path} keeps no members: run the service with [recording] keep_members = true")
         geometry = result_geometry(result)
         particle = fields_of(result["object"], geometry)
-        twins = [members[0]] + [twin_aligned(m, members[0]) for m in members[1:]]
+        twins = [members[0]] + [register(m, members[0], subvoxel=True, twin=True).aligned for m in members[1:]]
         slopes = [slope_along_q(m, particle, geometry) for m in members]
         twin_slopes = [slope_along_q(t, particle, geometry) for t in twins]
         shipped = energy(result["object"], members, geometry)
         chosen = balanced(members, slopes, twin_slopes, twins)
-        mean = (np.abs(chosen).mean(axis=0) * np.exp(1j * np.angle(chosen.sum(axis=0)))).astype(np.complex64)
+        mean = members_mean(chosen).astype(np.complex64)
         rebalanced = energy(mean, chosen, geometry)
         split = abs(sum(np.sign(slopes)))
         rows.append((shipped, rebalanced, split, len(members)))

@@ -311,6 +311,18 @@ def beyond_gradient_along_q(strain: np.ndarray) -> tuple[np.ndarray, float]:
     return values - slope * z, slope
 
 
+def strain_as_read(particle: ParticleFields, rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float) -> np.ndarray:
+    """The strain along q of another object on ``particle``'s grid (a member, a mean of members), read as the particle's
+    object is: where ``particle`` trusts its phase and ``rho``'s own is trusted too (its ``reliable_interior``; all of
+    ``particle``'s reliable interior when that leaves no pair along q), against its own reference lattice."""
+    reliable = particle.reliable
+    trusted = reliable & reliable_interior(np.abs(rho), particle.support, particle.erosion)
+    if not (trusted[1:] & trusted[:-1]).any():
+        trusted = reliable
+    flat, _, _ = remove_ramp(displacement_object(rho), trusted)
+    return strain_along_q(flat, trusted, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+
+
 def _members_jackknife(members: np.ndarray, particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float,
                        scale: float) -> float:
     """Jackknife standard error of ``scale`` * mean eps^2 of the members' mean, from the K means of K - 1.
@@ -326,12 +338,7 @@ def _members_jackknife(members: np.ndarray, particle: ParticleFields, *, voxel_n
     total = members.sum(axis=0)
     values = []
     for m in members:
-        mean = (total - m) / (k - 1)
-        trusted = reliable & reliable_interior(np.abs(mean), particle.support, particle.erosion)
-        if not (trusted[1:] & trusted[:-1]).any():
-            trusted = reliable
-        flat, _, _ = remove_ramp(displacement_object(mean), trusted)
-        eps = strain_along_q(flat, trusted, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        eps = strain_as_read(particle, (total - m) / (k - 1), voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
         values.append(scale * float(np.mean(beyond_gradient_along_q(eps)[0] ** 2)))
     values = np.asarray(values)
     return float(np.sqrt((k - 1) / k * np.sum((values - values.mean()) ** 2)))

@@ -105,8 +105,10 @@ def shift_array(x: np.ndarray, shift: tuple[float, ...]) -> np.ndarray:
         x.dtype if np.iscomplexobj(x) else np.complex64)
 
 
-def register(moving: np.ndarray, reference: np.ndarray, *, subvoxel: bool = False) -> Registration:
-    """Align complex ``moving`` to complex ``reference`` (same shape), trying both twins.
+def register(moving: np.ndarray, reference: np.ndarray, *, subvoxel: bool = False,
+             twin: bool | None = None) -> Registration:
+    """Align complex ``moving`` to complex ``reference`` (same shape), trying both twins (``twin`` True or False: that
+    one only).
 
     With ``subvoxel`` the twins are compared after their fractional shifts, computed on the spectra
     (Parseval), and only the better one is transformed back.
@@ -121,20 +123,22 @@ def register(moving: np.ndarray, reference: np.ndarray, *, subvoxel: bool = Fals
         m = _fft(moving)
         spectra = (m, _mirror_ramp(moving.shape) * np.conj(m), _fft(reference))
     best = None
-    for twin, shift in zip((False, True), shifts):
+    for flip, shift in zip((False, True), shifts):
+        if twin is not None and flip != twin:
+            continue
         if spectra is None or _whole(shift):
-            shifted = shift_array(twin_image(moving) if twin else moving, shift)
+            shifted = shift_array(twin_image(moving) if flip else moving, shift)
             overlap = np.vdot(shifted, reference)  # sum(conj(shifted) * reference)
             norm = np.linalg.norm(shifted) * np.linalg.norm(reference)
             in_space = True
         else:  # the same sums on the spectra (Parseval; the ramp keeps the norm): no transform back yet
-            shifted = spectra[twin] * _shift_ramp(moving.shape, shift)
+            shifted = spectra[flip] * _shift_ramp(moving.shape, shift)
             overlap = np.vdot(shifted, spectra[2]) / moving.size
             norm = np.linalg.norm(shifted) * np.linalg.norm(spectra[2]) / moving.size
             in_space = False
         corr = float(np.abs(overlap) / norm) if norm > 0 else 0.0
         if best is None or corr > best[3]:
-            best = (shifted, shift, twin, corr, overlap, in_space)
+            best = (shifted, shift, flip, corr, overlap, in_space)
     shifted, shift, twin, corr, overlap, in_space = best
     if not in_space:
         shifted = _fft(shifted, inverse=True).astype(moving.dtype if np.iscomplexobj(moving) else np.complex64)

@@ -51,6 +51,11 @@ def breed(members: np.ndarray, supports: np.ndarray, ranking: np.ndarray, mode: 
     return children, child_supports
 
 
+def members_mean(aligned: np.ndarray) -> np.ndarray:
+    """The aligned members' mean amplitude with the phase of their sum (``average_aligned``'s object)."""
+    return np.abs(aligned).mean(axis=0) * np.exp(1j * np.angle(aligned.sum(axis=0)))
+
+
 def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement: float = 0.0):
     """Align every member to one reference and average those whose amplitude correlates with the reference's at
     least ``min_agreement``: (mean, amplitude std, phase std, aligned members averaged, their mask).
@@ -70,7 +75,7 @@ def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement
                       for k, a in enumerate(aligned)])
     aligned = aligned[agree]
     amplitudes = np.abs(aligned)
-    mean = amplitudes.mean(axis=0) * np.exp(1j * np.angle(aligned.sum(axis=0)))
+    mean = members_mean(aligned)
     amp_err = amplitudes.std(axis=0).astype(np.float32)
     dphi = np.angle(aligned * np.conj(mean)[None])
     phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32)

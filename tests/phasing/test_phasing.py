@@ -160,3 +160,6 @@ def test_registration_undoes_translation_twin_and_phase(rng):
     assert reg.twin
     assert reg.correlation == pytest.approx(1.0, abs=1e-9)
     np.testing.assert_allclose(reg.aligned, obj, atol=1e-9)
+    forced = register(moved, obj, twin=False)  # the other twin, aligned as well as it can be (a benchmark's re-choice)
+    assert not forced.twin and forced.correlation < reg.correlation
+    assert register(moved, obj, subvoxel=True, twin=True).twin
