@@ -3,9 +3,10 @@
 About a centrosymmetric particle (the pristine control's hexagonal plate), a phase perturbation that is even under
 r -> -r changes the intensity only at second order (|F|^2 of a real, centrosymmetric object is blind to it at first
 order), an odd one at first order: the data fix the even part far less. Reads the live result files of a run folder
-(``results/<run>/scan-*.h5``), reflects each object's flattened displacement phase about its particle's centre and
+(``results/<run>/scan-*.h5``), splits each object's strain about its particle's centre (its twin registered onto it) and
 prints, per scan, the mean eps_zz^2 over the reliable interior of the whole phase, its even part and its odd part,
-and the energy (``strain_energy_estimate``) with the strain read over Gaussian windows of other widths along q.
+and the whole strain's energy over the particle's volume with the strain read over Gaussian windows of other widths
+along q.
 
     .venv/bin/python benchmarks/energy_parity.py RUN_FOLDER [--smoothing 2 1 0.5 0]
 """
@@ -13,38 +14,25 @@ and the energy (``strain_energy_estimate``) with the strain read over Gaussian w
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from streamer.analysis.displacement import strain_along_q, strain_energy_estimate
+from streamer.analysis.displacement import YOUNGS_MODULUS_Z_PA, even_and_odd_strain, strain_along_q
 from streamer.analysis.objects import fields_of
 from streamer.analysis.offline import result_geometry
 from streamer.recording.result_file import read_result
 
 
-def symmetric_box(shape, centre) -> tuple[slice, ...]:
-    """The largest box about the integer ``centre`` that fits in ``shape``."""
-    return tuple(slice(c - min(c, n - 1 - c), c + min(c, n - 1 - c) + 1) for c, n in zip(centre, shape))
-
-
 def parity_strains(particle, geometry) -> dict:
-    """Mean eps_zz^2 of the whole flattened phase and of its inversion-even and -odd parts, where both r and -r are
-    in the reliable interior."""
-    centre = [int(round(v)) for v in ndimage.center_of_mass(particle.support)]
-    box = symmetric_box(particle.flat.shape, centre)
-    flat, reliable = particle.flat[box], particle.reliable[box]
-    both = reliable & reliable[::-1, ::-1, ::-1]
-    phase = np.angle(flat)
-    mirrored = phase[::-1, ::-1, ::-1]
-    out = {"symmetric_fraction": float(both.sum() / max(reliable.sum(), 1))}
-    for name, part in (("all", phase), ("even", (phase + mirrored) / 2), ("odd", (phase - mirrored) / 2)):
-        eps = strain_along_q(np.abs(flat) * np.exp(1j * part), both, voxel_nm=geometry.voxel_nm,
-                             q_inv_nm=geometry.q_bragg_inv_nm)
-        out[name] = float(np.nanmean(eps**2))
-    return out
+    """Mean eps_zz^2 of the whole strain and of the strains of the phase's inversion-even and -odd parts (the odd and
+    even strain of ``even_and_odd_strain``), where both r and -r are read."""
+    odd, even = even_and_odd_strain(particle, np.conj(particle.flat), voxel_nm=geometry.voxel_nm,
+                                    q_inv_nm=geometry.q_bragg_inv_nm)
+    both = np.isfinite(odd)
+    return {"symmetric_fraction": float(both.sum() / max(np.isfinite(particle.strain).sum(), 1)),
+            "all": float(np.mean((odd[both] + even[both]) ** 2)), "even": float(np.mean(odd[both] ** 2)),
+            "odd": float(np.mean(even[both] ** 2))}
 
 
 def main() -> None:
@@ -67,8 +55,8 @@ def main() -> None:
         for s in args.smoothing:
             eps = strain_along_q(particle.flat, particle.reliable, voxel_nm=geometry.voxel_nm,
                                  q_inv_nm=geometry.q_bragg_inv_nm, smoothing_voxels=s)
-            energies[s].append(strain_energy_estimate(dataclasses.replace(particle, strain=eps),
-                                                      voxel_nm=geometry.voxel_nm)["energy_j"])
+            volume = particle.volumes_voxels[min(particle.volumes_voxels)] * (geometry.voxel_nm * 1e-9) ** 3
+            energies[s].append(0.5 * YOUNGS_MODULUS_Z_PA * float(np.nanmean(eps**2)) * volume)
         print(f"{result['metadata'].get('scan', path.stem):>4}  {parts['all'] * 1e10:7.3f} {parts['even'] * 1e10:7.3f} "
               f"{parts['odd'] * 1e10:7.3f}   " + " ".join(f"{energies[s][-1]:.2e}" for s in args.smoothing))
     for name in ("all", "even", "odd"):

@@ -70,7 +70,8 @@ class DislocationPair:
 
 @dataclass(frozen=True)
 class StrainSummary:
-    """Strain along q and the partial strain energy along [002] over the particle (``error`` when impossible)."""
+    """Strain along q and the partial strain energy along [002] of its even part over the particle (``error`` when
+    impossible)."""
 
     energy_j: float = float("nan")
     energy_j_range: tuple[float, float] = (float("nan"), float("nan"))
@@ -79,7 +80,8 @@ class StrainSummary:
     support_thresholds: tuple[float, ...] = ()
     surface_erosion_voxels: int = 0
     error: str | None = None
-    gradient_energy_j: float = float("nan")  # of the strain's linear variation along q, left out of energy_j
+    gradient_energy_j: float = float("nan")  # of the strain's linear variation along q (part of the odd strain)
+    odd_energy_j: float = float("nan")  # of the strain's odd part about the particle's centre, left out of energy_j
 
 
 @dataclass(frozen=True)

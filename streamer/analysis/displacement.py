@@ -18,8 +18,9 @@ angle of the amplitude-weighted sum of the complex products rho(z + 1) conj(rho(
 of ``STRAIN_SMOOTHING_VOXELS`` along z (a derivative of Gaussian: a dislocation's 2 pi branch cut never
 enters it; the ringing that a surface's phase error sends a few layers in is averaged out). The reference
 lattice constant (the phase ramp) is that of the reliable interior. ``strain_energy_estimate`` gives the
-partial strain energy with an error bar that holds the noise, less the strain's linear variation along q
-(a phase quadratic along q, which one reflection's data barely fix; its energy is reported apart).
+partial strain energy of the strain's even part about the particle's centre, with an error bar that holds the
+noise; the odd part (an even displacement phase, which one reflection's data fix only at second order and a twin
+reverses) is reported apart.
 """
 
 from __future__ import annotations
@@ -249,22 +250,24 @@ def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresh
                           {t: int(c.sum()) for t, c in whole.items()}, erosion)
 
 
-def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float | None = None,
+def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float,
                            members: np.ndarray | None = None,
                            youngs_modulus_pa: float = YOUNGS_MODULUS_Z_PA) -> dict:
-    """The partial strain energy along q, E = 1/2 Y_z * integral of eps^2 over the particle, and its error bar.
+    """The partial strain energy along q, E = 1/2 Y_z * integral of eps^2 over the particle, of the strain's even
+    part about the particle's centre, and its error bar.
 
-    The energy density is the mean of eps^2 over the reliable interior (where the strain is read), less the
-    strain's linear variation along q (``beyond_gradient_along_q``, whose energy is ``gradient_energy_j``); the
-    volume is the particle's, cut at the first of ``ENERGY_THRESHOLDS`` (10% of the maximum amplitude).
-    The error adds in quadrature: the energy the strain's noise alone gives (``strain_noise``: it is part of
-    the energy and differs from scan to scan); with ``members`` (K >= 2 aligned members whose mean is the
-    object, and ``q_inv_nm``), the jackknife error over them (the means of K - 1 members: it holds the slow
-    phase errors a reconstruction makes, such as a strain changing across the plate, which the noise misses);
-    and half the spread of the energies over the particle cuts of ``ENERGY_THRESHOLDS``. Returns
-    ``energy_j``, ``energy_error_j``, ``energy_j_range`` (energy -+ error, not below 0), ``noise_energy_j``,
-    ``members_error_j`` (NaN without members), ``energy_density_j_per_m3``, ``gradient_energy_j``,
-    ``strain_gradient_per_nm`` (along q), ``rms_strain`` (the whole strain's), ``volume_m3``, ``strain_voxels``.
+    The energy density is the mean of the even strain's square (``even_and_odd_strain``) over the reliable interior
+    (where the strain is read); the odd part, which one reflection's data fix only at second order and a twin
+    reverses, is reported apart (``odd_energy_j``; the strain's linear variation along q is part of it, its energy
+    ``gradient_energy_j``). The volume is the particle's, cut at the first of ``ENERGY_THRESHOLDS`` (10% of the
+    maximum amplitude). The error adds in quadrature: the energy the even strain's noise alone gives
+    (``strain_noise``: it is part of the energy and differs from scan to scan); with ``members`` (K >= 2 aligned
+    members whose mean is the object), the jackknife error over them (the means of K - 1 members: it holds the slow
+    phase errors a reconstruction makes, which the noise misses); and half the spread of the energies over the
+    particle cuts of ``ENERGY_THRESHOLDS``. Returns ``energy_j``, ``energy_error_j``, ``energy_j_range`` (energy -+
+    error, not below 0), ``noise_energy_j``, ``members_error_j`` (NaN without members), ``energy_density_j_per_m3``,
+    ``odd_energy_j``, ``gradient_energy_j``, ``strain_gradient_per_nm`` (along q), ``rms_strain`` (the whole
+    strain's), ``volume_m3``, ``strain_voxels``.
     """
     strain = particle.strain
     inside = np.isfinite(strain)
@@ -272,28 +275,58 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     nan = float("nan")
     if not inside.any():
         return {"energy_j": nan, "energy_error_j": nan, "energy_j_range": (nan, nan), "noise_energy_j": nan,
-                "members_error_j": nan, "energy_density_j_per_m3": nan, "gradient_energy_j": nan,
-                "strain_gradient_per_nm": nan, "rms_strain": nan, "volume_m3": nan, "strain_voxels": 0}
+                "members_error_j": nan, "energy_density_j_per_m3": nan, "odd_energy_j": nan,
+                "gradient_energy_j": nan, "strain_gradient_per_nm": nan, "rms_strain": nan, "volume_m3": nan,
+                "strain_voxels": 0}
     rest, slope = beyond_gradient_along_q(strain)
-    mean_square = float(np.mean(rest**2))
     whole_square = float(np.mean(strain[inside] ** 2))
-    density = 0.5 * youngs_modulus_pa * mean_square
+    even, odd = even_and_odd_strain(particle, np.conj(particle.flat), voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    mean_square = _mean_square(even)
     volumes = particle.volumes_voxels or {min(ENERGY_THRESHOLDS): int(particle.support.sum())}
     volume = volumes[min(volumes)] * voxel_m3
-    energy = density * volume
-    noise = 0.5 * youngs_modulus_pa * min(strain_noise(strain), mean_square) * volume
-    by_cut = [density * v * voxel_m3 for v in volumes.values()]
+    scale = 0.5 * youngs_modulus_pa * volume
+    energy = scale * mean_square
+    noise = scale * min(strain_noise(even), mean_square)
+    by_cut = [energy * v / volumes[min(volumes)] for v in volumes.values()]
     jackknife = nan
-    if members is not None and len(members) >= 2 and q_inv_nm is not None and particle.reliable is not None:
+    if members is not None and len(members) >= 2 and particle.reliable is not None:
         jackknife = _members_jackknife(np.asarray(members), particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm,
-                                       scale=0.5 * youngs_modulus_pa * volume)
+                                       scale=scale)
     terms = [t for t in (noise, jackknife, (max(by_cut) - min(by_cut)) / 2) if np.isfinite(t)]
     error = float(np.sqrt(np.sum(np.square(terms))))
     return {"energy_j": energy, "energy_error_j": error, "energy_j_range": (max(0.0, energy - error), energy + error),
-            "noise_energy_j": noise, "members_error_j": jackknife, "energy_density_j_per_m3": density,
-            "gradient_energy_j": 0.5 * youngs_modulus_pa * max(whole_square - mean_square, 0.0) * volume,
+            "noise_energy_j": noise, "members_error_j": jackknife, "energy_density_j_per_m3": energy / volume,
+            "odd_energy_j": scale * _mean_square(odd),
+            "gradient_energy_j": scale * max(whole_square - float(np.mean(rest**2)), 0.0),
             "strain_gradient_per_nm": slope / voxel_nm, "rms_strain": float(np.sqrt(whole_square)),
             "volume_m3": volume, "strain_voxels": int(inside.sum())}
+
+
+def _mean_square(a: np.ndarray) -> float:
+    finite = a[np.isfinite(a)]
+    return float(np.mean(finite**2)) if finite.size else float("nan")
+
+
+def even_and_odd_strain(particle: ParticleFields, rho: np.ndarray, *, voxel_nm: float,
+                        q_inv_nm: float) -> tuple[np.ndarray, np.ndarray]:
+    """The strain along q of ``rho`` (the particle's object, a member, a mean of members; ``strain_as_read``) split
+    about the particle's centre into its even part, (eps(r) + eps(-r)) / 2, and its odd part, (eps(r) - eps(-r)) / 2,
+    where both r and -r are read (NaN elsewhere; the whole strain as even where no voxel pairs).
+
+    The mirror eps(-r) is the strain of rho's twin, conj(rho(-r)), registered onto rho: the centre is where the
+    particle best overlaps its own inversion. About a centrosymmetric particle the intensity fixes the odd part of
+    the displacement phase (the even strain) at first order and the even phase (the odd strain) only at second: the
+    twin reverses the odd strain, a member can hold it half reversed (twin stagnation), and an average keeps it as
+    the members' twins happen to split (BENCHMARKS.md, "The even strain")."""
+    from streamer.phasing.alignment import register, twin_image
+
+    eps = strain_as_read(particle, rho, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    mirror = register(twin_image(rho), rho, subvoxel=True, twin=False).aligned
+    mirrored = strain_as_read(particle, mirror, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    both = np.isfinite(eps) & np.isfinite(mirrored)
+    if not both.any():
+        return eps, np.full(eps.shape, np.nan)
+    return np.where(both, (eps + mirrored) / 2, np.nan), np.where(both, (eps - mirrored) / 2, np.nan)
 
 
 def beyond_gradient_along_q(strain: np.ndarray) -> tuple[np.ndarray, float]:
@@ -325,7 +358,8 @@ def strain_as_read(particle: ParticleFields, rho: np.ndarray, *, voxel_nm: float
 
 def _members_jackknife(members: np.ndarray, particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float,
                        scale: float) -> float:
-    """Jackknife standard error of ``scale`` * mean eps^2 of the members' mean, from the K means of K - 1.
+    """Jackknife standard error of ``scale`` * the mean square of the even strain of the members' mean, from the K
+    means of K - 1.
 
     Each mean of K - 1 is read where the object's phase is trusted and its own is too (its own ``reliable_interior``),
     as the estimator reads the object: on the lab grid the object keeps its amplitude apart from its phase
@@ -338,8 +372,8 @@ def _members_jackknife(members: np.ndarray, particle: ParticleFields, *, voxel_n
     total = members.sum(axis=0)
     values = []
     for m in members:
-        eps = strain_as_read(particle, (total - m) / (k - 1), voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
-        values.append(scale * float(np.mean(beyond_gradient_along_q(eps)[0] ** 2)))
+        even, _ = even_and_odd_strain(particle, (total - m) / (k - 1), voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        values.append(scale * _mean_square(even))
     values = np.asarray(values)
     return float(np.sqrt((k - 1) / k * np.sum((values - values.mean()) ** 2)))
 

@@ -157,17 +157,18 @@ def _domain_at(labels: np.ndarray, point) -> int | None:
     return int(labels[idx]) - 1 if labels[idx] > 0 else None
 
 
-def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int, *, q_inv_nm: float | None = None,
+def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int, *, q_inv_nm: float,
                    members: np.ndarray | None = None) -> StrainSummary:
-    """The partial strain energy and its error (``strain_energy_estimate``: the reliable interior's density
-    over the particle's volume; noise, members and particle cuts in the error), and the rms strain."""
+    """The partial strain energy and its error (``strain_energy_estimate``: the reliable interior's density of the
+    even strain over the particle's volume; noise, members and particle cuts in the error), and the rms strain."""
     if particle.strain_error is not None:
         return StrainSummary(error=particle.strain_error)
     e = strain_energy_estimate(particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm, members=members)
     return StrainSummary(float(f"{e['energy_j']:.4g}"), tuple(float(f"{v:.4g}") for v in e["energy_j_range"]),
                          float(f"{e['energy_density_j_per_m3']:.4g}"), float(f"{e['rms_strain']:.4g}"),
                          tuple(ENERGY_THRESHOLDS), erosion,
-                         gradient_energy_j=float(f"{e['gradient_energy_j']:.4g}"))
+                         gradient_energy_j=float(f"{e['gradient_energy_j']:.4g}"),
+                         odd_energy_j=float(f"{e['odd_energy_j']:.4g}"))
 
 
 def surface_mask(amplitude: np.ndarray, support: np.ndarray) -> np.ndarray:

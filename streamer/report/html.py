@@ -20,8 +20,8 @@ from streamer.report.figures import peak_images_png, slices_png, timelines_png
 
 log = logging.getLogger(__name__)
 VIEW3D_JS = Path(__file__).resolve().parents[1] / "web" / "static" / "view3d.js"
-GRADIENT_NOTE = ("the energy of the strain varying linearly along q, left out of the strain energy: one reflection "
-                 "hardly fixes it, and a strain-free particle's reconstructions disagree on it")
+ODD_NOTE = ("the energy of the strain's odd part about the particle's centre, left out of the strain energy: one "
+            "reflection fixes it only at second order, a twin reverses it, and a scan's reconstructions disagree on it")
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -112,7 +112,7 @@ def _view3d(scenes: dict) -> list[str]:
 
 def _energy_cell(strain) -> str:
     """The strain energy with its error bar (the upper end of ``energy_j_range`` less the energy), and beneath
-    it the energy of the strain's linear variation along q that ``energy_j`` leaves out (docs/events.md)."""
+    it the energy of the strain's odd part that ``energy_j`` leaves out (docs/events.md)."""
     strain = strain if isinstance(strain, dict) else {}
     energy, span = strain.get("energy_j"), strain.get("energy_j_range")
     if not isinstance(energy, (int, float)):
@@ -120,9 +120,9 @@ def _energy_cell(strain) -> str:
     text = f"{energy:.3g}"
     if isinstance(span, (list, tuple)) and len(span) == 2 and isinstance(span[1], (int, float)):
         text += f" &plusmn; {span[1] - energy:.2g}"
-    gradient = strain.get("gradient_energy_j")
-    if isinstance(gradient, (int, float)) and gradient > 0:
-        text += f"<br><small title='{html.escape(GRADIENT_NOTE)}'>gradient along q: {gradient:.2g}</small>"
+    odd = strain.get("odd_energy_j")
+    if isinstance(odd, (int, float)) and odd > 0:
+        text += f"<br><small title='{html.escape(ODD_NOTE)}'>odd part: {odd:.2g}</small>"
     return text
 
 

@@ -15,8 +15,8 @@ const energyText = (s) => { // the strain energy with its error bar (energy_j_ra
   const hi = (s.energy_j_range || [])[1];
   return (typeof s.energy_j === "number" && typeof hi === "number") ? `${sci(s.energy_j)} ± ${sci(hi - s.energy_j)}` : sci(s.energy_j);
 };
-const energyTitle = (s) => (typeof s.gradient_energy_j === "number") ? // what energy_j leaves out (docs/events.md)
-  `gradient along q: ${sci(s.gradient_energy_j)} J, left out of the energy (one reflection hardly fixes it)` : "";
+const energyTitle = (s) => (typeof s.odd_energy_j === "number") ? // what energy_j leaves out (docs/events.md)
+  `odd part: ${sci(s.odd_energy_j)} J, left out of the energy (one reflection fixes it only at second order; a twin reverses it)` : "";
 
 function f32(packed) {
   const s = atob(packed.f32);
