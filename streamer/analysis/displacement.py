@@ -25,7 +25,7 @@ reverses) is reported apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -302,6 +302,15 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
             "volume_m3": volume, "strain_voxels": int(inside.sum())}
 
 
+def _particle_box(support: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
+    """The bounding box of ``support`` grown by ``margin`` voxels (within the grid)."""
+    where = np.nonzero(support)
+    if not where[0].size:
+        return tuple(slice(None) for _ in support.shape)
+    return tuple(slice(max(int(w.min()) - margin, 0), min(int(w.max()) + margin + 1, n))
+                 for w, n in zip(where, support.shape))
+
+
 def _mean_square(a: np.ndarray) -> float:
     finite = a[np.isfinite(a)]
     return float(np.mean(finite**2)) if finite.size else float("nan")
@@ -320,13 +329,18 @@ def even_and_odd_strain(particle: ParticleFields, rho: np.ndarray, *, voxel_nm: 
     the members' twins happen to split (BENCHMARKS.md, "The even strain")."""
     from streamer.phasing.alignment import register, twin_image
 
-    eps = strain_as_read(particle, rho, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    box = _particle_box(particle.support)  # the particle and a margin of zeros: all of it is read there
+    inside = replace(particle, support=particle.support[box], reliable=particle.reliable[box])
+    rho = np.asarray(rho)[box]
+    eps = strain_as_read(inside, rho, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
     mirror = register(twin_image(rho), rho, subvoxel=True, twin=False).aligned
-    mirrored = strain_as_read(particle, mirror, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+    mirrored = strain_as_read(inside, mirror, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
     both = np.isfinite(eps) & np.isfinite(mirrored)
-    if not both.any():
-        return eps, np.full(eps.shape, np.nan)
-    return np.where(both, (eps + mirrored) / 2, np.nan), np.where(both, (eps - mirrored) / 2, np.nan)
+    even, odd = (eps, np.full(eps.shape, np.nan)) if not both.any() else (
+        np.where(both, (eps + mirrored) / 2, np.nan), np.where(both, (eps - mirrored) / 2, np.nan))
+    out = np.full((2,) + particle.support.shape, np.nan)
+    out[(slice(None),) + box] = even, odd
+    return out[0], out[1]
 
 
 def beyond_gradient_along_q(strain: np.ndarray) -> tuple[np.ndarray, float]:
