@@ -5,7 +5,8 @@ only in the even part of the phase, whose slope of strain along q (`gradient_ene
 twin. Reads the live result files of a run folder that kept their members (`[recording] keep_members = true`, e.g.
 `bcdi-stream demo --scenario pristine --fast --config KEEP.toml --out DIR`) and prints, per scan: the energy and its
 bar, each averaged member's slope along q (1e-7 a voxel) and how their signs split; then the run's energies grouped
-by that split, and re-read (not shipped) with the members' twins chosen so that their slopes along q balance.
+by that split, and re-read (not shipped) with the members' twins chosen so that their slopes along q balance. (Since
+session 37 the energy is that of the strain's even part, which no twin changes: "shipped" and "rebalanced" agree.)
 
     .venv/bin/python benchmarks/twin_modes.py DIR
 """
