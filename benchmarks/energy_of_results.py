@@ -63,8 +63,8 @@ def main() -> None:
         print(f"## {folder}")
         if not args.quiet:
             for r in rows:
-                print(f"scan {r['scan']}: {r['energy_j']:.3g} +- {r['error_j']:.2g} J, odd part {r['odd_energy_j']:.2g} J"
-                      f" ({r['members']} members)")
+                print(f"scan {r['scan']}: {r['energy_j']:.3g} +- {r['error_j']:.2g} J, odd part "
+                      f"{r['odd_energy_j']:.2g} J ({r['members']} members)")
         print(summary(rows), flush=True)
 
 

@@ -107,7 +107,8 @@ def test_the_energy_is_the_interiors_density_over_the_whole_particle_and_a_real_
     one."""
     band = particle_fields(_thin_plate(rng, eps=_band), voxel_nm=VOXEL, q_inv_nm=Q, threshold=0.2, erosion=1)
     x = np.arange(32)[None, None, :]
-    outer, middle = (np.isfinite(band.strain) & (np.abs(x - 16) >= 7)), (np.isfinite(band.strain) & (np.abs(x - 16) <= 4))
+    read = np.isfinite(band.strain)
+    outer, middle = read & (np.abs(x - 16) >= 7), read & (np.abs(x - 16) <= 4)
     assert np.ptp(band.strain[outer]) < 1e-12 and np.ptp(band.strain[middle]) < 1e-12  # no smearing along z
     # read against the interior's mean lattice (the ramp), the two regions differ by what was put in
     assert band.strain[outer][0] - band.strain[middle][0] == pytest.approx(2 * EPS, rel=1e-6, abs=0)
