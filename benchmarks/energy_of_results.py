@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.analysis.displacement import strain_energy_estimate
-from streamer.analysis.objects import fields_of
-from streamer.analysis.offline import result_geometry
+from streamer.analysis.offline import result_strain_energy
 from streamer.recording.result_file import read_result
 
 
@@ -29,10 +27,8 @@ def run_energies(folder: Path) -> list[dict]:
     rows = []
     for path in sorted(folder.glob("results/*/scan-*.h5")):
         result = read_result(path)
-        geometry = result_geometry(result)
         members = result.get("members")
-        e = strain_energy_estimate(fields_of(result["object"], geometry), voxel_nm=geometry.voxel_nm,
-                                   q_inv_nm=geometry.q_bragg_inv_nm, members=members)
+        e = result_strain_energy(result)
         rows.append({"scan": result["metadata"].get("scan", path.stem), "energy_j": e["energy_j"],
                      "error_j": e["energy_error_j"], "odd_energy_j": e["odd_energy_j"],
                      "members": 0 if members is None else len(members)})

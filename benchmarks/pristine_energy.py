@@ -62,13 +62,9 @@ def summary(energy: np.ndarray, span: np.ndarray) -> dict:
 def repeat_energy(result: dict) -> tuple[float, float]:
     """The energy and error bar of a result written by ``reconstruct`` (with its members), as the service reads
     a scan's object."""
-    from streamer.analysis.displacement import strain_energy_estimate
-    from streamer.analysis.objects import fields_of
-    from streamer.analysis.offline import result_geometry
+    from streamer.analysis.offline import result_strain_energy
 
-    geometry = result_geometry(result)
-    e = strain_energy_estimate(fields_of(result["object"], geometry), voxel_nm=geometry.voxel_nm,
-                               q_inv_nm=geometry.q_bragg_inv_nm, members=result["members"])
+    e = result_strain_energy(result)
     return e["energy_j"], e["energy_error_j"]
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.analysis.displacement import beyond_gradient_along_q, strain_as_read, strain_energy_estimate
+from streamer.analysis.displacement import beyond_gradient_along_q, strain_as_read
 from streamer.analysis.objects import fields_of
-from streamer.analysis.offline import result_geometry
+from streamer.analysis.offline import result_geometry, result_strain_energy
 from streamer.phasing.alignment import register
 from streamer.phasing.genetic import members_mean
 from streamer.recording.result_file import read_result
@@ -33,9 +33,9 @@ def slope_along_q(member: np.ndarray, particle, geometry) -> float:
     return beyond_gradient_along_q(strain)[1]
 
 
-def energy(obj: np.ndarray, members: np.ndarray, geometry) -> tuple[float, tuple[float, float]]:
-    e = strain_energy_estimate(fields_of(obj, geometry), voxel_nm=geometry.voxel_nm,
-                               q_inv_nm=geometry.q_bragg_inv_nm, members=members)
+def energy(result: dict, obj: np.ndarray, members: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """The shipped energy and range of ``obj`` with ``members`` in place of the result's own."""
+    e = result_strain_energy({**result, "object": obj, "members": members})
     return e["energy_j"], e["energy_j_range"]
 
 
@@ -72,10 +72,10 @@ def main() -> None:
         twins = [members[0]] + [register(m, members[0], subvoxel=True, twin=True).aligned for m in members[1:]]
         slopes = [slope_along_q(m, particle, geometry) for m in members]
         twin_slopes = [slope_along_q(t, particle, geometry) for t in twins]
-        shipped = energy(result["object"], members, geometry)
+        shipped = energy(result, result["object"], members)
         chosen = balanced(members, slopes, twin_slopes, twins)
         mean = members_mean(chosen).astype(np.complex64)
-        rebalanced = energy(mean, chosen, geometry)
+        rebalanced = energy(result, mean, chosen)
         split = abs(sum(np.sign(slopes)))
         rows.append((shipped, rebalanced, split, len(members)))
         print(f"scan {result['metadata'].get('scan', path.stem)}: {shipped[0]:.3g} J [{shipped[1][0]:.3g}, "

@@ -51,6 +51,17 @@ def result_geometry(result: dict) -> OrthogonalGeometry:
     return geometry
 
 
+def result_strain_energy(result: dict) -> dict:
+    """``strain_energy_estimate`` of a lab-frame result (a live result file, ``reconstruct``'s output) as the service
+    reads its object: with its members when the result kept them."""
+    from streamer.analysis.displacement import strain_energy_estimate
+    from streamer.analysis.objects import fields_of
+
+    geometry = result_geometry(result)
+    return strain_energy_estimate(fields_of(result["object"], geometry), voxel_nm=geometry.voxel_nm,
+                                  q_inv_nm=geometry.q_bragg_inv_nm, members=result.get("members"))
+
+
 def _peak_grid(result: dict, geometry: OrthogonalGeometry) -> tuple[tuple[int, int, int], float]:
     """(shape, rocking step) against which the stored peak's centre is judged: the detector frames'
     (rows, cols, steps) for a detector scan, else the object's grid."""
