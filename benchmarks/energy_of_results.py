@@ -1,8 +1,9 @@
 """The strain energy of a run's live result files, read again with this code's estimator (issue 19).
 
 Reads `results/<run>/scan-*.h5` of each run folder (from `bcdi-stream demo`, `serve` or `replay`; with
-`[recording] keep_members = true` the members too, so the error bar is the service's own) and prints, per scan, the
-energy (`strain_energy_estimate`: the strain's even part), its error bar and the odd part left out; per run, the
+`[recording] keep_members = true` the members and noise replicas too, so the error bar is the service's own) and
+prints, per scan, the energy (`strain_energy_estimate`: the strain's even part), its error bar, the noise's part of
+it (from the replicas where kept) and the odd part left out; per run, the
 scans' mean, the coefficient of variation across scans, how many error bars exclude the run's mean (issue 19 asks
 CV <= 20% and none on the pristine control), the spread of (energy - mean) / bar, and each change from one scan to
 the next in combined bars (the reference asks more than 3 where the boundary appears and where it resolves).
@@ -23,15 +24,16 @@ from streamer.recording.result_file import read_result
 
 
 def run_energies(folder: Path) -> list[dict]:
-    """Each result file's scan, energy, error bar, odd energy and whether its members were kept."""
+    """Each result file's scan, energy, error bar, noise and odd energies, and how many members and replicas it kept."""
     rows = []
     for path in sorted(folder.glob("results/*/scan-*.h5")):
         result = read_result(path)
-        members = result.get("members")
+        members, replicas = result.get("members"), result.get("replicas")
         e = result_strain_energy(result)
         rows.append({"scan": result["metadata"].get("scan", path.stem), "energy_j": e["energy_j"],
                      "error_j": e["energy_error_j"], "odd_energy_j": e["odd_energy_j"],
-                     "members": 0 if members is None else len(members)})
+                     "noise_energy_j": e["noise_energy_j"], "members": 0 if members is None else len(members),
+                     "replicas": 0 if replicas is None else len(replicas)})
     return rows
 
 
@@ -59,8 +61,9 @@ def main() -> None:
         print(f"## {folder}")
         if not args.quiet:
             for r in rows:
-                print(f"scan {r['scan']}: {r['energy_j']:.3g} +- {r['error_j']:.2g} J, odd part "
-                      f"{r['odd_energy_j']:.2g} J ({r['members']} members)")
+                print(f"scan {r['scan']}: {r['energy_j']:.3g} +- {r['error_j']:.2g} J, noise "
+                      f"{r['noise_energy_j']:.2g} J, odd part {r['odd_energy_j']:.2g} J ({r['members']} members, "
+                      f"{r['replicas']} replicas)")
         print(summary(rows), flush=True)
 
 

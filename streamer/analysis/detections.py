@@ -82,6 +82,7 @@ class StrainSummary:
     error: str | None = None
     gradient_energy_j: float = float("nan")  # of the strain's linear variation along q (part of the odd strain)
     odd_energy_j: float = float("nan")  # of the strain's odd part about the particle's centre, left out of energy_j
+    noise_energy_j: float = float("nan")  # of energy_j, what the counting noise alone gives (part of the error)
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,7 @@ def particle_fields(rho: np.ndarray, *, voxel_nm: float, q_inv_nm: float, thresh
 
 
 def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float,
-                           members: np.ndarray | None = None,
+                           members: np.ndarray | None = None, replicas: np.ndarray | None = None,
                            youngs_modulus_pa: float = YOUNGS_MODULUS_Z_PA) -> dict:
     """The partial strain energy along q, E = 1/2 Y_z * integral of eps^2 over the particle, of the strain's even
     part about the particle's centre, and its error bar.
@@ -260,13 +260,18 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     (where the strain is read); the odd part, which one reflection's data fix only at second order and a twin
     reverses, is reported apart (``odd_energy_j``; the strain's linear variation along q is part of it, its energy
     ``gradient_energy_j``). The volume is the particle's, cut at the first of ``ENERGY_THRESHOLDS`` (10% of the
-    maximum amplitude). The error adds in quadrature: the energy the even strain's noise alone gives
-    (``strain_noise``: it is part of the energy and differs from scan to scan); with ``members`` (K >= 2 aligned
+    maximum amplitude). The error adds in quadrature: the energy the counting noise alone gives (it is part of the
+    energy: a strain-free particle's is all noise), with ``replicas`` (R >= 2 noise replicas aligned with the object,
+    streamer/phasing/replicas.py) the mean energy of their even strain's difference from the object's, else the
+    neighbours' (``strain_noise``: a third of it where the noise is smooth over the resolution); with ``replicas``
+    the spread of their energies (what the noise does to the energy from scan to scan; a strain-free particle's it
+    overstates by up to sqrt(3), each replica carrying its object's noise too); with ``members`` (K >= 2 aligned
     members whose mean is the object), the jackknife error over them (the means of K - 1 members: it holds the slow
     phase errors a reconstruction makes, which the noise misses); and half the spread of the energies over the
     particle cuts of ``ENERGY_THRESHOLDS``. Returns ``energy_j``, ``energy_error_j``, ``energy_j_range`` (energy -+
-    error, not below 0), ``noise_energy_j``, ``members_error_j`` (NaN without members), ``energy_density_j_per_m3``,
-    ``odd_energy_j``, ``gradient_energy_j``, ``strain_gradient_per_nm`` (along q), ``rms_strain`` (the whole
+    error, not below 0), ``noise_energy_j``, ``noise_scatter_j`` (NaN without replicas), ``members_error_j`` (NaN
+    without members), ``energy_density_j_per_m3``, ``odd_energy_j``, ``gradient_energy_j``,
+    ``strain_gradient_per_nm`` (along q), ``rms_strain`` (the whole
     strain's), ``volume_m3``, ``strain_voxels``.
     """
     strain = particle.strain
@@ -275,7 +280,7 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     nan = float("nan")
     if not inside.any():
         return {"energy_j": nan, "energy_error_j": nan, "energy_j_range": (nan, nan), "noise_energy_j": nan,
-                "members_error_j": nan, "energy_density_j_per_m3": nan, "odd_energy_j": nan,
+                "noise_scatter_j": nan, "members_error_j": nan, "energy_density_j_per_m3": nan, "odd_energy_j": nan,
                 "gradient_energy_j": nan, "strain_gradient_per_nm": nan, "rms_strain": nan, "volume_m3": nan,
                 "strain_voxels": 0}
     rest, slope = beyond_gradient_along_q(strain)
@@ -286,16 +291,20 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     volume = volumes[min(volumes)] * voxel_m3
     scale = 0.5 * youngs_modulus_pa * volume
     energy = scale * mean_square
-    noise = scale * min(strain_noise(even), mean_square)
+    noise, scatter = scale * min(strain_noise(even), mean_square), nan
+    if replicas is not None and len(replicas) >= 2 and particle.reliable is not None:
+        noise, scatter = _replicas_noise(np.asarray(replicas), particle, even, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm,
+                                         scale=scale)
     by_cut = [energy * v / volumes[min(volumes)] for v in volumes.values()]
     jackknife = nan
     if members is not None and len(members) >= 2 and particle.reliable is not None:
         jackknife = _members_jackknife(np.asarray(members), particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm,
                                        scale=scale)
-    terms = [t for t in (noise, jackknife, (max(by_cut) - min(by_cut)) / 2) if np.isfinite(t)]
+    terms = [t for t in (noise, scatter, jackknife, (max(by_cut) - min(by_cut)) / 2) if np.isfinite(t)]
     error = float(np.sqrt(np.sum(np.square(terms))))
     return {"energy_j": energy, "energy_error_j": error, "energy_j_range": (max(0.0, energy - error), energy + error),
-            "noise_energy_j": noise, "members_error_j": jackknife, "energy_density_j_per_m3": energy / volume,
+            "noise_energy_j": noise, "noise_scatter_j": scatter, "members_error_j": jackknife,
+            "energy_density_j_per_m3": energy / volume,
             "odd_energy_j": scale * _mean_square(odd),
             "gradient_energy_j": scale * max(whole_square - float(np.mean(rest**2)), 0.0),
             "strain_gradient_per_nm": slope / voxel_nm, "rms_strain": float(np.sqrt(whole_square)),
@@ -368,6 +377,21 @@ def strain_as_read(particle: ParticleFields, rho: np.ndarray, *, voxel_nm: float
         trusted = reliable
     flat, _, _ = remove_ramp(displacement_object(rho), trusted)
     return strain_along_q(flat, trusted, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+
+
+def _replicas_noise(replicas: np.ndarray, particle: ParticleFields, even: np.ndarray, *, voxel_nm: float,
+                    q_inv_nm: float, scale: float) -> tuple[float, float]:
+    """(noise energy, spread): the mean of ``scale`` * the mean square of each replica's even strain less the
+    object's ``even`` (read as the object is, ``even_and_odd_strain``), and the standard deviation of ``scale`` * the
+    mean square of the replicas' even strains."""
+    if replicas.ndim != 4 or replicas.shape[1:] != particle.support.shape:
+        raise ValueError(f"replicas must be (R, z, y, x) like the object, got {replicas.shape}")
+    differences, energies = [], []
+    for r in replicas:
+        own, _ = even_and_odd_strain(particle, r, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm)
+        differences.append(scale * _mean_square(own - even))
+        energies.append(scale * _mean_square(own))
+    return float(np.nanmean(differences)), float(np.nanstd(energies, ddof=1))
 
 
 def _members_jackknife(members: np.ndarray, particle: ParticleFields, *, voxel_nm: float, q_inv_nm: float,

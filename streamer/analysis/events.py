@@ -70,6 +70,7 @@ def strain_record(s: StrainSummary) -> dict:
         return {"error": s.error}
     return {"energy_j": s.energy_j, "energy_j_range": list(s.energy_j_range),
             "energy_density_j_per_m3": s.energy_density_j_per_m3, "odd_energy_j": s.odd_energy_j,
+            "noise_energy_j": s.noise_energy_j,
             "gradient_energy_j": s.gradient_energy_j,
             "rms_strain": s.rms_strain,
             "support_thresholds": list(s.support_thresholds), "surface_erosion_voxels": s.surface_erosion_voxels}

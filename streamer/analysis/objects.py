@@ -54,7 +54,8 @@ def fields_of(rho: np.ndarray, geometry, config: AnalysisConfig | None = None) -
 
 
 def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | None = None,
-                   members: np.ndarray | None = None, particle: ParticleFields | None = None) -> ObjectAnalysis:
+                   members: np.ndarray | None = None, particle: ParticleFields | None = None,
+                   replicas: np.ndarray | None = None) -> ObjectAnalysis:
     """Defects, pairs and strain of a reconstructed object (z, y, x), rho = |rho| exp(-i G.u): windings,
     boundary steps and domain offsets are those of the displacement phase G.u = -arg(rho).
 
@@ -123,7 +124,7 @@ def analyze_object(rho: np.ndarray, *, geometry, xp, config: AnalysisConfig | No
     return ObjectAnalysis(tuple(vortices), tuple(boundaries),
                           tuple(dislocation_pairs(vortices, support, geometry.voxel_nm)),
                           strain_summary(particle, geometry.voxel_nm, config.surface_erosion_voxels,
-                                         q_inv_nm=geometry.q_bragg_inv_nm, members=members),
+                                         q_inv_nm=geometry.q_bragg_inv_nm, members=members, replicas=replicas),
                           tuple(domains), int(support.sum()))
 
 
@@ -158,17 +159,19 @@ def _domain_at(labels: np.ndarray, point) -> int | None:
 
 
 def strain_summary(particle: ParticleFields, voxel_nm: float, erosion: int, *, q_inv_nm: float,
-                   members: np.ndarray | None = None) -> StrainSummary:
+                   members: np.ndarray | None = None, replicas: np.ndarray | None = None) -> StrainSummary:
     """The partial strain energy and its error (``strain_energy_estimate``: the reliable interior's density of the
-    even strain over the particle's volume; noise, members and particle cuts in the error), and the rms strain."""
+    even strain over the particle's volume; noise, its replicas, members and particle cuts in the error), and the
+    rms strain."""
     if particle.strain_error is not None:
         return StrainSummary(error=particle.strain_error)
-    e = strain_energy_estimate(particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm, members=members)
+    e = strain_energy_estimate(particle, voxel_nm=voxel_nm, q_inv_nm=q_inv_nm, members=members, replicas=replicas)
     return StrainSummary(float(f"{e['energy_j']:.4g}"), tuple(float(f"{v:.4g}") for v in e["energy_j_range"]),
                          float(f"{e['energy_density_j_per_m3']:.4g}"), float(f"{e['rms_strain']:.4g}"),
                          tuple(ENERGY_THRESHOLDS), erosion,
                          gradient_energy_j=float(f"{e['gradient_energy_j']:.4g}"),
-                         odd_energy_j=float(f"{e['odd_energy_j']:.4g}"))
+                         odd_energy_j=float(f"{e['odd_energy_j']:.4g}"),
+                         noise_energy_j=float(f"{e['noise_energy_j']:.4g}"))
 
 
 def surface_mask(amplitude: np.ndarray, support: np.ndarray) -> np.ndarray:

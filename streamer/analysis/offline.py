@@ -32,8 +32,10 @@ def in_lab_frame(result: dict) -> dict:
     support = result.get("support")
     lab = lab_grid(det, support if support is not None and np.any(support) else np.abs(obj) > 0.1 * np.abs(obj).max())
     errors = {k: result.get(k) for k in ("amplitude_error", "phase_error")}
-    moved = to_lab(det, lab, obj, support=support, errors=errors, members=result.get("members"))
-    return {**result, "object": moved.rho, "support": moved.support, "members": moved.members, **moved.errors,
+    moved = to_lab(det, lab, obj, support=support, errors=errors, members=result.get("members"),
+                   replicas=result.get("replicas"))
+    return {**result, "object": moved.rho, "support": moved.support, "members": moved.members,
+            "replicas": moved.replicas, **moved.errors,
             "metadata": {**meta, "geometry": lab.to_dict(), "detector_geometry": det.to_dict(),
                          "frame": frame_info(lab, det), "voxel_nm_zyx": [lab.voxel_nm] * 3}}
 
@@ -53,13 +55,14 @@ def result_geometry(result: dict) -> OrthogonalGeometry:
 
 def result_strain_energy(result: dict) -> dict:
     """``strain_energy_estimate`` of a lab-frame result (a live result file, ``reconstruct``'s output) as the service
-    reads its object: with its members when the result kept them."""
+    reads its object: with its members and noise replicas when the result kept them."""
     from streamer.analysis.displacement import strain_energy_estimate
     from streamer.analysis.objects import fields_of
 
     geometry = result_geometry(result)
     return strain_energy_estimate(fields_of(result["object"], geometry), voxel_nm=geometry.voxel_nm,
-                                  q_inv_nm=geometry.q_bragg_inv_nm, members=result.get("members"))
+                                  q_inv_nm=geometry.q_bragg_inv_nm, members=result.get("members"),
+                                  replicas=result.get("replicas"))
 
 
 def _peak_grid(result: dict, geometry: OrthogonalGeometry) -> tuple[tuple[int, int, int], float]:
@@ -83,7 +86,8 @@ def track_result(tracker: SeriesTracker, result: dict, *, xp) -> tuple[TrackedSc
     shape, step = _peak_grid(result, geometry)
     peak_flags = tracker.peak(peak, shape=shape, rocking_step_deg=step) if peak else []
     tracked = tracker.observe(int(meta.get("scan", len(tracker.peaks))), np.asarray(result["object"]),
-                              geometry=geometry, xp=xp, members=result.get("members"), positions="object")
+                              geometry=geometry, xp=xp, members=result.get("members"), positions="object",
+                              replicas=result.get("replicas"))
     return tracked, tracked.flags + peak_flags
 
 

@@ -60,6 +60,7 @@ class LabObject:
     errors: dict  # amplitude_error, phase_error (those given), on the lab grid
     members: np.ndarray | None
     geometry: OrthogonalGeometry
+    replicas: np.ndarray | None = None  # noise replicas (streamer/phasing/replicas.py), moved as the members
 
 
 def lab_grid(geometry: DetectorGeometry, support: np.ndarray, *, voxel_nm: float | None = None,
@@ -83,8 +84,9 @@ def lab_grid(geometry: DetectorGeometry, support: np.ndarray, *, voxel_nm: float
 
 
 def to_lab(geometry: DetectorGeometry, lab: OrthogonalGeometry, rho: np.ndarray, *, support: np.ndarray | None = None,
-           errors: dict | None = None, members: np.ndarray | None = None) -> LabObject:
-    """Resample an object (and its support, error bars and members) from ``geometry``'s (step, row, col)
+           errors: dict | None = None, members: np.ndarray | None = None,
+           replicas: np.ndarray | None = None) -> LabObject:
+    """Resample an object (and its support, error bars, members and noise replicas) from ``geometry``'s (step, row, col)
     grid onto ``lab`` (linear interpolation), the object's amplitude centre of mass (within ``support``)
     landing on the lab origin, index n // 2: phasing centres it to a whole voxel of the detector grid, which
     along the rocking direction is a resolution element (24.6 nm on the demo's quad), a lab voxel's fraction
@@ -114,8 +116,9 @@ def to_lab(geometry: DetectorGeometry, lab: OrthogonalGeometry, rho: np.ndarray,
         support_lab = resample(np.asarray(support, np.float32)) > 0.5
     errors_lab = {k: resample(np.asarray(v, np.float32)).astype(np.float32) for k, v in (errors or {}).items()
                   if v is not None}
-    members_lab = None if members is None else np.stack([resample_field(m) for m in members])
-    return LabObject(rho_lab, support_lab, errors_lab, members_lab, lab)
+    members_lab, replicas_lab = (None if a is None else np.stack([resample_field(m) for m in a])
+                                 for a in (members, replicas))
+    return LabObject(rho_lab, support_lab, errors_lab, members_lab, lab, replicas_lab)
 
 
 def amplitude_centre(amplitude: np.ndarray) -> tuple[float, ...] | None:
@@ -165,14 +168,15 @@ def analyze_scan(intensity: np.ndarray, *, scan: int, geometry, xp, tracker: Ser
     errors = {k: v for k, v in (("amplitude_error", result.amplitude_error), ("phase_error", result.phase_error))
               if v is not None}
     info = phasing_info(result)
-    rho, members, analysed = result.rho, result.members, geometry
+    rho, members, replicas, analysed = result.rho, result.members, result.replicas, geometry
     if detector:
         lab = lab_grid(geometry, result.support, voxel_nm=lab_voxel_nm, q_inv_nm=q_inv_nm, previous=lab)
-        obj = to_lab(geometry, lab, result.rho, support=result.support, errors=errors, members=result.members)
-        rho, members, errors, analysed = obj.rho, obj.members, obj.errors, lab
+        obj = to_lab(geometry, lab, result.rho, support=result.support, errors=errors, members=result.members,
+                     replicas=result.replicas)
+        rho, members, replicas, errors, analysed = obj.rho, obj.members, obj.replicas, obj.errors, lab
         info["frame"] = "lab"
         info["voxel_nm"] = round(lab.voxel_nm, 4)
-    tracked = tracker.observe(scan, rho, geometry=analysed, xp=xp, members=members, errors=errors)
+    tracked = tracker.observe(scan, rho, geometry=analysed, xp=xp, members=members, errors=errors, replicas=replicas)
     if tracked.alignment.correlation_to_previous is not None:
         info["twin_flipped"] = tracked.alignment.twin_flipped
         info["correlation_to_previous"] = round(tracked.alignment.correlation_to_previous, 4)

@@ -41,6 +41,7 @@ class TrackedScan:
     alignment: Alignment = field(default_factory=Alignment)
     compared_with_scan: int | None = None
     members: np.ndarray | None = field(default=None, repr=False)  # the averaged members, aligned with rho
+    replicas: np.ndarray | None = field(default=None, repr=False)  # its noise replicas, aligned with rho
 
 
 class SeriesTracker:
@@ -65,8 +66,10 @@ class SeriesTracker:
         return found
 
     def observe(self, scan: int, rho: np.ndarray, *, geometry, xp, members: np.ndarray | None = None,
-                errors: dict | None = None, positions: str = "aligned") -> TrackedScan:
-        """Align ``rho`` (and its members and error bars) to the previous object, analyse it, compare.
+                errors: dict | None = None, positions: str = "aligned",
+                replicas: np.ndarray | None = None) -> TrackedScan:
+        """Align ``rho`` (and its members, noise replicas and error bars) to the previous object, analyse it,
+        compare.
 
         ``positions="object"`` reports voxel positions in ``rho``'s own array (as given), not in the
         aligned frame; positions in nm are always in the aligned frame that the series shares.
@@ -81,16 +84,19 @@ class SeriesTracker:
             rho = reg.aligned
             if members is not None:  # the same transformation, so the members stay aligned with rho
                 members = follow(members, reg, axes=(1, 2, 3))
+            if replicas is not None:
+                replicas = follow(replicas, reg, axes=(1, 2, 3))
             errors = {k: follow(v, reg) for k, v in errors.items()}
             alignment = Alignment(tuple(float(s) for s in reg.shift), bool(reg.twin), float(reg.correlation))
         particle = fields_of(rho, geometry, self.analysis_config)
         analysis = analyze_object(rho, geometry=geometry, xp=xp, config=self.analysis_config, particle=particle,
-                                  members=members if members is not None and len(members) > 1 else None)
+                                  members=members if members is not None and len(members) > 1 else None,
+                                  replicas=replicas)
         if positions == "object" and alignment != Alignment():
             analysis = in_object_frame(analysis, alignment, rho.shape)
         flags = [] if self.last is None else defect_flags(self.last.analysis, analysis, self.flag_config)
         tracked = TrackedScan(scan, rho, analysis, flags, particle, errors, alignment,
-                              None if self.last is None else self.last.scan, members)
+                              None if self.last is None else self.last.scan, members, replicas)
         self.last = tracked
         return tracked
 

@@ -198,7 +198,7 @@ def _reconstruct(args, out, writer, started: float) -> int:
     intensity, mask, meta = prepared.intensity, prepared.mask, prepared.meta
     det = prepared.detector
     folder = next(p for p in Path(args.out).resolve().parents if p.exists())
-    check_room(folder, intensity.size * (17 + 8 * min(phasing.average, phasing.population)))  # before phasing
+    check_room(folder, intensity.size * (17 + 8 * (min(phasing.average, phasing.population) + phasing.noise_replicas)))
     if det is None:
         voxel = _voxel_nm(meta, intensity.shape, args.voxel_nm)
         peak = peak_metrics(intensity, pixel_inv_nm=tuple(2 * np.pi / (n * v) for n, v in zip(intensity.shape, voxel)))
@@ -248,7 +248,7 @@ def _reconstruct(args, out, writer, started: float) -> int:
 
         info["budget"] = {**choice.record(), "actual_s": round(seconds, 2), "slowness": slowness}
         remember_slowness(slowness_key, seconds, choice.predicted_s, slowness)
-    obj, support, members = result.rho, result.support, result.members
+    obj, support, members, replicas = result.rho, result.support, result.members, result.replicas
     errors = {"amplitude_error": result.amplitude_error, "phase_error": result.phase_error}
     if det is None:
         meta["voxel_nm_zyx"] = voxel
@@ -262,8 +262,9 @@ def _reconstruct(args, out, writer, started: float) -> int:
         if cfg.lab_shape_zyx is not None:
             previous = det.lab_geometry(cfg.lab_shape_zyx, voxel_nm or min(det.voxel_sizes_nm), prepared.q_inv_nm)
         lab = lab_grid(det, support, voxel_nm=voxel_nm, q_inv_nm=prepared.q_inv_nm, previous=previous)
-        lab_obj = to_lab(det, lab, obj, support=support, errors=errors, members=members)
-        obj, support, members, errors = lab_obj.rho, lab_obj.support, lab_obj.members, lab_obj.errors
+        lab_obj = to_lab(det, lab, obj, support=support, errors=errors, members=members, replicas=replicas)
+        obj, support, members, replicas, errors = (lab_obj.rho, lab_obj.support, lab_obj.members, lab_obj.replicas,
+                                                   lab_obj.errors)
         meta["detector_geometry"] = det.to_dict()
         meta["geometry"] = lab.to_dict()
         meta["frame"] = frame_info(lab, det)
@@ -272,7 +273,7 @@ def _reconstruct(args, out, writer, started: float) -> int:
               file=out, flush=True)
     fields = dict(obj=obj, support=support, recipe=result.recipe, metadata=meta, peak=peak, phasing=info,
                   amplitude_error=errors.get("amplitude_error"), phase_error=errors.get("phase_error"),
-                  error_curve=result.error_curve, members=members, compress=False)
+                  error_curve=result.error_curve, members=members, replicas=replicas, compress=False)
     path = write_apart(writer, "write_result", args.out, fields)
     polished = result.metric.get("polished_chi_square")
     print(f"wrote {path}: chi-square {info['chi_square_best']:.4g}"

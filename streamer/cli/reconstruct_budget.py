@@ -53,7 +53,8 @@ def budget_choice(args, phasing, xp, shape, out, limits, *, spent_s: float = 0.0
                                 min_population=min(limits.min_population, phasing.population),
                                 overhead=iteration_overhead(phasing.binned_pixels),
                                 max_memory_bytes=limits.max_memory_gb * 2**30 or None,
-                                search=phasing.search, polish=phasing.polish_er)
+                                search=phasing.search, polish=phasing.polish_er,
+                                replicas=phasing.replica_iterations)
                 chosen = runs_on_stand_in(xp, (choice.population, *choice.shape), threads=phasing.threads or None)
                 settled, stand_in = chosen == stand_in, chosen  # the key the run's own error is remembered under
                 if settled:

@@ -77,7 +77,7 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
            fft_pair_s: Callable[[tuple[int, int, int], int], float], fixed_s: float = 0.0,
            min_population: int = 2, overhead: float = ENGINE_OVERHEAD, crops=CROPS,
            max_memory_bytes: float | None = None, keep_iterations: bool = False,
-           search: tuple[float, int, int] | None = None, polish: int = 0) -> BudgetChoice:
+           search: tuple[float, int, int] | None = None, polish: int = 0, replicas: int = 0) -> BudgetChoice:
     """The best reconstruction of a ``shape`` intensity that fits ``budget_s`` seconds.
 
     ``fft_pair_s(shape, batch)`` is a measured forward + inverse FFT of ``batch`` members of ``shape``;
@@ -87,7 +87,8 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
     feature grow in; members and resolution give way instead). ``search``: a cold start's coarse search
     (``PhasingConfig.search``: crop, candidates, least voxels per axis): where the grid cropped again by that
     factor keeps that many voxels along every axis, each member first runs the recipe that many times there.
-    ``polish``: error-reduction iterations run afterwards on the averaged object alone (one member's cost each).
+    ``polish``: error-reduction iterations run afterwards on the averaged object alone (one member's cost each);
+    ``replicas``: those of its noise replicas (``PhasingConfig.replica_iterations``), likewise.
     When nothing fits, the cheapest candidate is chosen and the reason says it will be late.
     """
     if not budget_s > 0:
@@ -105,6 +106,8 @@ def choose(shape: tuple[int, int, int], budget_s: float, *, recipe: str, populat
             seconds += search[1] * n * overhead * fft_pair_s(coarse, p)
         if polish and p > 1:
             seconds += polish * overhead * fft_pair_s(grid, 1)
+        if replicas:
+            seconds += replicas * overhead * fft_pair_s(grid, 1)
         return fixed_s + seconds
 
     candidates = []
@@ -211,9 +214,11 @@ def on_coarser_grid(reconstructor, shape: tuple[int, int, int]):
         result = reconstructor(np.ascontiguousarray(np.asarray(intensity)[block]), xp=xp, config=config, rng=rng,
                                mask=None if mask is None else np.ascontiguousarray(np.asarray(mask)[block]),
                                start=small_start, **kwargs)
-        members = None if result.members is None else np.stack([fourier_pad(m, full) for m in result.members])
+        members, replicas = (None if a is None else np.stack([fourier_pad(m, full) for m in a])
+                             for a in (result.members, result.replicas))
         return replace(
             result, rho=fourier_pad(result.rho, full), support=_zoom(result.support, full, 0) > 0.5, members=members,
+            replicas=replicas,
             amplitude_error=None if result.amplitude_error is None else _zoom(result.amplitude_error, full, 1),
             phase_error=None if result.phase_error is None else _zoom(result.phase_error, full, 1))
 

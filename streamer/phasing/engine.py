@@ -11,9 +11,10 @@ from pydantic import Field, PositiveInt, field_validator
 
 from streamer.backend import to_numpy
 from streamer.phasing.fft import get_plan, inverse_once
-from streamer.phasing.genetic import BREEDING, METRICS, average_aligned, breed, metric_values
+from streamer.phasing.genetic import BREEDING, METRICS, average_aligned, breed, fitting, metric_values
 from streamer.phasing.operators import PhaseConstraint, PhasingState, ShrinkWrap, polish_object
 from streamer.phasing.recipe import DEFAULT_RECIPE, parse_recipe
+from streamer.phasing.replicas import replicas_of
 from streamer.phasing.starts import (
     autocorrelation_support,
     converged_support,
@@ -46,6 +47,9 @@ class PhasingConfig(Settings):
     # ER iterations polishing a cold start's average (never a warm one's); off: it added false lines and lowered
     # antiphase correlations on the scoring cases (BENCHMARKS.md, "A polished average")
     polish_er: int = Field(0, ge=0)
+    # noise replicas of the average, for the strain energy's error (streamer/phasing/replicas.py): how many, ER of each
+    noise_replicas: int = Field(4, ge=0)
+    noise_replica_er: int = Field(50, ge=1)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool | Literal["auto"] = "auto"  # "auto": only where a budget can't afford a cold start (phasing.md)
@@ -109,6 +113,11 @@ class PhasingConfig(Settings):
             return None
         return self.coarse_crop, len(self.coarse_thresholds), self.coarse_min_voxels
 
+    @property
+    def replica_iterations(self) -> int:
+        """Error-reduction iterations of one object that the noise replicas cost (for a time budget)."""
+        return self.noise_replicas * self.noise_replica_er
+
     @field_validator("recipe", "warm_recipe")
     @classmethod
     def _parses(cls, text: str) -> str:
@@ -130,6 +139,7 @@ class PhasingResult:
     phase_error: np.ndarray | None = None
     error_curve: np.ndarray | None = None  # chi-square of the best member at every iteration
     members: np.ndarray | None = None  # the aligned members that were averaged
+    replicas: np.ndarray | None = None  # noise replicas of rho, aligned with it (``noise_replicas``)
     generations: int = 1
     warm_started: bool = False
     metric: dict = field(default_factory=dict)
@@ -347,18 +357,6 @@ def next_generation(problem: Problem, gen: Generation) -> tuple[np.ndarray, np.n
     return breed(gen.rho, gen.support, ranking, problem.config.breeding)
 
 
-def fitting(candidates: np.ndarray, chi_square, max_ratio: float) -> np.ndarray:
-    """The ``candidates`` (member indices, best first) whose chi-square is within ``max_ratio`` of the lowest of
-    theirs: members that fit the data about as well as the best, in their order (the first, the ranking's best
-    by any metric, always)."""
-    chi = np.asarray(chi_square, np.float64)[candidates]
-    if not np.isfinite(chi).any():
-        return candidates
-    fits = chi <= max_ratio * np.nanmin(chi)
-    fits[0] = True
-    return candidates[fits]
-
-
 def join(generations: list[Generation]) -> Generation:
     """Shards of one generation, in member order, as one."""
     return Generation(np.concatenate([g.rho for g in generations]), np.concatenate([g.support for g in generations]),
@@ -392,10 +390,11 @@ def finish(problem: Problem, gens: list[Generation], *, xp=np) -> PhasingResult:
                                       binned=cfg.binned_pixels)
     curve = np.concatenate([g.errors[:, best] for g in gens]).astype(np.float32)
     op = parse_recipe(problem.recipe, beta=cfg.hio_beta)
+    replicas = replicas_of(problem, rho, support, xp=xp)
     return PhasingResult(
         rho=rho, support=support, chi_square=last.chi_square, best=best, recipe=str(op),
         iterations=op.iterations, amplitude_error=amp_err, phase_error=phase_err, error_curve=curve,
-        members=members, generations=len(gens), warm_started=problem.warm,
+        members=members, replicas=replicas, generations=len(gens), warm_started=problem.warm,
         metric={"name": cfg.metric, "best": float(scores[best]), "averaged": len(keep),
                 "chi_square": [float(f"{v:.4g}") for v in np.asarray(last.chi_square, np.float64)],
                 **({} if polished is None else {"polished_chi_square": float(f"{polished:.4g}")})},

@@ -80,3 +80,15 @@ def average_aligned(members: np.ndarray, reference_index: int = 0, min_agreement
     dphi = np.angle(aligned * np.conj(mean)[None])
     phase_err = np.sqrt(np.mean(dphi**2, axis=0)).astype(np.float32)
     return mean.astype(np.complex64), amp_err, phase_err, aligned, agree
+
+
+def fitting(candidates: np.ndarray, chi_square, max_ratio: float) -> np.ndarray:
+    """The ``candidates`` (member indices, best first) whose chi-square is within ``max_ratio`` of the lowest of
+    theirs: members that fit the data about as well as the best, in their order (the first, the ranking's best
+    by any metric, always)."""
+    chi = np.asarray(chi_square, np.float64)[candidates]
+    if not np.isfinite(chi).any():
+        return candidates
+    fits = chi <= max_ratio * np.nanmin(chi)
+    fits[0] = True
+    return candidates[fits]

@@ -8,6 +8,7 @@ Layout (HDF5)::
     /result/phase_error       float32   (z, y, x)  radians
     /result/error_curve       float32   (n_iterations,) error of the best member per iteration
     /result/members           complex64 (K, z, y, x)  optional: aligned members that were averaged
+    /result/replicas          complex64 (R, z, y, x)  optional: the object's noise replicas (the energy's error)
     /result attrs             recipe (str), schema (int), and the JSON strings peak, metadata, phasing;
                                frame (str) and voxel_nm (float) when the metadata says them
                                metadata holds geometry (dict: the object's grid), run, scan, voltage_v,
@@ -26,13 +27,14 @@ import numpy as np
 from streamer.recording.room import check_room
 
 SCHEMA = 1
-_ARRAYS = ("object", "support", "amplitude_error", "phase_error", "error_curve", "members")
+_ARRAYS = ("object", "support", "amplitude_error", "phase_error", "error_curve", "members", "replicas")
 
 
 def write_result(path: str | Path, *, obj: np.ndarray, support: np.ndarray, recipe: str, metadata: dict,
                  peak: dict | None = None, phasing: dict | None = None, amplitude_error: np.ndarray | None = None,
                  phase_error: np.ndarray | None = None, error_curve: np.ndarray | None = None,
-                 members: np.ndarray | None = None, compress: bool = True) -> Path:
+                 members: np.ndarray | None = None, compress: bool = True,
+                 replicas: np.ndarray | None = None) -> Path:
     """Write one reconstruction; missing error bars are stored as zeros (one member, no spread).
 
     ``compress=False`` stores the float and complex arrays as they are: a reconstruction's noise leaves gzip
@@ -53,8 +55,9 @@ def write_result(path: str | Path, *, obj: np.ndarray, support: np.ndarray, reci
         "phase_error": zeros if phase_error is None else np.asarray(phase_error, np.float32),
         "error_curve": np.zeros(0, np.float32) if error_curve is None else np.asarray(error_curve, np.float32),
     }
-    if members is not None:
-        arrays["members"] = np.asarray(members, np.complex64)
+    for name, extra in (("members", members), ("replicas", replicas)):
+        if extra is not None:
+            arrays[name] = np.asarray(extra, np.complex64)
     check_room(path.parent, sum(a.nbytes for a in arrays.values()))
     tmp = path.with_name(path.name + ".partial")
     with h5py.File(tmp, "w") as f:
@@ -98,6 +101,7 @@ def read_result(path: str | Path) -> dict:
     except OSError as exc:
         raise ValueError(f"cannot read result file {path}: {exc}") from None
     out.setdefault("members", None)
+    out.setdefault("replicas", None)
     return out
 
 

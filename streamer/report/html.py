@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 VIEW3D_JS = Path(__file__).resolve().parents[1] / "web" / "static" / "view3d.js"
 ODD_NOTE = ("the energy of the strain's odd part about the particle's centre, left out of the strain energy: one "
             "reflection fixes it only at second order, a twin reverses it, and a scan's reconstructions disagree on it")
+NOISE_NOTE = ("of the strain energy, what the counting noise alone gives (read from the reconstruction's noise "
+              "replicas): part of the error bar; a strain-free particle's energy is all noise")
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -112,7 +114,7 @@ def _view3d(scenes: dict) -> list[str]:
 
 def _energy_cell(strain) -> str:
     """The strain energy with its error bar (the upper end of ``energy_j_range`` less the energy), and beneath
-    it the energy of the strain's odd part that ``energy_j`` leaves out (docs/events.md)."""
+    it the noise's part of it and the energy of the strain's odd part that ``energy_j`` leaves out (docs/events.md)."""
     strain = strain if isinstance(strain, dict) else {}
     energy, span = strain.get("energy_j"), strain.get("energy_j_range")
     if not isinstance(energy, (int, float)):
@@ -120,6 +122,9 @@ def _energy_cell(strain) -> str:
     text = f"{energy:.3g}"
     if isinstance(span, (list, tuple)) and len(span) == 2 and isinstance(span[1], (int, float)):
         text += f" &plusmn; {span[1] - energy:.2g}"
+    noise = strain.get("noise_energy_j")
+    if isinstance(noise, (int, float)) and noise > 0:
+        text += f"<br><small title='{html.escape(NOISE_NOTE)}'>noise: {noise:.2g}</small>"
     odd = strain.get("odd_energy_j")
     if isinstance(odd, (int, float)) and odd > 0:
         text += f"<br><small title='{html.escape(ODD_NOTE)}'>odd part: {odd:.2g}</small>"

@@ -85,8 +85,9 @@ class RecordingConfig(Settings):
     min_free_mb: float = Field(256.0, ge=0)  # frames are not recorded while the disk has less free (an alarm)
     keep_results: bool = True  # every live reconstruction also written as a result file (results/<run>/)
     results_budget_gb: float = Field(50.0, gt=0)  # result files beyond this are not written (an alarm)
-    # the result files also hold the averaged members (K times the object's disk): an offline analysis of the run
-    # then gives the live error bars (the members' jackknife) and the live member checks of vortex lines
+    # the result files also hold the averaged members and the noise replicas (K + R times the object's disk): an
+    # offline analysis of the run then gives the live error bars (the members' jackknife, the replicas' noise) and
+    # the live member checks of vortex lines
     keep_members: bool = False
 
 

@@ -182,7 +182,8 @@ class ScanProcessor:
                       population=cfg.population, fft_pair_s=lambda s, n: self.costs(s, n) * slowness,
                       fixed_s=self._fixed_s.get(run, b.fixed_s), min_population=min(b.min_population, cfg.population),
                       max_memory_bytes=b.max_memory_gb * 2**30 or None, keep_iterations=warm,
-                      search=None if warm else cfg.search, polish=0 if warm else cfg.polish_er)
+                      search=None if warm else cfg.search, polish=0 if warm else cfg.polish_er,
+                      replicas=cfg.replica_iterations)
 
     @staticmethod
     def _binned(geometry) -> tuple[int, int, int]:
@@ -336,7 +337,8 @@ class ScanProcessor:
         return {"obj": result.rho, "support": result.tracked.particle.support, "recipe": result.phasing.get("recipe", ""),
                 "metadata": metadata, "peak": job.peak, "phasing": result.phasing,
                 "amplitude_error": errors.get("amplitude_error"), "phase_error": errors.get("phase_error"),
-                "members": result.tracked.members if self.config.recording.keep_members else None}
+                "members": result.tracked.members if self.config.recording.keep_members else None,
+                "replicas": result.tracked.replicas if self.config.recording.keep_members else None}
 
     def failed(self, job: ScanJob) -> dict:
         """The event of a scan whose processing failed; a bare record if even that cannot be built."""

@@ -213,3 +213,41 @@ def test_the_energy_is_the_same_whichever_twins_an_average_mixed(rng):
     assert t["energy_j"] == pytest.approx(e["energy_j"], rel=1e-3, abs=0)
     assert m["energy_j"] == pytest.approx(e["energy_j"], rel=0.02, abs=0)
     assert m["odd_energy_j"] < 1e-3 * e["odd_energy_j"]  # what the twins disagree on cancels in their average
+
+
+def _smooth_noise(rng, shape, rms_rad: float, sigma_voxels: float = 1.5) -> np.ndarray:
+    """Phase noise smooth over a few voxels across the layers, as a reconstruction's is (its resolution spans them)."""
+    from scipy import ndimage
+
+    n = ndimage.gaussian_filter(rng.standard_normal(shape), (0, sigma_voxels, sigma_voxels))
+    return rms_rad * n / n.std()
+
+
+def test_noise_replicas_say_how_much_of_the_energy_is_noise(rng):
+    """A strain-free plate's energy is all noise (the answer is zero). Its noise is smooth over the resolution, so
+    the neighbours' differences see a part of it and the bar stops short of zero; replicas (the object with the
+    noise drawn once more, as streamer/phasing/replicas.py makes them) measure the whole of it, and the bar reaches
+    zero. A real strain keeps its bar far from zero: the noise is a small part of its energy."""
+    shape = (16, 32, 32)
+
+    def noise():
+        return np.exp(-1j * _smooth_noise(rng, shape, 0.02))
+
+    def read(obj):
+        fields = particle_fields(obj, voxel_nm=VOXEL, q_inv_nm=Q)
+        replicas = np.stack([obj * noise() for _ in range(4)])
+        return (strain_energy_estimate(fields, voxel_nm=VOXEL, q_inv_nm=Q),
+                strain_energy_estimate(fields, voxel_nm=VOXEL, q_inv_nm=Q, replicas=replicas))
+
+    alone, e = read(_thin_plate(rng) * noise())
+    assert alone["noise_energy_j"] < 0.6 * alone["energy_j"] and alone["energy_j_range"][0] > 0
+    assert e["noise_energy_j"] == pytest.approx(e["energy_j"], rel=0.3, abs=0)  # all of it
+    assert e["energy_j_range"][0] == 0 and np.isfinite(e["noise_scatter_j"]) and e["noise_scatter_j"] > 0
+    assert e["energy_j"] == alone["energy_j"]  # the replicas change the error, never the energy
+
+    _, s = read(_thin_plate(rng, eps=_band) * noise())
+    assert s["noise_energy_j"] < 0.2 * s["energy_j"] and s["energy_j_range"][0] > 0.7 * s["energy_j"]
+    assert s["energy_j_range"][0] > 3 * e["energy_j_range"][1]  # the strain stands out of the strain-free plate's bar
+    fields = particle_fields(_thin_plate(rng), voxel_nm=VOXEL, q_inv_nm=Q)
+    with pytest.raises(ValueError, match="replicas must be"):
+        strain_energy_estimate(fields, voxel_nm=VOXEL, q_inv_nm=Q, replicas=np.ones((2, 16, 32, 4), complex))

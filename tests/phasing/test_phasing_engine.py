@@ -17,8 +17,7 @@ from streamer.phasing.alignment import (
     shift_array,
     twin_image,
 )
-from streamer.phasing.engine import fitting
-from streamer.phasing.genetic import average_aligned, breed, metric_values
+from streamer.phasing.genetic import average_aligned, breed, fitting, metric_values
 from streamer.phasing.starts import autocorrelation_support
 from streamer.phasing.kernels import Kernels
 from streamer.phasing.recipe import parse_recipe

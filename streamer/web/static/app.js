@@ -15,8 +15,10 @@ const energyText = (s) => { // the strain energy with its error bar (energy_j_ra
   const hi = (s.energy_j_range || [])[1];
   return (typeof s.energy_j === "number" && typeof hi === "number") ? `${sci(s.energy_j)} ± ${sci(hi - s.energy_j)}` : sci(s.energy_j);
 };
-const energyTitle = (s) => (typeof s.odd_energy_j === "number") ? // what energy_j leaves out (docs/events.md)
-  `odd part: ${sci(s.odd_energy_j)} J, left out of the energy (one reflection fixes it only at second order; a twin reverses it)` : "";
+const energyTitle = (s) => [ // the noise's part of energy_j, and what energy_j leaves out (docs/events.md)
+  (typeof s.noise_energy_j === "number") ? `noise: ${sci(s.noise_energy_j)} J of it, what the counting noise alone gives (in the error bar)` : "",
+  (typeof s.odd_energy_j === "number") ? `odd part: ${sci(s.odd_energy_j)} J, left out of the energy (one reflection fixes it only at second order; a twin reverses it)` : "",
+].filter(Boolean).join("\n");
 
 function f32(packed) {
   const s = atob(packed.f32);
