@@ -8,7 +8,10 @@ scans' mean, the coefficient of variation across scans, how many error bars excl
 CV <= 20% and none on the pristine control), the spread of (energy - mean) / bar, and each change from one scan to
 the next in combined bars (the reference asks more than 3 where the boundary appears and where it resolves).
 
-    .venv/bin/python benchmarks/energy_of_results.py RUN_FOLDER [RUN_FOLDER ...] [--quiet]
+    .venv/bin/python benchmarks/energy_of_results.py RUN_FOLDER [RUN_FOLDER ...] [--quiet] [--without-replicas]
+
+``--without-replicas`` reads the files as if they had kept no noise replicas: the error bar as before them (the noise
+from neighbouring voxels), on the same objects.
 """
 
 from __future__ import annotations
@@ -23,17 +26,19 @@ from streamer.analysis.offline import result_strain_energy
 from streamer.recording.result_file import read_result
 
 
-def run_energies(folder: Path) -> list[dict]:
+def run_energies(folder: Path, replicas: bool = True) -> list[dict]:
     """Each result file's scan, energy, error bar, noise and odd energies, and how many members and replicas it kept."""
     rows = []
     for path in sorted(folder.glob("results/*/scan-*.h5")):
         result = read_result(path)
-        members, replicas = result.get("members"), result.get("replicas")
+        if not replicas:
+            result["replicas"] = None
+        members, kept = result.get("members"), result.get("replicas")
         e = result_strain_energy(result)
         rows.append({"scan": result["metadata"].get("scan", path.stem), "energy_j": e["energy_j"],
                      "error_j": e["energy_error_j"], "odd_energy_j": e["odd_energy_j"],
                      "noise_energy_j": e["noise_energy_j"], "members": 0 if members is None else len(members),
-                     "replicas": 0 if replicas is None else len(replicas)})
+                     "replicas": 0 if kept is None else len(kept)})
     return rows
 
 
@@ -53,9 +58,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="+", help="run folders holding results/<run>/scan-*.h5")
     ap.add_argument("--quiet", action="store_true", help="the runs' summaries only")
+    ap.add_argument("--without-replicas", action="store_true", help="leave kept noise replicas out (bars as before)")
     args = ap.parse_args()
     for folder in args.runs:
-        rows = run_energies(folder)
+        rows = run_energies(folder, replicas=not args.without_replicas)
         if not rows:
             raise SystemExit(f"no result files under {folder}/results")
         print(f"## {folder}")

@@ -7,7 +7,7 @@ even strain's, as the service reads an object), the seconds they took, and the e
 the object with them: the noise's energy (the replicas' even strain less the object's), their spread, and the
 error bar. On a strain-free particle the noise's energy should be about the object's whole energy.
 
-    .venv/bin/python benchmarks/noise_replicas.py RECORDING.h5 --scan 1 --iterations 50 100 200 400
+    .venv/bin/python benchmarks/noise_replicas.py RECORDING.h5 --scan 1 --iterations 5 10 20 50 400
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("recording", type=Path)
     ap.add_argument("--scan", type=int, default=0)
     ap.add_argument("--count", type=int, default=4, help="replicas per setting (default 4)")
-    ap.add_argument("--iterations", type=int, nargs="+", default=[50], help="ER iterations of each replica")
+    ap.add_argument("--iterations", type=int, nargs="+", default=[20], help="ER iterations of each replica")
     ap.add_argument("--seed", type=int, default=0, help="the phasing's seed")
     args = ap.parse_args()
     service = load_config(None, ServiceConfig, {"detector": recorded_preparation(args.recording, None)})

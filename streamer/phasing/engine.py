@@ -49,7 +49,7 @@ class PhasingConfig(Settings):
     polish_er: int = Field(0, ge=0)
     # noise replicas of the average, for the strain energy's error (streamer/phasing/replicas.py): how many, ER of each
     noise_replicas: int = Field(4, ge=0)
-    noise_replica_er: int = Field(50, ge=1)
+    noise_replica_er: int = Field(20, ge=1)
     metric: Literal[METRICS] = "chi"
     breeding: Literal[BREEDING] = "sqrt_ab"
     warm_start: bool | Literal["auto"] = "auto"  # "auto": only where a budget can't afford a cold start (phasing.md)

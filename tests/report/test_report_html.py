@@ -40,7 +40,7 @@ def test_the_report_says_the_flags_in_words_with_their_records(run_dir):
     text = build_report(run_dir)
     assert ("New screw dislocation pair, 107 nm apart, 91 nm below the surface (confidence 1.0): a nucleation "
             "stress of about 74 MPa") in text
-    assert "<td>9.7e-18 &plusmn; 1.7e-18<br><small title=" in text  # scan 0's strain energy with its error bar
+    assert "<td>9.7e-18 &plusmn; 1.6e-18<br><small title=" in text  # scan 0's strain energy with its error bar
     assert "energy is all noise'>noise: 1.3e-18</small><br>" in text  # the noise's part of it
     assert "a scan&#x27;s reconstructions disagree on it'>odd part: 3.6e-18</small></td>" in text
     assert "it left through the surface (confidence 1.0)" in text

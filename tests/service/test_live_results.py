@@ -65,16 +65,17 @@ def test_results_can_be_turned_off(tmp_path):
 
 
 def test_result_files_can_keep_the_members_and_the_offline_analysis_then_gives_the_live_error_bars(tmp_path):
-    """Without its members an offline analysis has no members' jackknife in the energy's error bar; with
-    ``keep_members`` the files hold them (aligned with the object) and the run's energies read back as live."""
+    """Without its members and noise replicas an offline analysis has neither the members' jackknife nor the
+    replicas' noise in the energy's error bar; with ``keep_members`` the files hold both (aligned with the object)
+    and the run's energies read back as live."""
     _run(tmp_path, scans=2, keep_members=True)
     files = sorted((tmp_path / "results").glob("*/scan-*.h5"))
     results = [read_result(f) for f in files]
-    assert all(r["members"].shape == (2, 16, 16, 16) for r in results)
+    assert all(r["members"].shape == (2, 16, 16, 16) and r["replicas"].shape == (4, 16, 16, 16) for r in results)
     live = read_events(tmp_path / "events.jsonl")
     offline = analyze_series(results, xp=np)
     assert [e["strain"] for e in offline] == [e["strain"] for e in live]
-    bare = analyze_series([{**r, "members": None} for r in results], xp=np)
+    bare = analyze_series([{**r, "members": None, "replicas": None} for r in results], xp=np)
     assert [e["strain"]["energy_j"] for e in bare] == [e["strain"]["energy_j"] for e in live]
     assert [e["strain"]["energy_j_range"] for e in bare] != [e["strain"]["energy_j_range"] for e in live]
 
