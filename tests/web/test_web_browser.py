@@ -119,8 +119,9 @@ def test_replay_on_the_live_page_flags_the_pair_and_sends_the_decision(browser, 
     browser.get(web.url)
     _wait(browser, "return document.body.dataset.ready === '1'", 20)
     assert run_replay(recording, to=pipeline.frames_endpoint, out=io.StringIO()) == 0
+    # six reconstructions at the live default: well within a minute alone, minutes on a host shared with other runs
     _wait(browser, "return document.querySelectorAll('#timeline tbody tr').length === 6 && "
-                   "document.getElementById('slices-title').textContent.includes('scan 5')")
+                   "document.getElementById('slices-title').textContent.includes('scan 5')", 300)
 
     rows = {int(r.get_attribute("data-scan")): r.find_element(By.CSS_SELECTOR, "td.flags").text
             for r in browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")}
