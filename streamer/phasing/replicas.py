@@ -6,8 +6,8 @@ A replica starts from the averaged object and runs ``iterations`` of error reduc
 against sqrt(Poisson(I)) (I the measured intensity, in counts; unmeasured voxels as they are). The replica then
 differs from the object as the object differs from the noise-free one: by one draw of the data's noise, carried
 through the same constraints. On the demo's pristine plate the noise's energy the replicas read was the same after
-5 to 400 iterations (within 2%), and about the object's whole energy, as a strain-free particle's should be
-(BENCHMARKS.md, "Noise replicas").
+5 to 400 iterations (within 3%), and 0.5-1.3 of the object's energy, which for a strain-free particle is mostly
+noise (BENCHMARKS.md, "Noise replicas").
 """
 
 from __future__ import annotations
