@@ -271,8 +271,7 @@ def strain_energy_estimate(particle: ParticleFields, *, voxel_nm: float, q_inv_n
     particle cuts of ``ENERGY_THRESHOLDS``. Returns ``energy_j``, ``energy_error_j``, ``energy_j_range`` (energy -+
     error, not below 0), ``noise_energy_j``, ``noise_scatter_j`` (NaN without replicas), ``members_error_j`` (NaN
     without members), ``energy_density_j_per_m3``, ``odd_energy_j``, ``gradient_energy_j``,
-    ``strain_gradient_per_nm`` (along q), ``rms_strain`` (the whole
-    strain's), ``volume_m3``, ``strain_voxels``.
+    ``strain_gradient_per_nm`` (along q), ``rms_strain`` (the whole strain's), ``volume_m3``, ``strain_voxels``.
     """
     strain = particle.strain
     inside = np.isfinite(strain)
